@@ -1,0 +1,100 @@
+"""YouTube clip references: the unit every part of the package agrees on.
+
+Annotations name clips, not audio. A clip is a YouTube id plus a time window on the video; the
+window may be unknown (release-shape records without source metadata). Parsing lives here once so
+that no module ever splits an id on ``_`` (YouTube ids contain ``_`` and ``-``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+YTID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
+YTID_LENGTH = 11
+#: AudioSet strong-label segments are 10 s long, starting at the millisecond offset in their id.
+AUDIOSET_SEGMENT_S = 10.0
+
+
+class ClipError(ValueError):
+    """A clip reference that cannot name a real YouTube segment."""
+
+
+def check_ytid(ytid: object) -> str:
+    """Return ``ytid`` if it is an 11-character YouTube id, else raise :class:`ClipError`."""
+    if not isinstance(ytid, str) or not YTID_RE.match(ytid):
+        raise ClipError(f"ytid {ytid!r} is not an 11-character YouTube id (letters, digits, '_' and '-')")
+    return ytid
+
+
+def _check_time(name: str, value: object) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ClipError(f"{name} must be a number of seconds, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ClipError(f"{name} must be a finite, non-negative number of seconds, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A segment ``[start_s, end_s)`` of the YouTube video ``ytid``; times are ``None`` when unknown."""
+
+    ytid: str
+    start_s: Optional[float] = None
+    end_s: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        check_ytid(self.ytid)
+        start = _check_time("start_s", self.start_s)
+        end = _check_time("end_s", self.end_s)
+        if (start is None) != (end is None):
+            raise ClipError(f"clip {self.ytid}: give both start_s and end_s or neither, got {start!r}, {end!r}")
+        if start is not None and end is not None and end <= start:
+            raise ClipError(f"clip {self.ytid}: end_s ({end}) must be after start_s ({start})")
+        object.__setattr__(self, "start_s", start)
+        object.__setattr__(self, "end_s", end)
+
+    @property
+    def has_times(self) -> bool:
+        return self.start_s is not None
+
+    @property
+    def duration_s(self) -> Optional[float]:
+        return None if self.start_s is None or self.end_s is None else self.end_s - self.start_s
+
+    @property
+    def key(self) -> str:
+        """A stable, filename-safe key: ``<ytid>_<start ms>_<end ms>`` (or the bare ytid when untimed)."""
+        if self.start_s is None or self.end_s is None:
+            return self.ytid
+        return f"{self.ytid}_{round(self.start_s * 1000)}_{round(self.end_s * 1000)}"
+
+    def to_dict(self) -> dict:
+        return {"ytid": self.ytid, "start_s": self.start_s, "end_s": self.end_s}
+
+    @classmethod
+    def from_segment_id(cls, segment_id: str, duration_s: float = AUDIOSET_SEGMENT_S) -> Clip:
+        """Parse an AudioSet strong-label ``segment_id`` (``<11-char ytid>_<start ms>``).
+
+        The id is the first 11 characters; what follows the separating ``_`` is the start in ms.
+        """
+        ytid, start_ms = parse_segment_id(segment_id)
+        start = start_ms / 1000.0
+        return cls(ytid, start, start + duration_s)
+
+
+def parse_segment_id(segment_id: str) -> tuple[str, int]:
+    """Split ``<11-char ytid>_<start ms>`` into ``(ytid, start_ms)`` without splitting the id on ``_``."""
+    if (
+        not isinstance(segment_id, str)
+        or len(segment_id) < YTID_LENGTH + 2
+        or segment_id[YTID_LENGTH] != "_"
+        or not segment_id[YTID_LENGTH + 1 :].isdigit()
+    ):
+        raise ClipError(f"segment_id {segment_id!r} is not '<11-char YouTube id>_<start ms>'")
+    return check_ytid(segment_id[:YTID_LENGTH]), int(segment_id[YTID_LENGTH + 1 :])
