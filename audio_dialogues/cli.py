@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+
+from .annotations import Record, read_split
+from .source_metadata import metadata_sources, open_source_metadata
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -27,6 +30,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+# --- shared: where annotations and their source metadata come from ------------------------------
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, *, split: bool = True) -> None:
+    """Options naming annotation files and the source metadata that completes release-shape records."""
+    parser.add_argument("--data-dir", required=True, help="folder holding {config}_{split}.json or .jsonl")
+    if split:
+        parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--strong-labels", action="append", metavar="TSV",
+                        help="AudioSet strong-label TSV (path or URL); repeat for train and eval")
+    parser.add_argument("--musiccaps-csv", metavar="CSV", help="MusicCaps metadata CSV (path or URL)")
+    parser.add_argument("--ontology", metavar="JSON", help="AudioSet ontology JSON (path or URL), to name labels")
+    parser.add_argument("--download-metadata", action="store_true",
+                        help="fetch missing metadata from its official URLs (cached)")
+
+
+def source_kwargs(args: argparse.Namespace) -> dict:
+    """The metadata options of :func:`add_source_arguments` as builder/library keyword arguments."""
+    return {
+        "strong_labels": args.strong_labels,
+        "musiccaps_csv": args.musiccaps_csv,
+        "ontology": args.ontology,
+        "download_metadata": args.download_metadata,
+    }
+
+
+def read_records(args: argparse.Namespace, config: str) -> list[Record]:
+    """The validated records of ``args.split`` of ``config``, completed from source metadata."""
+    metadata = open_source_metadata(metadata_sources(config, **source_kwargs(args)))
+    return read_split(config, args.split, data_dir=args.data_dir, metadata=metadata)
 
 
 # --- core: demo, prepare (issue 2) ---------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 YTID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
 YTID_LENGTH = 11
@@ -29,7 +28,7 @@ def check_ytid(ytid: object) -> str:
     return ytid
 
 
-def _check_time(name: str, value: object) -> Optional[float]:
+def _check_time(name: str, value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -45,8 +44,8 @@ class Clip:
     """A segment ``[start_s, end_s)`` of the YouTube video ``ytid``; times are ``None`` when unknown."""
 
     ytid: str
-    start_s: Optional[float] = None
-    end_s: Optional[float] = None
+    start_s: float | None = None
+    end_s: float | None = None
 
     def __post_init__(self) -> None:
         check_ytid(self.ytid)
@@ -64,7 +63,7 @@ class Clip:
         return self.start_s is not None
 
     @property
-    def duration_s(self) -> Optional[float]:
+    def duration_s(self) -> float | None:
         return None if self.start_s is None or self.end_s is None else self.end_s - self.start_s
 
     @property

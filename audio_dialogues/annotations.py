@@ -1,0 +1,310 @@
+"""Reading and validating annotation files into typed records.
+
+Two record shapes are accepted, detected per file:
+
+- canonical (this project's own, what regeneration writes), one JSON object per line::
+
+      {"id": str, "clips": [{"ytid", "start_s", "end_s"}], "turns": [{"user", "assistant"}], "meta": {...}}
+
+- the authors' release shape, as read by Audio Flamingo's chat code, a JSON array of::
+
+      {"audio_id": "Y<ytid>.wav", "dialogue": [{"user", "assistant"}]}      (``audio_ids`` for comparison)
+
+Release records carry no clip window and no id: windows come from source metadata when given (else
+they stay unknown), ids are derived from the clip ids so they are stable across rebuilds.
+
+Every problem raises :class:`AnnotationError` naming the file, the record (line or array index) and
+what is wrong, so a bad record in a 100k-line file is found in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .clips import YTID_LENGTH, Clip, ClipError
+from .source_metadata import SourceMetadata
+
+CONFIGS = ("audioset", "music", "comparison")
+SPLITS = ("train", "test")
+#: How many clips a record of each config names.
+CLIP_COUNTS = {"audioset": (1, 1), "music": (1, 1), "comparison": (2, 4)}
+ANNOTATION_SUFFIXES = (".jsonl", ".json")
+
+DataFiles = Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]
+
+
+class AnnotationError(ValueError):
+    """An annotation file or record that cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    user: str
+    assistant: str
+
+    def to_dict(self) -> dict:
+        return {"user": self.user, "assistant": self.assistant}
+
+
+@dataclass(slots=True)
+class Record:
+    """One dialogue: its clips, its turns and whatever source metadata came with it."""
+
+    id: str
+    clips: list[Clip]
+    turns: list[Turn]
+    meta: dict = field(default_factory=dict)
+    #: ``file:line`` (JSONL) or ``file[index]`` (JSON array), for error messages downstream.
+    origin: str = ""
+
+
+def check_config(config: str) -> str:
+    if config not in CONFIGS:
+        raise AnnotationError(f"unknown config {config!r}; expected one of {', '.join(CONFIGS)}")
+    return config
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise AnnotationError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return split
+
+
+def split_files(
+    config: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    data_files: DataFiles | None = None,
+) -> dict[str, list[Path]]:
+    """Annotation files per split: explicit ``data_files``, else ``{config}_{split}.json[l]`` in ``data_dir``.
+
+    A split with no file is absent from the result; a split with both ``.json`` and ``.jsonl`` is an error
+    (which one is current would be a guess).
+    """
+    check_config(config)
+    if data_files:
+        files = {}
+        for split, paths in data_files.items():
+            check_split(split)
+            paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+            files[split] = [Path(p) for p in paths]
+            for p in files[split]:
+                if not p.is_file():
+                    raise AnnotationError(f"{p}: annotation file for split {split!r} does not exist")
+        return files
+    if data_dir is None:
+        raise AnnotationError(
+            f"no annotations given for config {config!r}: pass data_dir (holding {config}_train.jsonl / "
+            f"{config}_test.json ...) or data_files={{'train': ..., 'test': ...}}"
+        )
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise AnnotationError(f"{data_dir}: data_dir is not a directory")
+    files = {}
+    for split in SPLITS:
+        found = [data_dir / f"{config}_{split}{suffix}" for suffix in ANNOTATION_SUFFIXES]
+        found = [p for p in found if p.is_file()]
+        if len(found) > 1:
+            raise AnnotationError(f"{data_dir}: both {found[0].name} and {found[1].name} exist; keep one")
+        if found:
+            files[split] = found
+    if not files:
+        raise AnnotationError(f"{data_dir}: no {config}_train.json[l] or {config}_test.json[l] found")
+    return files
+
+
+def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, object)`` for each record of a JSON array or JSON Lines file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{path}: not UTF-8 text ({e})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise AnnotationError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+        for index, obj in enumerate(data):
+            yield f"{path}[{index}]", obj
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            hint = " (a pretty-printed JSON object? use one object per line, or a JSON array)" if lineno == 1 else ""
+            raise AnnotationError(f"{path}:{lineno}: malformed JSON Lines record: {e.msg}{hint}") from None
+        yield f"{path}:{lineno}", obj
+
+
+def _str(where: str, name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise AnnotationError(f"{where}: {name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise AnnotationError(f"{where}: {name} is empty")
+    return value
+
+
+def _turns(where: str, value: Any, name: str) -> list[Turn]:
+    if not isinstance(value, list):
+        raise AnnotationError(f"{where}: {name} must be a list of {{'user', 'assistant'}} objects")
+    if not value:
+        raise AnnotationError(f"{where}: {name} is empty: a dialogue needs at least one turn")
+    turns = []
+    for i, turn in enumerate(value):
+        if not isinstance(turn, dict) or "user" not in turn or "assistant" not in turn:
+            raise AnnotationError(f"{where}: {name}[{i}] must be an object with 'user' and 'assistant'")
+        turns.append(Turn(_str(where, f"{name}[{i}].user", turn["user"]),
+                          _str(where, f"{name}[{i}].assistant", turn["assistant"])))
+    return turns
+
+
+def _clip(where: str, i: int, value: Any) -> Clip:
+    if not isinstance(value, dict) or "ytid" not in value:
+        raise AnnotationError(f"{where}: clips[{i}] must be an object with 'ytid', 'start_s', 'end_s'")
+    try:
+        return Clip(value["ytid"], value.get("start_s"), value.get("end_s"))
+    except ClipError as e:
+        raise AnnotationError(f"{where}: clips[{i}]: {e}") from None
+
+
+def ytid_from_audio_id(where: str, audio_id: Any) -> str:
+    """``Y<ytid>.wav`` or ``<ytid>.wav`` -> ytid; anything with a folder in it is refused, not resolved."""
+    if not isinstance(audio_id, str) or not audio_id:
+        raise AnnotationError(f"{where}: audio_id must be a file name like 'Y<ytid>.wav', got {audio_id!r}")
+    if "/" in audio_id or "\\" in audio_id or audio_id.startswith(".") or os.path.isabs(audio_id):
+        raise AnnotationError(f"{where}: audio_id {audio_id!r} has a path in it; only a file name is allowed")
+    stem = audio_id.rsplit(".", 1)[0] if "." in audio_id else audio_id
+    if len(stem) == YTID_LENGTH + 1 and stem.startswith("Y"):
+        stem = stem[1:]
+    try:
+        return Clip(stem).ytid
+    except ClipError as e:
+        raise AnnotationError(f"{where}: audio_id {audio_id!r}: {e}") from None
+
+
+def _check_meta(where: str, meta: Any) -> dict:
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise AnnotationError(f"{where}: meta must be an object")
+    events = meta.get("sound_events", [])
+    if not isinstance(events, list):
+        raise AnnotationError(f"{where}: meta.sound_events must be a list")
+    for i, e in enumerate(events):
+        if not isinstance(e, dict) or not isinstance(e.get("label"), str):
+            raise AnnotationError(f"{where}: meta.sound_events[{i}] must be an object with a string 'label'")
+    if not isinstance(meta.get("caption", ""), str):
+        raise AnnotationError(f"{where}: meta.caption must be a string")
+    aspects = meta.get("aspects", [])
+    if not isinstance(aspects, list) or not all(isinstance(a, str) for a in aspects):
+        raise AnnotationError(f"{where}: meta.aspects must be a list of strings")
+    return meta
+
+
+class _ReleaseIds:
+    """Stable ids for release records: the clip ids, with ``#k`` for the k-th repeat of the same clips."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, clips: list[Clip]) -> str:
+        base = "+".join(c.ytid for c in clips)
+        n = self.seen.get(base, 0) + 1
+        self.seen[base] = n
+        return base if n == 1 else f"{base}#{n}"
+
+
+def _record(config: str, where: str, obj: Any, metadata: SourceMetadata | None, ids: _ReleaseIds) -> Record:
+    if not isinstance(obj, dict):
+        raise AnnotationError(f"{where}: a record must be a JSON object, got {type(obj).__name__}")
+    low, high = CLIP_COUNTS[config]
+    if "turns" in obj or "clips" in obj:
+        record_id = _str(where, "id", obj.get("id"))
+        where = f"{where} (id {record_id!r})"
+        raw_clips = obj.get("clips")
+        if not isinstance(raw_clips, list):
+            raise AnnotationError(f"{where}: clips must be a list of clip objects")
+        clips = [_clip(where, i, c) for i, c in enumerate(raw_clips)]
+        turns = _turns(where, obj.get("turns"), "turns")
+        meta = dict(_check_meta(where, obj.get("meta")))
+    elif "dialogue" in obj:
+        audio_ids = obj.get("audio_ids", obj.get("audio_id"))
+        if config == "comparison":
+            if not isinstance(audio_ids, list):
+                raise AnnotationError(f"{where}: a comparison record needs a list 'audio_ids'")
+            ytids = [ytid_from_audio_id(where, a) for a in audio_ids]
+        else:
+            if isinstance(audio_ids, list) or "audio_ids" in obj:
+                raise AnnotationError(f"{where}: a {config} record names one clip in 'audio_id', not a list")
+            ytids = [ytid_from_audio_id(where, audio_ids)]
+        clips = [(metadata.clip_for(config, y) if metadata else None) or Clip(y) for y in ytids]
+        turns = _turns(where, obj.get("dialogue"), "dialogue")
+        record_id = ids(clips)
+        meta = {}
+    else:
+        raise AnnotationError(
+            f"{where}: neither a canonical record ('id', 'clips', 'turns') nor a release record "
+            "('audio_id', 'dialogue')"
+        )
+    if not low <= len(clips) <= high:
+        want = str(low) if low == high else f"{low}-{high}"
+        raise AnnotationError(f"{where}: a {config} record needs {want} clips, got {len(clips)}")
+    if metadata:
+        _fill_meta(config, clips, meta, metadata)
+    return Record(record_id, clips, turns, meta, where)
+
+
+def _fill_meta(config: str, clips: list[Clip], meta: dict, metadata: SourceMetadata) -> None:
+    """Complete ``meta`` from source metadata where the record itself says nothing."""
+    if config == "audioset" and "sound_events" not in meta:
+        meta["sound_events"] = metadata.sound_events(clips[0])
+    elif config == "music":
+        entry = metadata.music_entry(clips[0].ytid)
+        if entry is not None:
+            meta.setdefault("caption", entry.caption)
+            meta.setdefault("aspects", list(entry.aspects))
+
+
+def read_file(
+    config: str, path: Path, metadata: SourceMetadata | None = None, ids: _ReleaseIds | None = None
+) -> list[Record]:
+    """Read one annotation file (either shape) into validated records.
+
+    ``ids`` numbers repeated release clips; pass one per split so that ids stay unique across its files.
+    """
+    check_config(config)
+    ids = ids or _ReleaseIds()
+    return [_record(config, where, obj, metadata, ids) for where, obj in _iter_raw(Path(path))]
+
+
+def read_split(
+    config: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    data_files: DataFiles | None = None,
+    metadata: SourceMetadata | None = None,
+) -> list[Record]:
+    """All records of one split, validated, with ids unique within the split."""
+    check_split(split)
+    files = split_files(config, data_dir=data_dir, data_files=data_files)
+    if split not in files:
+        raise AnnotationError(f"no annotation file for {config}/{split} (looked for {config}_{split}.json[l])")
+    records: list[Record] = []
+    first_seen: dict[str, str] = {}
+    ids = _ReleaseIds()
+    for path in files[split]:
+        for record in read_file(config, path, metadata, ids):
+            if record.id in first_seen:
+                raise AnnotationError(f"{record.origin}: duplicate id {record.id!r} (first at {first_seen[record.id]})")
+            first_seen[record.id] = record.origin
+            records.append(record)
+    return records
