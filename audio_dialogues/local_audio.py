@@ -7,15 +7,15 @@ recognised, with any of the extensions in :data:`AUDIO_EXTENSIONS`:
 - ``<ytid>_<start>.<ext>`` and ``<ytid>_<start>_<end>.<ext>``, times in seconds (``30``, ``30.0``, ``30.000``);
 - ``<ytid>_<start ms>.<ext>`` (the strong-label ``segment_id``).
 
-The folders are walked once per prepare into an in-memory index (no glob per clip), which also yields a
-fingerprint of what is there, so a cache built before new audio arrived is not served afterwards.
+The folders are walked once per prepare into an in-memory index (no glob per clip). Their listing also
+has a fingerprint, so a dataset prepared before new audio arrived is not served from cache afterwards.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,23 +79,19 @@ class AudioIndex:
     def __init__(self, folders: Sequence[PathLike] = ()) -> None:
         self.folders = [Path(f) for f in folders]
         self._by_ytid: dict[str, list[_Entry]] = {}
-        digest = hashlib.blake2b(digest_size=16)
         for folder_rank, folder in enumerate(self.folders):
             if not folder.is_dir():
                 raise FileNotFoundError(f"audio_dir {folder} is not a directory")
-            for path, size, mtime_ns in _walk(folder):
-                digest.update(f"{path}\0{size}\0{mtime_ns}\n".encode())
-                name = os.path.basename(path)
-                stem, dot, ext = name.rpartition(".")
+            for entry in _walk(folder):
+                stem, dot, ext = entry.name.rpartition(".")
                 ext_rank = _EXT_RANK.get(ext.lower()) if dot else None
                 if ext_rank is None:
                     continue
                 for ytid, start, end in parse_audio_name(stem):
-                    entry = _Entry(path, start, end, (folder_rank, ext_rank))
-                    self._by_ytid.setdefault(ytid, []).append(entry)
+                    found = _Entry(entry.path, start, end, (folder_rank, ext_rank))
+                    self._by_ytid.setdefault(ytid, []).append(found)
         for entries in self._by_ytid.values():
             entries.sort(key=lambda e: e.rank)
-        self.fingerprint = digest.hexdigest()
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_ytid.values())
@@ -140,8 +136,8 @@ def _match(entry: _Entry, clip: Clip) -> int | None:
     return None
 
 
-def _walk(folder: Path) -> Iterable[tuple[str, int, int]]:
-    """``(path, size, mtime_ns)`` of every file below ``folder``, following no symlinked folders."""
+def _walk(folder: Path) -> Iterator[os.DirEntry]:
+    """Every file below ``folder`` (symlinks to files included, symlinked folders not followed)."""
     stack = [str(folder)]
     while stack:
         with os.scandir(stack.pop()) as it:
@@ -149,8 +145,19 @@ def _walk(folder: Path) -> Iterable[tuple[str, int, int]]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                 elif entry.is_file():
-                    st = entry.stat()
-                    yield entry.path, st.st_size, st.st_mtime_ns
+                    yield entry
+
+
+def listing_fingerprint(folder: Path) -> str:
+    """A digest of the names, sizes and modification times of every file below ``folder``.
+
+    Cheap (one stat per file, no reads) and it changes when audio is added, removed or replaced.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for entry in sorted(_walk(folder), key=lambda e: e.path):
+        st = entry.stat()
+        digest.update(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class AudioResolver:

@@ -1,0 +1,288 @@
+"""The `datasets` builder: three configs (``audioset``, ``music``, ``comparison``), train and test each.
+
+Preparing a split reads and validates its annotation files, completes release-shape records from
+source metadata, resolves every clip to a local file (``audio_dir`` first, then the clip cache, which
+``download_audio=True`` fills) and applies the ``missing_audio`` policy. Only paths are stored; audio
+is decoded on access by the feature chosen with ``decoder``.
+
+The cache key covers the *contents* of the annotation and metadata files and the listing of the audio
+folders, not just their paths, so an edited file or newly fetched audio is never served from a stale
+cache.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from . import __version__
+from .annotations import CONFIGS, AnnotationError, Record, read_split, split_files
+from .cards import CARDS, HOMEPAGE, LICENSE
+from .clip_cache import default_cache_dir
+from .clips import Clip
+from .decoding import DECODERS, audio_feature
+from .local_audio import AudioResolver, listing_fingerprint
+from .source_metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
+
+logger = logging.getLogger(__name__)
+
+MISSING_AUDIO_POLICIES = ("drop", "error", "keep")
+REPORT_FILENAME = "audio_dialogues_report.json"
+_VERSION = datasets.Version("1.0.0")
+_List = getattr(datasets, "List", None) or (lambda feature: [feature])  # datasets < 4: a list literal
+
+
+class MissingAudioError(FileNotFoundError):
+    """A clip with no audio under ``missing_audio="error"``."""
+
+
+@dataclass
+class AudioDialoguesConfig(datasets.BuilderConfig):
+    """Where annotations, metadata and audio are, and how to decode.
+
+    Args:
+        audio_dir: folder(s) with local audio, searched in order before the clip cache.
+        audio_cache_dir: the clip cache (default: :func:`audio_dialogues.clip_cache.default_cache_dir`).
+        sampling_rate: target rate of decoded audio; ``None`` keeps each file's own rate.
+        decoder: ``soundfile`` (default, ~4x faster), ``torchcodec`` (datasets' own Audio), ``none`` (paths).
+        missing_audio: ``drop`` (default; counted and logged), ``error``, or ``keep`` (audio None).
+        strong_labels, musiccaps_csv, ontology: source metadata, local paths or URLs.
+        download_metadata: fetch metadata that is not given from its official URLs.
+        download_audio: fetch clips that have no local audio into the clip cache while preparing.
+        fetch_options: keyword arguments of :class:`audio_dialogues.fetching.FetchOptions`.
+        num_shards: shards per split, for DataLoader workers and ``split_dataset_by_node``.
+    """
+
+    audio_dir: PathOrUrl | list[PathOrUrl] | None = None
+    audio_cache_dir: PathOrUrl | None = None
+    sampling_rate: int | None = 16_000
+    decoder: str = "soundfile"
+    missing_audio: str = "drop"
+    strong_labels: PathOrUrl | list[PathOrUrl] | None = None
+    musiccaps_csv: PathOrUrl | None = None
+    ontology: PathOrUrl | None = None
+    download_metadata: bool = False
+    download_audio: bool = False
+    fetch_options: dict[str, Any] = field(default_factory=dict)
+    num_shards: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.name not in CONFIGS:
+            raise ValueError(f"unknown config {self.name!r}; expected one of {', '.join(CONFIGS)}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}; expected one of {', '.join(DECODERS)}")
+        if self.missing_audio not in MISSING_AUDIO_POLICIES:
+            raise ValueError(
+                f"unknown missing_audio {self.missing_audio!r}; expected one of {', '.join(MISSING_AUDIO_POLICIES)}"
+            )
+        if self.num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
+
+    @property
+    def audio_dirs(self) -> list[Path]:
+        dirs = self.audio_dir if isinstance(self.audio_dir, (list, tuple)) else [self.audio_dir]
+        return [Path(d) for d in dirs if d is not None]
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.audio_cache_dir) if self.audio_cache_dir is not None else default_cache_dir()
+
+    def metadata_sources(self) -> dict[str, list[str]]:
+        return metadata_sources(
+            self.name,
+            strong_labels=self.strong_labels,
+            musiccaps_csv=self.musiccaps_csv,
+            ontology=self.ontology,
+            download_metadata=self.download_metadata,
+        )
+
+    def annotation_files(self) -> dict[str, list[Path]]:
+        data_files = {split: list(files) for split, files in self.data_files.items()} if self.data_files else None
+        return split_files(self.name, data_dir=self.data_dir, data_files=data_files)
+
+    def create_config_id(self, config_kwargs: dict, custom_features: Any = None) -> str:
+        """The datasets config id plus a digest of what the inputs *contain* (see module docstring)."""
+        return f"{super().create_config_id(config_kwargs, custom_features)}-{self.content_fingerprint()}"
+
+    def content_fingerprint(self) -> str:
+        digest = hashlib.blake2b(digest_size=8)
+        try:
+            annotation_files = [p for files in self.annotation_files().values() for p in files]
+        except AnnotationError:
+            annotation_files = []  # reported with its full message when the splits are generated
+        local_metadata = [Path(f) for files in self.metadata_sources().values() for f in files if not is_url(f)]
+        for path in annotation_files + local_metadata:
+            digest.update(str(path).encode())
+            if path.is_file():
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+        for folder in self.audio_dirs + [self.cache_dir]:
+            digest.update(str(folder).encode())
+            if folder.is_dir():
+                digest.update(listing_fingerprint(folder).encode())
+        return digest.hexdigest()
+
+
+@dataclass
+class SplitReport:
+    """What preparing one split kept and dropped, and why."""
+
+    records: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    missing_clips: int = 0
+
+
+def _features(config: AudioDialoguesConfig) -> datasets.Features:
+    audio = audio_feature(config.decoder, config.sampling_rate)
+    clip = {"ytid": datasets.Value("string"), "start_s": datasets.Value("float64"), "end_s": datasets.Value("float64")}
+    turns = _List({"user": datasets.Value("string"), "assistant": datasets.Value("string")})
+    common = {"id": datasets.Value("string")}
+    if config.name == "comparison":
+        return datasets.Features({**common, "audios": _List(audio), "clips": _List(clip), "turns": turns})
+    features = {**common, "audio": audio, "clip": clip, "turns": turns}
+    if config.name == "audioset":
+        event = {"label": datasets.Value("string"), "start_s": datasets.Value("float64"),
+                 "end_s": datasets.Value("float64")}
+        features["sound_events"] = _List(event)
+    else:
+        features["caption"] = datasets.Value("string")
+        features["aspects"] = _List(datasets.Value("string"))
+    return datasets.Features(features)
+
+
+def _example(config: str, record: Record, paths: list[Path | None]) -> dict:
+    audios = [{"path": str(p), "bytes": None} if p is not None else None for p in paths]
+    example: dict[str, Any] = {"id": record.id, "turns": [t.to_dict() for t in record.turns]}
+    if config == "comparison":
+        example["audios"] = audios
+        example["clips"] = [c.to_dict() for c in record.clips]
+        return example
+    example["audio"] = audios[0]
+    example["clip"] = record.clips[0].to_dict()
+    if config == "audioset":
+        example["sound_events"] = record.meta.get("sound_events", [])
+    else:
+        example["caption"] = record.meta.get("caption", "")
+        example["aspects"] = record.meta.get("aspects", [])
+    return example
+
+
+class AudioDialogues(datasets.GeneratorBasedBuilder):
+    """Audio Dialogues (arXiv 2404.07616): dialogues about sounds and music, with their audio."""
+
+    VERSION = _VERSION
+    BUILDER_CONFIG_CLASS = AudioDialoguesConfig
+    BUILDER_CONFIGS = [AudioDialoguesConfig(name=name, version=_VERSION, description=CARDS[name].info_description)
+                       for name in CONFIGS]
+    DEFAULT_CONFIG_NAME = "music"
+    config: AudioDialoguesConfig
+
+    def _info(self) -> datasets.DatasetInfo:
+        card = CARDS[self.config.name]
+        return datasets.DatasetInfo(
+            description=card.info_description,
+            features=_features(self.config),
+            homepage=HOMEPAGE,
+            license=LICENSE,
+            citation=card.citation,
+        )
+
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+        config = self.config
+        files = config.annotation_files()
+        # A streaming download manager only hands URLs back; metadata must be read whole, so fetch it for real.
+        downloader = datasets.DownloadManager(
+            dataset_name=self.dataset_name, download_config=dl_manager.download_config
+        )
+        metadata = open_source_metadata(config.metadata_sources(), download=downloader.download)
+        resolver = AudioResolver(config.audio_dirs, config.cache_dir)
+        self.report: dict[str, SplitReport] = {}
+        generators = []
+        for split, paths in files.items():
+            records = read_split(config.name, split, data_files={split: paths}, metadata=metadata)
+            if config.download_audio:
+                self._fetch_missing(records, resolver)
+            examples, self.report[split] = self._resolve(split, records, resolver)
+            n = max(1, min(config.num_shards, len(examples)))
+            bounds = [len(examples) * i // n for i in range(n + 1)]
+            shards = [examples[bounds[i] : bounds[i + 1]] for i in range(n)]
+            generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards}))
+        self._save_report()
+        return generators
+
+    def _fetch_missing(self, records: list[Record], resolver: AudioResolver) -> None:
+        from .fetching import FetchOptions, fetch_clips
+
+        wanted = {c for r in records for c in r.clips if c.has_times and resolver.resolve(c) is None}
+        if wanted:
+            logger.info("fetching %d clips into %s", len(wanted), resolver.cache_dir)
+            fetch_clips(sorted(wanted, key=lambda c: c.key), cache_dir=resolver.cache_dir,
+                        options=FetchOptions(**self.config.fetch_options))
+
+    def _resolve(self, split: str, records: list[Record], resolver: AudioResolver) -> tuple[list[dict], SplitReport]:
+        policy = self.config.missing_audio
+        report = SplitReport(records=len(records))
+        dropped: collections.Counter[str] = collections.Counter()
+        examples = []
+        for record in records:
+            paths = [resolver.resolve(c) for c in record.clips]
+            missing = [c for c, p in zip(record.clips, paths, strict=True) if p is None]
+            if missing:
+                report.missing_clips += len(missing)
+                if policy == "error":
+                    raise MissingAudioError(f"{record.origin}: no audio for {_describe(missing[0])} "
+                                            f"(searched {', '.join(map(str, resolver.index.folders)) or 'no audio_dir'}"
+                                            f" and the clip cache {resolver.cache_dir})")
+                if policy == "drop":
+                    dropped[_missing_reason(missing)] += 1
+                    continue
+            examples.append(_example(self.config.name, record, paths))
+        report.kept = len(examples)
+        report.dropped = dict(dropped)
+        if dropped:
+            logger.warning("%s/%s: dropped %d of %d records without audio (%s)", self.config.name, split,
+                           sum(dropped.values()), len(records), ", ".join(f"{k}: {v}" for k, v in dropped.items()))
+        return examples, report
+
+    def _save_report(self) -> None:
+        """Keep the report next to the prepared data, so a cached load can still say what was dropped."""
+        output_dir = getattr(self, "_output_dir", None)
+        if output_dir and os.path.isdir(output_dir):
+            with open(os.path.join(output_dir, REPORT_FILENAME), "w") as f:
+                json.dump({split: vars(r) for split, r in self.report.items()}, f, indent=1)
+
+    def _generate_examples(self, shards: list[list[dict]]) -> Iterator[tuple[str, dict]]:
+        for shard in shards:
+            for example in shard:
+                yield example["id"], example
+
+
+def _missing_reason(missing: list[Clip]) -> str:
+    if any(not c.has_times for c in missing):
+        return "no audio found and no clip times (give source metadata to fetch it)"
+    return "no audio found"
+
+
+def _describe(clip: Clip) -> str:
+    return f"clip {clip.ytid}" + (f" [{clip.start_s:g}s, {clip.end_s:g}s)" if clip.has_times else " (times unknown)")
+
+
+def builder_hash() -> str:
+    """Identifies this package's builder code in cache paths, so an upgrade never reuses old prepared data."""
+    digest = hashlib.blake2b(__version__.encode(), digest_size=8)
+    here = Path(__file__).parent
+    for name in ("builder.py", "annotations.py", "source_metadata.py", "local_audio.py", "decoding.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()
