@@ -10,8 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .annotations import Record, read_split
+from .annotations import CONFIGS, Record, read_split
+from .builder import MISSING_AUDIO_POLICIES
+from .loading import prepare, sample_paths
 from .source_metadata import metadata_sources, open_source_metadata
+from .summary import summarise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +71,41 @@ def read_records(args: argparse.Namespace, config: str) -> list[Record]:
 
 
 def _add_core_commands(commands: argparse._SubParsersAction) -> None:
-    pass
+    demo = commands.add_parser("demo", help="build all three configs from the embedded sample and summarise them")
+    demo.add_argument("--cache-dir", help="datasets cache folder (default: the datasets default)")
+    demo.set_defaults(run=_run_demo)
+
+    prepare = commands.add_parser("prepare", help="prepare a config from annotation files and local audio")
+    prepare.add_argument("config", choices=CONFIGS)
+    add_source_arguments(prepare, split=False)
+    prepare.add_argument("--audio-dir", action="append", default=[], help="local audio folder (repeatable)")
+    prepare.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
+    prepare.add_argument("--missing-audio", choices=MISSING_AUDIO_POLICIES, default="drop")
+    prepare.add_argument("--download-audio", action="store_true", help="fetch clips without local audio first")
+    prepare.add_argument("--cache-dir", help="datasets cache folder")
+    prepare.set_defaults(run=_run_prepare)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    for config in CONFIGS:
+        datasets, report = prepare(config, cache_dir=args.cache_dir, **sample_paths())
+        print(summarise(config, datasets, report))
+    return 0
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    datasets, report = prepare(
+        args.config,
+        data_dir=args.data_dir,
+        audio_dir=args.audio_dir or None,
+        audio_cache_dir=args.audio_cache_dir,
+        missing_audio=args.missing_audio,
+        download_audio=args.download_audio,
+        cache_dir=args.cache_dir,
+        **source_kwargs(args),
+    )
+    print(summarise(args.config, datasets, report))
+    return 0
 
 
 # --- fetch, status (issue 3) ---------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Human-readable summaries of prepared configs, for the CLI's ``demo`` and ``prepare``."""
+
+from __future__ import annotations
+
+import statistics
+
+import datasets
+
+from .builder import SplitReport
+
+
+def _clip_text(clip: dict) -> str:
+    if clip["start_s"] is None:
+        return f"{clip['ytid']} (times unknown)"
+    return f"{clip['ytid']} [{clip['start_s']:g}s-{clip['end_s']:g}s]"
+
+
+def _audio_text(audio: dict | None) -> str:
+    if audio is None:
+        return "no audio"
+    return f"{len(audio['array']) / audio['sampling_rate']:.2f} s at {audio['sampling_rate']} Hz"
+
+
+def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, SplitReport]) -> str:
+    """Split sizes (with what was dropped and why), turns per dialogue, and one decoded example."""
+    lines = [f"== {config} =="]
+    for split, ds in splits.items():
+        r = report[split]
+        dropped = "; ".join(f"{n} {why}" for why, n in r.dropped.items()) or "none"
+        turns = [len(t) for t in ds["turns"]]
+        spread = f"{statistics.mean(turns):.2f} (min {min(turns)}, max {max(turns)})" if turns else "-"
+        lines.append(f"{split:>5}: {ds.num_rows} dialogues of {r.records} records; dropped: {dropped}; "
+                     f"turns per dialogue {spread}")
+    split = next((s for s in ("test", "train") if s in splits and splits[s].num_rows), None)
+    if split is not None:
+        ex = splits[split][0]
+        clips = ex["clips"] if "clips" in ex else [ex["clip"]]
+        audios = ex["audios"] if "audios" in ex else [ex["audio"]]
+        lines.append(f"example ({split}) {ex['id']}:")
+        for clip, audio in zip(clips, audios, strict=True):
+            lines.append(f"  clip {_clip_text(clip)}: {_audio_text(audio)}")
+        if ex.get("sound_events"):
+            lines.append("  events: " + ", ".join(f"{e['label']} {e['start_s']:g}-{e['end_s']:g}s"
+                                                  for e in ex["sound_events"]))
+        if ex.get("caption"):
+            lines.append(f"  caption: {ex['caption']}")
+        for turn in ex["turns"]:
+            lines.append(f"  user: {turn['user']}")
+            lines.append(f"  assistant: {turn['assistant']}")
+    return "\n".join(lines)
