@@ -1,0 +1,132 @@
+"""Where fetched clips live, and how to find a verified one with a couple of system calls.
+
+Layout of a cache folder::
+
+    <cache>/<2 hex chars>/<ytid>_<start ms>_<end ms>.flac    the verified clip (or .wav)
+    <cache>/<2 hex chars>/<ytid>_<start ms>_<end ms>.json    its verification record
+    <cache>/journal/<host>.jsonl                             what each fetch run did (see journal.py)
+
+The shard is the first byte of SHA-1 of the YouTube id, so 100k+ clips spread evenly over 256 folders
+(no folder of a million entries), every clip of one video shares a folder, and any machine computes the
+same path for the same clip. Names never contain anything but the validated id and integers, so nothing
+can be written outside the cache.
+
+A clip counts as cached when its record exists, names an audio file, and that file has the size the
+record says. The record is written only after the audio was decoded and checked (length, rate,
+channels), and the audio itself is renamed into place only after that check: a file that is visible
+under a final name was complete once, and one truncated since (disk full, bad copy) fails the size test.
+The check costs one small read and one stat per clip and never decodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .clips import Clip
+
+CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
+FORMATS = ("flac", "wav")
+RECORD_SUFFIX = ".json"
+
+
+def default_cache_dir() -> Path:
+    """``$AUDIO_DIALOGUES_CACHE``, else ``$XDG_CACHE_HOME/audio_dialogues/clips``, else ``~/.cache/...``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "audio_dialogues" / "clips"
+
+
+def shard_of(ytid: str) -> str:
+    """The shard folder of a video: two hex digits, the same for every clip of that video."""
+    return hashlib.sha1(ytid.encode("ascii")).hexdigest()[:2]
+
+
+def clip_dir(cache_dir: str | Path, clip: Clip) -> Path:
+    return Path(cache_dir) / shard_of(clip.ytid)
+
+
+def audio_path(cache_dir: str | Path, clip: Clip, fmt: str) -> Path:
+    """Where ``clip`` is stored in format ``fmt`` (the file may not exist)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"audio format must be one of {FORMATS}, got {fmt!r}")
+    return clip_dir(cache_dir, clip) / f"{clip.key}.{fmt}"
+
+
+def record_path(cache_dir: str | Path, clip: Clip) -> Path:
+    return clip_dir(cache_dir, clip) / f"{clip.key}{RECORD_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """What verification established about a cached clip; stored next to it as JSON."""
+
+    file: str
+    size: int
+    format: str
+    sample_rate: int
+    channels: int
+    frames: int
+    #: The rate that was asked for (``None``: the source's own), so a fetch with other options refetches.
+    requested_sample_rate: int | None
+    #: How much shorter than requested the clip is because the source video itself ends early.
+    short_by_s: float = 0.0
+    source_duration_s: float | None = None
+    url: str = ""
+    fetched_at: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClipRecord:
+        data = json.loads(text)
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        record = cls(**known)
+        if record.format not in FORMATS or record.file != os.path.basename(record.file):
+            raise ValueError(f"bad clip record: {data!r}")
+        return record
+
+
+def read_record(cache_dir: str | Path, clip: Clip) -> ClipRecord | None:
+    """The record of ``clip`` if the audio it names is present with the recorded size, else ``None``.
+
+    Unknown times (``clip.start_s is None``) are never cached: the segment is not defined.
+    """
+    if not clip.has_times:
+        return None
+    folder = clip_dir(cache_dir, clip)
+    try:
+        with open(folder / f"{clip.key}{RECORD_SUFFIX}", encoding="utf-8") as f:
+            record = ClipRecord.from_json(f.read())
+        if os.stat(folder / record.file).st_size != record.size:
+            return None
+    except (OSError, ValueError, TypeError):
+        return None
+    return record
+
+
+def cached_clip(cache_dir: str | Path, clip: Clip) -> Path | None:
+    """The verified cached audio file of ``clip`` in any format, or ``None`` (one read and one stat)."""
+    record = read_record(cache_dir, clip)
+    return None if record is None else clip_dir(cache_dir, clip) / record.file
+
+
+def write_record(cache_dir: str | Path, clip: Clip, record: ClipRecord) -> Path:
+    """Atomically (re)place the record of ``clip``; call only after its audio is in place."""
+    path = record_path(cache_dir, clip)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(record.to_json())
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,278 @@
+"""A real HTTP media server on 127.0.0.1 for offline download tests and benchmarks.
+
+YouTube cannot be reached from tests, so the fetcher is exercised through the same protocol yt-dlp and
+ffmpeg speak to any media host: plain HTTP with byte ranges. ``python -m http.server`` is not enough
+(no ``Range`` support, so time-range cuts of FLAC/M4A come out empty while yt-dlp reports success);
+this server implements ``Range`` (RFC 9110 single ranges), and can misbehave on demand:
+
+* answer a status code (404, 410, 429, 503, ...) for the next *n* requests of a file;
+* drop the connection after *k* body bytes for the next *n* responses of a file, having promised the
+  full ``Content-Length`` (what a flaky CDN does mid-transfer);
+* count requests and body bytes actually written, per file and in total.
+
+Files are held in memory and served under ``/media/<name>``. Usage::
+
+    with MediaServer() as server:
+        server.add("abc.flac", data)
+        url = server.url("abc.flac")
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import socket
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_CHUNK = 64 * 1024
+_CONTENT_TYPES = {".flac": "audio/flac", ".m4a": "audio/mp4", ".wav": "audio/wav", ".ogg": "audio/ogg",
+                  ".opus": "audio/ogg", ".webm": "audio/webm", ".mp3": "audio/mpeg"}
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    status: int | None = None  # answer this status instead of the file
+    drop_after: int | None = None  # or: send this many body bytes, then cut the connection
+    ranged_only: bool = True  # drops hit only ranged (media) requests, not an extractor's probe
+    skip: int = 0  # let this many eligible responses through first
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hang up mid-response all the time (ffmpeg seeks, yt-dlp probes): not an error here.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            super().handle_error(request, client_address)
+
+
+class MediaServer:
+    """Serve in-memory files with Range support, injectable faults and byte/request counters."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._files: dict[str, bytes] = {}
+        self._faults: dict[str, list[_Fault]] = {}
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.bytes_sent: Counter[str] = Counter()
+        self.statuses: Counter[tuple[str, int]] = Counter()
+        self.drops: Counter[str] = Counter()
+        #: One ``(name, Range header or None, status, body bytes sent)`` per answered request.
+        self.log: list[tuple[str, str | None, int, int]] = []
+        self._httpd = _QuietServer((host, 0), self._handler_class())
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def start(self) -> MediaServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="media-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> MediaServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- content and faults ------------------------------------------------------------------
+
+    def add(self, name: str, data: bytes | Path) -> str:
+        """Serve ``data`` (bytes or a file's content) as ``/media/<name>``; returns its URL."""
+        if isinstance(data, Path):
+            data = data.read_bytes()
+        with self._lock:
+            self._files[name] = bytes(data)
+        return self.url(name)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/media/{name}"
+
+    def url_template(self, ext: str) -> str:
+        """A fetcher ``url_template`` naming ``/media/{ytid}.<ext>`` on this server."""
+        return f"http://127.0.0.1:{self.port}/media/{{ytid}}.{ext}"
+
+    def fail(self, name: str, status: int, times: int = 1) -> None:
+        """Answer ``status`` to the next ``times`` requests for ``name`` (queued after earlier faults)."""
+        with self._lock:
+            self._faults.setdefault(name, []).append(_Fault(times, status=status))
+
+    def drop(self, name: str, after_bytes: int, times: int = 1, *, skip: int = 0, ranged_only: bool = True) -> None:
+        """Cut the next ``times`` responses for ``name`` that would send more than ``after_bytes``.
+
+        With ``ranged_only`` only responses to ``Range`` requests count: those are ffmpeg's media reads,
+        while yt-dlp's generic extractor probes the URL with a plain GET it never reads. ``skip`` lets
+        that many eligible responses through first (ffmpeg's first ranged read of a faststart M4A only
+        parses the header; its second one reads the samples of the cut).
+        """
+        fault = _Fault(times, drop_after=after_bytes, ranged_only=ranged_only, skip=skip)
+        with self._lock:
+            self._faults.setdefault(name, []).append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.bytes_sent.clear()
+            self.statuses.clear()
+            self.drops.clear()
+            self.log.clear()
+
+    @property
+    def total_bytes(self) -> int:
+        with self._lock:
+            return sum(self.bytes_sent.values())
+
+    # --- the handler ---------------------------------------------------------------------------
+
+    def _take_status_fault(self, name: str) -> int | None:
+        with self._lock:
+            faults = self._faults.get(name) or []
+            if faults and faults[0].status is not None:
+                faults[0].remaining -= 1
+                status = faults[0].status
+                if faults[0].remaining <= 0:
+                    faults.pop(0)
+                return status
+        return None
+
+    def _drop_point(self, name: str, body_length: int, ranged: bool) -> int | None:
+        with self._lock:
+            faults = self._faults.get(name) or []
+            if (
+                faults
+                and faults[0].drop_after is not None
+                and body_length > faults[0].drop_after
+                and (ranged or not faults[0].ranged_only)
+            ):
+                if faults[0].skip > 0:
+                    faults[0].skip -= 1
+                    return None
+                faults[0].remaining -= 1
+                point = faults[0].drop_after
+                if faults[0].remaining <= 0:
+                    faults.pop(0)
+                self.drops[name] += 1
+                return point
+        return None
+
+    def _count(self, name: str, nbytes: int) -> None:
+        with self._lock:
+            self.bytes_sent[name] += nbytes
+
+    def _handler_class(self) -> type:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet by design
+                pass
+
+            def do_HEAD(self) -> None:
+                self._serve(head=True)
+
+            def do_GET(self) -> None:
+                self._serve(head=False)
+
+            def _simple(self, name: str, status: int) -> None:
+                body = f"{status}\n".encode()
+                with server._lock:
+                    server.statuses[(name, status)] += 1
+                    server.log.append((name, self.headers.get("Range"), status, 0))
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _serve(self, head: bool) -> None:
+                path = self.path.split("?", 1)[0]
+                name = path[len("/media/"):] if path.startswith("/media/") else ""
+                with server._lock:
+                    server.requests[name] += 1
+                    data = server._files.get(name)
+                status = server._take_status_fault(name)
+                if status is not None:
+                    return self._simple(name, status)
+                if data is None:
+                    return self._simple(name, 404)
+                start, end = 0, len(data) - 1
+                status = 200
+                header = self.headers.get("Range")
+                if header:
+                    match = _RANGE_RE.match(header.strip())
+                    if not match or not (match.group(1) or match.group(2)):
+                        return self._simple(name, 416)
+                    first, last = match.group(1), match.group(2)
+                    if first:
+                        start = int(first)
+                        end = min(int(last), len(data) - 1) if last else len(data) - 1
+                    else:  # suffix range: the last N bytes
+                        start = max(0, len(data) - int(last))
+                    if start >= len(data) or start > end:
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    status = 206
+                body = memoryview(data)[start:end + 1]
+                with server._lock:
+                    server.statuses[(name, status)] += 1
+                self.send_response(status)
+                ctype = _CONTENT_TYPES.get(Path(name).suffix) or mimetypes.guess_type(name)[0]
+                self.send_header("Content-Type", ctype or "application/octet-stream")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(body)))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.end_headers()
+                if head:
+                    return
+                drop_at = server._drop_point(name, len(body), ranged=bool(header))
+                limit = len(body) if drop_at is None else drop_at
+                sent = 0
+                try:
+                    while sent < limit:
+                        chunk = body[sent:min(limit, sent + _CHUNK)]
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                        server._count(name, len(chunk))
+                except (TimeoutError, BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+                    return
+                finally:
+                    with server._lock:
+                        server.log.append((name, header, status, sent))
+                if drop_at is not None:
+                    # Promised Content-Length, delivered less: cut hard, as a failing peer would.
+                    self.close_connection = True
+                    try:
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        return Handler
