@@ -52,7 +52,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
     Args:
         audio_dir: folder(s) with local audio, searched in order before the clip cache.
         audio_cache_dir: the clip cache (default: :func:`audio_dialogues.clip_cache.default_cache_dir`).
-        sampling_rate: target rate of decoded audio; ``None`` keeps each file's own rate.
+        sampling_rate: target rate of decoded audio; ``None`` or ``"native"`` keeps each file's own rate.
         decoder: ``soundfile`` (default, ~4x faster), ``torchcodec`` (datasets' own Audio), ``none`` (paths).
         missing_audio: ``drop`` (default; counted and logged), ``error``, or ``keep`` (audio None).
         strong_labels, musiccaps_csv, ontology: source metadata, local paths or URLs.
@@ -64,7 +64,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     audio_dir: PathOrUrl | list[PathOrUrl] | None = None
     audio_cache_dir: PathOrUrl | None = None
-    sampling_rate: int | None = 16_000
+    sampling_rate: int | str = 16_000
     decoder: str = "soundfile"
     missing_audio: str = "drop"
     strong_labels: PathOrUrl | list[PathOrUrl] | None = None
@@ -75,8 +75,8 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
     fetch_options: dict[str, Any] = field(default_factory=dict)
     num_shards: int = 8
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        """Check the options (datasets sets overrides after construction, so this cannot be __post_init__)."""
         if self.name not in CONFIGS:
             raise ValueError(f"unknown config {self.name!r}; expected one of {', '.join(CONFIGS)}")
         if self.decoder not in DECODERS:
@@ -87,6 +87,12 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
             )
         if self.num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
+        if self.sampling_rate != "native" and not (isinstance(self.sampling_rate, int) and self.sampling_rate > 0):
+            raise ValueError(f"sampling_rate must be a positive int or 'native', got {self.sampling_rate!r}")
+
+    @property
+    def target_rate(self) -> int | None:
+        return None if self.sampling_rate == "native" else int(self.sampling_rate)
 
     @property
     def audio_dirs(self) -> list[Path]:
@@ -145,7 +151,7 @@ class SplitReport:
 
 
 def _features(config: AudioDialoguesConfig) -> datasets.Features:
-    audio = audio_feature(config.decoder, config.sampling_rate)
+    audio = audio_feature(config.decoder, config.target_rate)
     clip = {"ytid": datasets.Value("string"), "start_s": datasets.Value("float64"), "end_s": datasets.Value("float64")}
     turns = _List({"user": datasets.Value("string"), "assistant": datasets.Value("string")})
     common = {"id": datasets.Value("string")}
@@ -189,7 +195,14 @@ class AudioDialogues(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "music"
     config: AudioDialoguesConfig
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # datasets drops config overrides whose value is None, which would turn "native rate" into 16 kHz.
+        if "sampling_rate" in kwargs and kwargs["sampling_rate"] is None:
+            kwargs["sampling_rate"] = "native"
+        super().__init__(*args, **kwargs)
+
     def _info(self) -> datasets.DatasetInfo:
+        self.config.validate()
         card = CARDS[self.config.name]
         return datasets.DatasetInfo(
             description=card.info_description,

@@ -1,0 +1,229 @@
+"""tfds-style builder tests on the embedded sample: split sizes, feature types, decoded audio.
+
+Run on datasets 5.x (tox env py311) and on datasets 3.6 (tox env datasets36): nothing here may depend
+on torchcodec unless it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import soundfile as sf
+
+import audio_dialogues
+from audio_dialogues.builder import AudioDialogues, MissingAudioError
+from audio_dialogues.decoding import SoundfileAudio
+
+SAMPLE = audio_dialogues.sample_paths()
+SAMPLE_DATA = Path(SAMPLE["data_dir"])
+SAMPLE_AUDIO = Path(SAMPLE["audio_dir"])
+
+# (config, split) -> (records in the annotation file, records with all their audio in the sample)
+EXPECTED_SIZES = {
+    ("audioset", "train"): (3, 3),
+    ("audioset", "test"): (2, 2),
+    ("music", "train"): (3, 2),
+    ("music", "test"): (2, 2),
+    ("comparison", "train"): (3, 2),
+    ("comparison", "test"): (2, 2),
+}
+HAS_TORCHCODEC = importlib.util.find_spec("torchcodec") is not None
+
+
+def _count_records(config: str, split: str) -> int:
+    (path,) = [p for p in SAMPLE_DATA.iterdir() if p.stem == f"{config}_{split}"]
+    text = path.read_text()
+    return len(json.loads(text)) if path.suffix == ".json" else len(text.splitlines())
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    cache = tmp_path_factory.mktemp("hf")
+    return {
+        config: audio_dialogues.loading.prepare(config, cache_dir=str(cache), **SAMPLE)
+        for config in ("audioset", "music", "comparison")
+    }
+
+
+@pytest.mark.parametrize("config,split", sorted(EXPECTED_SIZES))
+def test_split_sizes_match_the_sample_files(prepared: dict, config: str, split: str) -> None:
+    records, with_audio = EXPECTED_SIZES[config, split]
+    assert _count_records(config, split) == records
+    splits, report = prepared[config]
+    assert splits[split].num_rows == with_audio
+    assert report[split].records == records
+    assert report[split].kept == with_audio
+    assert sum(report[split].dropped.values()) == records - with_audio
+
+
+@pytest.mark.parametrize("config", ["audioset", "music", "comparison"])
+def test_feature_types(prepared: dict, config: str) -> None:
+    features = prepared[config][0]["train"].features
+    assert features["id"] == datasets.Value("string")
+    turns = features["turns"]
+    turn = turns.feature if hasattr(turns, "feature") else turns[0]
+    assert turn == {"user": datasets.Value("string"), "assistant": datasets.Value("string")}
+    if config == "comparison":
+        audios = features["audios"]
+        assert isinstance(audios.feature if hasattr(audios, "feature") else audios[0], SoundfileAudio)
+        assert set(features["clips"].feature if hasattr(features["clips"], "feature") else features["clips"][0]) == {
+            "ytid", "start_s", "end_s"}
+    else:
+        assert isinstance(features["audio"], SoundfileAudio)
+        assert features["clip"]["start_s"] == datasets.Value("float64")
+    if config == "audioset":
+        assert "sound_events" in features
+    if config == "music":
+        assert features["caption"] == datasets.Value("string")
+
+
+@pytest.mark.parametrize("config", ["audioset", "music", "comparison"])
+def test_rows_are_typed_and_audio_decodes_to_the_file_length(prepared: dict, config: str) -> None:
+    for split, ds in prepared[config][0].items():
+        ids = ds["id"]
+        assert len(set(ids)) == len(ids), f"{config}/{split} ids are not unique"
+        for ex in ds:
+            assert ex["turns"] and all(t["user"] and t["assistant"] for t in ex["turns"])
+            audios = ex["audios"] if config == "comparison" else [ex["audio"]]
+            clips = ex["clips"] if config == "comparison" else [ex["clip"]]
+            assert (2 <= len(audios) <= 4) if config == "comparison" else len(audios) == 1
+            for audio, clip in zip(audios, clips, strict=True):
+                info = sf.info(audio["path"])
+                assert clip["ytid"] in Path(audio["path"]).name
+                assert audio["sampling_rate"] == 16_000
+                assert audio["array"].dtype == np.float32 and audio["array"].ndim == 1
+                assert len(audio["array"]) == round(info.frames * 16_000 / info.samplerate)
+                assert np.abs(audio["array"]).max() > 0.1  # real content, not silence
+
+
+def test_release_records_get_times_and_events_from_metadata(prepared: dict) -> None:
+    train = prepared["audioset"][0]["train"]
+    row = train[train["id"].index("q_W_e_R_t_Y")]
+    assert row["clip"] == {"ytid": "q_W_e_R_t_Y", "start_s": 120.5, "end_s": 130.5}
+    assert [e["label"] for e in row["sound_events"]] == ["Hum", "Tick", "Tick"]
+    music = prepared["music"][0]["test"]
+    row = music[music["id"].index("-Po9_Ui8-Ty")]
+    assert row["clip"]["start_s"] == 15.0 and row["caption"].startswith("Fast, bright arpeggios")
+    assert "energetic" in row["aspects"]
+    comparison = prepared["comparison"][0]["train"]
+    assert comparison[0]["clips"][1] == {"ytid": "-aB_cD3eF4g", "start_s": 0.0, "end_s": 10.0}
+
+
+def test_release_records_without_metadata_load_by_name_with_null_times(tmp_path: Path) -> None:
+    splits = audio_dialogues.load("comparison", data_dir=SAMPLE["data_dir"], audio_dir=SAMPLE["audio_dir"],
+                                  cache_dir=str(tmp_path), decoder="none")
+    first = splits["train"][0]
+    assert [c["start_s"] for c in first["clips"]] == [None, None]
+    assert [Path(a["path"]).name for a in first["audios"]] == ["YZx3_kQ9-LmA.flac", "-aB_cD3eF4g_0.flac"]
+
+
+def test_native_rate_and_no_decode(tmp_path: Path) -> None:
+    native = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path), sampling_rate=None, **SAMPLE)
+    assert native[0]["audio"]["sampling_rate"] == 8_000
+    paths = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path), decoder="none", **SAMPLE)
+    assert set(paths[0]["audio"]) == {"path", "bytes"} and Path(paths[0]["audio"]["path"]).is_file()
+
+
+@pytest.mark.skipif(not HAS_TORCHCODEC, reason="the datasets/torchcodec decode path needs torchcodec")
+@pytest.mark.parametrize("rate", [16_000, None, 22_050])
+def test_both_decode_paths_agree(tmp_path: Path, rate: int | None) -> None:
+    fast = audio_dialogues.load("audioset", split="train", cache_dir=str(tmp_path), sampling_rate=rate, **SAMPLE)
+    slow = audio_dialogues.load("audioset", split="train", cache_dir=str(tmp_path), sampling_rate=rate,
+                                decoder="torchcodec", **SAMPLE)
+    for a, b in zip(fast, slow, strict=True):
+        # Read torchcodec's array once: with resampling, a second get_all_samples() on the same decoder
+        # object returns shifted samples (torchcodec 0.13 keeps resampler state between calls).
+        x, y = a["audio"]["array"], b["audio"]["array"]
+        assert a["audio"]["sampling_rate"] == b["audio"]["sampling_rate"]
+        assert y.dtype == np.float32 and y.ndim == 1
+        assert len(x) == len(y)
+        assert np.corrcoef(x, y)[0, 1] >= 0.99
+
+
+def test_missing_audio_policies(tmp_path: Path) -> None:
+    kept = audio_dialogues.load("music", split="train", cache_dir=str(tmp_path), missing_audio="keep", **SAMPLE)
+    assert kept.num_rows == 3
+    lullaby = kept[kept["id"].index("mu-train-lullaby")]
+    assert lullaby["audio"] is None and lullaby["caption"].startswith("A gentle lullaby")
+    with pytest.raises(MissingAudioError, match=r"music_train.jsonl:3 .*Wd3-Xs2_Za1"):
+        audio_dialogues.load("music", cache_dir=str(tmp_path), missing_audio="error", **SAMPLE)
+
+
+def _copy_sample(tmp_path: Path) -> dict:
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, data)
+    return {**SAMPLE, "data_dir": str(data)}
+
+
+def test_changed_annotation_contents_are_never_served_from_a_stale_cache(tmp_path: Path) -> None:
+    paths = _copy_sample(tmp_path)
+    cache = str(tmp_path / "hf")
+    first = audio_dialogues.load("audioset", split="test", cache_dir=cache, **paths)
+    assert first[0]["turns"][0]["assistant"] == "A single bell-like ding that slowly fades."
+    annotation = Path(paths["data_dir"]) / "audioset_test.jsonl"
+    annotation.write_text(annotation.read_text().replace("slowly fades", "stops abruptly"))
+    second = audio_dialogues.load("audioset", split="test", cache_dir=cache, **paths)
+    assert second[0]["turns"][0]["assistant"] == "A single bell-like ding that stops abruptly."
+    # unchanged contents: served from the cache that now exists, through load_dataset as well
+    third = datasets.load_dataset("audio_dialogues", "audioset", split="test", cache_dir=cache, **paths)
+    assert third.cache_files[0]["filename"] == second.cache_files[0]["filename"]
+
+
+def test_changed_metadata_and_new_audio_invalidate_the_cache(tmp_path: Path) -> None:
+    paths = _copy_sample(tmp_path)
+    audio = tmp_path / "audio"
+    shutil.copytree(SAMPLE_AUDIO, audio)
+    meta = tmp_path / "musiccaps.csv"
+    shutil.copy(SAMPLE["musiccaps_csv"], meta)
+    paths.update(audio_dir=str(audio), musiccaps_csv=str(meta))
+    cache = str(tmp_path / "hf")
+    assert audio_dialogues.load("music", split="train", cache_dir=cache, **paths).num_rows == 2
+    meta.write_text(meta.read_text().replace("calm and meditative", "calm and spacious"))
+    shutil.copy(audio / "bN5-hR7_wK1.flac", audio / "YWd3-Xs2_Za1.flac")  # the lullaby's audio arrives
+    train = audio_dialogues.load("music", split="train", cache_dir=cache, **paths)
+    assert train.num_rows == 3
+    assert "calm and spacious" in train[train["id"].index("mu-train-chords")]["caption"]
+
+
+def test_load_dataset_resolves_the_name_after_import(tmp_path: Path) -> None:
+    assert audio_dialogues.LOAD_DATASET_HOOKED
+    ds = datasets.load_dataset("audio_dialogues", "music", split="test", cache_dir=str(tmp_path), **SAMPLE)
+    assert ds.num_rows == 2 and ds[0]["audio"]["sampling_rate"] == 16_000
+    builder = datasets.load_dataset_builder("audio_dialogues", "comparison", cache_dir=str(tmp_path), **SAMPLE)
+    assert isinstance(builder, AudioDialogues) and builder.config.name == "comparison"
+    # any other name still goes to datasets' own resolution
+    local = tmp_path / "plain"
+    local.mkdir()
+    (local / "train.jsonl").write_text('{"a": 1}\n')
+    assert datasets.load_dataset(str(local), split="train", cache_dir=str(tmp_path))[0] == {"a": 1}
+
+
+def test_default_config_is_music(tmp_path: Path) -> None:
+    builder = datasets.load_dataset_builder("audio_dialogues", cache_dir=str(tmp_path), **SAMPLE)
+    assert builder.config.name == "music"
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"name": "speech"}, "BuilderConfig 'speech' not found"),
+        ({"name": "music", "decoder": "librosa"}, "unknown decoder 'librosa'"),
+        ({"name": "music", "missing_audio": "skip"}, "unknown missing_audio 'skip'"),
+        ({"name": "music", "num_shards": 0}, "num_shards must be >= 1"),
+    ],
+)
+def test_bad_options_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:
+    name = kwargs.pop("name")
+    with pytest.raises(ValueError, match=message):
+        audio_dialogues.load(name, cache_dir=str(tmp_path), **SAMPLE, **kwargs)
+
+
+def test_unknown_split_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Unknown split \"validation\"|Bad split: validation|validation"):
+        audio_dialogues.load("music", split="validation", cache_dir=str(tmp_path), **SAMPLE)
