@@ -1,0 +1,83 @@
+"""Streaming into training loops: every example exactly once across DataLoader workers and ranks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from datasets.distributed import split_dataset_by_node
+
+import audio_dialogues
+
+torch = pytest.importorskip("torch")
+
+SAMPLE = audio_dialogues.sample_paths()
+N_RECORDS = 23  # deliberately not a multiple of the shard, worker or rank counts
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A music test split of N_RECORDS dialogues over the sample's audio (ids unique, clips reused)."""
+    root = tmp_path_factory.mktemp("many")
+    (root / "data").mkdir()
+    audio = Path(SAMPLE["audio_dir"])
+    ytids = ["Tq8_Lp2-Xv0", "bN5-hR7_wK1", "Ju4_Ye6-Gz2", "-Po9_Ui8-Ty"]
+    starts = {"Tq8_Lp2-Xv0": 30.0, "bN5-hR7_wK1": 0.0, "Ju4_Ye6-Gz2": 50.0, "-Po9_Ui8-Ty": 15.0}
+    with open(root / "data" / "music_test.jsonl", "w") as f:
+        for i in range(N_RECORDS):
+            y = ytids[i % len(ytids)]
+            f.write(json.dumps({"id": f"r{i:03d}", "clips": [{"ytid": y, "start_s": starts[y], "end_s": starts[y] + 10}],
+                                "turns": [{"user": f"question {i}", "assistant": f"answer {i}"}]}) + "\n")
+    shutil.copytree(audio, root / "audio")
+    return {"data_dir": str(root / "data"), "audio_dir": str(root / "audio"), "musiccaps_csv": SAMPLE["musiccaps_csv"]}
+
+
+def _ids(rows) -> list[str]:
+    return [r["id"] for r in rows]
+
+
+def test_streaming_yields_the_same_rows_as_eager(many: dict, tmp_path: Path) -> None:
+    eager = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path), **many)
+    stream = audio_dialogues.load("music", split="test", streaming=True, **many)
+    assert stream.n_shards == 8
+    rows = list(stream)
+    assert _ids(rows) == eager["id"]
+    assert rows[5]["caption"] == eager[5]["caption"] and rows[5]["clip"] == eager[5]["clip"]
+    assert len(rows[5]["audio"]["array"]) == len(eager[5]["audio"]["array"]) == 160_000
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+@pytest.mark.parametrize("num_workers", [2, 3])
+def test_dataloader_workers_see_every_example_once(many: dict, num_workers: int) -> None:
+    stream = audio_dialogues.load("music", split="test", streaming=True, **many)
+    loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=num_workers,
+                                         collate_fn=lambda batch: [(r["id"], len(r["audio"]["array"])) for r in batch])
+    seen = Counter()
+    for batch in loader:
+        for example_id, n_samples in batch:
+            seen[example_id] += 1
+            assert n_samples == 160_000
+    assert seen == Counter(f"r{i:03d}" for i in range(N_RECORDS))
+
+
+@pytest.mark.parametrize("world_size,num_shards", [(2, 8), (3, 8), (4, 4), (5, 8)])
+def test_split_dataset_by_node_covers_every_example_once(many: dict, world_size: int, num_shards: int) -> None:
+    stream = audio_dialogues.load("music", split="test", streaming=True, num_shards=num_shards,
+                                  decoder="none", **many)
+    seen = Counter()
+    for rank in range(world_size):
+        seen.update(_ids(split_dataset_by_node(stream, rank=rank, world_size=world_size)))
+    assert seen == Counter(f"r{i:03d}" for i in range(N_RECORDS))
+
+
+def test_ranks_and_workers_together(many: dict) -> None:
+    stream = audio_dialogues.load("music", split="test", streaming=True, decoder="none", **many)
+    seen = Counter()
+    for rank in range(2):
+        node = split_dataset_by_node(stream, rank=rank, world_size=2)
+        loader = torch.utils.data.DataLoader(node, batch_size=None, num_workers=2)
+        seen.update(r["id"] for r in loader)
+    assert seen == Counter(f"r{i:03d}" for i in range(N_RECORDS))
