@@ -29,8 +29,9 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with open(root / "data" / "music_test.jsonl", "w") as f:
         for i in range(N_RECORDS):
             y = ytids[i % len(ytids)]
-            f.write(json.dumps({"id": f"r{i:03d}", "clips": [{"ytid": y, "start_s": starts[y], "end_s": starts[y] + 10}],
-                                "turns": [{"user": f"question {i}", "assistant": f"answer {i}"}]}) + "\n")
+            clip = {"ytid": y, "start_s": starts[y], "end_s": starts[y] + 10}
+            turns = [{"user": f"question {i}", "assistant": f"answer {i}"}]
+            f.write(json.dumps({"id": f"r{i:03d}", "clips": [clip], "turns": turns}) + "\n")
     shutil.copytree(audio, root / "audio")
     return {"data_dir": str(root / "data"), "audio_dir": str(root / "audio"), "musiccaps_csv": SAMPLE["musiccaps_csv"]}
 
