@@ -124,8 +124,7 @@ def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise AnnotationError(f"{path}: not UTF-8 text ({e})") from None
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+    if path.suffix != ".jsonl" and text.lstrip().startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

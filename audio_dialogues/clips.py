@@ -96,4 +96,7 @@ def parse_segment_id(segment_id: str) -> tuple[str, int]:
         or not segment_id[YTID_LENGTH + 1 :].isdigit()
     ):
         raise ClipError(f"segment_id {segment_id!r} is not '<11-char YouTube id>_<start ms>'")
-    return check_ytid(segment_id[:YTID_LENGTH]), int(segment_id[YTID_LENGTH + 1 :])
+    try:
+        return check_ytid(segment_id[:YTID_LENGTH]), int(segment_id[YTID_LENGTH + 1 :])
+    except ClipError as e:
+        raise ClipError(f"segment_id {segment_id!r}: {e}") from None
