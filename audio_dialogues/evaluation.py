@@ -1,0 +1,428 @@
+"""Scoring model answers against the dialogues' reference answers, as the papers do.
+
+Each assistant turn is one item with one reference. Items are tokenised as coco-caption does (see
+:mod:`audio_dialogues.ptb_tokenizer`) and scored with pycocoevalcap's own scorers: ``Bleu(4)`` (its
+4-gram score is reported as BLEU-4), ``Cider`` (CIDEr) and ``Rouge`` (ROUGE-L), with the values they
+return, unscaled.
+
+What "the corpus" is matters for CIDEr, whose n-gram idf comes from all references scored together:
+scores are computed once over the whole corpus, never per batch or per dialogue. When several configs
+are scored at once, each config is also scored as its own corpus (``per_config``), which is what a
+paper's per-benchmark number is; ``overall`` then pools all of them.
+
+Groups inside a corpus (``per_turn``) take their CIDEr as the mean of the per-item scores of the corpus
+computation (so the idf stays the corpus'), their ROUGE-L as the mean of per-item scores, and their
+BLEU-4 as corpus BLEU over the group's items (BLEU pools n-gram counts and shares no corpus statistic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+
+from .ptb_tokenizer import TOKENIZERS, tokenize
+
+PathLike = str | os.PathLike
+METRICS = ("CIDEr", "BLEU-4", "ROUGE-L")
+#: How many offending items an error message lists before summarising the rest.
+_EXAMPLES = 5
+
+
+class EvaluationError(ValueError):
+    """Predictions or references that cannot be scored; the message names the file, record and problem."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's answer to assistant turn ``turn`` (0-based) of dialogue ``id``."""
+
+    id: str
+    turn: int
+    prediction: str
+    config: str | None = None
+    #: ``file:line`` or ``<input>[index]``, for error messages.
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference answer of assistant turn ``turn`` (0-based) of dialogue ``id``."""
+
+    id: str
+    turn: int
+    reference: str
+    question: str | None = None
+    config: str | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Scores:
+    cider: float
+    bleu4: float
+    rouge_l: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"CIDEr": self.cider, "BLEU-4": self.bleu4, "ROUGE-L": self.rouge_l, "n": self.n}
+
+
+@dataclass(frozen=True)
+class CorpusReport:
+    """Scores of one corpus, overall and per assistant turn (0-based)."""
+
+    overall: Scores
+    per_turn: dict[int, Scores]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"overall": self.overall.to_dict(), "per_turn": {str(t): s.to_dict() for t, s in self.per_turn.items()}}
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    overall: Scores
+    per_turn: dict[int, Scores]
+    #: Each config scored as its own corpus; only filled when several configs were scored together.
+    per_config: dict[str, CorpusReport] = field(default_factory=dict)
+    tokenizer: str = "python"
+    #: Reference turns without a (non-empty) prediction, scored as empty answers (``allow_missing``).
+    missing: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "overall": self.overall.to_dict(),
+            "per_turn": {str(t): s.to_dict() for t, s in self.per_turn.items()},
+        }
+        if self.per_config:
+            out["per_config"] = {c: r.to_dict() for c, r in self.per_config.items()}
+        out.update(tokenizer=self.tokenizer, missing=self.missing, scorer=f"pycocoevalcap {version('pycocoevalcap')}")
+        return out
+
+    def to_markdown(self) -> str:
+        """The same numbers as :meth:`to_dict`, as markdown tables."""
+        lines: list[str] = []
+
+        def table(report_overall: Scores, per_turn: dict[int, Scores]) -> None:
+            lines.append("| group | n | CIDEr | BLEU-4 | ROUGE-L |")
+            lines.append("|---|---:|---:|---:|---:|")
+            rows = [("overall", report_overall)] + [(f"turn {t}", s) for t, s in per_turn.items()]
+            for name, s in rows:
+                lines.append(f"| {name} | {s.n} | {s.cider:.4f} | {s.bleu4:.4f} | {s.rouge_l:.4f} |")
+
+        table(self.overall, self.per_turn)
+        for config, report in self.per_config.items():
+            lines += ["", f"### {config}", ""]
+            table(report.overall, report.per_turn)
+        lines += [
+            "",
+            f"Tokenizer: `{self.tokenizer}`; scorers: pycocoevalcap {version('pycocoevalcap')} (values unscaled). "
+            "Turns are 0-based.",
+        ]
+        if self.per_config:
+            lines.append("Each config is also scored as its own corpus; `overall` pools all configs into one corpus.")
+        if self.missing:
+            lines.append(f"{self.missing} reference turns had no prediction and were scored as empty answers.")
+        return "\n".join(lines) + "\n"
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _iter_jsonl(path: Path, what: str) -> Iterable[tuple[str, dict]]:
+    """``(origin, object)`` per non-blank line, streaming; any malformed line is an error naming it."""
+    if not path.is_file():
+        raise EvaluationError(f"{path}: {what} file does not exist")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise EvaluationError(f"{where}: not UTF-8 text ({e.reason})") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                hint = ""
+                if lineno == 1 and line.lstrip().startswith("["):
+                    hint = " (this looks like a JSON array; write one JSON object per line)"
+                raise EvaluationError(f"{where}: malformed JSON Lines record: {e.msg}{hint}") from None
+            if not isinstance(obj, dict):
+                raise EvaluationError(f"{where}: a {what} record must be a JSON object, got {type(obj).__name__}")
+            yield where, obj
+
+
+def _rows(source: PathLike | Iterable[Any], what: str) -> Iterable[tuple[str, Any]]:
+    if isinstance(source, (str, os.PathLike)):
+        return _iter_jsonl(Path(source), what)
+    return ((f"<{what}s>[{i}]", row) for i, row in enumerate(source))
+
+
+def _check_key(where: str, row: Mapping) -> tuple[str, int, str | None]:
+    rid, turn, config = row.get("id"), row.get("turn"), row.get("config")
+    if not isinstance(rid, str) or not rid:
+        raise EvaluationError(f"{where}: 'id' must be a non-empty string, got {rid!r}")
+    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 0:
+        raise EvaluationError(f"{where} (id {rid!r}): 'turn' must be a 0-based integer, got {turn!r}")
+    if config is not None and (not isinstance(config, str) or not config):
+        raise EvaluationError(f"{where} (id {rid!r}): 'config' must be a string when given, got {config!r}")
+    return rid, turn, config
+
+
+def _text(where: str, rid: str, turn: int, row: Mapping, key: str, *, allow_empty: bool = False) -> str:
+    if key not in row:
+        raise EvaluationError(f"{where} (id {rid!r}, turn {turn}): missing '{key}'")
+    value = row[key]
+    if not isinstance(value, str):
+        raise EvaluationError(f"{where} (id {rid!r}, turn {turn}): '{key}' must be a string, "
+                              f"got {type(value).__name__}")
+    if not value.strip() and not allow_empty:
+        raise EvaluationError(f"{where} (id {rid!r}, turn {turn}): '{key}' is empty")
+    return value
+
+
+def read_predictions(
+    source: PathLike | Iterable[Mapping | Prediction], *, allow_empty: bool = False
+) -> list[Prediction]:
+    """Predictions from a JSONL file (``{"id", "turn", "prediction"}``, optional ``"config"``) or rows.
+
+    Empty answers are refused unless ``allow_empty`` (they are then scored as missing answers).
+    """
+    out = []
+    for where, row in _rows(source, "prediction"):
+        if isinstance(row, Prediction):
+            row = {"id": row.id, "turn": row.turn, "prediction": row.prediction, "config": row.config}
+        if not isinstance(row, Mapping):
+            raise EvaluationError(f"{where}: a prediction must be a mapping, got {type(row).__name__}")
+        rid, turn, config = _check_key(where, row)
+        text = _text(where, rid, turn, row, "prediction", allow_empty=allow_empty)
+        out.append(Prediction(rid, turn, text, config, where))
+    return out
+
+
+def read_references(source: PathLike | Iterable[Mapping | Reference]) -> list[Reference]:
+    """References from a JSONL file (``{"id", "turn", "reference"}``, optional ``"question"``, ``"config"``)."""
+    out = []
+    for where, row in _rows(source, "reference"):
+        if isinstance(row, Reference):
+            row = {"id": row.id, "turn": row.turn, "reference": row.reference, "question": row.question,
+                   "config": row.config}
+        if not isinstance(row, Mapping):
+            raise EvaluationError(f"{where}: a reference must be a mapping, got {type(row).__name__}")
+        rid, turn, config = _check_key(where, row)
+        text = _text(where, rid, turn, row, "reference")
+        question = row.get("question")
+        if question is not None and not isinstance(question, str):
+            raise EvaluationError(f"{where} (id {rid!r}, turn {turn}): 'question' must be a string when given")
+        out.append(Reference(rid, turn, text, question, config, where))
+    return out
+
+
+def references_from_records(records: Iterable[Any], config: str) -> list[Reference]:
+    """One reference per assistant turn of each dialogue record (``Record`` from ``annotations``)."""
+    return [
+        Reference(record.id, i, turn.assistant, turn.user, config, f"{record.origin} turn {i}")
+        for record in records
+        for i, turn in enumerate(record.turns)
+    ]
+
+
+# --- matching ------------------------------------------------------------------------------------
+
+
+def _examples(items: Sequence[str]) -> str:
+    shown = "; ".join(items[:_EXAMPLES])
+    return shown + (f"; ... and {len(items) - _EXAMPLES} more" if len(items) > _EXAMPLES else "")
+
+
+def _describe(config: str | None, rid: str, turn: int) -> str:
+    return f"{config + ' ' if config else ''}id {rid!r} turn {turn}"
+
+
+def match(predictions: Sequence[Prediction], references: Sequence[Reference], *, allow_missing: bool = False
+          ) -> tuple[list[str], int]:
+    """The prediction text for every reference, in reference order, and how many were missing.
+
+    A prediction matches on ``(id, turn)``, and on ``config`` too when it gives one; one that matches
+    no reference, or matches references of several configs, or repeats an ``(id, turn)``, is an error.
+    """
+    by_key: dict[tuple[str | None, str, int], Reference] = {}
+    configs_of: dict[tuple[str, int], list[str | None]] = {}
+    for ref in references:
+        key = (ref.config, ref.id, ref.turn)
+        if key in by_key:
+            raise EvaluationError(f"{ref.origin}: duplicate reference for {_describe(*key)} "
+                                  f"(first at {by_key[key].origin})")
+        by_key[key] = ref
+        configs_of.setdefault((ref.id, ref.turn), []).append(ref.config)
+    answers: dict[tuple[str | None, str, int], Prediction] = {}
+    unknown = []
+    for pred in predictions:
+        if pred.config is not None:
+            key = (pred.config, pred.id, pred.turn)
+            if key not in by_key:
+                unknown.append(f"{pred.origin}: {_describe(*key)}")
+                continue
+        else:
+            candidates = configs_of.get((pred.id, pred.turn), [])
+            if not candidates:
+                unknown.append(f"{pred.origin}: {_describe(None, pred.id, pred.turn)}")
+                continue
+            if len(candidates) > 1:
+                raise EvaluationError(f"{pred.origin}: id {pred.id!r} turn {pred.turn} exists in configs "
+                                      f"{', '.join(map(str, candidates))}; add a 'config' field to the predictions")
+            key = (candidates[0], pred.id, pred.turn)
+        if key in answers:
+            raise EvaluationError(f"{pred.origin}: duplicate prediction for {_describe(*key)} "
+                                  f"(first at {answers[key].origin})")
+        answers[key] = pred
+    if unknown:
+        raise EvaluationError(f"{len(unknown)} predictions name a dialogue turn that is not in the references "
+                              f"({len(references)} reference turns): {_examples(unknown)}")
+    texts, missing = [], []
+    for key, ref in by_key.items():
+        pred = answers.get(key)
+        if pred is None or not pred.prediction.strip():
+            missing.append(f"{_describe(*key)} ({ref.origin})" + (f": empty at {pred.origin}" if pred else ""))
+            texts.append("")
+        else:
+            texts.append(pred.prediction)
+    if missing and not allow_missing:
+        raise EvaluationError(f"{len(missing)} of {len(references)} reference turns have no prediction: "
+                              f"{_examples(missing)} (pass allow_missing / --allow-missing to score them as empty)")
+    return texts, len(missing)
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorpusScores:
+    """pycocoevalcap's output for one corpus: the corpus scores and the per-item ones."""
+
+    cider: float
+    bleu4: float
+    rouge_l: float
+    item_cider: np.ndarray
+    item_rouge_l: np.ndarray
+    #: Tokenised references and predictions, kept to compute group BLEU without re-tokenising.
+    references: list[str]
+    predictions: list[str]
+
+
+def _coco(tokens: Sequence[str]) -> dict[int, list[str]]:
+    return {i: [t] for i, t in enumerate(tokens)}
+
+
+def _bleu4(references: Sequence[str], predictions: Sequence[str]) -> float:
+    score, _ = Bleu(4).compute_score(_coco(references), _coco(predictions), verbose=0)
+    return float(score[3])
+
+
+def score_corpus(references: Sequence[str], predictions: Sequence[str], tokenizer: str = "python") -> CorpusScores:
+    """Tokenise and score one corpus in a single pass of each pycocoevalcap scorer.
+
+    Equivalent to tokenising ``{i: [{"caption": reference_i}]}`` and ``{i: [{"caption": prediction_i}]}``
+    with pycocoevalcap's PTBTokenizer and calling ``Bleu(4)``, ``Cider()`` and ``Rouge()`` on them.
+    """
+    if len(references) != len(predictions):
+        raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
+    if not references:
+        raise EvaluationError("nothing to score: no reference turns")
+    refs = tokenize(references, tokenizer)
+    preds = tokenize(predictions, tokenizer)
+    gts, res = _coco(refs), _coco(preds)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, item_cider = Cider().compute_score(gts, res)
+    rouge, item_rouge = Rouge().compute_score(gts, res)
+    return CorpusScores(float(cider), float(bleu[3]), float(rouge), np.asarray(item_cider), np.asarray(item_rouge),
+                        refs, preds)
+
+
+def _corpus_report(scored: CorpusScores, turns: Sequence[int]) -> CorpusReport:
+    overall = Scores(scored.cider, scored.bleu4, scored.rouge_l, len(turns))
+    per_turn = {}
+    turns_array = np.asarray(turns)
+    for turn in sorted(set(turns)):
+        idx = np.flatnonzero(turns_array == turn)
+        bleu = _bleu4([scored.references[i] for i in idx], [scored.predictions[i] for i in idx])
+        per_turn[int(turn)] = Scores(float(scored.item_cider[idx].mean()), bleu,
+                                     float(scored.item_rouge_l[idx].mean()), len(idx))
+    return CorpusReport(overall, per_turn)
+
+
+def evaluate(
+    predictions: PathLike | Iterable[Mapping | Prediction],
+    references: PathLike | Iterable[Mapping | Reference] | None = None,
+    *,
+    config: str | Sequence[str] | None = None,
+    split: str = "test",
+    data_dir: PathLike | None = None,
+    tokenizer: str = "python",
+    allow_missing: bool = False,
+) -> EvaluationReport:
+    """Score model answers with CIDEr, BLEU-4 and ROUGE-L, as coco-caption does.
+
+    Args:
+        predictions: JSONL path (``{"id", "turn", "prediction"}``, ``turn`` 0-based, optional ``config``),
+            or an iterable of such mappings or :class:`Prediction`.
+        references: JSONL path (``{"id", "turn", "reference"}``, optional ``question``, ``config``) or rows;
+            or ``None`` to take the assistant turns of ``config``'s ``split`` read from ``data_dir``.
+        config: one config or several (each is then also scored as its own corpus).
+        tokenizer: ``python`` (pure Python, no Java) or ``ptb`` (pycocoevalcap's Java PTBTokenizer).
+        allow_missing: score reference turns without a prediction (or with an empty one) as empty answers
+            and report how many there were, instead of refusing.
+    """
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
+    if references is None:
+        if config is None or data_dir is None:
+            raise EvaluationError("give references, or config and data_dir to take them from the annotations")
+        from .annotations import read_split
+
+        configs = [config] if isinstance(config, str) else list(config)
+        refs = [r for c in configs for r in references_from_records(read_split(c, split, data_dir=data_dir), c)]
+    else:
+        if config is not None:
+            raise EvaluationError("give references or config (with data_dir), not both; to score some configs of "
+                                  "a references file, filter it on its 'config' field")
+        refs = read_references(references)
+        if len({r.config is None for r in refs}) > 1:
+            raise EvaluationError("references mix rows with and without 'config'; give it on all rows or none")
+    preds = read_predictions(predictions, allow_empty=allow_missing)
+    texts, missing = match(preds, refs, allow_missing=allow_missing)
+    scored = score_corpus([r.reference for r in refs], texts, tokenizer)
+    report = _corpus_report(scored, [r.turn for r in refs])
+    per_config = {}
+    configs_scored = list(dict.fromkeys(r.config for r in refs))
+    if len(configs_scored) > 1:
+        for c in configs_scored:
+            idx = [i for i, r in enumerate(refs) if r.config == c]
+            part = score_corpus([refs[i].reference for i in idx], [texts[i] for i in idx], tokenizer)
+            per_config[str(c)] = _corpus_report(part, [refs[i].turn for i in idx])
+    return EvaluationReport(report.overall, report.per_turn, per_config, tokenizer, missing)
+
+
+def write_report(report: EvaluationReport, *, json_path: PathLike | None = None, markdown_path: PathLike | None = None
+                 ) -> None:
+    """Write the report as JSON and/or markdown; each file appears complete or not at all."""
+    for path, text in ((json_path, lambda: json.dumps(report.to_dict(), indent=2) + "\n"),
+                       (markdown_path, report.to_markdown)):
+        if path is None:
+            continue
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text(), encoding="utf-8")
+        os.replace(tmp, path)
