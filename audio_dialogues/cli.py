@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .annotations import CONFIGS, Record, read_split
-from .builder import MISSING_AUDIO_POLICIES
+from .annotations import CONFIGS, AnnotationError, Record, read_split
+from .builder import MISSING_AUDIO_POLICIES, MissingAudioError
 from .loading import prepare, sample_paths
-from .source_metadata import metadata_sources, open_source_metadata
+from .source_metadata import MetadataError, metadata_sources, open_source_metadata
 from .summary import summarise
 
 
@@ -33,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (AnnotationError, MetadataError, MissingAudioError, FileNotFoundError) as e:
+        # Bad input: the message already names the file, the record and the problem; no traceback.
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 # --- shared: where annotations and their source metadata come from ------------------------------
@@ -112,7 +116,171 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
-    pass
+    from .fetching import YOUTUBE_URL_TEMPLATE
+
+    fetch = commands.add_parser(
+        "fetch", help="download the clips of a config into the clip cache (resumable, verified, journaled)",
+        description="Exit status: 0 when every clip is cached or permanently unavailable, 1 when transient "
+                    "failures remain (run again later), 2 on usage errors.")
+    fetch.add_argument("config", choices=CONFIGS)
+    add_source_arguments(fetch, split=False)
+    fetch.add_argument("--split", choices=("train", "test", "all"), default="all",
+                       help="which split's clips (default: every split that has annotations)")
+    fetch.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, else "
+                                                 "$XDG_CACHE_HOME/audio_dialogues/clips)")
+    fetch.add_argument("--url-template", default=YOUTUBE_URL_TEMPLATE, help="video URL; {ytid} is replaced")
+    fetch.add_argument("--workers", type=_positive_int, default=4, help="parallel downloads (default 4)")
+    fetch.add_argument("--sample-rate", type=_sample_rate, default=16000,
+                       help="output rate in Hz, or 'native' for the source's (default 16000)")
+    fetch.add_argument("--format", choices=("flac", "wav"), default="flac")
+    fetch.add_argument("--retry-failed", action="store_true",
+                       help="also retry clips the journal records as permanently unavailable")
+    fetch.add_argument("--max-attempts", type=_positive_int, default=3,
+                       help="downloads per clip and run before a transient failure waits for the next run")
+    fetch.add_argument("--cookies", metavar="FILE", help="Netscape cookies file (age checks, bot checks)")
+    fetch.add_argument("--proxy", help="proxy URL for every request")
+    fetch.add_argument("--sleep", type=_non_negative, default=0.0, metavar="S",
+                       help="seconds each worker waits before each download")
+    fetch.add_argument("--rate-limit", type=_positive_float, metavar="N",
+                       help="start at most N downloads per second in total")
+    fetch.add_argument("--num-shards", type=_positive_int, default=1,
+                       help="split the clips by video into N disjoint shards (one per machine)")
+    fetch.add_argument("--shard-index", type=int, default=0, help="which shard this machine fetches (0-based)")
+    fetch.add_argument("--reverify", action="store_true", help="decode every cached clip again (slow)")
+    fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fetch.set_defaults(run=_run_fetch, parser=fetch)
+
+    status = commands.add_parser(
+        "status", help="summarise the fetch journal; export the missing clips as CSV",
+        description="Without CONFIG: what the journals of the cache record. With CONFIG (and --data-dir): "
+                    "the state of exactly that config's clips, cached ones counting as ok.")
+    status.add_argument("config", nargs="?", choices=CONFIGS)
+    add_source_arguments(status, split=False)
+    for action in status._actions:  # --data-dir is needed only with CONFIG here
+        if action.dest == "data_dir":
+            action.required = False
+    status.add_argument("--split", choices=("train", "test", "all"), default="all")
+    status.add_argument("--audio-cache-dir", help="the clip cache (default as for fetch)")
+    status.add_argument("--journal", action="append", default=[], metavar="JSONL",
+                        help="another machine's journal to merge in (repeatable)")
+    status.add_argument("--missing-csv", metavar="OUT", help="write the clips that are not ok to this CSV")
+    status.add_argument("--write-merged", metavar="OUT",
+                        help="write the merged journal, one line per clip, to this JSONL file")
+    status.set_defaults(run=_run_status, parser=status)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _sample_rate(text: str) -> int | None:
+    return None if text == "native" else _positive_int(text)
+
+
+def _config_clips(args: argparse.Namespace) -> list:
+    """The distinct clips of ``args.config`` over the chosen split(s), in a stable order."""
+    from .annotations import split_files
+
+    splits = split_files(args.config, data_dir=args.data_dir) if args.split == "all" else [args.split]
+    clips = {}
+    for split in splits:
+        for record in read_records(argparse.Namespace(**{**vars(args), "split": split}), args.config):
+            for clip in record.clips:
+                clips.setdefault(clip.key, clip)
+    return list(clips.values())
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    import os
+
+    from .annotations import AnnotationError
+    from .fetching import FetchError, FetchInterrupted, FetchOptions, fetch_clips
+    from .source_metadata import MetadataError
+
+    try:
+        options = FetchOptions(
+            url_template=args.url_template, sample_rate=args.sample_rate, format=args.format,
+            workers=args.workers, sleep=args.sleep, rate_limit=args.rate_limit, cookies=args.cookies,
+            proxy=args.proxy, retry_failed=args.retry_failed, max_attempts=args.max_attempts,
+            num_shards=args.num_shards, shard_index=args.shard_index, reverify=args.reverify)
+        if args.cookies and not os.path.isfile(args.cookies):
+            raise ValueError(f"--cookies {args.cookies}: no such file")
+        clips = _config_clips(args)
+    except (ValueError, AnnotationError, MetadataError) as err:
+        args.parser.error(str(err))  # exits with status 2
+    try:
+        report = fetch_clips(clips, cache_dir=args.audio_cache_dir, options=options, progress=not args.no_progress)
+    except FetchInterrupted as interrupted:
+        print(interrupted.report.summary())
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    except FetchError as err:
+        print(f"audio-dialogues fetch: error: {err}", file=sys.stderr)
+        return 2
+    untimed = sum(1 for o in report.outcomes if o.reason == "unknown_times")
+    print(f"{args.config}: {len(report.outcomes)} clips" + (
+        f" (shard {args.shard_index} of {args.num_shards}; {report.other_shards} in other shards)"
+        if args.num_shards > 1 else ""))
+    print(report.summary())
+    if untimed:
+        print(f"{untimed} clips have no time window: pass --strong-labels / --musiccaps-csv", file=sys.stderr)
+    if report.transient:
+        print("transient failures remain: run the same command again later (see `audio-dialogues status`)",
+              file=sys.stderr)
+    print(f"cache: {report.cache_dir}")
+    return report.exit_code
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    import os
+
+    from . import clip_cache, journal
+    from .annotations import AnnotationError
+    from .source_metadata import MetadataError
+
+    cache_dir = args.audio_cache_dir or clip_cache.default_cache_dir()
+    for path in args.journal:
+        if not os.path.isfile(path):
+            args.parser.error(f"--journal {path}: no such file")
+    clips = None
+    if args.config:
+        if not args.data_dir:
+            args.parser.error("CONFIG needs --data-dir (the annotations naming its clips)")
+        try:
+            clips = _config_clips(args)
+        except (ValueError, AnnotationError, MetadataError) as err:
+            args.parser.error(str(err))
+    state = journal.load(cache_dir, args.journal)
+    summary = journal.summarize(state, clips, (lambda c: clip_cache.cached_clip(cache_dir, c) is not None)
+                                if clips is not None else None)
+    print(f"cache: {cache_dir}  journals: {len(journal.journal_files(cache_dir)) + len(args.journal)}")
+    print("\n".join(summary.lines()))
+    if state.stats.bad_lines:
+        print(f"{state.stats.bad_lines} unreadable journal lines skipped (torn by a kill?)", file=sys.stderr)
+    if args.missing_csv:
+        n = journal.write_missing_csv(summary, args.missing_csv)
+        print(f"{n} missing clips written to {args.missing_csv}")
+    if args.write_merged:
+        n = journal.write_merged(state, args.write_merged)
+        print(f"merged journal of {n} clips written to {args.write_merged}")
+    return 0
 
 
 # --- evaluate, export (issue 4) ------------------------------------------------------------------

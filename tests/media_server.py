@@ -276,3 +276,40 @@ class MediaServer:
                         pass
 
         return Handler
+
+
+def chirp(seconds: float, rate: int, channels: int = 1):
+    """A test signal whose every instant differs: a 200 Hz -> 4 kHz sweep (channel 2: a slower sweep).
+
+    Any misaligned, shortened or resampled-wrong cut of it stops matching the reference sample by sample.
+    """
+    import numpy as np
+
+    t = np.arange(int(round(seconds * rate))) / rate
+    sweep = 0.45 * np.sin(2 * np.pi * (200 * t + (4000 - 200) / (2 * seconds) * t**2))
+    if channels == 1:
+        return sweep.astype("float32")
+    other = 0.3 * np.sin(2 * np.pi * (300 * t + (1500 - 300) / (2 * seconds) * t**2))
+    return np.stack([sweep, other] + [other] * (channels - 2), axis=1).astype("float32")
+
+
+def write_media(path: Path, seconds: float, rate: int, channels: int = 1, ffmpeg: str = "ffmpeg") -> Path:
+    """Write :func:`chirp` to ``path``: FLAC/WAV losslessly, ``.m4a`` as AAC with the index up front.
+
+    The M4A is laid out like YouTube's audio (index first, so a time-range read seeks once).
+    """
+    import subprocess
+
+    import soundfile as sf
+
+    path = Path(path)
+    data = chirp(seconds, rate, channels)
+    if path.suffix in (".flac", ".wav"):
+        sf.write(path, data, rate)
+        return path
+    wav = path.with_suffix(".src.wav")
+    sf.write(wav, data, rate)
+    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "aac", "-b:a", "128k",
+                    "-movflags", "+faststart", str(path)], check=True)
+    wav.unlink()
+    return path
