@@ -21,7 +21,7 @@ from audio_dialogues.source_metadata import (
     read_musiccaps,
 )
 
-from .media_server import MediaServer
+from tests.media_server import MediaServer
 
 SAMPLE = audio_dialogues.sample_paths()
 
