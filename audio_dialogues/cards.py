@@ -7,6 +7,7 @@ so a description or a citation is written exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 HOMEPAGE = "https://arxiv.org/abs/2404.07616"
 LICENSE = "Annotations: as released by the Audio Dialogues authors; audio: YouTube terms apply (not distributed)."
@@ -102,3 +103,20 @@ CARDS: dict[str, SubsetCard] = {
         clips_per_record="2-4",
     ),
 }
+
+
+def render_dataset_card(template: Path) -> str:
+    """The Hub dataset card (YAML metadata + prose) for all subsets, from the ``dataset_card/`` template."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCardData(
+        pretty_name="Audio Dialogues",
+        license="other",
+        language=["en"],
+        task_categories=["audio-text-to-text", "question-answering"],
+        tags=["audio", "music", "dialogue", "audioset", "musiccaps"],
+        source_datasets=sorted({card.source_dataset for card in CARDS.values()}),
+    )
+    card = DatasetCard.from_template(data, template_path=str(template), cards=list(CARDS.values()),
+                                     homepage=HOMEPAGE, license=LICENSE)
+    return str(card)

@@ -1,0 +1,34 @@
+"""Subset cards and the Hub dataset card rendered from ``dataset_card/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import DatasetCard
+
+import audio_dialogues
+from audio_dialogues.cards import CARDS, render_dataset_card
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cards_hold_the_paper_sizes_and_citations() -> None:
+    assert {c: (card.paper_sizes["train"], card.paper_sizes["test"]) for c, card in CARDS.items()} == {
+        "audioset": (76_642, 1_442), "music": (3_358, 1_641), "comparison": (64_085, 16_249)}
+    for card in CARDS.values():
+        assert "2404.07616" in card.citation and card.source_citation in card.citation
+
+
+def test_builder_info_comes_from_the_card(tmp_path: Path) -> None:
+    builder = audio_dialogues.loading.builder("comparison", cache_dir=str(tmp_path), **audio_dialogues.sample_paths())
+    assert builder.info.citation == CARDS["comparison"].citation
+    assert "2-4 AudioSet clips" in builder.info.description
+
+
+def test_loading_script_card_is_rendered_from_the_template() -> None:
+    rendered = render_dataset_card(ROOT / "dataset_card" / "template.md")
+    committed = (ROOT / "loading_script" / "README.md").read_text()
+    assert committed == rendered, "re-render loading_script/README.md from dataset_card/template.md"
+    card = DatasetCard(rendered)
+    assert card.data.pretty_name == "Audio Dialogues"
+    assert "| `comparison` | AudioSet Comparison |" in card.text and "64,085" in card.text
