@@ -287,7 +287,88 @@ def _run_status(args: argparse.Namespace) -> int:
 
 
 def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
-    pass
+    evaluate = commands.add_parser(
+        "evaluate", help="score model answers with CIDEr, BLEU-4 and ROUGE-L (pycocoevalcap, coco-caption tokens)",
+        description="Scores are computed once over the whole corpus scored (CIDEr's idf depends on it); with "
+                    "several --config each is also scored as its own corpus. Exit status 1 on bad input.")
+    evaluate.add_argument("--predictions", required=True, metavar="JSONL",
+                          help='one {"id", "turn", "prediction"} per line (turn 0-based; optional "config")')
+    evaluate.add_argument("--references", metavar="JSONL",
+                          help='one {"id", "turn", "reference"} per line; or use --config/--data-dir')
+    evaluate.add_argument("--config", nargs="+", choices=CONFIGS,
+                          help="take references from these configs' annotations (with --data-dir, --split)")
+    add_source_arguments(evaluate)
+    for action in evaluate._actions:  # --data-dir is needed only with --config here
+        if action.dest == "data_dir":
+            action.required = False
+    evaluate.add_argument("--tokenizer", choices=("python", "ptb"), default="python",
+                          help="python: pure-Python PTB tokenizer (default); ptb: pycocoevalcap's Java one")
+    evaluate.add_argument("--allow-missing", action="store_true",
+                          help="score reference turns without a prediction as empty answers (and count them)")
+    evaluate.add_argument("--output-json", metavar="FILE", help="write the scores as JSON")
+    evaluate.add_argument("--output-md", metavar="FILE", help="write the scores as a markdown table")
+    evaluate.set_defaults(run=_run_evaluate, parser=evaluate)
+
+    export = commands.add_parser("export", help="write a split's dialogues in an audio language model's chat format")
+    export.add_argument("config", choices=CONFIGS)
+    add_source_arguments(export)
+    export.add_argument("--format", required=True, choices=("af-chat", "af3-chat", "qwen-audio", "openai-messages"))
+    export.add_argument("--output", required=True, metavar="FILE")
+    export.add_argument("--audio-dir", action="append", default=[], help="local audio folder (repeatable)")
+    export.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
+    export.add_argument("--missing-audio", choices=("drop", "error"), default="drop",
+                        help="dialogues with a clip without local audio: leave out and count (default), or stop")
+    export.add_argument("--audio-root", metavar="DIR",
+                        help="af-chat: the manifest's dataset_path, names relative to it (default: first --audio-dir)")
+    export.add_argument("--system-prompt", help="qwen-audio (default: Qwen's own) and openai-messages (default: none)")
+    export.add_argument("--openai-audio", choices=("url", "inline"), default="url",
+                        help="openai-messages: file:// references (default) or base64 input_audio (wav/mp3)")
+    export.set_defaults(run=_run_export)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import EvaluationError, evaluate, references_from_records, write_report
+    from .ptb_tokenizer import TokenizerError
+
+    if (args.references is None) == (args.config is None):
+        args.parser.error("give --references, or --config with --data-dir (not both)")
+    if args.config and not args.data_dir:
+        args.parser.error("--config needs --data-dir (the annotations holding the reference answers)")
+    try:
+        if args.references:
+            references = args.references
+        else:
+            references = [ref for config in dict.fromkeys(args.config)
+                          for ref in references_from_records(read_records(args, config), config)]
+        report = evaluate(args.predictions, references, tokenizer=args.tokenizer, allow_missing=args.allow_missing)
+        write_report(report, json_path=args.output_json, markdown_path=args.output_md)
+    except (EvaluationError, TokenizerError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.to_markdown(), end="")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .chat_export import ExportError, export_chat
+    from .clip_cache import default_cache_dir
+    from .local_audio import AudioResolver
+
+    resolver = AudioResolver(args.audio_dir, args.audio_cache_dir or default_cache_dir())
+    try:
+        report = export_chat(
+            read_records(args, args.config), args.format, args.output, config=args.config, split=args.split,
+            resolver=resolver, missing_audio=args.missing_audio,
+            audio_root=args.audio_root or (args.audio_dir[0] if args.audio_dir else None),
+            system_prompt=args.system_prompt, openai_audio=args.openai_audio)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    if report.written == 0 and report.dropped:
+        print("error: no dialogue has local audio; pass --audio-dir or fetch the clips first", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -202,6 +202,7 @@ def read_predictions(
     out = []
     for where, row in _rows(source, "prediction"):
         if isinstance(row, Prediction):
+            where = row.origin or where
             row = {"id": row.id, "turn": row.turn, "prediction": row.prediction, "config": row.config}
         if not isinstance(row, Mapping):
             raise EvaluationError(f"{where}: a prediction must be a mapping, got {type(row).__name__}")
@@ -216,6 +217,7 @@ def read_references(source: PathLike | Iterable[Mapping | Reference]) -> list[Re
     out = []
     for where, row in _rows(source, "reference"):
         if isinstance(row, Reference):
+            where = row.origin or where
             row = {"id": row.id, "turn": row.turn, "reference": row.reference, "question": row.question,
                    "config": row.config}
         if not isinstance(row, Mapping):
