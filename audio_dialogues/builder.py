@@ -256,18 +256,28 @@ class AudioDialogues(datasets.GeneratorBasedBuilder):
                 report.missing_clips += len(missing)
                 if policy == "error":
                     raise MissingAudioError(f"{record.origin}: no audio for {_describe(missing[0])} "
-                                            f"(searched {', '.join(map(str, resolver.index.folders)) or 'no audio_dir'}"
-                                            f" and the clip cache {resolver.cache_dir})")
+                                            f"(searched {self._searched(resolver)})")
                 if policy == "drop":
                     dropped[_missing_reason(missing)] += 1
                     continue
             examples.append(_example(self.config.name, record, paths))
         report.kept = len(examples)
         report.dropped = dict(dropped)
+        if records and not examples:
+            raise MissingAudioError(
+                f"{self.config.name}/{split}: no audio for any of its {len(records)} records "
+                f"({', '.join(dropped)}); searched {self._searched(resolver)}. Pass audio_dir, fetch the clips "
+                "(download_audio=True or `audio-dialogues fetch`), or use missing_audio='keep' for text only"
+            )
         if dropped:
             logger.warning("%s/%s: dropped %d of %d records without audio (%s)", self.config.name, split,
                            sum(dropped.values()), len(records), ", ".join(f"{k}: {v}" for k, v in dropped.items()))
         return examples, report
+
+    @staticmethod
+    def _searched(resolver: AudioResolver) -> str:
+        folders = ", ".join(map(str, resolver.index.folders)) or "no audio_dir"
+        return f"{folders} and the clip cache {resolver.cache_dir}"
 
     def _save_report(self) -> None:
         """Keep the report next to the prepared data, so a cached load can still say what was dropped."""
