@@ -151,15 +151,14 @@ def _iter_jsonl(path: Path, what: str) -> Iterable[tuple[str, dict]]:
                 raise EvaluationError(f"{where}: not UTF-8 text ({e.reason})") from None
             if not line.strip():
                 continue
+            hint = " (this looks like a JSON array; write one JSON object per line)" if line.lstrip()[:1] == "[" else ""
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                hint = ""
-                if lineno == 1 and line.lstrip().startswith("["):
-                    hint = " (this looks like a JSON array; write one JSON object per line)"
                 raise EvaluationError(f"{where}: malformed JSON Lines record: {e.msg}{hint}") from None
             if not isinstance(obj, dict):
-                raise EvaluationError(f"{where}: a {what} record must be a JSON object, got {type(obj).__name__}")
+                raise EvaluationError(f"{where}: a {what} record must be a JSON object, got "
+                                      f"{type(obj).__name__}{hint}")
             yield where, obj
 
 
