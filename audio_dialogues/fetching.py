@@ -60,6 +60,10 @@ _CODECS = {"flac": ("flac", "flac"), "wav": ("pcm_s16le", "wav")}
 # Input options for ffmpeg's HTTP reader: resume after a dropped connection or network error from the
 # current byte (without them a drop mid-transfer yields a short clip that ffmpeg reports as success),
 # and give up on a stalled connection after 30 s instead of hanging a worker forever.
+#: ffmpeg is asked for this much audio before the clip and drops it by timestamp after decoding. Input
+#: seeking alone is sample-exact in ffmpeg 5 but lands up to ~20 ms late on AAC in ffmpeg 9 (the build
+#: imageio-ffmpeg ships); decoding from a second earlier and trimming on the output side is exact in both.
+PREROLL_S = 1.0
 FFMPEG_INPUT_ARGS = ("-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_on_network_error", "1",
                      "-reconnect_delay_max", "10", "-rw_timeout", "30000000")
 
@@ -325,12 +329,15 @@ class _Downloader:
         from yt_dlp.utils import download_range_func
 
         o = self.options
+        assert clip.start_s is not None and clip.end_s is not None
+        range_start = max(0.0, clip.start_s - PREROLL_S)
+        trim = ["-ss", f"{clip.start_s - range_start:.6f}"] if clip.start_s > range_start else []
         params = {
             "format": "bestaudio[protocol^=http]/bestaudio/best",
             "outtmpl": {"default": str(folder / "clip.%(ext)s")},
-            "download_ranges": download_range_func(None, [(clip.start_s, clip.end_s)]),
+            "download_ranges": download_range_func(None, [(range_start, clip.end_s)]),
             "force_keyframes_at_cuts": True,
-            "external_downloader_args": {"ffmpeg_i": list(FFMPEG_INPUT_ARGS), "ffmpeg_o": self._out_args},
+            "external_downloader_args": {"ffmpeg_i": list(FFMPEG_INPUT_ARGS), "ffmpeg_o": trim + self._out_args},
             "postprocessors": [{"key": "FFmpegExtractAudio", "preferredcodec": o.format}],
             "ffmpeg_location": self.ffmpeg,
             # Fixups would remux by the source's extension a file that already holds the final codec.
@@ -355,7 +362,14 @@ class _Downloader:
     def download(self, clip: Clip, folder: Path) -> tuple[Path, dict]:
         """Download ``clip`` into ``folder``; returns the audio file and yt-dlp's info dict."""
         import yt_dlp
+        from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
+        # yt-dlp decides whether ffmpeg can cut a time range from PATH alone, ignoring `ffmpeg_location`
+        # (a known FIXME in FFmpegFD.available); its own CLI sets this context variable instead. Without
+        # it a pip-only install (imageio-ffmpeg, nothing on PATH) could not cut at all.
+        location = getattr(FFmpegPostProcessor, "_ffmpeg_location", None)
+        if location is not None:
+            location.set(self.ffmpeg)
         logger = _Logger()
         try:
             with yt_dlp.YoutubeDL(self.params(clip, folder, logger)) as ydl:

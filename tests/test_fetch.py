@@ -93,7 +93,12 @@ def test_cut_of_compressed_stereo_source_matches_a_direct_ffmpeg_cut(media, tmp_
     ref = direct_cut(media.sources["m4a"], 4.5, 10.0, tmp_path)
     assert rate == 16000 and got.ndim == 1 and len(got) == len(ref) == 160000
     corr = np.corrcoef(got, ref)[0, 1]
-    assert corr > 0.999 and np.abs(got - ref).max() < 2e-3, (corr, np.abs(got - ref).max())
+    # The fetcher decodes from a second earlier and trims, so its resampler is warm at the first sample;
+    # the direct cut's is not: the two differ in the first 4 ms only (where the fetcher's is nearer the truth).
+    diff = np.abs(got - ref)[64:].max()
+    assert corr > 0.9999 and diff < 1e-3, (corr, diff)
+    truth = chirp(SOURCE_S, 16000, channels=2).mean(axis=1)[int(4.5 * 16000):int(14.5 * 16000)]
+    assert np.corrcoef(got, truth)[0, 1] > 0.999
     # The comparison is sensitive: the same reference 10 ms later no longer matches.
     late = direct_cut(media.sources["m4a"], 4.51, 10.0, tmp_path)
     assert np.corrcoef(got[:150000], late[:150000])[0, 1] < 0.9
