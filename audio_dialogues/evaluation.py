@@ -267,10 +267,12 @@ def match(predictions: Sequence[Prediction], references: Sequence[Reference], *,
                                   f"(first at {by_key[key].origin})")
         by_key[key] = ref
         configs_of.setdefault((ref.id, ref.turn), []).append(ref.config)
+    # A prediction's config only disambiguates when the references carry configs.
+    configs_known = any(ref.config is not None for ref in references)
     answers: dict[tuple[str | None, str, int], Prediction] = {}
     unknown = []
     for pred in predictions:
-        if pred.config is not None:
+        if pred.config is not None and configs_known:
             key = (pred.config, pred.id, pred.turn)
             if key not in by_key:
                 unknown.append(f"{pred.origin}: {_describe(*key)}")

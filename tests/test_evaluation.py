@@ -267,3 +267,19 @@ def test_cli_evaluate_reports_bad_input_without_traceback(files, tmp_path: Path,
     assert "bad.jsonl:2: malformed JSON Lines record" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", "--predictions", str(preds)])  # neither --references nor --config
+
+
+def test_ids_shared_by_two_configs_need_a_config_in_the_predictions():
+    refs = [{"id": "x", "turn": 0, "reference": "A dog barks.", "config": "audioset"},
+            {"id": "x", "turn": 0, "reference": "A piano plays.", "config": "music"},
+            {"id": "y", "turn": 0, "reference": "Rain falls.", "config": "music"}]
+    preds = [{"id": "x", "turn": 0, "prediction": "A dog."}, {"id": "y", "turn": 0, "prediction": "Rain."}]
+    with pytest.raises(EvaluationError, match=r"<predictions>\[0\]: id 'x' turn 0 exists in configs audioset, music; "
+                                              r"add a 'config' field"):
+        evaluate(preds, refs, allow_missing=True)
+    preds[0]["config"] = "audioset"
+    preds.append({"id": "x", "turn": 0, "prediction": "Piano.", "config": "music"})
+    report = evaluate(preds, refs)
+    assert report.missing == 0 and report.per_config["music"].overall.n == 2
+    assert report.per_config["audioset"].overall.rouge_l == pytest.approx(
+        _direct({0: [python_ptb_tokenize("A dog barks.")]}, {0: [python_ptb_tokenize("A dog.")]})["ROUGE-L"])
