@@ -231,8 +231,11 @@ def test_pip_only_ffmpeg_and_nothing_written_outside_the_cache(server, tmp_path)
     assert "1 fetched" in done.stdout
     got = sf.read(clip_cache.cached_clip(cache, clip), dtype="float32")[0]
     assert abs(len(got) - CLIP_S * 16000) <= 1
-    # imageio-ffmpeg ships ffmpeg 9, whose input seeking alone lands ~20 ms late on AAC: the cut must still
-    # match the source's samples at [2 s, 6 s).
+    # imageio-ffmpeg ships ffmpeg 9, whose input seeking alone lands ~20 ms (322 samples) late on AAC: the
+    # cut must still start at the source's sample for 2 s (ffmpeg 9 leaves a sub-sample offset, hence
+    # a looser correlation than ffmpeg 5's 0.9999 on this 2.5 kHz-at-the-end sweep).
     truth = chirp(12.0, 16000)[2 * 16000:6 * 16000]
-    assert np.corrcoef(got[:63000], truth[:63000])[0, 1] > 0.999
+    lag = max(range(-400, 400), key=lambda k: float(np.dot(got[1000 + k:61000 + k], truth[1000:61000])))
+    assert lag == 0
+    assert np.corrcoef(got[:63000], truth[:63000])[0, 1] > 0.99
     assert not list(home.iterdir()) and not list(cwd.iterdir())
