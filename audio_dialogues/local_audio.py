@@ -77,7 +77,8 @@ class AudioIndex:
     """All recognisable audio files below some folders, by ytid."""
 
     def __init__(self, folders: Sequence[PathLike] = ()) -> None:
-        self.folders = [Path(f) for f in folders]
+        # Absolute, so the paths stored in a prepared dataset still work from another working directory.
+        self.folders = [Path(os.path.abspath(f)) for f in folders]
         self._by_ytid: dict[str, list[_Entry]] = {}
         for folder_rank, folder in enumerate(self.folders):
             if not folder.is_dir():

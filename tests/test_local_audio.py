@@ -90,3 +90,10 @@ def test_listing_fingerprint_follows_adds_removals_and_rewrites(tmp_path: Path) 
     touch(tmp_path, "Zx3_kQ9-LmA.wav")
     third = listing_fingerprint(tmp_path)
     assert len({first, second, third}) == 3
+
+
+def test_relative_folders_give_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    touch(tmp_path / "rel", f"Y{YTID}.wav")
+    monkeypatch.chdir(tmp_path)
+    found = AudioIndex(["rel"]).find(CLIP)
+    assert found == str(tmp_path / "rel" / f"Y{YTID}.wav")
