@@ -101,7 +101,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     @property
     def cache_dir(self) -> Path:
-        return Path(self.audio_cache_dir) if self.audio_cache_dir is not None else default_cache_dir()
+        return Path(os.path.abspath(self.audio_cache_dir if self.audio_cache_dir is not None else default_cache_dir()))
 
     def metadata_sources(self) -> dict[str, list[str]]:
         return metadata_sources(
