@@ -107,7 +107,7 @@ def classify(message: str, http_status: int | None = None) -> tuple[str, str]:
         if http_status == 403:
             # A message can say more (YouTube answers 403 to bot checks and expired media URLs alike).
             status, reason = _classify_text(message)
-            return (status, reason) if reason != "unknown" else (TRANSIENT, "forbidden")
+            return (status, reason) if reason not in ("unknown", "network") else (TRANSIENT, "forbidden")
         if 500 <= http_status < 600:
             return TRANSIENT, "server_error"
     return _classify_text(message)
