@@ -2,10 +2,13 @@
 
 For each clip, yt-dlp (its Python API, never a shell) resolves the video and has ffmpeg read only the
 requested window (``download_ranges`` with ``force_keyframes_at_cuts``: the cut is decoded and re-encoded,
-so it starts at the exact sample, not at the nearest keyframe). ffmpeg writes the final codec, rate and
-channel count in that one pass (one lossy decode of the source, no intermediate lossy re-encode), with
-``-reconnect`` input options so that a dropped connection resumes at the right byte instead of ending the
-clip early. yt-dlp's audio-extraction post-processor then puts the stream in its container.
+so it starts at the exact sample, not at the nearest keyframe), starting one second early and trimming
+on the decoded side (exact on ffmpeg 5 and 9 alike). ffmpeg's HTTP input gets ``-reconnect`` options so a
+dropped connection resumes at the right byte instead of ending the clip early. The audio extraction is
+ffmpeg's output stage of that same pass: video dropped, the final codec, rate and channel count written
+straight from the decoded source. (yt-dlp's separate ``FFmpegExtractAudio`` post-processor would first
+store the source codec, a second lossy encode for AAC/Opus, then spend an ffprobe and a second ffmpeg
+run per clip, about a third of the CPU of a clip, to convert it.)
 
 Safety, per clip:
 
@@ -308,37 +311,35 @@ _DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 class _Downloader:
-    """Downloads single clips with yt-dlp into a folder; shared, read-only, by all workers."""
+    """Downloads single clips with yt-dlp into a folder.
+
+    Each worker thread keeps one ``YoutubeDL`` (creating one costs ~50 ms of CPU, as much as the cut
+    itself) and sets the per-clip parameters before each download; YoutubeDL reads them at use time.
+    """
 
     def __init__(self, options: FetchOptions, ffmpeg: str, cache_dir: Path) -> None:
         self.options = options
         self.ffmpeg = ffmpeg
         self.cache_dir = cache_dir
         codec, muxer = _CODECS[options.format]
+        # ffmpeg's output: audio only, the final codec, rate and channels in one pass from the decoded
+        # source (no intermediate lossy encode), in the final container whatever container yt-dlp named
+        # from the source's extension (a later -f wins over yt-dlp's).
         out_args = ["-vn", "-map_metadata", "-1"]
         if options.channels is not None:
             out_args += ["-ac", str(options.channels)]
         if options.sample_rate is not None:
             out_args += ["-ar", str(options.sample_rate)]
-        # Whatever container yt-dlp picked from the source's extension, write the final codec in its
-        # own container (the later -f wins); the extract-audio step then only renames the container.
-        out_args += ["-c:a", codec, "-f", muxer]
-        self._out_args = out_args
+        self._out_args = [*out_args, "-c:a", codec, "-f", muxer]
+        self._local = threading.local()
+        self._opened: list = []
+        self._opened_lock = threading.Lock()
 
-    def params(self, clip: Clip, folder: Path, logger: _Logger) -> dict:
-        from yt_dlp.utils import download_range_func
-
+    def _base_params(self, logger: _Logger) -> dict:
         o = self.options
-        assert clip.start_s is not None and clip.end_s is not None
-        range_start = max(0.0, clip.start_s - PREROLL_S)
-        trim = ["-ss", f"{clip.start_s - range_start:.6f}"] if clip.start_s > range_start else []
         params = {
             "format": "bestaudio[protocol^=http]/bestaudio/best",
-            "outtmpl": {"default": str(folder / "clip.%(ext)s")},
-            "download_ranges": download_range_func(None, [(range_start, clip.end_s)]),
             "force_keyframes_at_cuts": True,
-            "external_downloader_args": {"ffmpeg_i": list(FFMPEG_INPUT_ARGS), "ffmpeg_o": trim + self._out_args},
-            "postprocessors": [{"key": "FFmpegExtractAudio", "preferredcodec": o.format}],
             "ffmpeg_location": self.ffmpeg,
             # Fixups would remux by the source's extension a file that already holds the final codec.
             "fixup": "never",
@@ -354,35 +355,72 @@ class _Downloader:
             "cachedir": str(self.cache_dir / ".yt-dlp"),
         }
         if o.cookies:
-            params["cookiefile"] = str(o.cookies)
+            # yt-dlp writes its cookie jar back on close; workers must not race on the user's file.
+            private = self.cache_dir / f".cookies-{os.getpid()}-{threading.get_ident()}.txt"
+            shutil.copyfile(o.cookies, private)
+            params["cookiefile"] = str(private)
         if o.proxy:
             params["proxy"] = o.proxy
         return params
 
-    def download(self, clip: Clip, folder: Path) -> tuple[Path, dict]:
-        """Download ``clip`` into ``folder``; returns the audio file and yt-dlp's info dict."""
+    def clip_params(self, clip: Clip, folder: Path) -> dict:
+        """The parameters that change per clip: output name, time range, ffmpeg arguments."""
+        from yt_dlp.utils import download_range_func
+
+        assert clip.start_s is not None and clip.end_s is not None
+        range_start = max(0.0, clip.start_s - PREROLL_S)
+        trim = ["-ss", f"{clip.start_s - range_start:.6f}"] if clip.start_s > range_start else []
+        return {
+            "outtmpl": {"default": str(folder / "clip.%(ext)s")},
+            "download_ranges": download_range_func(None, [(range_start, clip.end_s)]),
+            "external_downloader_args": {"ffmpeg_i": list(FFMPEG_INPUT_ARGS), "ffmpeg_o": trim + self._out_args},
+        }
+
+    def _ydl(self):
         import yt_dlp
         from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
-        # yt-dlp decides whether ffmpeg can cut a time range from PATH alone, ignoring `ffmpeg_location`
-        # (a known FIXME in FFmpegFD.available); its own CLI sets this context variable instead. Without
-        # it a pip-only install (imageio-ffmpeg, nothing on PATH) could not cut at all.
-        location = getattr(FFmpegPostProcessor, "_ffmpeg_location", None)
-        if location is not None:
-            location.set(self.ffmpeg)
-        logger = _Logger()
+        if getattr(self._local, "ydl", None) is None:
+            # yt-dlp decides whether ffmpeg can cut a time range from PATH alone, ignoring
+            # `ffmpeg_location` (a FIXME in FFmpegFD.available); its own CLI sets this context variable
+            # instead. Without it a pip-only install (imageio-ffmpeg, no ffmpeg on PATH) could not cut.
+            location = getattr(FFmpegPostProcessor, "_ffmpeg_location", None)
+            if location is not None:
+                location.set(self.ffmpeg)
+            self._local.logger = _Logger()
+            self._local.ydl = yt_dlp.YoutubeDL(self._base_params(self._local.logger))
+            with self._opened_lock:
+                self._opened.append(self._local.ydl)
+        return self._local.ydl, self._local.logger
+
+    def close(self) -> None:
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for ydl in opened:
+            cookiefile = ydl.params.get("cookiefile")
+            ydl.close()
+            if cookiefile:
+                Path(cookiefile).unlink(missing_ok=True)
+
+    def download(self, clip: Clip, folder: Path) -> tuple[Path, dict]:
+        """Download ``clip`` into ``folder``; returns the audio file and yt-dlp's info dict."""
+        import yt_dlp
+
+        ydl, logger = self._ydl()
+        logger.errors.clear()
+        ydl.params.update(self.clip_params(clip, folder))
         try:
-            with yt_dlp.YoutubeDL(self.params(clip, folder, logger)) as ydl:
-                info = ydl.extract_info(self.options.url(clip.ytid), download=True)
+            info = ydl.extract_info(self.options.url(clip.ytid), download=True) or {}
         except yt_dlp.utils.DownloadError as err:
             message = _clean_message(str(err) or "; ".join(logger.errors))
             status, reason = journal.classify(message, _http_status(err))
             raise _ClipFailure(status, reason, message) from err
-        path = folder / f"clip.{self.options.format}"
-        if not path.is_file():
+        made = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
+        made = [p for p in made if p.is_file() and p.parent == folder]
+        if len(made) != 1:
             found = sorted(p.name for p in folder.iterdir())
             raise _ClipFailure(TRANSIENT, "no_output", f"yt-dlp reported success but wrote {found or 'nothing'}")
-        return path, info or {}
+        return made[0], info
 
     def source_duration(self, info: dict) -> tuple[float | None, float]:
         """The source's duration and its uncertainty: from yt-dlp's info, else by probing the media URL."""
@@ -700,6 +738,7 @@ def fetch_clips(
         run.stop.set()
         report.interrupted = True
     finally:
+        run.downloader.close()
         done = {o.clip.key for o in report.outcomes}
         for clips in todo.values():
             for clip in clips:

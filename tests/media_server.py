@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024
@@ -66,6 +67,10 @@ class MediaServer:
         self.drops: Counter[str] = Counter()
         #: One ``(name, Range header or None, status, body bytes sent)`` per answered request.
         self.log: list[tuple[str, str | None, int, int]] = []
+        #: Per file, the ``Cookie`` headers received, and how many requests came as a proxy's
+        #: (absolute-URI form, ``GET http://host/media/x``).
+        self.cookies: dict[str, list[str]] = {}
+        self.proxied: Counter[str] = Counter()
         self._httpd = _QuietServer((host, 0), self._handler_class())
         self._thread: threading.Thread | None = None
 
@@ -135,6 +140,8 @@ class MediaServer:
             self.statuses.clear()
             self.drops.clear()
             self.log.clear()
+            self.cookies.clear()
+            self.proxied.clear()
 
     @property
     def total_bytes(self) -> int:
@@ -208,10 +215,17 @@ class MediaServer:
                     self.wfile.write(body)
 
             def _serve(self, head: bool) -> None:
-                path = self.path.split("?", 1)[0]
+                # A request in absolute-URI form is one for a proxy: serve it too (tests use this server
+                # as the proxy in front of an unresolvable host) and count it.
+                target = urlsplit(self.path) if self.path.startswith("http://") else None
+                path = (target.path if target else self.path).split("?", 1)[0]
                 name = path[len("/media/"):] if path.startswith("/media/") else ""
                 with server._lock:
                     server.requests[name] += 1
+                    if target is not None:
+                        server.proxied[name] += 1
+                    if self.headers.get("Cookie"):
+                        server.cookies.setdefault(name, []).append(self.headers["Cookie"])
                     data = server._files.get(name)
                 status = server._take_status_fault(name)
                 if status is not None:

@@ -364,3 +364,28 @@ def test_ffmpeg_discovery(monkeypatch):
     assert find_ffmpeg() == subprocess.run(["which", "ffmpeg"], capture_output=True, text=True).stdout.strip()
     monkeypatch.setenv("PATH", "/nonexistent")
     assert find_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_cookies_reach_the_server_and_the_users_file_is_left_alone(media, tmp_path):
+    name = serve(media, "cookies0001", "m4a")
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc123\n")
+    before = cookies.read_bytes()
+    cache = tmp_path / "cache"
+    report = fetch_clips([Clip("cookies0001", 1.0, 3.0)], cache_dir=cache,
+                         options=options(media, cookies=cookies), progress=False)
+    assert report.ok == 1, report.summary()
+    # The extraction request carried it (where YouTube checks age and bots; whether ffmpeg's media reads
+    # send it too is ffmpeg's domain matching, which skips bare IP hosts).
+    assert media.cookies[name] and all("session=abc123" in c for c in media.cookies[name])
+    assert cookies.read_bytes() == before and not list(cache.glob(".cookies-*"))
+
+
+def test_proxy_carries_every_request(media, tmp_path):
+    name = serve(media, "proxied0001", "m4a")
+    # The host does not resolve: the clip can only arrive through the proxy (this server).
+    opts = FetchOptions(url_template="http://media.invalid/media/{ytid}.m4a", proxy=f"http://127.0.0.1:{media.port}",
+                        workers=1, max_attempts=1)
+    report = fetch_clips([Clip("proxied0001", 1.0, 3.0)], cache_dir=tmp_path, options=opts, progress=False)
+    assert report.ok == 1, report.summary()
+    assert media.proxied[name] == media.requests[name] >= 2
