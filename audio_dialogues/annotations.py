@@ -34,6 +34,7 @@ SPLITS = ("train", "test")
 #: How many clips a record of each config names.
 CLIP_COUNTS = {"audioset": (1, 1), "music": (1, 1), "comparison": (2, 4)}
 ANNOTATION_SUFFIXES = (".jsonl", ".json")
+_PRETTY_PRINTED_HINT = " (a pretty-printed JSON object? use one object per line, or a JSON array)"
 
 DataFiles = Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]
 
@@ -119,28 +120,33 @@ def split_files(
 
 
 def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
-    """Yield ``(where, object)`` for each record of a JSON array or JSON Lines file."""
+    """Yield ``(where, object)`` for each record of a JSON array or JSON Lines file.
+
+    JSON Lines are read line by line, so a large file is never held in memory twice.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096).lstrip()
+            f.seek(0)
+            if path.suffix != ".jsonl" and head.startswith("["):
+                try:
+                    data = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise AnnotationError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+                for index, obj in enumerate(data):
+                    yield f"{path}[{index}]", obj
+                return
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    hint = _PRETTY_PRINTED_HINT if lineno == 1 else ""
+                    raise AnnotationError(f"{path}:{lineno}: malformed JSON Lines record: {e.msg}{hint}") from None
+                yield f"{path}:{lineno}", obj
     except UnicodeDecodeError as e:
         raise AnnotationError(f"{path}: not UTF-8 text ({e})") from None
-    if path.suffix != ".jsonl" and text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise AnnotationError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
-        for index, obj in enumerate(data):
-            yield f"{path}[{index}]", obj
-        return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            hint = " (a pretty-printed JSON object? use one object per line, or a JSON array)" if lineno == 1 else ""
-            raise AnnotationError(f"{path}:{lineno}: malformed JSON Lines record: {e.msg}{hint}") from None
-        yield f"{path}:{lineno}", obj
 
 
 def _str(where: str, name: str, value: Any) -> str:

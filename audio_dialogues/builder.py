@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 
 from . import __version__
 from .annotations import CONFIGS, AnnotationError, Record, read_split, split_files
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 MISSING_AUDIO_POLICIES = ("drop", "error", "keep")
 REPORT_FILENAME = "audio_dialogues_report.json"
 _VERSION = datasets.Version("1.0.0")
+_BATCH_SIZE = 1_000
 _List = getattr(datasets, "List", None) or (lambda feature: [feature])  # datasets < 4: a list literal
 
 
@@ -185,7 +187,7 @@ def _example(config: str, record: Record, paths: list[Path | None]) -> dict:
     return example
 
 
-class AudioDialogues(datasets.GeneratorBasedBuilder):
+class AudioDialogues(datasets.ArrowBasedBuilder):
     """Audio Dialogues (arXiv 2404.07616): dialogues about sounds and music, with their audio."""
 
     VERSION = _VERSION
@@ -227,10 +229,10 @@ class AudioDialogues(datasets.GeneratorBasedBuilder):
             records = read_split(config.name, split, data_files={split: paths}, metadata=metadata)
             if config.download_audio:
                 self._fetch_missing(records, resolver)
-            examples, self.report[split] = self._resolve(split, records, resolver)
-            n = max(1, min(config.num_shards, len(examples)))
-            bounds = [len(examples) * i // n for i in range(n + 1)]
-            shards = [examples[bounds[i] : bounds[i + 1]] for i in range(n)]
+            resolved, self.report[split] = self._resolve(split, records, resolver)
+            n = max(1, min(config.num_shards, len(resolved)))
+            bounds = [len(resolved) * i // n for i in range(n + 1)]
+            shards = [resolved[bounds[i] : bounds[i + 1]] for i in range(n)]
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards}))
         self._save_report()
         return generators
@@ -244,11 +246,14 @@ class AudioDialogues(datasets.GeneratorBasedBuilder):
             fetch_clips(sorted(wanted, key=lambda c: c.key), cache_dir=resolver.cache_dir,
                         options=FetchOptions(**self.config.fetch_options))
 
-    def _resolve(self, split: str, records: list[Record], resolver: AudioResolver) -> tuple[list[dict], SplitReport]:
+    def _resolve(
+        self, split: str, records: list[Record], resolver: AudioResolver
+    ) -> tuple[list[tuple[Record, list[Path | None]]], SplitReport]:
+        """Each record with the audio path of each of its clips, after the ``missing_audio`` policy."""
         policy = self.config.missing_audio
         report = SplitReport(records=len(records))
         dropped: collections.Counter[str] = collections.Counter()
-        examples = []
+        resolved = []
         for record in records:
             paths = [resolver.resolve(c) for c in record.clips]
             missing = [c for c, p in zip(record.clips, paths, strict=True) if p is None]
@@ -260,10 +265,10 @@ class AudioDialogues(datasets.GeneratorBasedBuilder):
                 if policy == "drop":
                     dropped[_missing_reason(missing)] += 1
                     continue
-            examples.append(_example(self.config.name, record, paths))
-        report.kept = len(examples)
+            resolved.append((record, paths))
+        report.kept = len(resolved)
         report.dropped = dict(dropped)
-        if records and not examples:
+        if records and not resolved:
             raise MissingAudioError(
                 f"{self.config.name}/{split}: no audio for any of its {len(records)} records "
                 f"({', '.join(dropped)}); searched {self._searched(resolver)}. Pass audio_dir, fetch the clips "
@@ -272,7 +277,7 @@ class AudioDialogues(datasets.GeneratorBasedBuilder):
         if dropped:
             logger.warning("%s/%s: dropped %d of %d records without audio (%s)", self.config.name, split,
                            sum(dropped.values()), len(records), ", ".join(f"{k}: {v}" for k, v in dropped.items()))
-        return examples, report
+        return resolved, report
 
     @staticmethod
     def _searched(resolver: AudioResolver) -> str:
@@ -286,10 +291,20 @@ class AudioDialogues(datasets.GeneratorBasedBuilder):
             with open(os.path.join(output_dir, REPORT_FILENAME), "w") as f:
                 json.dump({split: vars(r) for split, r in self.report.items()}, f, indent=1)
 
-    def _generate_examples(self, shards: list[list[dict]]) -> Iterator[tuple[str, dict]]:
-        for shard in shards:
-            for example in shard:
-                yield example["id"], example
+    def _generate_tables(
+        self, shards: list[list[tuple[Record, list[Path | None]]]]
+    ) -> Iterator[tuple[tuple[int, int], pa.Table]]:
+        """Arrow batches built straight from the records.
+
+        Going through Arrow rather than per-example ``Features.encode_example`` halves prepare time
+        (and example dicts exist one batch at a time).
+        """
+        schema = self.info.features.arrow_schema
+        for shard_index, shard in enumerate(shards):
+            for start in range(0, len(shard), _BATCH_SIZE):
+                rows = shard[start : start + _BATCH_SIZE]
+                batch = [_example(self.config.name, record, paths) for record, paths in rows]
+                yield (shard_index, start), pa.Table.from_pylist(batch, schema=schema)
 
 
 def _missing_reason(missing: list[Clip]) -> str:

@@ -11,6 +11,7 @@ answers the same two keys), equal in length and correlated >= 0.99.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import warnings
@@ -38,7 +39,7 @@ def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
         mono = {"num_channels": 1} if _DATASETS_MAJOR >= 4 else {"mono": True}
         return datasets.Audio(sampling_rate=sampling_rate, **mono)
     if decoder == "none":
-        return datasets.Audio(sampling_rate=sampling_rate, decode=False)
+        return SoundfileAudio(sampling_rate=sampling_rate, decode=False)
     raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
 
 
@@ -87,6 +88,22 @@ class SoundfileAudio(datasets.Audio):
     """``datasets.Audio`` decoded with soundfile + soxr (ffmpeg for containers libsndfile cannot read)."""
 
     _type: str = field(default="SoundfileAudio", init=False, repr=False)
+
+    def encode_example(self, value: Any) -> dict:
+        """Store a path, bytes or an array without torch (datasets >= 4's ``Audio`` imports torchcodec here)."""
+        if isinstance(value, (str, os.PathLike)):
+            return {"bytes": None, "path": os.fspath(value)}
+        if isinstance(value, (bytes, bytearray)):
+            return {"bytes": bytes(value), "path": None}
+        if isinstance(value, dict):
+            if "array" in value:
+                buffer = io.BytesIO()
+                sf.write(buffer, np.asarray(value["array"], dtype=np.float32), value["sampling_rate"], format="WAV",
+                         subtype="FLOAT")
+                return {"bytes": buffer.getvalue(), "path": None}
+            if value.get("bytes") is not None or value.get("path") is not None:
+                return {"bytes": value.get("bytes"), "path": value.get("path")}
+        return super().encode_example(value)
 
     def decode_example(self, value: dict, token_per_repo_id: Any = None) -> dict:
         if not self.decode:
