@@ -83,10 +83,12 @@ _SPACENL = f"[{_SPACE_CHARS}\n]"
 _WORD = f"{_L}(?:{_L}|{_D})*(?:[.!?]{_L}(?:{_L}|{_D})*)*"
 _NUM = rf"(?:{_D}*(?:[.:,\u00ad\u066b\u066c]{_D}+)+|{_D}+)"
 _ACRO = r"(?:(?:Canada|Sino|Korean|EU|Japan|non)-U\.S|U\.S\.-(?:U\.K|U\.S\.S\.R)|[A-Za-z](?:\.[A-Za-z])+)"
-_THING = f"(?:(?-i:[dDoOlL]){_APOSETC}{_AN})?{_AN}+(?:{_HYPHEN}(?:(?-i:[dDoOlL]){_APOSETC}{_AN})?{_AN}+)*"
-_HTHING = rf"{_AN}(?:{_AN}|[.,\u00ad])*(?:-(?:(?:{_AN}|\u00ad)+|{_ACRO}\.))+"
+_THING = f"(?:(?-i:[dDoOlL]){_APOSETC})?{_AN}+(?:{_HYPHEN}(?:(?-i:[dDoOlL]){_APOSETC})?{_AN}+)*"
+# _AN already holds the soft hyphen. The head is bounded: unbounded, a long run like "a,a,a,..." (no
+# hyphen to end it) would be rescanned from every comma, quadratic in the run's length.
+_HTHING = rf"{_AN}(?:{_AN}|[.,]){{0,250}}(?:-(?:{_AN}+|{_ACRO}\.))+"
 _REDAUX = f"{_APOS}(?:[msd]|re|ve|ll)"
-_SWORD = "(?:[A-Za-z\u00ad]|(?-i:[^\\W\\d_]))*(?-i:[A-MO-Za-mo-z])\u00ad*"
+_SWORD = f"{_L}*(?-i:[A-MO-Za-mo-z])\u00ad*"
 _SREDAUX = f"n{_APOSETC}t"
 
 # Abbreviations (CoreNLP 3.4.1 behaviour as observed): these keep their period.
@@ -168,7 +170,7 @@ _RULES: list[tuple[str, object]] = [
     ("(?P<tok>gon)(?P<ctx>na)|(?P<tok2>got)(?P<ctx2>ta)|(?P<tok3>wan)(?P<ctx3>na)|(?P<tok4>gim)(?P<ctx4>me)"
      "|(?P<tok5>lem)(?P<ctx5>me)", _same),
     (f"(?P<tok>{_APOS}t)(?P<ctx>is|was)", _latex_quotes),
-    (r"</?[A-Za-z!?][^>]*>", _same),
+    (r"</?[A-Za-z!?][^>]{0,250}>", _same),
     ("&(?:MD|mdash|ndash);|[\u0096\u0097\u2013\u2014\u2015]", lambda t: "--"),
     ("&amp;", lambda t: "&"),
     ("&(?:HT|TL|UR|LR|QC|QL|QR|odq|cdq|#[0-9]+);", _same),
@@ -177,10 +179,10 @@ _RULES: list[tuple[str, object]] = [
     (_WORD, _same),
     (_APOWORD, _same),
     (f"(?P<tok>(?-i:y){_APOS})(?P<ctx>{_L})", _same),
-    (r"(?:https?|ftp)://[^\s\"<>|()]+[^\s\"<>|.!?(){},-]", _same),
+    (r"(?:https?|ftp)://[^\s\"<>|()]{1,2000}[^\s\"<>|.!?(){},-]", _same),
     (r"(?:www\.(?:[^\s\"<>|.!?(){},]+\.)+[a-zA-Z]{2,4}|(?:[a-z]+\.)+(?:com|net|org|edu))"
      r"(?:/[^\s\"<>|()]+[^\s\"<>|.!?(){},-])?", _same),
-    (r"[a-zA-Z0-9][^\s\"<>|()\u00a0]*@(?:[^\s\"<>|().\u00a0]+\.)+[a-zA-Z]{2,4}", _same),
+    (r"[a-zA-Z0-9][^\s\"<>|()\u00a0]{0,63}@(?:[^\s\"<>|().\u00a0]+\.)+[a-zA-Z]{2,4}", _same),
     (f"[@\uff20][a-zA-Z_][a-zA-Z_0-9]*|[#\uff03]{_L}(?:{_L}|{_D}|_)*(?:{_L}|{_D})", _same),
     (f"(?P<tok>{_REDAUX})(?P<ctx>[^A-Za-z])", _latex_quotes),
     (_SREDAUX, _latex_quotes),

@@ -110,3 +110,16 @@ def test_unknown_tokenizer_and_missing_java(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TokenizerError, match="no 'java' is on PATH"):
         java_ptb_tokenize(["x"])
+
+
+
+DEGENERATE = ["a,", "ha", "a.", "'a", "<a", "n't", "a.b-", "o'", "\U0001f600", "a'", "$", "a/", "\u00e9-", "dog's"]
+
+
+@pytest.mark.timeout(60)
+def test_degenerate_model_output_tokenizes_in_linear_time():
+    # Looping models emit such runs; one backtracking pattern would make each take minutes, not milliseconds.
+    texts = [unit * 5000 for unit in DEGENERATE]
+    python = [python_ptb_tokenize(text) for text in texts]
+    if shutil.which("java"):
+        assert python == java_ptb_tokenize(texts)
