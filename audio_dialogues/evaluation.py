@@ -146,7 +146,7 @@ def _iter_jsonl(path: Path, what: str) -> Iterable[tuple[str, dict]]:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path}:{lineno}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # tolerate a byte-order mark
             except UnicodeDecodeError as e:
                 raise EvaluationError(f"{where}: not UTF-8 text ({e.reason})") from None
             if not line.strip():

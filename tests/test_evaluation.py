@@ -283,3 +283,13 @@ def test_ids_shared_by_two_configs_need_a_config_in_the_predictions():
     assert report.missing == 0 and report.per_config["music"].overall.n == 2
     assert report.per_config["audioset"].overall.rouge_l == pytest.approx(
         _direct({0: [python_ptb_tokenize("A dog barks.")]}, {0: [python_ptb_tokenize("A dog.")]})["ROUGE-L"])
+
+
+def test_predictions_with_byte_order_mark_and_crlf_are_read(files, tmp_path: Path):
+    preds, refs = files
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + preds.read_bytes().replace(b"\n", b"\r\n"))
+    assert evaluate(path, refs).to_dict() == evaluate(preds, refs).to_dict()
+    path.write_bytes(b'{"id": "dlg-01", "turn": 0, "prediction": "caf\xe9"}\n')
+    with pytest.raises(EvaluationError, match=r"windows\.jsonl:1: not UTF-8 text"):
+        evaluate(path, refs)
