@@ -33,7 +33,6 @@ from pycocoevalcap.rouge.rouge import Rouge
 from .ptb_tokenizer import TOKENIZERS, tokenize
 
 PathLike = str | os.PathLike
-METRICS = ("CIDEr", "BLEU-4", "ROUGE-L")
 #: How many offending items an error message lists before summarising the rest.
 _EXAMPLES = 5
 

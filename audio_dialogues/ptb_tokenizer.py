@@ -14,8 +14,10 @@ Known differences of the Python tokenizer (all rare in model answers; the test s
 on an ordinary-text corpus against the jar):
 
 - Java sees each caption as one line of a file holding all captions, so a single-letter abbreviation
-  at the very end of a caption ("... option A.") keeps its period or not depending on whether the
-  *next caption* starts with a capital; Python treats the end of a caption as the end of the text.
+  at the very end of a caption ("... option A.") loses its period when the *next caption* starts with a
+  word such as "The" or "It"; Python treats the end of a caption as the end of the text.
+- Runs of more than 250 characters inside a hyphenated token are split (a bound that keeps looping
+  model output linear-time); "a@a@..."-like runs are not taken for e-mail addresses.
 - Tokens that contain spaces in Java are never produced: SGML tags with attributes (``<a href=x>``),
   phone numbers written with spaces, "5 7/8"-style mixed fractions.
 - URL and e-mail detection is simplified; ``<`` and ``>`` outside tags are plain symbol tokens.
@@ -313,10 +315,6 @@ def python_ptb_tokenize(text: str) -> str:
 
 
 # --- the Java tokenizer --------------------------------------------------------------------------
-
-
-def java_available() -> bool:
-    return shutil.which("java") is not None
 
 
 def java_ptb_tokenize(sentences: Sequence[str]) -> list[str]:
