@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import warnings
 from dataclasses import dataclass, field
@@ -43,21 +42,13 @@ def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
     raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
 
 
-def ffmpeg_executable() -> str:
-    """ffmpeg on PATH, else the binary that the imageio-ffmpeg wheel ships (so pip alone suffices)."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def _decode_with_ffmpeg(source: str | bytes, sampling_rate: int | None) -> tuple[np.ndarray, int]:
     """Let ffmpeg turn any container into mono float WAV, then read that (its header carries the rate)."""
     name = source if isinstance(source, str) else "<bytes>"
     rate = ["-ar", str(sampling_rate)] if sampling_rate else []
-    cmd = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error",
+    from .fetching import find_ffmpeg  # PATH first, then the binary the imageio-ffmpeg wheel ships
+
+    cmd = [find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error",
            "-i", source if isinstance(source, str) else "pipe:0",
            "-map", "0:a:0", "-ac", "1", *rate, "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
     out = subprocess.run(cmd, input=source if isinstance(source, bytes) else None, capture_output=True)
