@@ -42,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --- shared: where annotations and their source metadata come from ------------------------------
 
 
-def add_source_arguments(parser: argparse.ArgumentParser, *, split: bool = True) -> None:
+def add_source_arguments(parser: argparse.ArgumentParser, *, split: bool = True, required: bool = True) -> None:
     """Options naming annotation files and the source metadata that completes release-shape records."""
-    parser.add_argument("--data-dir", required=True, help="folder holding {config}_{split}.json or .jsonl")
+    parser.add_argument("--data-dir", required=required, help="folder holding {config}_{split}.json or .jsonl")
     if split:
         parser.add_argument("--split", default="test", choices=("train", "test"))
     parser.add_argument("--strong-labels", action="append", metavar="TSV",
@@ -155,10 +155,7 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
         description="Without CONFIG: what the journals of the cache record. With CONFIG (and --data-dir): "
                     "the state of exactly that config's clips, cached ones counting as ok.")
     status.add_argument("config", nargs="?", choices=CONFIGS)
-    add_source_arguments(status, split=False)
-    for action in status._actions:  # --data-dir is needed only with CONFIG here
-        if action.dest == "data_dir":
-            action.required = False
+    add_source_arguments(status, split=False, required=False)  # --data-dir is needed only with CONFIG here
     status.add_argument("--split", choices=("train", "test", "all"), default="all")
     status.add_argument("--audio-cache-dir", help="the clip cache (default as for fetch)")
     status.add_argument("--journal", action="append", default=[], metavar="JSONL",
@@ -297,10 +294,7 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                           help='one {"id", "turn", "reference"} per line; or use --config/--data-dir')
     evaluate.add_argument("--config", nargs="+", choices=CONFIGS,
                           help="take references from these configs' annotations (with --data-dir, --split)")
-    add_source_arguments(evaluate)
-    for action in evaluate._actions:  # --data-dir is needed only with --config here
-        if action.dest == "data_dir":
-            action.required = False
+    add_source_arguments(evaluate, required=False)  # --data-dir is needed only with --config here
     evaluate.add_argument("--tokenizer", choices=("python", "ptb"), default="python",
                           help="python: pure-Python PTB tokenizer (default); ptb: pycocoevalcap's Java one")
     evaluate.add_argument("--allow-missing", action="store_true",

@@ -20,7 +20,6 @@ from audio_dialogues.source_metadata import (
     metadata_sources,
     read_musiccaps,
 )
-
 from tests.media_server import MediaServer
 
 SAMPLE = audio_dialogues.sample_paths()
