@@ -609,8 +609,13 @@ class _Run:
             raise _ClipFailure(PERMANENT if err.permanent else TRANSIENT, err.reason, str(err)) from err
 
     def _install(self, clip: Clip, path: Path) -> Path:
-        """Rename a verified file to its final name (atomic: readers see all of it or nothing)."""
+        """Rename a verified file to its final name (atomic: readers see all of it or nothing).
+
+        A record left from an earlier file of this clip goes first: a kill right after the rename then
+        leaves an unrecorded file, which the next run checks and keeps, instead of a stale record.
+        """
         final = clip_cache.audio_path(self.cache_dir, clip, self.options.format)
+        clip_cache.record_path(self.cache_dir, clip).unlink(missing_ok=True)
         os.replace(path, final)
         return final
 
@@ -701,7 +706,8 @@ def fetch_clips(
     mine = list(select_shard(unique.values(), options.num_shards, options.shard_index))
     report = FetchReport(cache_dir=cache_dir, ffmpeg=ffmpeg, other_shards=len(unique) - len(mine))
 
-    state = journal.load(cache_dir)
+    cache_str = str(cache_dir)
+    state: journal.JournalState | None = None  # read only once a clip is not cached
     todo: dict[str, list[Clip]] = {}
     for clip in mine:
         if not clip.has_times:
@@ -710,12 +716,14 @@ def fetch_clips(
                 "the clip's time window is unknown: give the source metadata (AudioSet strong labels, MusicCaps CSV)"))
             continue
         if not options.reverify:
-            record = clip_cache.read_record(cache_dir, clip)
-            if record is not None and options.satisfied_by(record):
-                path = clip_cache.clip_dir(cache_dir, clip) / record.file
-                report.outcomes.append(ClipOutcome(clip, SKIPPED, "cached", path=path, short_by_s=record.short_by_s))
+            found = clip_cache.lookup(cache_str, clip)
+            if found is not None and options.satisfied_by(found[0]):
+                report.outcomes.append(ClipOutcome(clip, SKIPPED, "cached", path=Path(found[1]),
+                                                   short_by_s=found[0].short_by_s))
                 continue
         if not options.retry_failed:
+            if state is None:
+                state = journal.load(cache_dir)
             clip_state = state.get(clip)
             known = clip_state.latest if clip_state is not None and clip_state.status == PERMANENT else None
             known = known or state.video_failure(clip.ytid)
@@ -727,8 +735,7 @@ def fetch_clips(
 
     run = _Run(cache_dir, options, ffmpeg)
     bar = _Progress(len(mine), progress)
-    for o in report.outcomes:
-        bar.tick(o)
+    bar.tick_many(report.outcomes)
     try:
         deferred = _drain(run, [(clips, False) for clips in todo.values()], report, bar)
         if deferred and not run.stop.is_set():
@@ -739,11 +746,12 @@ def fetch_clips(
         report.interrupted = True
     finally:
         run.downloader.close()
-        done = {o.clip.key for o in report.outcomes}
-        for clips in todo.values():
-            for clip in clips:
-                if clip.key not in done:
-                    report.outcomes.append(ClipOutcome(clip, PENDING, "interrupted"))
+        if todo:
+            done = {o.clip.key for o in report.outcomes}
+            for clips in todo.values():
+                for clip in clips:
+                    if clip.key not in done:
+                        report.outcomes.append(ClipOutcome(clip, PENDING, "interrupted"))
         bar.close()
         report.elapsed_s = time.monotonic() - started
     if report.interrupted:
@@ -797,6 +805,14 @@ class _Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="clip", dynamic_ncols=True, smoothing=0.05)
+
+    def tick_many(self, outcomes: list[ClipOutcome]) -> None:
+        counts = Counter(o.status for o in outcomes)
+        for status, label in self._LABELS.items():
+            self.counts[label] += counts[status]
+        if self.bar is not None:
+            self.bar.set_postfix({k: self.counts[k] for k in self._LABELS.values()}, refresh=False)
+            self.bar.update(len(outcomes))
 
     def tick(self, outcome: ClipOutcome) -> None:
         label = self._LABELS.get(outcome.status)

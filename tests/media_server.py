@@ -19,6 +19,7 @@ Files are held in memory and served under ``/media/<name>``. Usage::
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import re
 import socket
@@ -200,6 +201,19 @@ class MediaServer:
             def do_GET(self) -> None:
                 self._serve(head=False)
 
+            def _control(self) -> None:
+                """Counters as JSON (``/_stats``) or reset (``/_reset``), for a server in another process."""
+                if self.path == "/_reset":
+                    server.reset_counters()
+                with server._lock:
+                    stats = {"requests": dict(server.requests), "bytes_sent": dict(server.bytes_sent)}
+                body = json.dumps(stats).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _simple(self, name: str, status: int) -> None:
                 body = f"{status}\n".encode()
                 with server._lock:
@@ -215,6 +229,8 @@ class MediaServer:
                     self.wfile.write(body)
 
             def _serve(self, head: bool) -> None:
+                if self.path in ("/_stats", "/_reset"):
+                    return self._control()
                 # A request in absolute-URI form is one for a proxy: serve it too (tests use this server
                 # as the proxy in front of an unresolvable host) and count it.
                 target = urlsplit(self.path) if self.path.startswith("http://") else None
@@ -327,3 +343,27 @@ def write_media(path: Path, seconds: float, rate: int, channels: int = 1, ffmpeg
                     "-movflags", "+faststart", str(path)], check=True)
     wav.unlink()
     return path
+
+
+def main() -> None:
+    """``python -m tests.media_server MANIFEST.json``: serve ``{name: file}``, print the port, run until killed.
+
+    For benchmarks, so that the server does not share a GIL with the downloader being measured; read the
+    counters from ``/_stats`` (``/_reset`` clears them).
+    """
+    import time
+
+    manifest = json.loads(Path(sys.argv[1]).read_text())
+    blobs: dict[str, bytes] = {}
+    server = MediaServer().start()
+    for name, path in manifest.items():
+        if path not in blobs:
+            blobs[path] = Path(path).read_bytes()
+        server.add(name, blobs[path])
+    print(server.port, flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
