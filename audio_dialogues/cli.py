@@ -220,6 +220,12 @@ def _run_fetch(args: argparse.Namespace) -> int:
         if args.cookies and not os.path.isfile(args.cookies):
             raise ValueError(f"--cookies {args.cookies}: no such file")
         clips = _config_clips(args)
+        untimed = sum(1 for c in clips if not c.has_times)
+        if untimed and not (args.strong_labels or args.musiccaps_csv or args.download_metadata):
+            raise ValueError(
+                f"{untimed} of {len(clips)} clips have no time window (release-shape annotations): pass the "
+                "source metadata (--strong-labels TSV for audioset/comparison, --musiccaps-csv for music, "
+                "or --download-metadata)")
     except (ValueError, AnnotationError, MetadataError) as err:
         args.parser.error(str(err))  # exits with status 2
     try:

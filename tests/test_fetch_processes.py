@@ -239,3 +239,29 @@ def test_pip_only_ffmpeg_and_nothing_written_outside_the_cache(server, tmp_path)
     assert lag == 0
     assert np.corrcoef(got[:63000], truth[:63000])[0, 1] > 0.99
     assert not list(home.iterdir()) and not list(cwd.iterdir())
+
+
+def test_release_shape_records_get_their_times_from_the_strong_labels(server, tmp_path):
+    # The authors' release names 'Y<ytid>.wav' only; the window comes from a strong-label segment_id,
+    # '<ytid>_<start ms>', whose ytid itself contains '_' (and here starts with '-').
+    ytid = "-q_W_e_R_t_"
+    server.add(f"{ytid}.m4a", server.source)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "audioset_test.json").write_text(json.dumps(
+        [{"audio_id": f"Y{ytid}.wav", "dialogue": [{"user": "What is it?", "assistant": "A sweep."}]}]))
+    tsv = tmp_path / "strong.tsv"
+    tsv.write_text(f"segment_id\tstart_time_seconds\tend_time_seconds\tlabel\n{ytid}_1500\t0.0\t1.0\t/m/x\n")
+    cache = tmp_path / "cache"
+    without = subprocess.run(fetch_args(server, data, cache), capture_output=True, text=True)
+    assert without.returncode == 2 and "--strong-labels" in without.stderr
+    done = subprocess.run(fetch_args(server, data, cache, "--strong-labels", str(tsv)), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # AudioSet segments are 10 s; the source is 12 s long, so [1.5, 11.5) fits.
+    path = clip_cache.cached_clip(cache, Clip(ytid, 1.5, 11.5))
+    assert path is not None and path.name == f"{ytid}_1500_11500.flac"
+    got = sf.read(path, dtype="float32")[0]
+    truth = chirp(12.0, 16000)[24000:184000]
+    lag = max(range(-400, 400), key=lambda k: float(np.dot(got[1000 + k:61000 + k], truth[1000:61000])))
+    assert len(got) == 160000 and lag == 0
