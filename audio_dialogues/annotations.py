@@ -19,6 +19,8 @@ what is wrong, so a bad record in a 100k-line file is found in seconds.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -306,10 +308,29 @@ def read_split(
     records: list[Record] = []
     first_seen: dict[str, str] = {}
     ids = _ReleaseIds()
-    for path in files[split]:
-        for record in read_file(config, path, metadata, ids):
-            if record.id in first_seen:
-                raise AnnotationError(f"{record.origin}: duplicate id {record.id!r} (first at {first_seen[record.id]})")
-            first_seen[record.id] = record.origin
-            records.append(record)
+    with _gc_paused():
+        for path in files[split]:
+            for record in read_file(config, path, metadata, ids):
+                if record.id in first_seen:
+                    raise AnnotationError(
+                        f"{record.origin}: duplicate id {record.id!r} (first at {first_seen[record.id]})"
+                    )
+                first_seen[record.id] = record.origin
+                records.append(record)
     return records
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while records are built.
+
+    Millions of small, acyclic objects make every full collection rescan all of them, which made
+    reading 160k records 2.5x slower and superlinear; nothing built here forms a cycle.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
