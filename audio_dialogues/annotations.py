@@ -308,7 +308,7 @@ def read_split(
     records: list[Record] = []
     first_seen: dict[str, str] = {}
     ids = _ReleaseIds()
-    with _gc_paused():
+    with gc_paused():
         for path in files[split]:
             for record in read_file(config, path, metadata, ids):
                 if record.id in first_seen:
@@ -321,7 +321,7 @@ def read_split(
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while records are built.
 
     Millions of small, acyclic objects make every full collection rescan all of them, which made

@@ -26,7 +26,7 @@ import datasets
 import pyarrow as pa
 
 from . import __version__
-from .annotations import CONFIGS, AnnotationError, Record, read_split, split_files
+from .annotations import CONFIGS, AnnotationError, Record, gc_paused, read_split, split_files
 from .cards import CARDS, HOMEPAGE, LICENSE
 from .clip_cache import default_cache_dir
 from .clips import Clip
@@ -229,7 +229,8 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             records = read_split(config.name, split, data_files={split: paths}, metadata=metadata)
             if config.download_audio:
                 self._fetch_missing(records, resolver)
-            resolved, self.report[split] = self._resolve(split, records, resolver)
+            with gc_paused():
+                resolved, self.report[split] = self._resolve(split, records, resolver)
             n = max(1, min(config.num_shards, len(resolved)))
             bounds = [len(resolved) * i // n for i in range(n + 1)]
             shards = [resolved[bounds[i] : bounds[i + 1]] for i in range(n)]
