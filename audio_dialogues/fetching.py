@@ -357,7 +357,7 @@ class _Downloader:
         if o.cookies:
             # yt-dlp writes its cookie jar back on close; workers must not race on the user's file.
             private = self.cache_dir / f".cookies-{os.getpid()}-{threading.get_ident()}.txt"
-            shutil.copyfile(o.cookies, private)
+            shutil.copyfile(os.path.expanduser(o.cookies), private)
             params["cookiefile"] = str(private)
         if o.proxy:
             params["proxy"] = o.proxy
@@ -699,6 +699,8 @@ def fetch_clips(
     cache_dir = (Path(cache_dir) if cache_dir is not None else clip_cache.default_cache_dir()).absolute()
     cache_dir.mkdir(parents=True, exist_ok=True)
     ffmpeg = find_ffmpeg(options.ffmpeg)
+    if options.cookies and not os.path.isfile(os.path.expanduser(options.cookies)):
+        raise FetchError(f"cookies file {options.cookies} does not exist")
 
     unique: dict[str, Clip] = {}
     for clip in clips:
