@@ -244,8 +244,9 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         wanted = {c for r in records for c in r.clips if c.has_times and resolver.resolve(c) is None}
         if wanted:
             logger.info("fetching %d clips into %s", len(wanted), resolver.cache_dir)
-            fetch_clips(sorted(wanted, key=lambda c: c.key), cache_dir=resolver.cache_dir,
-                        options=FetchOptions(**self.config.fetch_options))
+            # Fetch at the rate the dataset decodes to (native stays native) unless fetch_options say otherwise.
+            options = FetchOptions(**{"sample_rate": self.config.target_rate, **self.config.fetch_options})
+            fetch_clips(sorted(wanted, key=lambda c: c.key), cache_dir=resolver.cache_dir, options=options)
 
     def _resolve(
         self, split: str, records: list[Record], resolver: AudioResolver

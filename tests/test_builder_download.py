@@ -86,3 +86,13 @@ def test_local_audio_is_used_before_downloading(served: MediaServer, tmp_path: P
     assert paths["a_b-c_d-e_f"] == str(local / "Ya_b-c_d-e_f.wav")
     assert paths["-leadingDsh"].startswith(str(tmp_path / "clips"))
     assert set(served.requests) == {"-leadingDsh.flac"}
+
+
+def test_native_rate_datasets_fetch_at_the_source_rate(served: MediaServer, tmp_path: Path) -> None:
+    ds = audio_dialogues.load("audioset", split="test", cache_dir=str(tmp_path / "hf"), sampling_rate=None,
+                              data_dir=str(_annotations(tmp_path / "data", ["Zx3_kQ9-LmA"])),
+                              audio_cache_dir=str(tmp_path / "clips"), download_audio=True,
+                              fetch_options={"url_template": served.url_template("flac"), "workers": 1})
+    audio = ds[0]["audio"]
+    assert audio["sampling_rate"] == SOURCE_RATE == sf.info(audio["path"]).samplerate
+    assert len(audio["array"]) == 5 * SOURCE_RATE
