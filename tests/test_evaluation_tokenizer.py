@@ -60,10 +60,9 @@ ORDINARY = [
     "The clip is mono, 44.1 kHz, 16-bit.",
     "First, a door opens. Then, footsteps approach. Finally, the door closes.",
     "It's an upbeat, danceable EDM track w/ synth leads.",
-    "The low quality recording features a ballad song that contains sustained strings, mellow piano melody "
-    "and soft female vocal singing over it. It sounds sad and soulful, like something you would hear at "
-    "Sunday services.",
-    "['low quality', 'sustained strings melody', 'soft female vocal', \"children's song\", 'no voice']",
+    "The noisy home recording features a waltz played on an upright piano, with a cello holding long notes "
+    "under it. It feels wistful and slow, like music for a rainy afternoon.",
+    "['noisy recording', 'upright piano', 'long cello notes', \"a child's humming\", 'no drums']",
     "A male vocalist sings this energetic song; the tempo is medium-fast with a 4 on the floor kick.",
     "This is a live recording of a rock'n'roll cover, with cheers from the crowd at 0:07.",
 ]
