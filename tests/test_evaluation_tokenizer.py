@@ -63,7 +63,7 @@ ORDINARY = [
     "The noisy home recording features a waltz played on an upright piano, with a cello holding long notes "
     "under it. It feels wistful and slow, like music for a rainy afternoon.",
     "['noisy recording', 'upright piano', 'long cello notes', \"a child's humming\", 'no drums']",
-    "A male vocalist sings this energetic song; the tempo is medium-fast with a 4 on the floor kick.",
+    "A female singer carries this lively tune; the tempo is medium-fast with a 4 on the floor kick.",
     "This is a live recording of a rock'n'roll cover, with cheers from the crowd at 0:07.",
 ]
 
