@@ -231,9 +231,13 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
                 self._fetch_missing(records, resolver)
             with gc_paused():
                 resolved, self.report[split] = self._resolve(split, records, resolver)
+            del records
             n = max(1, min(config.num_shards, len(resolved)))
             bounds = [len(resolved) * i // n for i in range(n + 1)]
-            shards = [self._table(resolved[bounds[i] : bounds[i + 1]]) for i in range(n)]
+            shards = []
+            for i in reversed(range(n)):  # from the end, freeing each shard's records once it is Arrow
+                shards.insert(0, self._table(resolved[bounds[i] :]))
+                del resolved[bounds[i] :]
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards}))
         self._save_report()
         return generators
