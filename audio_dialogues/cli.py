@@ -7,10 +7,11 @@ logic lives here that a Python user could not reach through the library.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from .annotations import CONFIGS, AnnotationError, Record, read_split
+from .annotations import CONFIGS, AnnotationError, Record, read_split, split_files
 from .builder import MISSING_AUDIO_POLICIES, MissingAudioError
 from .loading import prepare, sample_paths
 from .source_metadata import MetadataError, metadata_sources, open_source_metadata
@@ -65,10 +66,14 @@ def source_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
-def read_records(args: argparse.Namespace, config: str) -> list[Record]:
-    """The validated records of ``args.split`` of ``config``, completed from source metadata."""
+def read_records(args: argparse.Namespace, config: str, splits: Sequence[str] | None = None) -> list[Record]:
+    """The validated records of ``splits`` (default ``args.split``) of ``config``, completed from metadata.
+
+    The metadata is read once for all splits (a strong-label TSV has about a million rows).
+    """
     metadata = open_source_metadata(metadata_sources(config, **source_kwargs(args)))
-    return read_split(config, args.split, data_dir=args.data_dir, metadata=metadata)
+    return [record for split in (splits or [args.split])
+            for record in read_split(config, split, data_dir=args.data_dir, metadata=metadata)]
 
 
 # --- core: demo, prepare (issue 2) ---------------------------------------------------------------
@@ -193,23 +198,16 @@ def _sample_rate(text: str) -> int | None:
 
 def _config_clips(args: argparse.Namespace) -> list:
     """The distinct clips of ``args.config`` over the chosen split(s), in a stable order."""
-    from .annotations import split_files
-
-    splits = split_files(args.config, data_dir=args.data_dir) if args.split == "all" else [args.split]
+    splits = list(split_files(args.config, data_dir=args.data_dir)) if args.split == "all" else [args.split]
     clips = {}
-    for split in splits:
-        for record in read_records(argparse.Namespace(**{**vars(args), "split": split}), args.config):
-            for clip in record.clips:
-                clips.setdefault(clip.key, clip)
+    for record in read_records(args, args.config, splits):
+        for clip in record.clips:
+            clips.setdefault(clip.key, clip)
     return list(clips.values())
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    import os
-
-    from .annotations import AnnotationError
     from .fetching import FetchError, FetchInterrupted, FetchOptions, fetch_clips
-    from .source_metadata import MetadataError
 
     try:
         options = FetchOptions(
@@ -252,11 +250,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    import os
-
     from . import clip_cache, journal
-    from .annotations import AnnotationError
-    from .source_metadata import MetadataError
 
     cache_dir = args.audio_cache_dir or clip_cache.default_cache_dir()
     for path in args.journal:
