@@ -388,7 +388,7 @@ MISSING_COLUMNS = ("ytid", "start_s", "end_s", "key", "status", "reason", "attem
 def write_missing_csv(summary: Summary, out: str | Path) -> int:
     """Write the clips that are not ok as CSV (``ytid,start_s,end_s,...``); returns the row count.
 
-    The first three columns are what ``audio-dialogues fetch --clips`` reads back.
+    The first three columns name the clip as the annotations do (YouTube id and window in seconds).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
