@@ -98,10 +98,7 @@ class EvaluationReport:
     missing: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "overall": self.overall.to_dict(),
-            "per_turn": {str(t): s.to_dict() for t, s in self.per_turn.items()},
-        }
+        out = CorpusReport(self.overall, self.per_turn).to_dict()
         if self.per_config:
             out["per_config"] = {c: r.to_dict() for c, r in self.per_config.items()}
         out.update(tokenizer=self.tokenizer, missing=self.missing, scorer=f"pycocoevalcap {version('pycocoevalcap')}")
