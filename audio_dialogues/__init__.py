@@ -2,18 +2,41 @@
 
 ``import audio_dialogues`` makes ``datasets.load_dataset("audio_dialogues", config, ...)`` find the
 builder; :func:`load` does the same without relying on that hook. :func:`evaluate` scores model answers
-as the paper does; :func:`export_chat` writes the chat formats of the models trained on this data.
+as the paper does; :func:`export_chat` writes the chat formats of the models trained on this data;
+:func:`fetch_clips` fills the clip cache.
+
+The package follows the pipeline: :mod:`.sources` (clips, annotations, metadata) -> :mod:`.fetch` (the
+clip cache) -> :mod:`.dataset` (the builder) -> :mod:`.evaluation` / :mod:`.export`. The public names
+below are imported on first use, so that importing the package (and every CLI command) starts fast.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from .dataset.registration import install as _install_load_hook
+
 __version__ = "0.1.0"
 
-from .chat_export import export_chat  # noqa: E402
-from .evaluation import evaluate  # noqa: E402
-from .load_hook import install as _install_load_hook  # noqa: E402
-from .loading import load, sample_paths  # noqa: E402
+#: public name -> the module that defines it
+_PUBLIC = {
+    "load": ".dataset.api",
+    "sample_paths": ".sample",
+    "evaluate": ".evaluation.scoring",
+    "export_chat": ".export.chat_formats",
+    "fetch_clips": ".fetch",
+}
 
 LOAD_DATASET_HOOKED = _install_load_hook()
 
-__all__ = ["load", "sample_paths", "evaluate", "export_chat", "LOAD_DATASET_HOOKED", "__version__"]
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [*_PUBLIC, "LOAD_DATASET_HOOKED", "__version__"]

@@ -11,11 +11,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .annotations import CONFIGS, AnnotationError, Record, read_split, split_files
-from .builder import MISSING_AUDIO_POLICIES, MissingAudioError
-from .loading import prepare, sample_paths
-from .source_metadata import MetadataError, metadata_sources, open_source_metadata
-from .summary import summarise
+from .dataset.api import prepare
+from .dataset.builder import MISSING_AUDIO_POLICIES, MissingAudioError
+from .dataset.overview import summarise
+from .sample import sample_paths
+from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, split_files
+from .sources.metadata import MetadataError, metadata_sources, open_source_metadata
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +122,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
-    from .fetching import YOUTUBE_URL_TEMPLATE
+    from .fetch import YOUTUBE_URL_TEMPLATE
 
     fetch = commands.add_parser(
         "fetch", help="download the clips of a config into the clip cache (resumable, verified, journaled)",
@@ -207,7 +208,7 @@ def _config_clips(args: argparse.Namespace) -> list:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from .fetching import FetchError, FetchInterrupted, FetchOptions, fetch_clips
+    from .fetch import FetchError, FetchInterrupted, FetchOptions, fetch_clips
 
     try:
         options = FetchOptions(
@@ -250,7 +251,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from . import clip_cache, journal
+    from .fetch import cache as clip_cache
+    from .fetch import journal
 
     cache_dir = args.audio_cache_dir or clip_cache.default_cache_dir()
     for path in args.journal:
@@ -321,8 +323,8 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import EvaluationError, evaluate, references_from_records, write_report
-    from .ptb_tokenizer import TokenizerError
+    from .evaluation.scoring import EvaluationError, evaluate, references_from_records, write_report
+    from .evaluation.tokenizer import TokenizerError
 
     if (args.references is None) == (args.config is None):
         args.parser.error("give --references, or --config with --data-dir (not both)")
@@ -344,9 +346,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from .chat_export import ExportError, export_chat
-    from .clip_cache import default_cache_dir
-    from .local_audio import AudioResolver
+    from .dataset.local_audio import AudioResolver
+    from .export.chat_formats import ExportError, export_chat
+    from .fetch.cache import default_cache_dir
 
     resolver = AudioResolver(args.audio_dir, args.audio_cache_dir or default_cache_dir())
     try:

@@ -22,8 +22,8 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from audio_dialogues.evaluation import evaluate
-from audio_dialogues.ptb_tokenizer import python_ptb_tokenize
+from audio_dialogues.evaluation.scoring import evaluate
+from audio_dialogues.evaluation.tokenizer import python_ptb_tokenize
 
 TARGET_S = 30.0
 SUBJECTS = ["the first audio", "the second clip", "the third recording", "clip 2", "the music", "the speaker",

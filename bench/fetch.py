@@ -6,7 +6,7 @@ are 60 s AAC files laid out like YouTube's audio; clips are 10 s at varied offse
 in one run, against a baseline measured in the same run:
 
 (a) one ``yt-dlp`` CLI process per clip, sequentially (``--download-sections --force-keyframes-at-cuts
-    -x --audio-format flac``), vs (b) :func:`audio_dialogues.fetching.fetch_clips` with default workers;
+    -x --audio-format flac``), vs (b) :func:`audio_dialogues.fetch.fetch_clips` with default workers;
     target: b at least 3x faster (clips per second; (a) runs on a subset, it is sequential and steady);
 (c) a re-run with every clip cached: clips checked per second over a synthesized 50,000-clip cache,
     target at least 20,000/s;
@@ -36,9 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from audio_dialogues import clip_cache, journal  # noqa: E402
-from audio_dialogues.clips import Clip  # noqa: E402
-from audio_dialogues.fetching import FetchOptions, fetch_clips  # noqa: E402
+from audio_dialogues.fetch import FetchOptions, fetch_clips, journal  # noqa: E402
+from audio_dialogues.fetch import cache as clip_cache  # noqa: E402
+from audio_dialogues.sources.clips import Clip  # noqa: E402
 from tests.media_server import write_media  # noqa: E402
 
 SOURCE_S = 60.0

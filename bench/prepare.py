@@ -2,7 +2,7 @@
 
 For each size, writes canonical ``audioset`` annotations (98% train, 2% test; 1-4 turns of realistic
 length; strong-label events in ``meta``) and one empty placeholder ``Y<ytid>.wav`` per clip (prepare
-only indexes names, it never decodes), then runs ``audio_dialogues.loading.prepare`` in a fresh
+only indexes names, it never decodes), then runs ``audio_dialogues.dataset.api.prepare`` in a fresh
 interpreter with its own empty cache, ``--repeat`` times per size (the fastest repeat counts, the
 highest peak RSS counts). Each child reports its own times and its peak RSS (``VmHWM``, see
 :func:`_peak_rss_bytes` for why not ``ru_maxrss``); the parent also times the whole child, imports
@@ -91,8 +91,8 @@ def child(spec: dict) -> dict:
                 "rss_after_import": _status_bytes("VmRSS"), "peak_rss": _peak_rss_bytes()}
     t0 = time.perf_counter()
     import audio_dialogues
-    from audio_dialogues.builder import builder_hash
-    from audio_dialogues.loading import prepare
+    from audio_dialogues.dataset.api import prepare
+    from audio_dialogues.dataset.builder import builder_hash
 
     import_s = time.perf_counter() - t0
     rss_after_import = _status_bytes("VmRSS")

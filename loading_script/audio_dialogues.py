@@ -8,4 +8,4 @@ build exactly the same data::
                  trust_remote_code=True)
 """
 
-from audio_dialogues.builder import AudioDialogues, AudioDialoguesConfig  # noqa: F401
+from audio_dialogues.dataset.builder import AudioDialogues, AudioDialoguesConfig  # noqa: F401

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import audio_dialogues
-from audio_dialogues.annotations import AnnotationError, read_split, split_files
-from audio_dialogues.clips import Clip, ClipError, parse_segment_id
-from audio_dialogues.source_metadata import MetadataError, load_source_metadata
+from audio_dialogues.sources.annotations import AnnotationError, read_split, split_files
+from audio_dialogues.sources.clips import Clip, ClipError, parse_segment_id
+from audio_dialogues.sources.metadata import MetadataError, load_source_metadata
 
 CLIP = {"ytid": "abc_DEF-123", "start_s": 30.0, "end_s": 40.0}
 TURNS = [{"user": "What is it?", "assistant": "A dog barking."}]

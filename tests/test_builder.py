@@ -17,8 +17,9 @@ import pytest
 import soundfile as sf
 
 import audio_dialogues
-from audio_dialogues.builder import AudioDialogues, MissingAudioError
-from audio_dialogues.decoding import SoundfileAudio
+from audio_dialogues.dataset.api import prepare
+from audio_dialogues.dataset.builder import AudioDialogues, MissingAudioError
+from audio_dialogues.dataset.decoding import SoundfileAudio
 
 SAMPLE = audio_dialogues.sample_paths()
 SAMPLE_DATA = Path(SAMPLE["data_dir"])
@@ -46,7 +47,7 @@ def _count_records(config: str, split: str) -> int:
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cache = tmp_path_factory.mktemp("hf")
     return {
-        config: audio_dialogues.loading.prepare(config, cache_dir=str(cache), **SAMPLE)
+        config: prepare(config, cache_dir=str(cache), **SAMPLE)
         for config in ("audioset", "music", "comparison")
     }
 

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 import audio_dialogues
-from audio_dialogues.builder import MissingAudioError
+from audio_dialogues.dataset.builder import MissingAudioError
 from tests.media_server import MediaServer, chirp, write_media
 
 WINDOWS = {"a_b-c_d-e_f": (3.0, 8.0), "-leadingDsh": (0.0, 5.0), "Zx3_kQ9-LmA": (12.5, 17.5)}

@@ -7,7 +7,8 @@ from pathlib import Path
 from huggingface_hub import DatasetCard
 
 import audio_dialogues
-from audio_dialogues.cards import CARDS, render_dataset_card
+from audio_dialogues.dataset import api
+from audio_dialogues.dataset.cards import CARDS, render_dataset_card
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +21,7 @@ def test_cards_hold_the_paper_sizes_and_citations() -> None:
 
 
 def test_builder_info_comes_from_the_card(tmp_path: Path) -> None:
-    builder = audio_dialogues.loading.builder("comparison", cache_dir=str(tmp_path), **audio_dialogues.sample_paths())
+    builder = api.builder("comparison", cache_dir=str(tmp_path), **audio_dialogues.sample_paths())
     assert builder.info.citation == CARDS["comparison"].citation
     assert "2-4 AudioSet clips" in builder.info.description
 

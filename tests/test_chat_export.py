@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_dialogues.annotations import Record, Turn, read_split
-from audio_dialogues.chat_export import FORMATS, ExportError, export_chat
 from audio_dialogues.cli import main
-from audio_dialogues.clips import Clip
-from audio_dialogues.local_audio import AudioResolver
+from audio_dialogues.dataset.local_audio import AudioResolver
+from audio_dialogues.export.chat_formats import FORMATS, ExportError, export_chat
+from audio_dialogues.sources.annotations import Record, Turn, read_split
+from audio_dialogues.sources.clips import Clip
 
 YTIDS = ["dQw4w9WgXcQ", "_-aBcDeFgHi", "a-_123456_Z", "ZZZZZZZZZZZ", "k9-_k9-_k9-"]
 NO_AUDIO = "noAudio0000"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_dialogues.decoding import SoundfileAudio, decode_file
+from audio_dialogues.dataset.decoding import SoundfileAudio, decode_file
 from tests.media_server import chirp
 
 

@@ -18,8 +18,8 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from audio_dialogues.cli import main
-from audio_dialogues.evaluation import EvaluationError, evaluate
-from audio_dialogues.ptb_tokenizer import TokenizerError, python_ptb_tokenize
+from audio_dialogues.evaluation.scoring import EvaluationError, evaluate
+from audio_dialogues.evaluation.tokenizer import TokenizerError, python_ptb_tokenize
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="no java on PATH for pycocoevalcap's tokenizer")
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from audio_dialogues.ptb_tokenizer import TokenizerError, java_ptb_tokenize, python_ptb_tokenize, tokenize
+from audio_dialogues.evaluation.tokenizer import TokenizerError, java_ptb_tokenize, python_ptb_tokenize, tokenize
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="no java on PATH for pycocoevalcap's tokenizer")
 

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_dialogues import clip_cache, journal
-from audio_dialogues.clips import Clip
-from audio_dialogues.fetching import FetchOptions, fetch_clips, find_ffmpeg, select_shard, shard_index_of
+from audio_dialogues.fetch import FetchOptions, fetch_clips, journal
+from audio_dialogues.fetch import cache as clip_cache
+from audio_dialogues.fetch.ffmpeg import find_ffmpeg
+from audio_dialogues.fetch.sharding import select_shard, shard_index_of
+from audio_dialogues.sources.clips import Clip
 from tests.media_server import MediaServer, chirp, write_media
 
 SOURCE_S = 20.0
@@ -299,7 +301,7 @@ def test_short_sources_are_accepted_only_where_the_video_ends(media, tmp_path):
 def test_a_short_download_of_a_long_source_is_not_accepted(media, tmp_path):
     # Without ffmpeg's reconnect options a drop ends the clip early while yt-dlp reports success; the
     # verification must catch it. Simulate with a 2 s clip that is asked for as 10 s of a 20 s source.
-    from audio_dialogues.verification import AudioFacts, VerificationError, check_clip
+    from audio_dialogues.fetch.audio_checks import AudioFacts, VerificationError, check_clip
 
     with pytest.raises(VerificationError, match="truncated"):
         check_clip(AudioFacts(2 * 16000, 16000, 1), Clip("abcdefghijk", 0.0, 10.0), sample_rate=16000,

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_dialogues import clip_cache, journal
-from audio_dialogues.clips import Clip
+from audio_dialogues.fetch import cache as clip_cache
+from audio_dialogues.fetch import journal
+from audio_dialogues.sources.clips import Clip
 from tests.media_server import MediaServer, chirp, write_media
 
 CLIP_S = 4.0
@@ -216,8 +217,8 @@ def test_pip_only_ffmpeg_and_nothing_written_outside_the_cache(server, tmp_path)
     cache = tmp_path / "cache"
     code = (
         "import sys, imageio_ffmpeg\n"
-        "from audio_dialogues.clips import Clip\n"
-        "from audio_dialogues.fetching import FetchOptions, fetch_clips\n"
+        "from audio_dialogues.sources.clips import Clip\n"
+        "from audio_dialogues.fetch import FetchOptions, fetch_clips\n"
         f"r = fetch_clips([Clip({clip.ytid!r}, 2.0, 6.0)], cache_dir={str(cache)!r}, progress=False,\n"
         f"                options=FetchOptions(url_template={server.url_template('m4a')!r}))\n"
         "assert r.ffmpeg == imageio_ffmpeg.get_ffmpeg_exe(), r.ffmpeg\n"

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from audio_dialogues import journal
 from audio_dialogues.cli import main
-from audio_dialogues.clips import Clip
-from audio_dialogues.journal import PERMANENT, TRANSIENT, JournalEntry, classify
+from audio_dialogues.fetch import journal
+from audio_dialogues.fetch.journal import PERMANENT, TRANSIENT, JournalEntry, classify
+from audio_dialogues.sources.clips import Clip
 
 # Messages as yt-dlp words them (YouTube extractor, generic extractor, HTTP layer, ffmpeg downloader).
 MESSAGES = [

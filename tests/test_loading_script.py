@@ -14,7 +14,7 @@ import datasets
 import pytest
 
 import audio_dialogues
-from audio_dialogues.builder import AudioDialogues
+from audio_dialogues.dataset.builder import AudioDialogues
 
 SCRIPT = Path(__file__).resolve().parents[1] / "loading_script" / "audio_dialogues.py"
 DATASETS_MAJOR = int(datasets.__version__.split(".")[0])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from audio_dialogues.clips import Clip
-from audio_dialogues.local_audio import AudioIndex, AudioResolver, listing_fingerprint
+from audio_dialogues.dataset.local_audio import AudioIndex, AudioResolver, listing_fingerprint
+from audio_dialogues.sources.clips import Clip
 
 YTID = "a_b-c_d-e_f"  # '_' and '-' everywhere
 CLIP = Clip(YTID, 30.0, 40.0)

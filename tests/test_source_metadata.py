@@ -13,7 +13,7 @@ import datasets
 import pytest
 
 import audio_dialogues
-from audio_dialogues.source_metadata import (
+from audio_dialogues.sources.metadata import (
     MUSICCAPS_URL,
     ONTOLOGY_URL,
     STRONG_LABELS_URLS,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from .clips import Clip
+from ..sources.clips import Clip
 
 _BLOCK = 1 << 16
 

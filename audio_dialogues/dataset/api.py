@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import datasets
 
 from .builder import REPORT_FILENAME, AudioDialogues, SplitReport, builder_hash
-from .load_hook import DATASET_NAME
-
-
-def sample_paths() -> dict[str, Any]:
-    """Keyword arguments that point any config at the embedded sample release (annotations, audio, metadata)."""
-    root = Path(str(resources.files("audio_dialogues") / "sample"))
-    return {
-        "data_dir": str(root / "data"),
-        "audio_dir": str(root / "audio"),
-        "strong_labels": str(root / "metadata" / "audioset_strong.tsv"),
-        "ontology": str(root / "metadata" / "ontology.json"),
-        "musiccaps_csv": str(root / "metadata" / "musiccaps.csv"),
-    }
+from .registration import DATASET_NAME
 
 
 def builder(config: str = "music", **kwargs: Any) -> AudioDialogues:

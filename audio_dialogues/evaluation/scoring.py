@@ -1,7 +1,7 @@
 """Scoring model answers against the dialogues' reference answers, as the papers do.
 
 Each assistant turn is one item with one reference. Items are tokenised as coco-caption does (see
-:mod:`audio_dialogues.ptb_tokenizer`) and scored with pycocoevalcap's own scorers: ``Bleu(4)`` (its
+:mod:`audio_dialogues.evaluation.tokenizer`) and scored with pycocoevalcap's own scorers: ``Bleu(4)`` (its
 4-gram score is reported as BLEU-4), ``Cider`` (CIDEr) and ``Rouge`` (ROUGE-L), with the values they
 return, unscaled.
 
@@ -30,7 +30,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
-from .ptb_tokenizer import TOKENIZERS, tokenize
+from .tokenizer import TOKENIZERS, tokenize
 
 PathLike = str | os.PathLike
 #: How many offending items an error message lists before summarising the rest.
@@ -388,7 +388,7 @@ def evaluate(
     if references is None:
         if config is None or data_dir is None:
             raise EvaluationError("give references, or config and data_dir to take them from the annotations")
-        from .annotations import read_split
+        from ..sources.annotations import read_split
 
         configs = [config] if isinstance(config, str) else list(config)
         refs = [r for c in configs for r in references_from_records(read_split(c, split, data_dir=data_dir), c)]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .clips import YTID_LENGTH, Clip, ClipError
-from .source_metadata import SourceMetadata
+from .metadata import SourceMetadata
 
 CONFIGS = ("audioset", "music", "comparison")
 SPLITS = ("train", "test")

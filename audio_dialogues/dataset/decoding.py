@@ -46,7 +46,7 @@ def _decode_with_ffmpeg(source: str | bytes, sampling_rate: int | None) -> tuple
     """Let ffmpeg turn any container into mono float WAV, then read that (its header carries the rate)."""
     name = source if isinstance(source, str) else "<bytes>"
     rate = ["-ar", str(sampling_rate)] if sampling_rate else []
-    from .fetching import find_ffmpeg  # PATH first, then the binary the imageio-ffmpeg wheel ships
+    from ..fetch.ffmpeg import find_ffmpeg  # PATH first, then the binary the imageio-ffmpeg wheel ships
 
     cmd = [find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error",
            "-i", source if isinstance(source, str) else "pipe:0",

@@ -13,6 +13,7 @@ cache.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -25,14 +26,14 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
-from . import __version__
-from .annotations import CONFIGS, AnnotationError, Record, gc_paused, read_split, split_files
+from .. import __version__
+from ..fetch.cache import default_cache_dir
+from ..sources.annotations import CONFIGS, AnnotationError, Record, gc_paused, read_split, split_files
+from ..sources.clips import Clip
+from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
 from .cards import CARDS, HOMEPAGE, LICENSE
-from .clip_cache import default_cache_dir
-from .clips import Clip
 from .decoding import DECODERS, audio_feature
 from .local_audio import AudioResolver, listing_fingerprint
-from .source_metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         return generators
 
     def _fetch_missing(self, records: list[Record], resolver: AudioResolver) -> None:
-        from .fetching import FetchOptions, fetch_clips
+        from ..fetch import FetchOptions, fetch_clips
 
         wanted = {c for r in records for c in r.clips if c.has_times and resolver.resolve(c) is None}
         if wanted:
@@ -329,10 +330,16 @@ def _describe(clip: Clip) -> str:
     return f"clip {clip.ytid}" + (f" [{clip.start_s:g}s, {clip.end_s:g}s)" if clip.has_times else " (times unknown)")
 
 
+@functools.cache
 def builder_hash() -> str:
-    """Identifies this package's builder code in cache paths, so an upgrade never reuses old prepared data."""
+    """Identifies this package's code in cache paths, so an upgrade never reuses old prepared data.
+
+    Every module of the package counts, not a hand-kept list: what a split holds depends on clip
+    parsing, the cache layout and fetching as much as on the builder itself.
+    """
     digest = hashlib.blake2b(__version__.encode(), digest_size=8)
-    here = Path(__file__).parent
-    for name in ("builder.py", "annotations.py", "source_metadata.py", "local_audio.py", "decoding.py"):
-        digest.update((here / name).read_bytes())
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -27,7 +27,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .clips import Clip
+from ..sources.clips import Clip
 
 CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
 FORMATS = ("flac", "wav")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .clips import Clip
+from ..sources.clips import Clip
 
 OK = "ok"
 PERMANENT = "permanent"

@@ -1,4 +1,4 @@
-"""Rebuild the embedded sample release: ``python -m audio_dialogues.sample.regenerate``.
+"""Rebuild the embedded sample release (development tooling): ``python tests/make_sample.py``.
 
 Everything here was written for this project: the dialogues, the captions, the YouTube-shaped ids
 (valid in shape, with ``_``, ``-`` and a leading ``-`` to exercise parsing) and the audio, synthesised
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "audio_dialogues" / "sample"
 RATE = 8_000
 SECONDS = 10.0
 

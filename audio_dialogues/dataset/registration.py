@@ -3,7 +3,7 @@
 datasets >= 4 no longer runs loading scripts, but it still builds from builder classes. Every
 ``load_dataset``/``load_dataset_builder`` call asks ``datasets.load.dataset_module_factory`` which module
 holds the builder; wrapping that function for the one name ``audio_dialogues`` (and passing every other
-name through untouched) points it at :mod:`audio_dialogues.builder`. The hook is guarded: if a datasets
+name through untouched) points it at :mod:`audio_dialogues.dataset.builder`. The hook is guarded: if a datasets
 release changes that function's shape, importing this package still works, a warning says so, and
 :func:`audio_dialogues.load` remains the way in.
 """
@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 DATASET_NAME = "audio_dialogues"
-BUILDER_MODULE = "audio_dialogues.builder"
+BUILDER_MODULE = "audio_dialogues.dataset.builder"
 _MARK = "_audio_dialogues_hook"
 
 

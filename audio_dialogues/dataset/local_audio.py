@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .clip_cache import cached_clip
-from .clips import YTID_LENGTH, YTID_RE, Clip
+from ..fetch.cache import cached_clip
+from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 
 #: Preference order when one clip has several files: lossless first.
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "webm")

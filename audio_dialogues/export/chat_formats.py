@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from .clips import Clip
+from ..sources.clips import Clip
 
 logger = logging.getLogger(__name__)
 

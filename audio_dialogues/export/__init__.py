@@ -1,0 +1,1 @@
+"""Writing dialogues in the chat formats of the audio language models that train on them."""

@@ -1,0 +1,37 @@
+"""Download clips into the clip cache: yt-dlp time-range downloads, verified, locked, resumable.
+
+For each clip, yt-dlp (its Python API, never a shell) resolves the video and has ffmpeg read only the
+requested window (``download_ranges`` with ``force_keyframes_at_cuts``: the cut is decoded and re-encoded,
+so it starts at the exact sample, not at the nearest keyframe), starting one second early and trimming
+on the decoded side (exact on ffmpeg 5 and 9 alike). ffmpeg's HTTP input gets ``-reconnect`` options so a
+dropped connection resumes at the right byte instead of ending the clip early. The audio extraction is
+ffmpeg's output stage of that same pass: video dropped, the final codec, rate and channel count written
+straight from the decoded source. (yt-dlp's separate ``FFmpegExtractAudio`` post-processor would first
+store the source codec, a second lossy encode for AAC/Opus, then spend an ffprobe and a second ffmpeg
+run per clip, about a third of the CPU of a clip, to convert it.)
+
+Safety, per clip:
+
+* a file lock (``filelock``; works across processes and, on a shared disk, across machines) means one
+  writer per clip; a second process waits and reuses the result;
+* everything is written inside a hidden temporary folder next to the final name, decoded and checked
+  (:mod:`.audio_checks`), and only then renamed into place (atomic on one file system), then recorded
+  (:mod:`.cache`); a kill at any point leaves no partial file under a final name;
+* the outcome (ok, permanently unavailable, transient failure, with the message and attempts) goes to
+  the journal (:mod:`.journal`) as soon as it is known.
+
+Runs are resumable: verified clips are skipped by a stat, permanent failures are not retried unless
+asked, transient ones are retried with exponential backoff and jitter. Work is split across machines by
+``num_shards``/``shard_index`` (by video, so every clip of a video and what is learnt about it stays on
+one machine).
+"""
+
+
+from .options import YOUTUBE_URL_TEMPLATE, FetchError, FetchOptions
+from .report import ClipOutcome, FetchInterrupted, FetchReport
+from .run import fetch_clips
+
+__all__ = [
+    "ClipOutcome", "FetchError", "FetchInterrupted", "FetchOptions", "FetchReport", "YOUTUBE_URL_TEMPLATE",
+    "fetch_clips",
+]

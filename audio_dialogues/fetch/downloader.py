@@ -1,0 +1,220 @@
+"""One clip download: yt-dlp's Python API cutting the window with ffmpeg in a single pass.
+
+See :mod:`audio_dialogues.fetch` for why the cut is done this way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+from ..sources.clips import Clip
+from . import journal
+from .options import FetchOptions
+from .report import TRANSIENT
+
+_CODECS = {"flac": ("flac", "flac"), "wav": ("pcm_s16le", "wav")}
+# Input options for ffmpeg's HTTP reader: resume after a dropped connection or network error from the
+# current byte (without them a drop mid-transfer yields a short clip that ffmpeg reports as success),
+# and give up on a stalled connection after 30 s instead of hanging a worker forever.
+#: ffmpeg is asked for this much audio before the clip and drops it by timestamp after decoding. Input
+#: seeking alone is sample-exact in ffmpeg 5 but lands up to ~20 ms late on AAC in ffmpeg 9 (the build
+#: imageio-ffmpeg ships); decoding from a second earlier and trimming on the output side is exact in both.
+PREROLL_S = 1.0
+FFMPEG_INPUT_ARGS = ("-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_on_network_error", "1",
+                     "-reconnect_delay_max", "10", "-rw_timeout", "30000000")
+
+
+
+class ClipFailure(Exception):
+    def __init__(self, status: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class _Logger:
+    """Collects yt-dlp's messages instead of printing them over the progress bar."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    def info(self, msg: str) -> None:
+        pass
+
+    def warning(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+    def error(self, msg: str) -> None:
+        self.errors.append(msg)
+
+
+def _http_status(err: BaseException) -> int | None:
+    """The HTTP status buried in a yt-dlp error chain, if a plain HTTP request failed."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        status = getattr(e, "status", None)
+        if isinstance(status, int) and 100 <= status < 600:
+            return status
+        exc_info = getattr(e, "exc_info", None)
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__,
+                 exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None]
+    return None
+
+
+_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+class Downloader:
+    """Downloads single clips with yt-dlp into a folder.
+
+    Each worker thread keeps one ``YoutubeDL`` (creating one costs ~50 ms of CPU, as much as the cut
+    itself) and sets the per-clip parameters before each download; YoutubeDL reads them at use time.
+    """
+
+    def __init__(self, options: FetchOptions, ffmpeg: str, cache_dir: Path) -> None:
+        self.options = options
+        self.ffmpeg = ffmpeg
+        self.cache_dir = cache_dir
+        codec, muxer = _CODECS[options.format]
+        # ffmpeg's output: audio only, the final codec, rate and channels in one pass from the decoded
+        # source (no intermediate lossy encode), in the final container whatever container yt-dlp named
+        # from the source's extension (a later -f wins over yt-dlp's).
+        out_args = ["-vn", "-map_metadata", "-1"]
+        if options.channels is not None:
+            out_args += ["-ac", str(options.channels)]
+        if options.sample_rate is not None:
+            out_args += ["-ar", str(options.sample_rate)]
+        self._out_args = [*out_args, "-c:a", codec, "-f", muxer]
+        self._local = threading.local()
+        self._opened: list = []
+        self._opened_lock = threading.Lock()
+
+    def _base_params(self, logger: _Logger) -> dict:
+        o = self.options
+        params = {
+            "format": "bestaudio[protocol^=http]/bestaudio/best",
+            "force_keyframes_at_cuts": True,
+            "ffmpeg_location": self.ffmpeg,
+            # Fixups would remux by the source's extension a file that already holds the final codec.
+            "fixup": "never",
+            "noplaylist": True,
+            "overwrites": True,
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "logger": logger,
+            "socket_timeout": o.socket_timeout_s,
+            "retries": 3,
+            # yt-dlp's player cache stays inside the clip cache: nothing is written anywhere else.
+            "cachedir": str(self.cache_dir / ".yt-dlp"),
+        }
+        if o.cookies:
+            # yt-dlp writes its cookie jar back on close; workers must not race on the user's file.
+            private = self.cache_dir / f".cookies-{os.getpid()}-{threading.get_ident()}.txt"
+            shutil.copyfile(os.path.expanduser(o.cookies), private)
+            params["cookiefile"] = str(private)
+        if o.proxy:
+            params["proxy"] = o.proxy
+        return params
+
+    def clip_params(self, clip: Clip, folder: Path) -> dict:
+        """The parameters that change per clip: output name, time range, ffmpeg arguments."""
+        from yt_dlp.utils import download_range_func
+
+        assert clip.start_s is not None and clip.end_s is not None
+        range_start = max(0.0, clip.start_s - PREROLL_S)
+        trim = ["-ss", f"{clip.start_s - range_start:.6f}"] if clip.start_s > range_start else []
+        return {
+            "outtmpl": {"default": str(folder / "clip.%(ext)s")},
+            "download_ranges": download_range_func(None, [(range_start, clip.end_s)]),
+            "external_downloader_args": {"ffmpeg_i": list(FFMPEG_INPUT_ARGS), "ffmpeg_o": trim + self._out_args},
+        }
+
+    def _ydl(self):
+        import yt_dlp
+        from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
+
+        if getattr(self._local, "ydl", None) is None:
+            # yt-dlp decides whether ffmpeg can cut a time range from PATH alone, ignoring
+            # `ffmpeg_location` (a FIXME in FFmpegFD.available); its own CLI sets this context variable
+            # instead. Without it a pip-only install (imageio-ffmpeg, no ffmpeg on PATH) could not cut.
+            location = getattr(FFmpegPostProcessor, "_ffmpeg_location", None)
+            if location is not None:
+                location.set(self.ffmpeg)
+            self._local.logger = _Logger()
+            self._local.ydl = yt_dlp.YoutubeDL(self._base_params(self._local.logger))
+            with self._opened_lock:
+                self._opened.append(self._local.ydl)
+        return self._local.ydl, self._local.logger
+
+    def close(self) -> None:
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for ydl in opened:
+            cookiefile = ydl.params.get("cookiefile")
+            ydl.close()
+            if cookiefile:
+                Path(cookiefile).unlink(missing_ok=True)
+
+    def download(self, clip: Clip, folder: Path) -> tuple[Path, dict]:
+        """Download ``clip`` into ``folder``; returns the audio file and yt-dlp's info dict."""
+        import yt_dlp
+
+        ydl, logger = self._ydl()
+        logger.errors.clear()
+        ydl.params.update(self.clip_params(clip, folder))
+        try:
+            info = ydl.extract_info(self.options.url(clip.ytid), download=True) or {}
+        except yt_dlp.utils.DownloadError as err:
+            message = _clean_message(str(err) or "; ".join(logger.errors))
+            status, reason = journal.classify(message, _http_status(err))
+            raise ClipFailure(status, reason, message) from err
+        made = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
+        made = [p for p in made if p.is_file() and p.parent == folder]
+        if len(made) != 1:
+            found = sorted(p.name for p in folder.iterdir())
+            raise ClipFailure(TRANSIENT, "no_output", f"yt-dlp reported success but wrote {found or 'nothing'}")
+        return made[0], info
+
+    def source_duration(self, info: dict) -> tuple[float | None, float]:
+        """The source's duration and its uncertainty: from yt-dlp's info, else by probing the media URL."""
+        duration = info.get("duration")
+        if isinstance(duration, (int, float)) and duration > 0:
+            # YouTube states whole seconds.
+            return float(duration), 1.0 if float(duration).is_integer() else 0.05
+        url = info.get("url") or next(iter(d.get("url") for d in info.get("requested_downloads") or []), None)
+        if not url:
+            return None, 0.0
+        cmd = [self.ffmpeg, "-hide_banner", "-nostdin", *FFMPEG_INPUT_ARGS, "-i", url]
+        env = None
+        if self.options.proxy:
+            env = {**os.environ, "http_proxy": self.options.proxy, "HTTP_PROXY": self.options.proxy}
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None, 0.0
+        match = _DURATION_RE.search(proc.stderr)
+        if not match:
+            return None, 0.0
+        hours, minutes, seconds = match.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds), 0.05
+
+
+def _clean_message(message: str) -> str:
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message).strip()
+    return message[len("ERROR: "):] if message.startswith("ERROR: ") else message

@@ -1,0 +1,85 @@
+"""How to fetch: :class:`FetchOptions`, checked when made, and :class:`FetchError` for runs that cannot start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cache as clip_cache
+
+YOUTUBE_URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
+
+
+class FetchError(RuntimeError):
+    """The fetcher cannot run at all (no ffmpeg, bad options)."""
+
+
+
+@dataclass
+class FetchOptions:
+    """How to fetch. Defaults suit YouTube: FLAC, mono, 16 kHz, 4 workers, 3 attempts per run."""
+
+    #: URL of a video; ``{ytid}`` is replaced by the YouTube id. Tests point this at 127.0.0.1.
+    url_template: str = YOUTUBE_URL_TEMPLATE
+    #: Output sample rate in Hz; ``None`` keeps the source's rate.
+    sample_rate: int | None = 16000
+    #: Output channels; ``None`` keeps the source's.
+    channels: int | None = 1
+    format: str = "flac"
+    workers: int = 4
+    #: Seconds each worker waits before each download (be gentle with YouTube).
+    sleep: float = 0.0
+    #: At most this many downloads start per second, all workers together (``None``: no limit).
+    rate_limit: float | None = None
+    #: A Netscape cookies file (for age-restricted videos and bot checks), passed to yt-dlp.
+    cookies: str | Path | None = None
+    proxy: str | None = None
+    #: Also retry clips the journal records as permanently unavailable.
+    retry_failed: bool = False
+    #: Downloads tried per clip and run before a transient failure is left for the next run.
+    max_attempts: int = 3
+    #: First backoff after a transient failure; doubled per attempt, times a random factor in [0.5, 1.5).
+    backoff_s: float = 2.0
+    backoff_max_s: float = 120.0
+    #: Accepted difference between the decoded and the requested duration.
+    tolerance_s: float = 0.05
+    socket_timeout_s: float = 30.0
+    #: Split the clips by video into this many disjoint shards and fetch only ``shard_index``.
+    num_shards: int = 1
+    shard_index: int = 0
+    #: The ffmpeg binary; ``None`` finds one (PATH, then the one imageio-ffmpeg ships).
+    ffmpeg: str | None = None
+    #: Decode every cached clip again instead of trusting its verification record (slow, paranoid).
+    reverify: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in clip_cache.FORMATS:
+            raise ValueError(f"format must be one of {clip_cache.FORMATS}, got {self.format!r}")
+        if "{ytid}" not in self.url_template:
+            raise ValueError(f"url_template must contain {{ytid}}, got {self.url_template!r}")
+        try:
+            self.url_template.format(ytid="x" * 11)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"url_template {self.url_template!r} has a placeholder other than {{ytid}}") from err
+        if self.sample_rate is not None and (not isinstance(self.sample_rate, int) or self.sample_rate <= 0):
+            raise ValueError(f"sample_rate must be a positive integer or None, got {self.sample_rate!r}")
+        if self.channels is not None and (not isinstance(self.channels, int) or self.channels <= 0):
+            raise ValueError(f"channels must be a positive integer or None, got {self.channels!r}")
+        if self.workers < 1 or self.max_attempts < 1:
+            raise ValueError("workers and max_attempts must be at least 1")
+        if self.sleep < 0 or self.backoff_s < 0 or (self.rate_limit is not None and self.rate_limit <= 0):
+            raise ValueError("sleep and backoff must be >= 0 and rate_limit > 0")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"shard_index must be in [0, {self.num_shards}), got {self.shard_index}")
+
+    def url(self, ytid: str) -> str:
+        return self.url_template.format(ytid=ytid)
+
+    def satisfied_by(self, record: clip_cache.ClipRecord) -> bool:
+        """Whether a cached clip is what these options would fetch (else it is fetched again)."""
+        return (
+            record.format == self.format
+            and record.requested_sample_rate == self.sample_rate
+            and (self.channels is None or record.channels == self.channels)
+        )
+
