@@ -254,7 +254,7 @@ def _run_status(args: argparse.Namespace) -> int:
     from .fetch import cache as clip_cache
     from .fetch import journal
 
-    cache_dir = args.audio_cache_dir or clip_cache.default_cache_dir()
+    cache_dir = clip_cache.resolve_cache_dir(args.audio_cache_dir)
     for path in args.journal:
         if not os.path.isfile(path):
             args.parser.error(f"--journal {path}: no such file")
@@ -348,9 +348,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     from .dataset.local_audio import AudioResolver
     from .export.chat_formats import ExportError, export_chat
-    from .fetch.cache import default_cache_dir
+    from .fetch.cache import resolve_cache_dir
 
-    resolver = AudioResolver(args.audio_dir, args.audio_cache_dir or default_cache_dir())
+    resolver = AudioResolver(args.audio_dir, resolve_cache_dir(args.audio_cache_dir))
     try:
         report = export_chat(
             read_records(args, args.config), args.format, args.output, config=args.config, split=args.split,

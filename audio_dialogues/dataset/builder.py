@@ -27,7 +27,8 @@ import datasets
 import pyarrow as pa
 
 from .. import __version__
-from ..fetch.cache import default_cache_dir
+from ..fetch.cache import resolve_cache_dir
+from ..files import atomic_write
 from ..sources.annotations import CONFIGS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
@@ -54,7 +55,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     Args:
         audio_dir: folder(s) with local audio, searched in order before the clip cache.
-        audio_cache_dir: the clip cache (default: :func:`audio_dialogues.clip_cache.default_cache_dir`).
+        audio_cache_dir: the clip cache (default: :func:`audio_dialogues.fetch.cache.default_cache_dir`).
         sampling_rate: target rate of decoded audio; ``None`` or ``"native"`` keeps each file's own rate.
         decoder: ``soundfile`` (default, ~4x faster), ``torchcodec`` (datasets' own Audio), ``none`` (paths).
         missing_audio: ``drop`` (default; counted and logged), ``error``, or ``keep`` (audio None).
@@ -104,7 +105,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     @property
     def cache_dir(self) -> Path:
-        return Path(os.path.abspath(self.audio_cache_dir if self.audio_cache_dir is not None else default_cache_dir()))
+        return resolve_cache_dir(self.audio_cache_dir)
 
     def metadata_sources(self) -> dict[str, list[str]]:
         return metadata_sources(
@@ -295,7 +296,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         """Keep the report next to the prepared data, so a cached load can still say what was dropped."""
         output_dir = getattr(self, "_output_dir", None)
         if output_dir and os.path.isdir(output_dir):
-            with open(os.path.join(output_dir, REPORT_FILENAME), "w") as f:
+            with atomic_write(os.path.join(output_dir, REPORT_FILENAME)) as f:
                 json.dump({split: vars(r) for split, r in self.report.items()}, f, indent=1)
 
     def _table(self, resolved: list[tuple[Record, list[Path | None]]]) -> pa.Table:

@@ -30,6 +30,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
+from ..files import atomic_write, iter_jsonl
 from .tokenizer import TOKENIZERS, tokenize
 
 PathLike = str | os.PathLike
@@ -138,24 +139,11 @@ def _iter_jsonl(path: Path, what: str) -> Iterable[tuple[str, dict]]:
     """``(origin, object)`` per non-blank line, streaming; any malformed line is an error naming it."""
     if not path.is_file():
         raise EvaluationError(f"{path}: {what} file does not exist")
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # tolerate a byte-order mark
-            except UnicodeDecodeError as e:
-                raise EvaluationError(f"{where}: not UTF-8 text ({e.reason})") from None
-            if not line.strip():
-                continue
-            hint = " (this looks like a JSON array; write one JSON object per line)" if line.lstrip()[:1] == "[" else ""
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvaluationError(f"{where}: malformed JSON Lines record: {e.msg}{hint}") from None
-            if not isinstance(obj, dict):
-                raise EvaluationError(f"{where}: a {what} record must be a JSON object, got "
-                                      f"{type(obj).__name__}{hint}")
-            yield where, obj
+    for where, obj in iter_jsonl(path, EvaluationError):
+        if not isinstance(obj, dict):
+            hint = " (this looks like a JSON array: write one JSON object per line)" if isinstance(obj, list) else ""
+            raise EvaluationError(f"{where}: a {what} record must be a JSON object, got {type(obj).__name__}{hint}")
+        yield where, obj
 
 
 def _rows(source: PathLike | Iterable[Any], what: str) -> Iterable[tuple[str, Any]]:
@@ -420,8 +408,5 @@ def write_report(report: EvaluationReport, *, json_path: PathLike | None = None,
                        (markdown_path, report.to_markdown)):
         if path is None:
             continue
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text(), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            f.write(text())

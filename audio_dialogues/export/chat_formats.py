@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from ..files import atomic_write
 from ..sources.clips import Clip
 
 logger = logging.getLogger(__name__)
@@ -249,25 +250,18 @@ def export_chat(
     root = Path(audio_root).absolute() if audio_root is not None else None
     writer = _writer(fmt, config, split, root, system_prompt, openai_audio)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
     written = dropped = missing_clips = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(writer.header())
-            for record in records:
-                dialogue, missing = _resolve(record, resolve, missing_audio)
-                if dialogue is None:
-                    dropped += 1
-                    missing_clips += missing
-                    continue
-                _write_item(f, writer, written, dialogue)
-                written += 1
-            f.write(writer.footer(written))
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(output) as f:
+        f.write(writer.header())
+        for record in records:
+            dialogue, missing = _resolve(record, resolve, missing_audio)
+            if dialogue is None:
+                dropped += 1
+                missing_clips += missing
+                continue
+            _write_item(f, writer, written, dialogue)
+            written += 1
+        f.write(writer.footer(written))
     if dropped:
         logger.warning("%s: dropped %d dialogues whose audio is missing", fmt, dropped)
     return ExportReport(fmt, output, written, dropped, missing_clips)

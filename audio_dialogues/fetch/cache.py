@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write
 from ..sources.clips import Clip
 
 CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
@@ -41,6 +41,15 @@ def default_cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "audio_dialogues" / "clips"
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+    """The clip cache to use: ``cache_dir`` if given, else :func:`default_cache_dir`; always absolute.
+
+    Absolute, so that nothing stored (prepared paths, yt-dlp's output template) depends on the working
+    directory.
+    """
+    return Path(os.path.abspath(os.path.expanduser(cache_dir if cache_dir is not None else default_cache_dir())))
 
 
 def shard_of(ytid: str) -> str:
@@ -140,9 +149,8 @@ def cached_clip(cache_dir: str | Path, clip: Clip) -> Path | None:
 def write_record(cache_dir: str | Path, clip: Clip, record: ClipRecord) -> Path:
     """Atomically (re)place the record of ``clip``; call only after its audio is in place."""
     path = record_path(cache_dir, clip)
-    # Named like the fetcher's other temporaries of this clip, so a kill's leftovers are swept with them.
-    tmp = path.with_name(f".tmp-{clip.key}-record-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    # The temporary is named ``.tmp-<clip key>-...`` like the fetcher's other temporaries of this clip,
+    # so a kill's leftovers are swept with them.
+    with atomic_write(path) as f:
         f.write(record.to_json())
-    os.replace(tmp, path)
     return path

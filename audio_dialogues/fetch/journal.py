@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write
 from ..sources.clips import Clip
 
 OK = "ok"
@@ -315,16 +316,12 @@ def write_merged(state: JournalState, out: str | Path) -> int:
 
     For shipping a compact journal between machines; ``out`` is replaced atomically.
     """
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(out) as f:
         for key in sorted(state.clips):
             s = state.clips[key]
             data = asdict(s.latest)
             data["attempts"] = s.attempts
             f.write(JournalEntry.from_dict(data).to_line())
-    os.replace(tmp, out)
     return len(state.clips)
 
 

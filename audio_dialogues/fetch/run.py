@@ -243,8 +243,7 @@ def fetch_clips(
     """
     started = time.monotonic()
     options = options or FetchOptions()
-    # Absolute, so that nothing (yt-dlp's output template included) depends on the working directory.
-    cache_dir = (Path(cache_dir) if cache_dir is not None else clip_cache.default_cache_dir()).absolute()
+    cache_dir = clip_cache.resolve_cache_dir(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     ffmpeg = find_ffmpeg(options.ffmpeg)
     if options.cookies and not os.path.isfile(os.path.expanduser(options.cookies)):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..files import describe_os_error, iter_jsonl
 from .clips import YTID_LENGTH, Clip, ClipError
 from .metadata import SourceMetadata
 
@@ -36,7 +37,6 @@ SPLITS = ("train", "test")
 #: How many clips a record of each config names.
 CLIP_COUNTS = {"audioset": (1, 1), "music": (1, 1), "comparison": (2, 4)}
 ANNOTATION_SUFFIXES = (".jsonl", ".json")
-_PRETTY_PRINTED_HINT = " (a pretty-printed JSON object? use one object per line, or a JSON array)"
 
 DataFiles = Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]
 
@@ -127,28 +127,25 @@ def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
     JSON Lines are read line by line, so a large file is never held in memory twice.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            head = f.read(4096).lstrip()
-            f.seek(0)
-            if path.suffix != ".jsonl" and head.startswith("["):
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise AnnotationError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
-                for index, obj in enumerate(data):
-                    yield f"{path}[{index}]", obj
-                return
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    hint = _PRETTY_PRINTED_HINT if lineno == 1 else ""
-                    raise AnnotationError(f"{path}:{lineno}: malformed JSON Lines record: {e.msg}{hint}") from None
-                yield f"{path}:{lineno}", obj
+        with open(path, "rb") as f:
+            head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as err:
+        raise AnnotationError(describe_os_error(path, err)) from None
+    if path.suffix == ".jsonl" or not head.startswith(b"["):
+        yield from iter_jsonl(path, AnnotationError)
+        return
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
-        raise AnnotationError(f"{path}: not UTF-8 text ({e})") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise AnnotationError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise AnnotationError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: JSON nested too deeply") from None
+    for index, obj in enumerate(data):
+        yield f"{path}[{index}]", obj
 
 
 def _str(where: str, name: str, value: Any) -> str:
