@@ -1,7 +1,8 @@
 """Audio Dialogues (arXiv 2404.07616) as a typed `datasets` builder, with audio fetching and evaluation.
 
 ``import audio_dialogues`` makes ``datasets.load_dataset("audio_dialogues", config, ...)`` find the
-builder; :func:`load` does the same without relying on that hook. :func:`evaluate` scores model answers
+builder (without importing ``datasets`` itself: the name is registered when ``datasets`` is first
+imported); :func:`load` does the same without relying on that hook. :func:`evaluate` scores model answers
 as the paper does; :func:`export_chat` writes the chat formats of the models trained on this data;
 :func:`fetch_clips` fills the clip cache.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .dataset.registration import install as _install_load_hook
+from .dataset import registration as _registration
 
 __version__ = "0.1.0"
 
@@ -28,10 +29,13 @@ _PUBLIC = {
     "fetch_clips": ".fetch",
 }
 
-LOAD_DATASET_HOOKED = _install_load_hook()
+_registration.install()
 
 
 def __getattr__(name: str) -> Any:
+    if name == "LOAD_DATASET_HOOKED":  # whether load_dataset finds the builder; answering imports datasets
+        importlib.import_module(_registration.TARGET_MODULE)
+        return bool(_registration.hooked)
     if name in _PUBLIC:
         value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
         globals()[name] = value

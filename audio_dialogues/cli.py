@@ -11,8 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .dataset.api import prepare
-from .dataset.builder import MISSING_AUDIO_POLICIES, MissingAudioError
+from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.overview import summarise
 from .sample import sample_paths
 from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, split_files
@@ -35,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (AnnotationError, MetadataError, MissingAudioError, FileNotFoundError) as e:
+    except (AnnotationError, MetadataError, FileNotFoundError) as e:  # FileNotFoundError: MissingAudioError too
         # Bad input: the message already names the file, the record and the problem; no traceback.
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -97,6 +96,8 @@ def _add_core_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from .dataset.api import prepare
+
     for config in CONFIGS:
         datasets, report = prepare(config, cache_dir=args.cache_dir, **sample_paths())
         print(summarise(config, datasets, report))
@@ -104,6 +105,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
+    from .dataset.api import prepare
+
     datasets, report = prepare(
         args.config,
         data_dir=args.data_dir,

@@ -34,11 +34,10 @@ from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
 from .cards import CARDS, HOMEPAGE, LICENSE
 from .decoding import DECODERS, audio_feature
-from .local_audio import AudioResolver, listing_fingerprint
+from .local_audio import MISSING_AUDIO_POLICIES, AudioResolver, listing_fingerprint
 
 logger = logging.getLogger(__name__)
 
-MISSING_AUDIO_POLICIES = ("drop", "error", "keep")
 REPORT_FILENAME = "audio_dialogues_report.json"
 _VERSION = datasets.Version("1.0.0")
 _BATCH_SIZE = 1_000

@@ -22,6 +22,8 @@ from pathlib import Path
 from ..fetch.cache import cached_clip
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 
+#: What the builder does with a record whose audio is not found (defined here so the CLI need not import datasets).
+MISSING_AUDIO_POLICIES = ("drop", "error", "keep")
 #: Preference order when one clip has several files: lossless first.
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "webm")
 _EXT_RANK = {ext: rank for rank, ext in enumerate(AUDIO_EXTENSIONS)}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import statistics
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
-from .builder import SplitReport
+    from .builder import SplitReport
 
 
 def _clip_text(clip: dict) -> str:

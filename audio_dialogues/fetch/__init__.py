@@ -26,12 +26,26 @@ asked, transient ones are retried with exponential backoff and jitter. Work is s
 one machine).
 """
 
+from __future__ import annotations
 
-from .options import YOUTUBE_URL_TEMPLATE, FetchError, FetchOptions
-from .report import ClipOutcome, FetchInterrupted, FetchReport
-from .run import fetch_clips
+import importlib
+from typing import Any
 
-__all__ = [
-    "ClipOutcome", "FetchError", "FetchInterrupted", "FetchOptions", "FetchReport", "YOUTUBE_URL_TEMPLATE",
-    "fetch_clips",
-]
+#: public name -> the submodule that defines it; imported on first use, so that ``fetch --help`` and
+#: ``status`` start without yt-dlp, soundfile and numpy.
+_PUBLIC = {
+    "YOUTUBE_URL_TEMPLATE": ".options", "FetchError": ".options", "FetchOptions": ".options",
+    "ClipOutcome": ".report", "FetchInterrupted": ".report", "FetchReport": ".report",
+    "fetch_clips": ".run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_PUBLIC)
