@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.overview import summarise
+from .generate.options import GenerateError, add_arguments, from_args
 from .sample import sample_paths
 from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, split_files
 from .sources.metadata import MetadataError, metadata_sources, open_source_metadata
@@ -21,7 +22,7 @@ from .sources.metadata import MetadataError, metadata_sources, open_source_metad
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audio-dialogues", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_core_commands, _add_fetch_commands, _add_evaluation_commands):
+    for add in (_add_core_commands, _add_fetch_commands, _add_evaluation_commands, _add_generate_command):
         add(commands)
     return parser
 
@@ -34,8 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (AnnotationError, MetadataError, FileNotFoundError) as e:  # FileNotFoundError: MissingAudioError too
+    except (AnnotationError, MetadataError, FileNotFoundError, GenerateError) as e:
         # Bad input: the message already names the file, the record and the problem; no traceback.
+        # (FileNotFoundError covers MissingAudioError too.)
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -368,6 +370,25 @@ def _run_export(args: argparse.Namespace) -> int:
         print("error: no dialogue has local audio; pass --audio-dir or fetch the clips first", file=sys.stderr)
         return 1
     return 0
+
+
+# --- generate -------------------------------------------------------------------------------------
+
+
+def _add_generate_command(commands: argparse._SubParsersAction) -> None:
+    generate = commands.add_parser(
+        "generate", help="regenerate the subsets from AudioSet strong labels and MusicCaps with an LLM",
+        description="Regenerate audioset, music and comparison with any OpenAI-compatible chat endpoint "
+                    "(see docs/generate.md). Answers are journaled: re-run the same command to resume.")
+    add_arguments(generate)
+    generate.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .generate import generate
+
+    report = generate(from_args(args))
+    return 0 if isinstance(report, dict) or report.complete else (130 if report.interrupted else 1)
 
 
 if __name__ == "__main__":

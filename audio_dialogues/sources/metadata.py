@@ -54,6 +54,8 @@ class MusicCapsEntry:
     clip: Clip
     caption: str
     aspects: tuple[str, ...]
+    #: MusicCaps' own test flag (its clips are in AudioSet's eval set); regeneration uses it to split.
+    is_audioset_eval: bool = False
 
 
 @dataclass
@@ -155,7 +157,8 @@ def read_musiccaps(path: Path, into: SourceMetadata | None = None) -> SourceMeta
                 aspects = _parse_aspects(row["aspect_list"])
             except (ClipError, ValueError, SyntaxError) as e:
                 raise MetadataError(f"{path}:{line}: {e}") from None
-            meta.music[clip.ytid] = MusicCapsEntry(clip, row["caption"], aspects)
+            is_eval = (row.get("is_audioset_eval") or "").strip().lower() in ("true", "1")
+            meta.music[clip.ytid] = MusicCapsEntry(clip, row["caption"], aspects, is_eval)
     return meta
 
 

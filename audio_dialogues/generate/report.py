@@ -1,0 +1,187 @@
+"""The generation report: what each stage kept per config and split, what it cost, and why things went.
+
+Written as ``generation_report.json`` and a markdown twin ``generation_report.md`` beside the outputs.
+Token counts and cost cover every journaled answer the outputs use (paid in this run or an earlier
+one); ``this_run`` says what this invocation itself paid.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .items import PAPER_SIZES
+
+if TYPE_CHECKING:
+    from .client import ClientStats
+
+#: Stages in order; each counts the dialogues still in after it.
+STAGES = ("items", "answered", "parsed", "phrases", "similarity", "duplicates")
+STAGE_HELP = {
+    "items": "items built from the sources",
+    "answered": "items with a journaled answer",
+    "parsed": "answers parsed into the allowed number of turns",
+    "phrases": "after the low-confidence phrase filter",
+    "similarity": "after the similarity filter",
+    "duplicates": "after dropping exact duplicates (written)",
+}
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+    def cost(self, price_in: float, price_out: float) -> float:
+        """Dollars, at prices per million tokens."""
+        return (self.prompt_tokens * price_in + self.completion_tokens * price_out) / 1e6
+
+    def to_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class SplitReport:
+    config: str
+    split: str
+    stages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    turns: Counter = field(default_factory=Counter)
+    rejects: Counter = field(default_factory=Counter)
+    usage: Usage = field(default_factory=Usage)
+    similarity: list[float] = field(default_factory=list)
+
+    def reject(self, reason: str) -> None:
+        self.rejects[reason] += 1
+
+    def to_dict(self, price_in: float, price_out: float) -> dict[str, Any]:
+        scores = sorted(self.similarity)
+        return {
+            "stages": dict(self.stages),
+            "paper": PAPER_SIZES[self.config][self.split],
+            "turns_histogram": {str(k): self.turns[k] for k in sorted(self.turns)},
+            "rejects": dict(self.rejects.most_common()),
+            "usage": self.usage.to_dict(),
+            "cost_usd": round(self.usage.cost(price_in, price_out), 6),
+            "similarity": {"min": scores[0], "median": scores[len(scores) // 2], "max": scores[-1]} if scores else None,
+        }
+
+
+@dataclass
+class GenerationReport:
+    settings: dict[str, Any]
+    price_in: float = 0.0
+    price_out: float = 0.0
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+    this_run: Usage = field(default_factory=Usage)
+    client: dict[str, Any] = field(default_factory=dict)
+    descriptors: dict[str, int] = field(default_factory=dict)
+    failed_requests: Counter = field(default_factory=Counter)
+    pending: int = 0
+    interrupted: bool = False
+    wall_time_s: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+
+    def split(self, config: str, split: str) -> SplitReport:
+        return self.splits.setdefault(f"{config}_{split}", SplitReport(config, split))
+
+    @property
+    def complete(self) -> bool:
+        return not self.interrupted and self.pending == 0 and not self.failed_requests
+
+    def add_client_stats(self, stats: ClientStats) -> None:
+        """Add one request phase's counters (descriptors, then dialogues) to the run's."""
+        c = self.client
+        c["requests_sent"] = c.get("requests_sent", 0) + stats.requests
+        c["retries"] = c.get("retries", 0) + stats.retries
+        reasons = c.setdefault("retry_reasons", {})
+        for reason, n in stats.retry_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        c["backoff_waited_s"] = round(c.get("backoff_waited_s", 0.0) + stats.waited_s, 3)
+
+    def total_usage(self) -> Usage:
+        total = Usage()
+        for report in self.splits.values():
+            total.add(report.usage.prompt_tokens, report.usage.completion_tokens)
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        total = self.total_usage()
+        return {
+            "complete": self.complete,
+            "interrupted": self.interrupted,
+            "pending_requests": self.pending,
+            "failed_requests": dict(self.failed_requests.most_common()),
+            "settings": self.settings,
+            "prices_per_million": {"input": self.price_in, "output": self.price_out},
+            "usage": total.to_dict(),
+            "cost_usd": round(total.cost(self.price_in, self.price_out), 6),
+            "this_run": {**self.this_run.to_dict(),
+                         "cost_usd": round(self.this_run.cost(self.price_in, self.price_out), 6)},
+            "client": self.client,
+            "descriptors": self.descriptors,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "outputs": self.outputs,
+            "stages": STAGE_HELP,
+            "splits": {name: r.to_dict(self.price_in, self.price_out) for name, r in sorted(self.splits.items())},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def to_markdown(self) -> str:
+        data = self.to_dict()
+        status = "complete" if data["complete"] else (
+            "INTERRUPTED" if self.interrupted else "INCOMPLETE (run again to finish)")
+        lines = [
+            "# Generation report", "",
+            f"- status: {status}; model `{self.settings['model_settings']['model']}`; "
+            f"wall time {self.wall_time_s:.1f} s",
+            f"- tokens: {data['usage']['prompt_tokens']:,} in, {data['usage']['completion_tokens']:,} out; "
+            f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f})",
+        ]
+        if self.pending or self.failed_requests:
+            failed = ", ".join(f"{n} x {reason}" for reason, n in self.failed_requests.most_common())
+            lines.append(f"- pending requests: {self.pending}; failed: {failed or 'none'}")
+        lines += ["", "## Counts after each stage", "",
+                  "| subset | " + " | ".join(STAGES) + " | paper |", "|---" * (len(STAGES) + 2) + "|"]
+        for name, split in data["splits"].items():
+            counts = " | ".join(f"{split['stages'][s]:,}" for s in STAGES)
+            lines.append(f"| {name} | {counts} | {split['paper']:,} |")
+        lines += ["", "Stages: " + "; ".join(f"**{k}**: {v}" for k, v in STAGE_HELP.items()) + ".", "",
+                  "## Turns per dialogue", "", "| subset | 1 | 2 | 3 | 4 |", "|---|---|---|---|---|"]
+        for name, split in data["splits"].items():
+            hist = split["turns_histogram"]
+            lines.append(f"| {name} | " + " | ".join(str(hist.get(str(k), 0)) for k in range(1, 5)) + " |")
+        lines += ["", "## Rejects by reason", ""]
+        for name, split in data["splits"].items():
+            for reason, n in split["rejects"].items():
+                lines.append(f"- {name}: {n} x {reason}")
+        lines += ["", "## Tokens and cost per subset", "", "| subset | prompt tokens | completion tokens | cost $ |",
+                  "|---|---|---|---|"]
+        for name, split in data["splits"].items():
+            usage = split["usage"]
+            lines.append(f"| {name} | {usage['prompt_tokens']:,} | {usage['completion_tokens']:,} | "
+                         f"{split['cost_usd']:.4f} |")
+        return "\n".join(lines) + "\n"
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        data = self.to_dict()
+        lines = []
+        for name, split in data["splits"].items():
+            stages = " -> ".join(f"{split['stages'][s]}" for s in STAGES)
+            lines.append(f"{name}: {stages} (paper {split['paper']:,})")
+        lines.append(f"tokens {data['usage']['prompt_tokens']:,} in / {data['usage']['completion_tokens']:,} out, "
+                     f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f}), "
+                     f"{self.wall_time_s:.1f} s")
+        if not data["complete"]:
+            lines.append(f"NOT COMPLETE: {self.pending} requests pending, "
+                         f"{sum(self.failed_requests.values())} failed" + (" (interrupted)" if self.interrupted else "")
+                         + "; run the same command again to continue without paying twice")
+        return "\n".join(lines)

@@ -1,0 +1,485 @@
+"""``generate``: items -> prompts -> journaled answers -> parsing -> filters -> canonical JSONL and a report.
+
+Requests whose answer is in the journal are never sent again, so a run can be stopped (Ctrl-C, SIGKILL,
+a crash) and started again with the same command at no extra cost. Outputs and the report are rebuilt
+from the journal at the end of every run, interrupted or not; the report says when it is incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..files import atomic_write
+from ..sources.annotations import CONFIGS, SPLITS
+from ..sources.metadata import SourceMetadata, open_source_metadata
+from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
+from .embedders import make_embedder
+from .filters import PhraseFilter, SimilarityScorer, assistant_text, default_phrases, dialogue_fingerprint, read_phrases
+from .items import Item, audioset_items, comparison_counts, comparison_items, music_items
+from .journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, request_key
+from .options import GenerateError, GenerateOptions
+from .parsing import parse_descriptor, parse_dialogue
+from .prompts import descriptor_messages, templates
+from .report import GenerationReport
+
+REPORT_JSON = "generation_report.json"
+REPORT_MD = "generation_report.md"
+DESCRIPTORS_NAME = "descriptors.json"
+SIMILARITY_CACHE = "similarity_cache.jsonl"
+#: Completion tokens a finished answer usually takes, for the dry-run estimate (four turns vs one pair).
+EXPECTED_COMPLETION_TOKENS = {"audioset": 320, "music": 320, "comparison": 140, "descriptor": 12}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request: what it is for and the messages it sends."""
+
+    kind: str  # "dialogue" or "descriptor"
+    name: str  # the item key, or the sound class
+    config: str
+    split: str
+    messages: list[dict[str, str]]
+    key: str
+
+
+# --- sources -> items ---------------------------------------------------------------------------
+
+
+def strong_label_splits(specs: Iterable[str]) -> dict[str, list[str]]:
+    """Files per split: ``test=PATH``/``train=PATH``, else a file name containing "eval" is test."""
+    files: dict[str, list[str]] = {split: [] for split in SPLITS}
+    for spec in specs:
+        prefix, _, rest = spec.partition("=")
+        if prefix in SPLITS and rest:
+            files[prefix].append(rest)
+        else:
+            name = spec.rstrip("/").rsplit("/", 1)[-1].lower()
+            files["test" if "eval" in name else "train"].append(spec)
+    return files
+
+
+@dataclass
+class Sources:
+    strong: dict[str, SourceMetadata]
+    names: dict[str, str]
+    music: SourceMetadata | None
+
+
+def read_sources(options: GenerateOptions) -> Sources:
+    needs_strong = bool({"audioset", "comparison"} & set(options.configs))
+    if needs_strong and not options.strong_labels:
+        raise GenerateError("audioset and comparison are built from AudioSet strong labels: give --strong-labels")
+    if needs_strong and not options.ontology:
+        raise GenerateError("strong labels name classes by id: give --ontology to name them")
+    if "music" in options.configs and not options.musiccaps_csv:
+        raise GenerateError("music is built from MusicCaps: give --musiccaps-csv")
+    strong = {}
+    if needs_strong:
+        for split, files in strong_label_splits(options.strong_labels).items():
+            strong[split] = open_source_metadata({"strong_labels": files}) if files else SourceMetadata()
+    names = open_source_metadata({"ontology": list(options.ontology)}).label_names if needs_strong else {}
+    music = open_source_metadata({"musiccaps_csv": list(options.musiccaps_csv)}) if "music" in options.configs else None
+    return Sources(strong, names, music)
+
+
+def _segments(meta: SourceMetadata) -> list[tuple[Any, list]]:
+    """(clip, events) of every strong-labelled segment, in a stable order (by clip key)."""
+    out = [segment for by_start in meta.strong.values() for segment in by_start.values()]
+    out.sort(key=lambda s: s[0].key)
+    return out
+
+
+def build_items(
+    options: GenerateOptions, sources: Sources, descriptors: dict[str, str] | None = None
+) -> dict[tuple[str, str], list[Item]]:
+    """The items of every requested config and split, ``--limit`` applied, comparison groups drawn."""
+    items: dict[tuple[str, str], list[Item]] = {}
+    limit = options.limit
+    counts = comparison_counts(limit, options.comparison_groups)
+    music_by_split: dict[str, list[Item]] = {split: [] for split in SPLITS}
+    if sources.music is not None:
+        all_music = sorted(music_items(sources.music.music.values()), key=lambda i: i.key)
+        for item in all_music:
+            music_by_split[item.split].append(item)
+    for split in SPLITS:
+        pool: list[Item] = []
+        if sources.strong:
+            pool = audioset_items(_segments(sources.strong[split]), split, sources.names, descriptors)
+        if "audioset" in options.configs:
+            items["audioset", split] = pool[:limit]
+        if "music" in options.configs:
+            items["music", split] = music_by_split[split][:limit]
+        if "comparison" in options.configs:
+            mixed = music_by_split[split] if options.comparison_music_fraction > 0 else []
+            items["comparison", split] = comparison_items(
+                pool, split, counts[split], seed=options.seed, music=mixed,
+                music_fraction=options.comparison_music_fraction)
+    return {key: value for key, value in items.items() if value}
+
+
+def classes_in(items: dict[tuple[str, str], list[Item]]) -> list[str]:
+    """Sound classes named by the items (comparison groups included)."""
+    return sorted({label for group in items.values() for item in group for label in item.labels})
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def _entry(job: Job, completion: Completion, settings: ModelSettings) -> dict[str, Any]:
+    """The journal line of one answer: raw text, the parse result or the reject reason, and usage."""
+    entry: dict[str, Any] = {
+        "key": job.key, "kind": job.kind, "name": job.name, "config": job.config, "split": job.split,
+        "model": completion.model or settings.model, "text": completion.text,
+        "finish_reason": completion.finish_reason,
+        "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
+        "attempts": completion.attempts, "latency_s": round(completion.latency_s, 4), "at": time.time(),
+    }
+    if job.kind == "descriptor":
+        entry["parsed"] = parse_descriptor(completion.text)
+        entry["reject"] = None if entry["parsed"] else "no descriptor in the answer"
+    else:
+        turns, reason = _judge(job.config, completion.text, completion.finish_reason)
+        entry["parsed"] = [{"user": u, "assistant": a} for u, a in turns] if turns else None
+        entry["reject"] = reason
+    return entry
+
+
+def _judge(config: str, text: str | None, finish_reason: str | None) -> tuple[tuple, str | None]:
+    if finish_reason == "length":
+        return (), "truncated at max_tokens"
+    parsed = parse_dialogue(text, config)
+    return parsed.turns, parsed.reason
+
+
+class _Runner:
+    """Sends the jobs with ``concurrency`` workers; first Ctrl-C drains in-flight requests, second abandons."""
+
+    def __init__(self, options: GenerateOptions, journal: Journal, report: GenerationReport,
+                 settings: ModelSettings, log: Callable[[str], None]) -> None:
+        self.options, self.journal, self.report, self.settings, self.log = options, journal, report, settings, log
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.interrupts = 0
+
+    def _interrupt(self) -> None:
+        self.interrupts += 1
+        self.report.interrupted = True
+        if self.interrupts == 1:
+            self.log("stopping: waiting for the requests in flight to be answered and journaled "
+                     "(interrupt again to abandon them)")
+            self.stop.set()
+        else:
+            for task in self.tasks:
+                task.cancel()
+
+    async def run(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        api_key = os.environ.get(self.options.api_key_env)
+        client = ChatClient(self.settings, base_url=self.options.base_url, api_key=api_key,
+                            timeout_s=self.options.timeout_s, max_attempts=self.options.max_attempts,
+                            backoff_s=self.options.backoff_s, rpm=self.options.rpm, tpm=self.options.tpm)
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._interrupt)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+                pass
+        queue = iter(jobs)
+        bar = tqdm(total=len(jobs), unit="req", desc="requests", disable=not self.options.progress,
+                   mininterval=1.0, file=sys.stderr)
+
+        async def worker() -> None:
+            for job in queue:
+                if self.stop.is_set():
+                    return
+                try:
+                    completion = await client.complete(job.messages, {ITEM_HEADER: f"{job.kind}:{job.name}"})
+                except RequestFailed as e:
+                    self.report.failed_requests[str(e)] += 1
+                    bar.update()
+                    continue
+                self.journal.append(_entry(job, completion, self.settings))
+                self.report.this_run.add(completion.prompt_tokens, completion.completion_tokens)
+                bar.update()
+
+        self.tasks = [asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(jobs)))]
+        try:
+            await asyncio.gather(*self.tasks, return_exceptions=False)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            bar.close()
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            self.report.add_client_stats(client.stats)
+            await client.close()
+
+
+def _send(jobs: Sequence[Job], options: GenerateOptions, journal: Journal, report: GenerationReport,
+          settings: ModelSettings, log: Callable[[str], None]) -> None:
+    pending = [job for job in jobs if job.key not in journal]
+    if pending:
+        asyncio.run(_Runner(options, journal, report, settings, log).run(pending))
+    report.pending += sum(1 for job in jobs if job.key not in journal)
+
+
+# --- descriptors --------------------------------------------------------------------------------
+
+
+def resolve_descriptors(options: GenerateOptions, classes: Sequence[str], journal: Journal,
+                        report: GenerationReport, settings: ModelSettings,
+                        log: Callable[[str], None]) -> dict[str, str]:
+    """Descriptors per class from the user's file, from the LLM (cached beside the output), or none."""
+    if options.descriptors == "none":
+        return {}
+    if options.descriptors != "llm":
+        path = Path(options.descriptors)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise GenerateError(f"{path}: cannot read descriptors (a JSON object class -> text): {e}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise GenerateError(f"{path}: descriptors must be a JSON object mapping class names to strings")
+        return data
+    cache_path = options.output_dir / DESCRIPTORS_NAME
+    cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
+    jobs = []
+    for name in classes:
+        if name in cache:
+            continue
+        messages = descriptor_messages(name)
+        key = request_key(settings.body(messages), f"descriptor:{name}")
+        jobs.append(Job("descriptor", name, "descriptor", "-", messages, key))
+    if jobs and not options.dry_run:
+        _send(jobs, options, journal, report, settings, log)
+        for job in jobs:
+            entry = journal.get(job.key)
+            if entry and entry.get("parsed"):
+                cache[job.name] = entry["parsed"]
+        _write_atomic(cache_path, json.dumps(cache, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    report.descriptors = {"classes": len(classes), "described": sum(1 for c in classes if c in cache),
+                          "requested": 0 if options.dry_run else len(jobs)}
+    return {name: cache[name] for name in classes if name in cache}
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def _record(item: Item, turns: Sequence[tuple[str, str]], entry: dict, provenance: dict, score: float | None) -> dict:
+    meta = {**item.meta, "generation": {**provenance, "model": entry.get("model") or provenance["model"],
+                                        "similarity": None if score is None else round(score, 4)}}
+    return {"id": item.key, "clips": [c.to_dict() for c in item.clips],
+            "turns": [{"user": u, "assistant": a} for u, a in turns], "meta": meta}
+
+
+def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], jobs: dict[tuple[str, str, str], Job],
+           journal: Journal, report: GenerationReport, prompt_hashes: dict[str, str],
+           log: Callable[[str], None]) -> None:
+    """Parse, filter and write every config/split from the journal; fill the report's stages."""
+    phrases = [] if options.replace_phrases else default_phrases()
+    if options.phrases_file:
+        phrases += read_phrases(options.phrases_file)
+    phrase_filter = PhraseFilter(phrases)
+    scorer = None
+    if options.embedder != "none":
+        embedder = make_embedder(options.embedder, base_url=options.embedding_base_url or options.base_url,
+                                 api_key_env=options.api_key_env, resolve_audio=_audio_resolver(options))
+        scorer = SimilarityScorer(embedder, Journal(options.output_dir / SIMILARITY_CACHE))
+    for config in CONFIGS:
+        seen: set[str] = set()
+        for split in SPLITS:
+            group = items.get((config, split))
+            if not group:
+                continue
+            stats = report.split(config, split)
+            stats.stages["items"] = len(group)
+            kept: list[tuple[Item, tuple, dict]] = []
+            for item in group:
+                entry = journal.get(jobs[config, split, item.key].key)
+                if entry is None:
+                    continue
+                stats.stages["answered"] += 1
+                stats.usage.add(entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"])
+                turns, reason = _judge(config, entry.get("text"), entry.get("finish_reason"))
+                if reason:
+                    stats.reject(reason)
+                    continue
+                stats.stages["parsed"] += 1
+                phrase = phrase_filter.match(turns)
+                if phrase:
+                    stats.reject(f"low-confidence phrase {phrase!r}")
+                    continue
+                stats.stages["phrases"] += 1
+                kept.append((item, turns, entry))
+            scores: list[float | None] = [None] * len(kept)
+            if scorer is not None and kept:
+                log(f"scoring {len(kept)} {config}/{split} dialogues with {scorer.embedder.name}")
+                scores = scorer.scores([(item, assistant_text(turns)) for item, turns, _ in kept])
+            records = []
+            for (item, turns, entry), score in zip(kept, scores, strict=True):
+                if scorer is not None:
+                    if score is None:
+                        stats.reject("similarity could not be scored (no local audio)")
+                        continue
+                    stats.similarity.append(score)
+                    if score < options.similarity_threshold:
+                        stats.reject(f"similarity below {options.similarity_threshold}")
+                        continue
+                stats.stages["similarity"] += 1
+                fingerprint = dialogue_fingerprint(turns)
+                if fingerprint in seen:
+                    stats.reject("exact duplicate of an earlier dialogue")
+                    continue
+                seen.add(fingerprint)
+                stats.stages["duplicates"] += 1
+                stats.turns[len(turns)] += 1
+                provenance = {**report.settings["model_settings"], "prompt_hash": prompt_hashes[config],
+                              "embedder": scorer.embedder.name if scorer else None}
+                records.append(_record(item, turns, entry, provenance, score))
+            path = options.output_dir / f"{config}_{split}.jsonl"
+            _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            report.outputs.append(path.name)
+    if scorer is not None:
+        scorer.cache.close()
+
+
+def _audio_resolver(options: GenerateOptions) -> Callable[[Item], list[Path | None]] | None:
+    if not options.embedder.startswith("clap:"):
+        return None
+    from ..dataset.local_audio import AudioResolver
+    from ..fetch.cache import resolve_cache_dir
+
+    resolver = AudioResolver([Path(d) for d in options.audio_dirs], resolve_cache_dir(None))
+    return lambda item: [resolver.resolve(clip) for clip in item.clips]
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], jobs: dict[tuple[str, str, str], Job],
+             journal: Journal, descriptor_classes: int, out: Callable[[str], None]) -> dict[str, Any]:
+    """Print rendered prompts and the token and cost estimate of the requests not yet answered."""
+    shown: set[str] = set()
+    totals = {"requests": 0, "already_answered": 0, "prompt_tokens": 0, "completion_tokens": 0,
+              "completion_tokens_max": 0}
+    for (config, split), group in items.items():
+        for item in group:
+            job = jobs[config, split, item.key]
+            if job.key in journal:
+                totals["already_answered"] += 1
+                continue
+            totals["requests"] += 1
+            totals["prompt_tokens"] += estimate_tokens(job.messages)
+            totals["completion_tokens"] += EXPECTED_COMPLETION_TOKENS[config]
+            totals["completion_tokens_max"] += options.max_tokens
+        if config not in shown and group and len(shown) < len(CONFIGS) and options.show_prompts:
+            shown.add(config)
+            out(f"=== {config}/{split}: the prompt of item {group[0].key} ===")
+            for message in jobs[config, split, group[0].key].messages:
+                out(f"--- {message['role']} ---\n{message['content']}")
+    if descriptor_classes:
+        totals["requests"] += descriptor_classes
+        totals["prompt_tokens"] += descriptor_classes * 60
+        totals["completion_tokens"] += descriptor_classes * EXPECTED_COMPLETION_TOKENS["descriptor"]
+        totals["completion_tokens_max"] += descriptor_classes * options.max_tokens
+    cost = (totals["prompt_tokens"] * options.price_in + totals["completion_tokens"] * options.price_out) / 1e6
+    worst = (totals["prompt_tokens"] * options.price_in + totals["completion_tokens_max"] * options.price_out) / 1e6
+    totals["cost_usd"], totals["cost_usd_max"] = round(cost, 4), round(worst, 4)
+    out("=== estimate (no model was called) ===")
+    for (config, split), group in items.items():
+        out(f"{config}/{split}: {len(group):,} items")
+    out(f"requests to send: {totals['requests']:,} (already answered in the journal: {totals['already_answered']:,})")
+    out(f"prompt tokens ~{totals['prompt_tokens']:,} (4 characters per token); completion tokens "
+        f"~{totals['completion_tokens']:,} expected, at most {totals['completion_tokens_max']:,} (max_tokens)")
+    out(f"cost ~${cost:,.2f} expected, at most ${worst:,.2f}, at ${options.price_in}/M in and "
+        f"${options.price_out}/M out")
+    return totals
+
+
+def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> GenerationReport | dict:
+    """Run (or with ``dry_run``, estimate) a generation; returns the report (the estimate for a dry run)."""
+    started = time.perf_counter()
+    _check(options)
+    options.output_dir = Path(options.output_dir)
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    settings = ModelSettings(options.model or "(dry run)", options.temperature, options.max_tokens, options.seed)
+    chosen = templates(options.prompt_files)
+    prompt_hashes = {config: chosen[config].digest for config in CONFIGS}
+    report = GenerationReport(
+        settings={"model_settings": {"model": settings.model, "temperature": settings.temperature,
+                                     "max_tokens": settings.max_tokens, "seed": settings.seed},
+                  "base_url": options.base_url, "configs": list(options.configs), "limit": options.limit,
+                  "descriptors": options.descriptors, "embedder": options.embedder,
+                  "similarity_threshold": options.similarity_threshold, "prompt_hashes": prompt_hashes,
+                  "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm},
+        price_in=options.price_in, price_out=options.price_out)
+    log = (lambda message: print(message, file=sys.stderr)) if options.progress else (lambda message: None)
+    with OutputLock(options.output_dir), Journal(options.output_dir / JOURNAL_NAME) as journal:
+        if journal.torn_bytes:
+            log(f"journal: cut a torn last line ({journal.torn_bytes} bytes) left by an interrupted run")
+        sources = read_sources(options)
+        items = build_items(options, sources)
+        descriptors: dict[str, str] = {}
+        if options.descriptors != "none":
+            classes = classes_in(items)
+            descriptors = resolve_descriptors(options, classes, journal, report, settings, log)
+            if descriptors:
+                items = build_items(options, sources, descriptors)
+        jobs = {}
+        for (config, split), group in items.items():
+            for item in group:
+                messages = chosen[config].render(item)
+                key = request_key(settings.body(messages), f"dialogue:{item.key}")
+                jobs[config, split, item.key] = Job("dialogue", item.key, config, split, messages, key)
+        if options.dry_run:
+            missing = report.descriptors.get("classes", 0) - report.descriptors.get("described", 0)
+            return _dry_run(options, items, jobs, journal, missing, out)
+        if not report.interrupted:
+            _send(list(jobs.values()), options, journal, report, settings, log)
+        else:
+            report.pending += sum(1 for job in jobs.values() if job.key not in journal)
+        finish(options, items, jobs, journal, report, prompt_hashes, log)
+        report.wall_time_s = time.perf_counter() - started
+        _write_atomic(options.output_dir / REPORT_JSON, report.to_json())
+        _write_atomic(options.output_dir / REPORT_MD, report.to_markdown())
+    out(report.summary())
+    return report
+
+
+def _check(options: GenerateOptions) -> None:
+    unknown = [c for c in options.configs if c not in CONFIGS]
+    if unknown:
+        raise GenerateError(f"unknown config(s) {unknown}; expected some of {', '.join(CONFIGS)}")
+    if not options.dry_run and not options.model:
+        raise GenerateError("give --model (the model name the endpoint serves)")
+    if options.concurrency < 1:
+        raise GenerateError(f"--concurrency must be at least 1, got {options.concurrency}")
+    if options.limit is not None and options.limit < 1:
+        raise GenerateError(f"--limit must be at least 1, got {options.limit}")
+    if not 0.0 <= options.comparison_music_fraction <= 1.0:
+        raise GenerateError("--comparison-music-fraction must be between 0 and 1")
+
+
+def options_dict(options: GenerateOptions) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}

@@ -1,0 +1,262 @@
+"""An OpenAI-compatible chat-completions (and embeddings) server on 127.0.0.1 for tests and benchmarks.
+
+Hosted LLMs cannot be reached here, so generation is tested through the protocol: the real ``openai``
+client talks to this aiohttp server. Answers are deterministic functions of the request (dialogue lines
+that reuse the words of the item, so similarity filters have something to measure). It counts what a
+paying user cares about: requests, requests in flight (and the most at once), and how often one request
+(identified by :func:`audio_dialogues.generate.journal.request_key`) was answered.
+
+Faults are queued per item: ``fault(substring, "429", "500", ...)`` makes the next requests whose item
+name (header) or last message contains ``substring`` fail in that order. Kinds: ``429`` (with ``Retry-After``), ``500``,
+``timeout`` (answers too late), ``drop`` (closes the connection), ``empty``, ``malformed``, ``long``
+(cut at max tokens), or any other string, sent as the completion text.
+
+``hold_after=N`` answers N requests and then holds every later one open until the server stops: a run
+killed then has requests in flight but none answered and unjournaled, which makes repeats countable.
+
+Run as a script (``python -m tests.openai_server --latency 0.05``) it serves from its own process and
+prints ``PORT <n>``; ``GET /stats`` returns the counters as JSON, ``POST /reset`` clears them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from collections import Counter, deque
+from typing import Any
+
+from aiohttp import web
+
+from audio_dialogues.generate.journal import ITEM_HEADER, request_key
+
+
+def dialogue_for(messages: list[dict[str, str]], name: str = "") -> str:
+    """A deterministic completion for a rendered prompt and item: what a cooperative model would write."""
+    system, item = messages[0]["content"], messages[-1]["content"]
+    body = item.split("\n", 1)[1] if "\n" in item else item
+    words = " ".join(body.replace("Sound of", "").replace("Music description:", "").split())
+    if system.startswith("You describe how sound classes"):
+        return "soft, steady and mid-pitched"
+    if "several recordings" in system:
+        return json.dumps({"user": "How do these recordings differ?",
+                           "assistant": f"They differ in their sounds: {words[:300]} ({name})."})
+    lines = []
+    for turn in range(4):
+        lines.append(json.dumps({"user": f"Question {turn + 1} about what is heard here?",
+                                 "assistant": f"It is {words[:200]}, as part {turn + 1} of {name} makes clear."}))
+    return "\n".join(lines)
+
+
+def embedding_for(text: str, dim: int = 64) -> list[float]:
+    """A bag-of-words hash embedding: texts sharing words point the same way."""
+    vector = [0.0] * dim
+    for word in text.lower().split():
+        h = int.from_bytes(hashlib.blake2b(word.strip(".,;:!?").encode(), digest_size=4).digest(), "little")
+        vector[h % dim] += 1.0
+    return vector
+
+
+class OpenAIServer:
+    def __init__(self, latency_s: float = 0.0, retry_after_s: float = 0.05) -> None:
+        self.latency_s = latency_s
+        self.retry_after_s = retry_after_s
+        self.hold_after: int | None = None
+        self.faults: dict[str, deque[str]] = {}
+        self.port = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self.reset()
+
+    # --- control ---------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests = 0
+            self.in_flight = 0
+            self.max_in_flight = 0
+            self.answered: Counter[str] = Counter()
+            self.seen: Counter[str] = Counter()
+            self.statuses: Counter[str] = Counter()
+            self.embedding_requests = 0
+            #: Requests that arrived for a request already answered: what a paying user must never see.
+            self.repeated = 0
+            self.first_request_at: float | None = None
+            self.last_answer_at: float | None = None
+
+    def fault(self, match: str, *kinds: str) -> None:
+        with self._lock:
+            self.faults.setdefault(match, deque()).extend(kinds)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": self.requests, "max_in_flight": self.max_in_flight,
+                    "answered": sum(self.answered.values()),
+                    "distinct_answered": len(self.answered), "repeated": self.repeated,
+                    "statuses": dict(self.statuses), "first_request_at": self.first_request_at,
+                    "last_answer_at": self.last_answer_at, "answered_keys": sorted(self.answered)}
+
+    # --- handlers --------------------------------------------------------------------------------
+
+    def _take_fault(self, messages: list[dict[str, str]], name: str) -> str | None:
+        """The next fault queued for a request whose item name or last message contains its match."""
+        last = (messages[-1]["content"] if messages else "") + "\n" + name
+        with self._lock:
+            for match, queue in self.faults.items():
+                if queue and match in last:
+                    return queue.popleft()
+        return None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        key = request_key(body, request.headers.get(ITEM_HEADER, ""))
+        with self._lock:
+            self.requests += 1
+            self.seen[key] += 1
+            self.repeated += self.answered[key] > 0
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.first_request_at is None:
+                self.first_request_at = time.time()
+            hold = self.hold_after is not None and sum(self.answered.values()) >= self.hold_after
+        try:
+            if hold:
+                await asyncio.sleep(3600)
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            name = request.headers.get(ITEM_HEADER, "")
+            fault = self._take_fault(body["messages"], name)
+            if fault == "429":
+                self.statuses["429"] += 1
+                return web.json_response({"error": {"message": "rate limited", "type": "rate_limit"}}, status=429,
+                                         headers={"Retry-After": str(self.retry_after_s)})
+            if fault == "500":
+                self.statuses["500"] += 1
+                return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+            if fault == "timeout":
+                await asyncio.sleep(30)
+            if fault == "drop":
+                self.statuses["drop"] += 1
+                request.transport.close()
+                raise asyncio.CancelledError
+            text, finish = dialogue_for(body["messages"], name), "stop"
+            if fault == "empty":
+                text = ""
+            elif fault == "malformed":
+                text = "Sure! Here is a conversation about the clip, I hope it helps {\"user\": oops"
+            elif fault == "long":
+                text, finish = text[:40], "length"
+            elif fault is not None:
+                text = fault
+            payload = {
+                "id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "test-model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                "usage": {"prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
+                          "completion_tokens": len(text) // 4,
+                          "total_tokens": 0},
+            }
+            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            await response.write(json.dumps(payload).encode())
+            await response.write_eof()
+            with self._lock:
+                self.answered[key] += 1
+                self.statuses["200"] += 1
+                self.last_answer_at = time.time()
+            return response
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        with self._lock:
+            self.embedding_requests += 1
+        data = [{"object": "embedding", "index": i, "embedding": embedding_for(t)} for i, t in enumerate(texts)]
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                                  "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/stats", self._stats)
+        app.router.add_post("/reset", self._reset)
+        return app
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def _start(self, port: int = 0) -> None:
+        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def start(self) -> OpenAIServer:
+        """Serve from a background thread with its own event loop."""
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--hold-after", type=int)
+    args = parser.parse_args()
+    server = OpenAIServer(args.latency)
+    server.hold_after = args.hold_after
+
+    async def run() -> None:
+        await server._start(args.port)
+        print(f"PORT {server.port}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""``generate`` end to end through the real ``openai`` client and real HTTP.
+
+Hosted LLMs cannot be reached from tests, so ``tests/openai_server.py`` (aiohttp on 127.0.0.1) speaks the
+chat-completions and embeddings protocol with deterministic answers, injected faults and counters of what
+it was asked. Runs use the server's embeddings (``openai:`` embedder) because they are instant; the
+offline default embedder has its own test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+
+import audio_dialogues  # noqa: F401 - registers the "audio_dialogues" name with load_dataset
+from audio_dialogues.cli import main
+from audio_dialogues.generate import GenerateOptions, generate
+from audio_dialogues.generate.journal import JOURNAL_NAME, OutputLock
+from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES
+from tests.generate_sources import write_sources
+from tests.openai_server import OpenAIServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server():
+    with OpenAIServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict:
+    return write_sources(tmp_path / "src")
+
+
+def options(tmp_path: Path, server: OpenAIServer, sources: dict, **overrides) -> GenerateOptions:
+    values = dict(output_dir=tmp_path / "out", model="test-model", base_url=server.base_url, embedder="openai:emb",
+                  comparison_groups={"train": 6, "test": 3}, backoff_s=0.01, progress=False, seed=3,
+                  similarity_threshold=0.0, price_in=1.0, price_out=2.0)
+    values.update(overrides)
+    return GenerateOptions(**{**values, **sources})
+
+
+def journal_lines(folder: Path) -> int:
+    path = folder / JOURNAL_NAME
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def cli(out: Path, server: OpenAIServer, sources: dict, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "audio_dialogues.cli", "generate", "--output-dir", str(out), "--model", "m",
+            "--base-url", server.base_url, "--embedder", "none", "--config", "audioset"]
+    for path in sources["strong_labels"]:
+        args += ["--strong-labels", path]
+    return args + ["--ontology", sources["ontology"][0], *extra]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-secret"}
+
+
+def test_outputs_load_through_the_builder_with_provenance(tmp_path: Path, server: OpenAIServer,
+                                                          sources: dict) -> None:
+    report = generate(options(tmp_path, server, sources))
+    out = tmp_path / "out"
+    assert report.complete and server.repeated == 0
+    expected = {"audioset_train": 12, "audioset_test": 4, "music_train": 4, "music_test": 2,
+                "comparison_train": 6, "comparison_test": 3}
+    assert sorted(report.outputs) == sorted(f"{name}.jsonl" for name in expected)
+    data = json.loads((out / "generation_report.json").read_text())
+    for name, n in expected.items():
+        split = data["splits"][name]
+        assert split["stages"] == dict.fromkeys(split["stages"], n)
+        assert split["turns_histogram"] == ({"1": n} if name.startswith("comparison") else {"4": n})
+        assert split["usage"]["prompt_tokens"] > 0
+    assert data["splits"]["audioset_train"]["paper"] == 76_642
+    assert data["usage"]["prompt_tokens"] == report.this_run.prompt_tokens
+    expected_cost = (data["usage"]["prompt_tokens"] * 1.0 + data["usage"]["completion_tokens"] * 2.0) / 1e6
+    assert data["cost_usd"] == pytest.approx(expected_cost, abs=1e-6)
+    assert "| audioset_train | 12 | 12 | 12 | 12 | 12 | 12 | 76,642 |" in (out / "generation_report.md").read_text()
+    assert "sk-test-secret" not in "".join(p.read_text() for p in out.iterdir() if p.is_file())
+
+    record = json.loads((out / "audioset_train.jsonl").read_text().splitlines()[0])
+    provenance = record["meta"]["generation"]
+    assert provenance["model"] == "test-model" and provenance["seed"] == 3
+    assert provenance["prompt_hash"] == DEFAULT_TEMPLATES["audioset"].digest
+    assert provenance["temperature"] == 1.0 and provenance["max_tokens"] == 1024
+    assert isinstance(provenance["similarity"], float)
+
+    cache = tmp_path / "hf"
+    for config, n_train, n_test in (("audioset", 12, 4), ("music", 4, 2), ("comparison", 6, 3)):
+        ds = datasets.load_dataset("audio_dialogues", config, data_dir=str(out), missing_audio="keep",
+                                   cache_dir=str(cache), trust_remote_code=None)
+        assert (ds["train"].num_rows, ds["test"].num_rows) == (n_train, n_test)
+        row = ds["train"][0]
+        assert row["turns"][0]["user"] and row["turns"][0]["assistant"]
+    assert ds["train"][0]["clips"][0]["ytid"]
+    music = datasets.load_dataset("audio_dialogues", "music", data_dir=str(out), missing_audio="keep",
+                                  cache_dir=str(cache))
+    assert music["test"][0]["caption"].startswith("A calm piano piece")
+
+    # A second run finds every answer in the journal: nothing is sent, the outputs are the same.
+    before = server.requests
+    first = (out / "comparison_train.jsonl").read_text()
+    again = generate(options(tmp_path, server, sources))
+    assert server.requests == before and again.this_run.prompt_tokens == 0
+    assert (out / "comparison_train.jsonl").read_text() == first
+
+
+def test_faults_are_retried_or_kept_with_a_reason_and_never_paid_twice(tmp_path: Path, server: OpenAIServer,
+                                                                      sources: dict) -> None:
+    server.retry_after_s = 0.4
+    server.fault("T0000", "429", "429")
+    server.fault("T0001", "500")
+    server.fault("T0002", "timeout")
+    server.fault("T0003", "drop")
+    server.fault("T0004", "empty")
+    server.fault("T0005", "malformed")
+    server.fault("T0006", "long")
+    started = time.perf_counter()
+    report = generate(options(tmp_path, server, sources, configs=("audioset",), timeout_s=1.5))
+    assert report.complete
+    client = report.client
+    assert client["retry_reasons"] == {"HTTP 429": 2, "HTTP 500": 1, "timeout": 1,
+                                       "connection error (RemoteProtocolError)": 1}
+    assert client["backoff_waited_s"] >= 0.8 and time.perf_counter() - started >= 0.8  # Retry-After honoured
+    train = report.to_dict()["splits"]["audioset_train"]
+    assert train["stages"]["answered"] == 12 and train["stages"]["parsed"] == 9
+    assert train["rejects"] == {"empty completion": 1, "truncated at max_tokens": 1,
+                                "no dialogue found (neither JSON turns nor a User:/Assistant: transcript)": 1}
+    journal = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
+    rejected = {e["name"][:5]: e for e in journal if e["reject"]}
+    assert set(rejected) == {"T0004", "T0005", "T0006"}
+    assert rejected["T0005"]["text"].startswith("Sure! Here is") and rejected["T0005"]["parsed"] is None
+    assert server.repeated == 0
+    before = server.requests
+    generate(options(tmp_path, server, sources, configs=("audioset",)))
+    assert server.requests == before  # rejected answers were paid for: they are not asked again
+
+
+def test_the_configured_concurrency_is_reached(tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    server.latency_s = 0.25
+    generate(options(tmp_path, server, sources, configs=("audioset",), concurrency=8, embedder="none"))
+    assert server.max_in_flight == 8 and server.requests == 16
+
+
+def test_filters_are_counted_stages(tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    same = json.dumps({"user": "What is this?", "assistant": "The sound of speech and of a dog, with some rain."})
+    server.fault("T0000", json.dumps({"user": "Who?", "assistant": "Based on the events, a dog."}))
+    server.fault("T0001", json.dumps({"user": "Colour?", "assistant": "Purple elephants dance quietly."}))
+    server.fault("T0002", same)
+    server.fault("T0003", same)
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("# extra phrases\nwith some rain\n")
+    report = generate(options(tmp_path, server, sources, configs=("audioset",), similarity_threshold=0.2))
+    train = report.to_dict()["splits"]["audioset_train"]
+    assert train["stages"] == {"items": 12, "answered": 12, "parsed": 12, "phrases": 11, "similarity": 10,
+                               "duplicates": 9}
+    assert train["rejects"] == {"low-confidence phrase 'based on'": 1, "similarity below 0.2": 1,
+                                "exact duplicate of an earlier dialogue": 1}
+    assert train["turns_histogram"] == {"1": 1, "4": 8}
+    # A user list extends the defaults (or replaces them); filters re-run from the journal without requests.
+    before = server.requests
+    report = generate(options(tmp_path, server, sources, configs=("audioset",), similarity_threshold=0.2,
+                              phrases_file=str(phrases)))
+    assert report.to_dict()["splits"]["audioset_train"]["rejects"]["low-confidence phrase 'with some rain'"] == 2
+    report = generate(options(tmp_path, server, sources, configs=("audioset",), embedder="none",
+                              phrases_file=str(phrases), replace_phrases=True))
+    assert "low-confidence phrase 'based on'" not in report.to_dict()["splits"]["audioset_train"]["rejects"]
+    assert server.requests == before
+
+
+def test_sigkill_mid_run_then_resume_repeats_no_request(tmp_path: Path, server: OpenAIServer,
+                                                        sources: dict) -> None:
+    out = tmp_path / "out"
+    server.hold_after = 6  # six answers, then requests stay in flight until the kill
+    proc = subprocess.Popen(cli(out, server, sources, "--concurrency", "3", "--quiet"), env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while journal_lines(out) < 6 or server.in_flight < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert journal_lines(out) == 6
+    server.hold_after = None
+    assert main(cli(out, server, sources, "--quiet")[3:]) == 0
+    assert server.repeated == 0
+    assert len(server.answered) == 16 and set(server.answered.values()) == {1}
+    assert len((out / "audioset_train.jsonl").read_text().splitlines()) == 12
+
+
+def test_ctrl_c_drains_in_flight_answers_and_prints_the_summary(tmp_path: Path, server: OpenAIServer,
+                                                                sources: dict) -> None:
+    out = tmp_path / "out"
+    server.latency_s = 0.3
+    proc = subprocess.Popen(cli(out, server, sources, "--concurrency", "2"), env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while journal_lines(out) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "NOT COMPLETE" in stdout and "interrupted" in stdout and "stopping:" in stderr
+    report = json.loads((out / "generation_report.json").read_text())
+    assert report["interrupted"] and not report["complete"]
+    assert journal_lines(out) == server.stats()["answered"]  # every answer that came back was kept
+    server.latency_s = 0.0
+    assert main(cli(out, server, sources, "--quiet")[3:]) == 0
+    assert server.repeated == 0 and len(server.answered) == 16
+
+
+def test_a_second_run_on_a_busy_folder_is_refused(tmp_path: Path, server: OpenAIServer, sources: dict,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputLock(out):  # another run (another process in real life; the lock is per open file)
+        assert main(cli(out, server, sources, "--quiet")[3:]) == 1
+    err = capsys.readouterr().err
+    assert "another `audio-dialogues generate` run is using this output folder" in err
+    assert "Traceback" not in err and server.requests == 0
