@@ -2,16 +2,21 @@
 
 Every output the package writes (reports, exports, cache records, merged journals, generated data)
 goes through :func:`atomic_write`, so a kill, a full disk or a bad path never leaves a half-written
-file under its final name. Every JSON Lines input goes through :func:`iter_jsonl`, so a byte-order
-mark, a non-UTF-8 line or a malformed record is reported the same way everywhere: file and line.
+file under its final name. Every text input goes through :func:`iter_lines` (JSON Lines through
+:func:`iter_jsonl`, CSV/TSV through :func:`csv_rows`, whole JSON documents through :func:`load_json`),
+so a byte-order mark, a non-UTF-8 line or a malformed record is reported the same way everywhere: file
+and line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import json
 import os
+import re
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,12 +70,12 @@ def atomic_write(path: str | os.PathLike, *, binary: bool = False) -> Iterator[I
             os.unlink(tmp)
 
 
-def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[str, Any]]:
-    """``(where, value)`` for each non-blank line of a JSON Lines file, read line by line.
+def iter_lines(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each line of a UTF-8 text file, line endings kept, read line by line.
 
-    ``where`` is ``path:line``. A byte-order mark on the first line is accepted; a line that is not
-    UTF-8 or not JSON raises ``error`` naming the line (with a hint when the file is a JSON array or
-    pretty-printed JSON rather than JSON Lines).
+    A byte-order mark on the first line is dropped (spreadsheet programs write one). A line that is not
+    UTF-8 raises ``error`` naming the file and the line, not a decoder's buffer offset. Suits
+    :mod:`csv` readers too: they take any iterable of lines, and :func:`csv_rows` gives their rows line numbers.
     """
     path = Path(path)
     try:
@@ -79,24 +84,98 @@ def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> 
         raise error(describe_os_error(path, err)) from None
     with f:
         for lineno, raw in enumerate(f, start=1):
-            where = f"{path}:{lineno}"
             try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
-                raise error(f"{where}: not UTF-8 text (byte {err.start + 1} of the line); save the file as UTF-8"
-                            ) from None
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except RecursionError:
-                raise error(f"{where}: JSON nested too deeply") from None
-            except json.JSONDecodeError as err:
-                head = line.lstrip()[:1]
-                hint = ""
-                if head == "[":
-                    hint = " (this looks like a JSON array: write one JSON object per line, or name the file .json)"
-                elif lineno == 1 and head == "{":
-                    hint = " (a pretty-printed JSON object? write one object per line)"
-                raise error(f"{where}: malformed JSON Lines record: {err.msg}{hint}") from None
-            yield where, value
+                raise error(f"{path}:{lineno}: not UTF-8 text (byte {err.start + 1} of the line); "
+                            "save the file as UTF-8") from None
+
+
+def csv_rows(
+    path: str | os.PathLike, error: type[Exception] = ValueError, **reader_args: Any
+) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` for each non-empty row of a CSV/TSV file (``reader_args`` go to :func:`csv.reader`).
+
+    The line number is where the row starts (a quoted field may span lines). BOM and UTF-8 as in
+    :func:`iter_lines`; rows the :mod:`csv` module refuses (NUL bytes, a field beyond its size limit)
+    raise ``error`` naming the line.
+    """
+    lines = iter_lines(path, error)
+    position = {"line": 0}
+
+    def counted() -> Iterator[str]:
+        for lineno, text in lines:
+            position["line"] = lineno
+            yield text
+
+    reader = csv.reader(counted(), **reader_args)
+    while True:
+        start = position["line"] + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise error(f"{path}:{start}: unreadable row: {err}") from None
+        if row:
+            yield start, row
+
+
+def _json_failure(where: str, err: Exception) -> str:
+    """Words for what :func:`json.loads` refused that is not plain syntax."""
+    if isinstance(err, RecursionError):
+        return f"{where}: JSON nested too deeply (hundreds of levels of lists or objects); this is not a record"
+    # The only other ValueError of json.loads: an integer longer than Python converts.
+    return (f"{where}: a number too long to read (more than {sys.get_int_max_str_digits()} digits); "
+            "no field takes such a number: fix the value")
+
+
+def load_json(path: str | os.PathLike, error: type[Exception] = ValueError) -> Any:
+    """Read a whole JSON document, every failure raising ``error`` that names the file and the line.
+
+    A byte-order mark is accepted. Besides malformed JSON, this names text that is not UTF-8 (by line),
+    nesting deep enough to exhaust the parser and integers too long for Python to convert.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise error(describe_os_error(path, err)) from None
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise error(f"{path}:{err.lineno}:{err.colno}: malformed JSON: {err.msg}") from None
+    except (RecursionError, ValueError) as err:
+        long_number = re.search(rb"\d{%d}" % (sys.get_int_max_str_digits() + 1), raw)
+        line = raw[: long_number.start()].count(b"\n") + 1 if long_number and isinstance(err, ValueError) else None
+        raise error(_json_failure(f"{path}:{line}" if line else str(path), err)) from None
+
+
+def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` for each non-blank line of a JSON Lines file, read line by line.
+
+    ``where`` is ``path:line``. A byte-order mark on the first line is accepted; a line that is not
+    UTF-8 or not JSON raises ``error`` naming the line (with a hint when the file is a JSON array or
+    pretty-printed JSON rather than JSON Lines), as do nesting too deep and integers too long to read.
+    """
+    path = Path(path)
+    for lineno, line in iter_lines(path, error):
+        where = f"{path}:{lineno}"
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            head = line.lstrip()[:1]
+            hint = ""
+            if head == "[":
+                hint = " (this looks like a JSON array: write one JSON object per line, or name the file .json)"
+            elif lineno == 1 and head == "{":
+                hint = " (a pretty-printed JSON object? write one object per line)"
+            raise error(f"{where}: malformed JSON Lines record: {err.msg}{hint}") from None
+        except (RecursionError, ValueError) as err:
+            raise error(_json_failure(where, err)) from None
+        yield where, value

@@ -13,10 +13,12 @@ import datasets
 import pytest
 
 import audio_dialogues
+from audio_dialogues.sources.clips import Clip
 from audio_dialogues.sources.metadata import (
     MUSICCAPS_URL,
     ONTOLOGY_URL,
     STRONG_LABELS_URLS,
+    load_source_metadata,
     metadata_sources,
     read_musiccaps,
 )
@@ -72,3 +74,59 @@ def test_musiccaps_aspects_are_parsed_as_literals_not_evaluated(tmp_path: Path) 
     entry = read_musiccaps(csv).music["abc_DEF-123"]
     assert entry.aspects == ("soft piano", "sad, slow")
     assert entry.caption == "A caption, with a comma." and (entry.clip.start_s, entry.clip.end_s) == (30.0, 40.0)
+
+
+# ---- the published file shapes, read as published ------------------------------------------------
+
+STRONG_HEADER = "segment_id\tstart_time_seconds\tend_time_seconds\tlabel"
+
+
+def test_framed_posneg_strong_labels_keep_only_present_frames_merged_into_events(tmp_path: Path) -> None:
+    """audioset_eval_strong_framed_posneg.tsv: 0.96 s frames, each PRESENT or NOT_PRESENT for a label."""
+    tsv = tmp_path / "audioset_eval_strong_framed_posneg.tsv"
+    tsv.write_text(f"{STRONG_HEADER}\tpresent\n"
+                   "YxlGt805lTA_30000\t0.000\t0.960\t/m/04rlf\tPRESENT\n"
+                   "YxlGt805lTA_30000\t0.000\t0.960\t/m/07rgkc5\tNOT_PRESENT\n"
+                   "YxlGt805lTA_30000\t0.960\t1.920\t/m/04rlf\tPRESENT\n"
+                   "YxlGt805lTA_30000\t3.840\t4.800\t/m/04rlf\tPRESENT\n"
+                   "YxlGt805lTA_30000\t8.640\t9.600\t/m/07rgkc5\tNOT_PRESENT\n"
+                   "a_b_c_d_e_f_0\t0.000\t0.960\t/m/09x0r\tNOT_PRESENT\n")
+    meta = load_source_metadata(strong_labels=[tsv])
+    clip = meta.clip_for("audioset", "YxlGt805lTA")
+    assert (clip.start_s, clip.end_s) == (30.0, 40.0)
+    assert meta.sound_events(clip) == [{"label": "/m/04rlf", "start_s": 0.0, "end_s": 1.92},
+                                       {"label": "/m/04rlf", "start_s": 3.84, "end_s": 4.8}]
+    # a segment whose frames are all NOT_PRESENT is still a known clip, with no events
+    silent = meta.clip_for("audioset", "a_b_c_d_e_f")
+    assert silent is not None and meta.sound_events(silent) == []
+
+
+def test_event_list_strong_labels_accept_times_at_the_clip_edges(tmp_path: Path) -> None:
+    tsv = tmp_path / "audioset_train_strong.tsv"
+    tsv.write_text(f"{STRONG_HEADER}\nYxlGt805lTA_30000\t0.000\t10.000\t/m/053hz1\n"
+                   "YxlGt805lTA_30000\t9.5\t10.02\t/m/09x0r\n")
+    events = load_source_metadata(strong_labels=[tsv]).sound_events(Clip("YxlGt805lTA", 30.0, 40.0))
+    assert [(e["start_s"], e["end_s"]) for e in events] == [(0.0, 10.0), (9.5, 10.02)]
+
+
+def test_byte_order_marks_are_accepted_in_every_metadata_file(tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    csv = tmp_path / "mc.csv"
+    csv.write_bytes(bom + b"ytid,start_s,end_s,aspect_list,caption\r\nabc_DEF-123,30,40,\"['calm']\",Calm.\r\n")
+    tsv = tmp_path / "strong.tsv"
+    tsv.write_bytes(bom + f"{STRONG_HEADER}\nabc_DEF-123_1000\t0\t1\t/m/x\n".encode())
+    ontology = tmp_path / "ontology.json"
+    ontology.write_bytes(bom + b'[{"id": "/m/x", "name": "X"}]')
+    meta = load_source_metadata(strong_labels=[tsv], musiccaps_csv=[csv], ontology=[ontology])
+    assert meta.music["abc_DEF-123"].caption == "Calm."
+    assert meta.sound_events(Clip("abc_DEF-123", 1.0, 11.0)) == [{"label": "X", "start_s": 0.0, "end_s": 1.0}]
+
+
+def test_musiccaps_rows_are_numbered_by_line_and_an_identical_repeat_is_harmless(tmp_path: Path) -> None:
+    row = 'abc_DEF-123,30,40,"[\'calm\']","A calm piece,\nin two lines.",False,True\n'
+    csv = tmp_path / "mc.csv"
+    csv.write_text("ytid,start_s,end_s,aspect_list,caption,is_balanced_subset,is_audioset_eval\n" + row + row)
+    meta = read_musiccaps(csv)
+    entry = meta.music["abc_DEF-123"]
+    assert entry.origin == f"{csv}:2" and entry.is_audioset_eval is True
+    assert entry.caption == "A calm piece,\nin two lines."

@@ -21,22 +21,25 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..files import describe_os_error, iter_jsonl
+from ..files import describe_os_error, iter_jsonl, load_json
 from .clips import YTID_LENGTH, Clip, ClipError
-from .metadata import SourceMetadata
+from .metadata import EVENT_TIME_TOLERANCE_S, SourceMetadata
 
 CONFIGS = ("audioset", "music", "comparison")
 SPLITS = ("train", "test")
 #: How many clips a record of each config names.
 CLIP_COUNTS = {"audioset": (1, 1), "music": (1, 1), "comparison": (2, 4)}
 ANNOTATION_SUFFIXES = (".jsonl", ".json")
+#: The authors' release files, as Audio Flamingo's chat code reads them (with the audio beside them):
+#: each is the train split of its config.
+RELEASE_FILES = {"audioset": "dialogues_audioset_thresholded.json", "music": "dialogues_musiccaps_thresholded.json"}
 
 DataFiles = Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]
 
@@ -64,6 +67,8 @@ class Record:
     meta: dict = field(default_factory=dict)
     #: ``file:line`` (JSONL) or ``file[index]`` (JSON array), for error messages downstream.
     origin: str = ""
+    #: Release records only: the clips' ytids that the source metadata given does not list at all.
+    unlisted: tuple[str, ...] = ()
 
 
 def check_config(config: str) -> str:
@@ -84,10 +89,11 @@ def split_files(
     data_dir: str | os.PathLike | None = None,
     data_files: DataFiles | None = None,
 ) -> dict[str, list[Path]]:
-    """Annotation files per split: explicit ``data_files``, else ``{config}_{split}.json[l]`` in ``data_dir``.
+    """Annotation files per split: explicit ``data_files``, else the files found in ``data_dir``.
 
-    A split with no file is absent from the result; a split with both ``.json`` and ``.jsonl`` is an error
-    (which one is current would be a guess).
+    ``data_dir`` holds ``{config}_{split}.json[l]``, or the authors' release file (see
+    :data:`RELEASE_FILES`), which is the train split. A split with no file is absent from the result; a
+    split with two candidate files is an error (which one is current would be a guess).
     """
     check_config(config)
     if data_files:
@@ -111,39 +117,53 @@ def split_files(
     files = {}
     for split in SPLITS:
         found = [data_dir / f"{config}_{split}{suffix}" for suffix in ANNOTATION_SUFFIXES]
+        if split == "train" and config in RELEASE_FILES:
+            found.append(data_dir / RELEASE_FILES[config])
         found = [p for p in found if p.is_file()]
         if len(found) > 1:
-            raise AnnotationError(f"{data_dir}: both {found[0].name} and {found[1].name} exist; keep one")
+            raise AnnotationError(f"{data_dir}: both {found[0].name} and {found[1].name} hold the {split} split "
+                                  f"of {config!r}; keep one")
         if found:
             files[split] = found
     if not files:
-        raise AnnotationError(f"{data_dir}: no {config}_train.json[l] or {config}_test.json[l] found")
+        release = f", or {RELEASE_FILES[config]}" if config in RELEASE_FILES else ""
+        raise AnnotationError(f"{data_dir}: no {config}_train.json[l] or {config}_test.json[l]{release} found")
     return files
+
+
+def release_folders(files: Mapping[str, Sequence[Path]]) -> list[Path]:
+    """The folders holding one of the authors' release files: their audio lies beside them."""
+    names = set(RELEASE_FILES.values())
+    folders = [p.parent for paths in files.values() for p in paths if p.name in names]
+    return list(dict.fromkeys(folders))
 
 
 def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
     """Yield ``(where, object)`` for each record of a JSON array or JSON Lines file.
 
-    JSON Lines are read line by line, so a large file is never held in memory twice.
+    JSON Lines are read line by line, so a large file is never held in memory twice. A file without
+    a single record is an error: an empty split would only fail later, far from its cause.
     """
     try:
         with open(path, "rb") as f:
             head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     except OSError as err:
         raise AnnotationError(describe_os_error(path, err)) from None
+    if not head:
+        raise AnnotationError(f"{path}: the file is empty; write the records into it (a JSON array, or one JSON "
+                              "object per line) or remove it")
     if path.suffix == ".jsonl" or not head.startswith(b"["):
-        yield from iter_jsonl(path, AnnotationError)
+        for where, obj in iter_jsonl(path, AnnotationError):
+            if isinstance(obj, list):
+                raise AnnotationError(f"{where}: a JSON array where a JSON Lines record belongs; write one object "
+                                      "per line, or, if the whole file is one array, name it .json")
+            yield where, obj
         return
-    raw = path.read_bytes()
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise AnnotationError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise AnnotationError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
-    except RecursionError:
-        raise AnnotationError(f"{path}: JSON nested too deeply") from None
+    data = load_json(path, AnnotationError)
+    if not isinstance(data, list):
+        raise AnnotationError(f"{path}: expected a JSON array of records, got a {type(data).__name__}")
+    if not data:
+        raise AnnotationError(f"{path}: the JSON array is empty; add records or remove the file")
     for index, obj in enumerate(data):
         yield f"{path}[{index}]", obj
 
@@ -194,19 +214,44 @@ def ytid_from_audio_id(where: str, audio_id: Any) -> str:
         raise AnnotationError(f"{where}: audio_id {audio_id!r}: {e}") from None
 
 
-def _check_meta(where: str, meta: Any) -> dict:
+def _seconds(where: str, name: str, value: Any, length: float | None) -> float:
+    """An event time in seconds: a finite number within the clip (when its length is known)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AnnotationError(f"{where}: {name} must be a number of seconds, got {value!r:.60}")
+    seconds = float(value)  # a Python int beyond 64 bits would otherwise overflow Arrow's int64
+    limit = length + EVENT_TIME_TOLERANCE_S if length is not None else math.inf
+    if not (math.isfinite(seconds) and -EVENT_TIME_TOLERANCE_S <= seconds <= limit):
+        within = f"the {length:g} s clip" if length is not None else "0 or more seconds"
+        raise AnnotationError(f"{where}: {name} {value!r:.40} is not within {within} (event times are "
+                              "relative to the clip start); fix the event or remove it")
+    return seconds
+
+
+def _check_meta(where: str, meta: Any, clips: list[Clip]) -> dict:
+    """The record's own source metadata, checked field by field (times become floats within the clip)."""
     if meta is None:
         return {}
     if not isinstance(meta, dict):
-        raise AnnotationError(f"{where}: meta must be an object")
+        raise AnnotationError(f"{where}: meta must be an object, got {type(meta).__name__}")
+    meta = dict(meta)
     events = meta.get("sound_events", [])
     if not isinstance(events, list):
-        raise AnnotationError(f"{where}: meta.sound_events must be a list")
+        raise AnnotationError(f"{where}: meta.sound_events must be a list, got {type(events).__name__}")
+    length = clips[0].duration_s if len(clips) == 1 else None
+    checked = []
     for i, e in enumerate(events):
+        name = f"meta.sound_events[{i}]"
         if not isinstance(e, dict) or not isinstance(e.get("label"), str):
-            raise AnnotationError(f"{where}: meta.sound_events[{i}] must be an object with a string 'label'")
+            raise AnnotationError(f"{where}: {name} must be an object with a string 'label'")
+        start = _seconds(where, f"{name}.start_s", e.get("start_s"), length)
+        end = _seconds(where, f"{name}.end_s", e.get("end_s"), length)
+        if end < start:
+            raise AnnotationError(f"{where}: {name} ends ({end:g} s) before it starts ({start:g} s)")
+        checked.append({"label": e["label"], "start_s": start, "end_s": end})
+    if "sound_events" in meta:
+        meta["sound_events"] = checked
     if not isinstance(meta.get("caption", ""), str):
-        raise AnnotationError(f"{where}: meta.caption must be a string")
+        raise AnnotationError(f"{where}: meta.caption must be a string, got {type(meta['caption']).__name__}")
     aspects = meta.get("aspects", [])
     if not isinstance(aspects, list) or not all(isinstance(a, str) for a in aspects):
         raise AnnotationError(f"{where}: meta.aspects must be a list of strings")
@@ -230,6 +275,7 @@ def _record(config: str, where: str, obj: Any, metadata: SourceMetadata | None, 
     if not isinstance(obj, dict):
         raise AnnotationError(f"{where}: a record must be a JSON object, got {type(obj).__name__}")
     low, high = CLIP_COUNTS[config]
+    unlisted: tuple[str, ...] = ()
     if "turns" in obj or "clips" in obj:
         record_id = _str(where, "id", obj.get("id"))
         where = f"{where} (id {record_id!r})"
@@ -238,7 +284,7 @@ def _record(config: str, where: str, obj: Any, metadata: SourceMetadata | None, 
             raise AnnotationError(f"{where}: clips must be a list of clip objects")
         clips = [_clip(where, i, c) for i, c in enumerate(raw_clips)]
         turns = _turns(where, obj.get("turns"), "turns")
-        meta = dict(_check_meta(where, obj.get("meta")))
+        meta = _check_meta(where, obj.get("meta"), clips)
     elif "dialogue" in obj:
         audio_ids = obj.get("audio_ids", obj.get("audio_id"))
         if config == "comparison":
@@ -253,6 +299,8 @@ def _record(config: str, where: str, obj: Any, metadata: SourceMetadata | None, 
         turns = _turns(where, obj.get("dialogue"), "dialogue")
         record_id = ids(clips)
         meta = {}
+        if metadata is not None:
+            unlisted = tuple(y for y in ytids if not metadata.has_row(config, y))
     else:
         raise AnnotationError(
             f"{where}: neither a canonical record ('id', 'clips', 'turns') nor a release record "
@@ -263,7 +311,7 @@ def _record(config: str, where: str, obj: Any, metadata: SourceMetadata | None, 
         raise AnnotationError(f"{where}: a {config} record needs {want} clips, got {len(clips)}")
     if metadata:
         _fill_meta(config, clips, meta, metadata)
-    return Record(record_id, clips, turns, meta, where)
+    return Record(record_id, clips, turns, meta, where, unlisted)
 
 
 def _fill_meta(config: str, clips: list[Clip], meta: dict, metadata: SourceMetadata) -> None:

@@ -4,7 +4,8 @@ The authors' release names audio files (``Y<ytid>.wav``) but not the YouTube tim
 and the labels the dialogues were generated from, live in the source datasets' own metadata:
 
 - AudioSet strong labels (TSV: ``segment_id, start_time_seconds, end_time_seconds, label``), one row per
-  sound event; ``segment_id`` is ``<11-char ytid>_<start ms>``, event times are relative to the clip;
+  sound event; ``segment_id`` is ``<11-char ytid>_<start ms>``, event times are relative to the clip.
+  The framed file (``audioset_eval_strong_framed_posneg.tsv``) adds a ``present`` column;
 - the MusicCaps CSV (``ytid, start_s, end_s, audioset_positive_labels, aspect_list, caption, ...``);
 - the AudioSet ontology (JSON list of ``{"id": "/m/..", "name": ...}``), to name strong-label classes.
 
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .clips import Clip, ClipError
+from ..files import csv_rows, load_json
+from .clips import AUDIOSET_SEGMENT_S, Clip, ClipError
 
 #: Official locations, used when ``download_metadata=True`` and no file is given.
 STRONG_LABELS_URLS = (
@@ -31,7 +33,14 @@ ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontol
 MUSICCAPS_URL = "https://huggingface.co/datasets/google/MusicCaps/resolve/main/musiccaps-public.csv"
 
 PathOrUrl = str | Path
+#: The columns of each published strong-label TSV shape: the event lists (``audioset_train_strong.tsv``,
+#: ``audioset_eval_strong.tsv``) and the framed one (``audioset_eval_strong_framed_posneg.tsv``), whose
+#: rows are 0.96 s frames that say whether a label is ``PRESENT`` or ``NOT_PRESENT`` in that frame.
 STRONG_LABELS_HEADER = ("segment_id", "start_time_seconds", "end_time_seconds", "label")
+STRONG_LABELS_POSNEG_HEADER = (*STRONG_LABELS_HEADER, "present")
+PRESENCE_VALUES = {"PRESENT": True, "NOT_PRESENT": False}
+#: Event times may overshoot the 10 s clip by this much (rounding in the published files).
+EVENT_TIME_TOLERANCE_S = 0.05
 MUSICCAPS_COLUMNS = ("ytid", "start_s", "end_s", "aspect_list", "caption")
 
 
@@ -54,8 +63,10 @@ class MusicCapsEntry:
     clip: Clip
     caption: str
     aspects: tuple[str, ...]
-    #: MusicCaps' own test flag (its clips are in AudioSet's eval set); regeneration uses it to split.
+    #: MusicCaps' own test flag (its clips are in AudioSet's eval set).
     is_audioset_eval: bool = False
+    #: ``file:line`` of the row, to name both rows when a clip is listed twice.
+    origin: str = field(default="", compare=False)
 
 
 @dataclass
@@ -69,6 +80,10 @@ class SourceMetadata:
 
     def __bool__(self) -> bool:
         return bool(self.strong or self.music)
+
+    def has_row(self, config: str, ytid: str) -> bool:
+        """Whether the source of ``config`` lists ``ytid`` at all (its window may still be ambiguous)."""
+        return ytid in (self.music if config == "music" else self.strong)
 
     def clip_for(self, config: str, ytid: str) -> Clip | None:
         """The clip window of ``ytid`` in the source of ``config``; None when unknown or ambiguous."""
@@ -97,68 +112,175 @@ class SourceMetadata:
         return self.music.get(ytid)
 
 
+def _number(where: str, column: str, text: str) -> float:
+    """A finite number from a text field, or an error naming the field and its value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise MetadataError(f"{where}: {column} {text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise MetadataError(f"{where}: {column} {text[:40]!r} is not a finite number")
+    return value
+
+
+def _header(where: str, found: list[str], shapes: Sequence[tuple[str, ...]], what: str) -> tuple[str, ...]:
+    """The header as one of the published ``shapes``, else an error naming the odd columns."""
+    header = tuple(h.strip() for h in found)
+    if header in shapes:
+        return header
+    known = {c for shape in shapes for c in shape}
+    unexpected = [c for c in header if c not in known]
+    missing = [c for c in shapes[0] if c not in header]
+    described = " or ".join("\t".join(shape) for shape in shapes).replace("\t", ", ")
+    problems = []
+    if unexpected:
+        problems.append(f"unexpected columns {unexpected}")
+    if missing:
+        problems.append(f"missing columns {missing}")
+    if not problems:
+        problems.append(f"columns {list(header)} in an unexpected order")
+    raise MetadataError(f"{where}: not {what}: {'; '.join(problems)}. Expected the header {described}")
+
+
 def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> SourceMetadata:
-    """Read an AudioSet strong-label TSV; the ytid is the first 11 characters of ``segment_id``."""
+    """Read an AudioSet strong-label TSV, either published shape; the ytid is the first 11 characters of ``segment_id``.
+
+    Event times are relative to the 10 s clip and must lie within it. In the framed posneg shape only
+    ``PRESENT`` frames are events, and consecutive frames of one label merge into one event; a segment
+    whose frames are all ``NOT_PRESENT`` is still known (its window), with no events.
+    """
     meta = into if into is not None else SourceMetadata()
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header[:4]) != STRONG_LABELS_HEADER:
-            expected = "\t".join(STRONG_LABELS_HEADER)
-            raise MetadataError(f"{path}:1: expected the header {expected!r}, got {header!r}")
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < 4:
-                raise MetadataError(f"{path}:{line}: expected 4 tab-separated columns, got {row!r}")
+    rows = csv_rows(path, MetadataError, delimiter="\t", quoting=csv.QUOTE_NONE)
+    first = next(rows, None)
+    if first is None:
+        raise MetadataError(f"{path}: empty file; expected the header {', '.join(STRONG_LABELS_HEADER)}")
+    header = _header(f"{path}:{first[0]}", first[1], (STRONG_LABELS_HEADER, STRONG_LABELS_POSNEG_HEADER),
+                     "an AudioSet strong-label TSV")
+    framed = header == STRONG_LABELS_POSNEG_HEADER
+    segments: dict[str, tuple[Clip, list[SoundEvent]]] = {}  # parsed once per segment, not once per row
+    for line, row in rows:
+        where = f"{path}:{line}"
+        if len(row) != len(header):
+            raise MetadataError(f"{where}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
+                                f"got {len(row)}; fix or remove the line")
+        segment_id, start_text, end_text, label = row[:4]
+        segment = segments.get(segment_id)
+        if segment is None:
             try:
-                clip = Clip.from_segment_id(row[0])
-                start, end = float(row[1]), float(row[2])
+                clip = Clip.from_segment_id(segment_id)
             except (ClipError, ValueError) as e:
-                raise MetadataError(f"{path}:{line}: {e}") from None
-            if not 0 <= start <= end:
-                raise MetadataError(f"{path}:{line}: event times {start}..{end} are negative or inverted")
+                raise MetadataError(f"{where}: segment_id: {e}") from None
             start_ms = round(clip.start_s * 1000)
             segment = meta.strong.setdefault(clip.ytid, {}).setdefault(start_ms, (clip, []))
-            segment[1].append(SoundEvent(row[3], start, end))
+            segments[segment_id] = segment
+        start = _number(where, "start_time_seconds", start_text)
+        end = _number(where, "end_time_seconds", end_text)
+        if not -EVENT_TIME_TOLERANCE_S <= start <= end <= AUDIOSET_SEGMENT_S + EVENT_TIME_TOLERANCE_S:
+            raise MetadataError(
+                f"{where}: event times {start:g}..{end:g} s do not lie within the {AUDIOSET_SEGMENT_S:g} s clip "
+                "(times are relative to the clip start, start before end); fix or remove the line")
+        if not label.strip():
+            raise MetadataError(f"{where}: label is empty")
+        if framed:
+            present = PRESENCE_VALUES.get(row[4].strip())
+            if present is None:
+                raise MetadataError(f"{where}: present {row[4][:40]!r} is neither PRESENT nor NOT_PRESENT")
+            if not present:
+                continue
+        segment[1].append(SoundEvent(label, start, end))
+    if framed:
+        for _clip, events in segments.values():
+            events[:] = _merge_frames(events)
     return meta
+
+
+def _merge_frames(events: list[SoundEvent]) -> list[SoundEvent]:
+    """Join frames of one label that touch or overlap into one event, ordered by start time."""
+    merged: list[SoundEvent] = []
+    open_by_label: dict[str, int] = {}
+    for event in sorted(events, key=lambda e: (e.start_s, e.end_s, e.label)):
+        i = open_by_label.get(event.label)
+        if i is not None and event.start_s <= merged[i].end_s + 1e-6:
+            merged[i] = SoundEvent(event.label, merged[i].start_s, max(merged[i].end_s, event.end_s))
+        else:
+            open_by_label[event.label] = len(merged)
+            merged.append(event)
+    return merged
 
 
 def read_ontology(path: Path, into: SourceMetadata | None = None) -> SourceMetadata:
+    """Read the AudioSet ontology (a JSON list of classes) for its ``id`` -> ``name`` mapping."""
     meta = into if into is not None else SourceMetadata()
-    try:
-        classes = json.loads(Path(path).read_text(encoding="utf-8"))
-        meta.label_names.update({c["id"]: c["name"] for c in classes})
-    except (json.JSONDecodeError, TypeError, KeyError) as e:
-        raise MetadataError(f"{path}: not an AudioSet ontology (a JSON list of {{'id', 'name'}}): {e}") from None
+    classes = load_json(path, MetadataError)
+    if not isinstance(classes, list):
+        raise MetadataError(f"{path}: not an AudioSet ontology: expected a JSON list of {{'id', 'name'}} "
+                            f"classes, got a {type(classes).__name__}")
+    names = {}
+    for index, c in enumerate(classes):
+        where = f"{path}[{index}]"
+        if not isinstance(c, dict):
+            raise MetadataError(f"{where}: a class must be an object with 'id' and 'name', got {type(c).__name__}")
+        for key in ("id", "name"):
+            if not isinstance(c.get(key), str) or not c[key].strip():
+                raise MetadataError(f"{where}: {key} must be a non-empty string, got {c.get(key)!r:.60}")
+        names[c["id"]] = c["name"]
+    meta.label_names.update(names)
     return meta
 
 
-def _parse_aspects(text: str) -> tuple[str, ...]:
+def _parse_aspects(where: str, text: str) -> tuple[str, ...]:
     """MusicCaps stores aspects as a Python list literal (``"['a', 'b']"``); parse it without eval."""
     if not text.strip():
         return ()
-    value = ast.literal_eval(text)
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        raise MetadataError(f"{where}: aspect_list {text[:60]!r} is not a list literal like \"['calm', 'piano']\" "
+                            f"({type(e).__name__}: {e})") from None
     if not isinstance(value, (list, tuple)) or not all(isinstance(a, str) for a in value):
-        raise ValueError(f"aspect_list {text!r} is not a list of strings")
+        raise MetadataError(f"{where}: aspect_list {text[:60]!r} is not a list of strings")
     return tuple(value)
 
 
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "": False}
+
+
 def read_musiccaps(path: Path, into: SourceMetadata | None = None) -> SourceMetadata:
+    """Read the MusicCaps CSV; a clip listed twice must be listed identically (else both rows are named)."""
     meta = into if into is not None else SourceMetadata()
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in MUSICCAPS_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise MetadataError(f"{path}:1: MusicCaps CSV lacks the columns {missing}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                clip = Clip(row["ytid"], float(row["start_s"]), float(row["end_s"]))
-                aspects = _parse_aspects(row["aspect_list"])
-            except (ClipError, ValueError, SyntaxError) as e:
-                raise MetadataError(f"{path}:{line}: {e}") from None
-            is_eval = (row.get("is_audioset_eval") or "").strip().lower() in ("true", "1")
-            meta.music[clip.ytid] = MusicCapsEntry(clip, row["caption"], aspects, is_eval)
+    rows = csv_rows(path, MetadataError)
+    first = next(rows, None)
+    if first is None:
+        raise MetadataError(f"{path}: empty file; expected a header with {', '.join(MUSICCAPS_COLUMNS)}")
+    header = [h.strip() for h in first[1]]
+    missing = [c for c in MUSICCAPS_COLUMNS if c not in header]
+    if missing:
+        raise MetadataError(f"{path}:{first[0]}: MusicCaps CSV lacks the columns {missing} (header: {header})")
+    column = {name: i for i, name in reversed(list(enumerate(header)))}
+    for line, row in rows:
+        where = f"{path}:{line}"
+        if len(row) != len(header):
+            raise MetadataError(f"{where}: expected {len(header)} comma-separated fields ({', '.join(header)}), "
+                                f"got {len(row)}; quote a field that holds a comma, or fix the short row")
+        value = {name: row[i] for name, i in column.items()}
+        try:
+            clip = Clip(value["ytid"], _number(where, "start_s", value["start_s"]),
+                        _number(where, "end_s", value["end_s"]))
+        except ClipError as e:
+            raise MetadataError(f"{where}: {e}") from None
+        eval_flag = _BOOLEANS.get(value.get("is_audioset_eval", "").strip().lower())
+        if eval_flag is None:
+            raise MetadataError(f"{where}: is_audioset_eval {value['is_audioset_eval'][:40]!r} is not True or False")
+        entry = MusicCapsEntry(clip, value["caption"], _parse_aspects(where, value["aspect_list"]), eval_flag, where)
+        earlier = meta.music.get(clip.ytid)
+        if earlier is not None and earlier != entry:
+            raise MetadataError(
+                f"{where}: ytid {clip.ytid} is listed twice, differently: {earlier.origin} "
+                f"[{earlier.clip.start_s:g}s, {earlier.clip.end_s:g}s) and {where} [{clip.start_s:g}s, "
+                f"{clip.end_s:g}s). A release record names only the video, so which window it means would be "
+                "a guess: keep one of the rows")
+        if earlier is None:
+            meta.music[clip.ytid] = entry
     return meta
 
 
