@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
+from .dataset.options import ConfigError
 from .dataset.overview import summarise
 from .generate.options import GenerateError, add_arguments, from_args
 from .sample import sample_paths
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (AnnotationError, MetadataError, FileNotFoundError, GenerateError) as e:
+    except (AnnotationError, MetadataError, ConfigError, FileNotFoundError, GenerateError) as e:
         # Bad input: the message already names the file, the record and the problem; no traceback.
         # (FileNotFoundError covers MissingAudioError too.)
         print(f"error: {e}", file=sys.stderr)

@@ -214,9 +214,9 @@ def test_default_config_is_music(tmp_path: Path) -> None:
     "kwargs,message",
     [
         ({"name": "speech"}, "BuilderConfig 'speech' not found"),
-        ({"name": "music", "decoder": "librosa"}, "unknown decoder 'librosa'"),
-        ({"name": "music", "missing_audio": "skip"}, "unknown missing_audio 'skip'"),
-        ({"name": "music", "num_shards": 0}, "num_shards must be >= 1"),
+        ({"name": "music", "decoder": "librosa"}, "option decoder='librosa'"),
+        ({"name": "music", "missing_audio": "skip"}, "option missing_audio='skip'"),
+        ({"name": "music", "num_shards": 0}, "option num_shards=0"),
     ],
 )
 def test_bad_options_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:

@@ -13,8 +13,10 @@ cache.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -29,12 +31,21 @@ import pyarrow as pa
 from .. import __version__
 from ..fetch.cache import resolve_cache_dir
 from ..files import atomic_write
-from ..sources.annotations import CONFIGS, AnnotationError, Record, gc_paused, read_split, split_files
+from ..sources.annotations import (
+    CONFIGS,
+    AnnotationError,
+    Record,
+    gc_paused,
+    read_split,
+    release_folders,
+    split_files,
+)
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
 from .cards import CARDS, HOMEPAGE, LICENSE
-from .decoding import DECODERS, audio_feature
-from .local_audio import MISSING_AUDIO_POLICIES, AudioResolver, listing_fingerprint
+from .decoding import audio_feature
+from .local_audio import AudioResolver, listing_fingerprint
+from .options import ConfigError, check_options, is_paths
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +90,16 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
     num_shards: int = 8
 
     def validate(self) -> None:
-        """Check the options (datasets sets overrides after construction, so this cannot be __post_init__)."""
+        """Check every option, so a wrong value is named here and not met as a traceback deep inside.
+
+        datasets sets overrides after construction, so this cannot be ``__post_init__``; it runs before
+        anything uses the options (:meth:`create_config_id`) and again when the builder reads its info.
+        """
         if self.name not in CONFIGS:
-            raise ValueError(f"unknown config {self.name!r}; expected one of {', '.join(CONFIGS)}")
-        if self.decoder not in DECODERS:
-            raise ValueError(f"unknown decoder {self.decoder!r}; expected one of {', '.join(DECODERS)}")
-        if self.missing_audio not in MISSING_AUDIO_POLICIES:
-            raise ValueError(
-                f"unknown missing_audio {self.missing_audio!r}; expected one of {', '.join(MISSING_AUDIO_POLICIES)}"
-            )
-        if self.num_shards < 1:
-            raise ValueError(f"num_shards must be >= 1, got {self.num_shards}")
-        if self.sampling_rate != "native" and not (isinstance(self.sampling_rate, int) and self.sampling_rate > 0):
-            raise ValueError(f"sampling_rate must be a positive int or 'native', got {self.sampling_rate!r}")
+            raise ConfigError(f"unknown config {self.name!r}; expected one of {', '.join(CONFIGS)}")
+        check_options({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if self.sampling_rate is None:
+            self.sampling_rate = "native"
 
     @property
     def target_rate(self) -> int | None:
@@ -99,8 +107,14 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     @property
     def audio_dirs(self) -> list[Path]:
+        """``audio_dir`` in order, then the folders of the authors' release files (their audio lies beside them)."""
         dirs = self.audio_dir if isinstance(self.audio_dir, (list, tuple)) else [self.audio_dir]
-        return [Path(d) for d in dirs if d is not None]
+        given = [Path(d) for d in dirs if d is not None]
+        try:
+            beside = release_folders(self.annotation_files())
+        except AnnotationError:
+            beside = []  # reported with its full message when the splits are generated
+        return list(dict.fromkeys(given + beside))
 
     @property
     def cache_dir(self) -> Path:
@@ -121,6 +135,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     def create_config_id(self, config_kwargs: dict, custom_features: Any = None) -> str:
         """The datasets config id plus a digest of what the inputs *contain* (see module docstring)."""
+        self.validate()
         return f"{super().create_config_id(config_kwargs, custom_features)}-{self.content_fingerprint()}"
 
     def content_fingerprint(self) -> str:
@@ -151,6 +166,10 @@ class SplitReport:
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     missing_clips: int = 0
+    #: Release records naming a clip that the source metadata given does not list (no window, no labels).
+    unlisted: int = 0
+    #: Where the first of them is (``file[index]``), to look at.
+    first_unlisted: str = ""
 
 
 def _features(config: AudioDialoguesConfig) -> datasets.Features:
@@ -199,6 +218,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
     config: AudioDialoguesConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _check_builder_kwargs(kwargs)
         # datasets drops config overrides whose value is None, which would turn "native rate" into 16 kHz.
         if "sampling_rate" in kwargs and kwargs["sampling_rate"] is None:
             kwargs["sampling_rate"] = "native"
@@ -259,6 +279,12 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         """Each record with the audio path of each of its clips, after the ``missing_audio`` policy."""
         policy = self.config.missing_audio
         report = SplitReport(records=len(records))
+        unlisted = [r for r in records if r.unlisted]
+        if unlisted:
+            report.unlisted, report.first_unlisted = len(unlisted), unlisted[0].origin
+            logger.warning("%s/%s: %d release records name clips the source metadata does not list (first: %s, "
+                           "%s)", self.config.name, split, len(unlisted), unlisted[0].origin,
+                           ", ".join(unlisted[0].unlisted))
         dropped: collections.Counter[str] = collections.Counter()
         resolved = []
         for record in records:
@@ -318,6 +344,23 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         for shard_index, shard in enumerate(shards):
             for start in range(0, shard.num_rows, _BATCH_SIZE):
                 yield (shard_index, start), shard.slice(start, _BATCH_SIZE)
+
+
+def _check_builder_kwargs(kwargs: dict[str, Any]) -> None:
+    """Name a misspelt option, and check the options datasets consumes before the config exists."""
+    known = set(inspect.signature(datasets.DatasetBuilder.__init__).parameters) - {"self", "config_kwargs"}
+    options = {f.name for f in dataclasses.fields(AudioDialoguesConfig)}
+    unknown = [k for k in kwargs if k not in known | options]
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}; the options are: {', '.join(sorted(options - {'name'}))}")
+    check_options({k: kwargs[k] for k in ("data_dir",) if k in kwargs})
+    data_files = kwargs.get("data_files")
+    if data_files is not None and not isinstance(data_files, datasets.data_files.DataFilesDict):
+        splits = data_files if isinstance(data_files, dict) else {"train": data_files}
+        for split, files in splits.items():
+            if not (isinstance(split, str) and is_paths(files)):
+                raise ConfigError(f"option data_files={data_files!r:.80} is not valid: data_files takes a path, a "
+                                  "list of paths, or a dict of split name -> path(s), e.g. {'train': 'train.jsonl'}")
 
 
 def _missing_reason(missing: list[Clip]) -> str:

@@ -33,6 +33,9 @@ def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, Split
         spread = f"{statistics.mean(turns):.2f} (min {min(turns)}, max {max(turns)})" if turns else "-"
         lines.append(f"{split:>5}: {ds.num_rows} dialogues of {r.records} records; dropped: {dropped}; "
                      f"turns per dialogue {spread}")
+        if r.unlisted:
+            lines.append(f"       {r.unlisted} release records have no row in the source metadata (no clip window "
+                         f"or labels; first: {r.first_unlisted})")
     split = next((s for s in ("test", "train") if s in splits and splits[s].num_rows), None)
     if split is not None:
         ex = splits[split][0]

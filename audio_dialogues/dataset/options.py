@@ -1,0 +1,95 @@
+"""Checking the builder's options: every value's type and range, before anything uses it.
+
+A wrong option (``num_shards="8"``, ``sampling_rate=True``, a misspelt name) is met here as a
+:class:`ConfigError` naming the option and what it takes, not as a traceback from deep inside the
+builder or ``datasets``. The module loads no heavy library, so the CLI can catch the error cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .local_audio import MISSING_AUDIO_POLICIES
+
+#: Bounds of numeric options: beyond them a value is a typo, not a setting.
+MAX_SAMPLING_RATE = 768_000
+MAX_SHARDS = 100_000
+#: Options for which ``None`` means "not given" (datasets itself drops overrides whose value is None).
+_NONE_ALLOWED = {"data_dir", "audio_dir", "audio_cache_dir", "sampling_rate", "strong_labels", "musiccaps_csv",
+                 "ontology"}
+
+
+class ConfigError(ValueError):
+    """An option of the builder with a value it cannot use; the message names the option and the fix."""
+
+
+def is_path(value: Any) -> bool:
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and bool(value.strip()))
+
+
+def is_paths(value: Any) -> bool:
+    """One path (or URL), or a list of them."""
+    if isinstance(value, (list, tuple)):
+        return all(is_path(v) for v in value)
+    return is_path(value)
+
+
+def _fetch_options(value: Any) -> bool:
+    """A dict that :class:`FetchOptions` accepts; its own message names a bad value."""
+    if not isinstance(value, dict):
+        return False
+    from ..fetch import FetchOptions
+
+    names = {f.name for f in dataclasses.fields(FetchOptions)}
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ConfigError(f"option fetch_options: unknown keys {unknown}; known: {', '.join(sorted(names))}")
+    try:
+        FetchOptions(**value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"option fetch_options: {e}") from None
+    return True
+
+
+@functools.cache
+def _option_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """Option -> (accepts the value?, what it takes); built on first use (decoder names need the decoders)."""
+    from .decoding import DECODERS
+
+    return {
+        "data_dir": (is_path, "a folder path"),
+        "audio_dir": (is_paths, "a folder path or a list of folder paths"),
+        "audio_cache_dir": (is_path, "a folder path"),
+        "sampling_rate": (lambda v: v == "native" or (type(v) is int and 0 < v <= MAX_SAMPLING_RATE),
+                          f"a whole number of Hz from 1 to {MAX_SAMPLING_RATE}, or 'native' (or None) for each "
+                          "file's own rate"),
+        "decoder": (lambda v: isinstance(v, str) and v in DECODERS, f"one of {', '.join(map(repr, DECODERS))}"),
+        "missing_audio": (lambda v: isinstance(v, str) and v in MISSING_AUDIO_POLICIES,
+                          f"one of {', '.join(map(repr, MISSING_AUDIO_POLICIES))}"),
+        "strong_labels": (is_paths, "a path or URL of a strong-label TSV, or a list of them"),
+        "musiccaps_csv": (is_paths, "a path or URL of the MusicCaps CSV"),
+        "ontology": (is_paths, "a path or URL of the AudioSet ontology JSON"),
+        "download_metadata": (lambda v: isinstance(v, bool), "True or False"),
+        "download_audio": (lambda v: isinstance(v, bool), "True or False"),
+        "fetch_options": (_fetch_options, "a dict of FetchOptions fields"),
+        "num_shards": (lambda v: type(v) is int and 1 <= v <= MAX_SHARDS, f"a whole number from 1 to {MAX_SHARDS}"),
+    }
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the first option whose value is of the wrong type or out of range.
+
+    Names this module does not know (the builder's own, or datasets') are left to their owners.
+    """
+    checks = _option_checks()
+    for name, value in options.items():
+        if name not in checks or (value is None and name in _NONE_ALLOWED):
+            continue
+        accepts, wanted = checks[name]
+        if not accepts(value):
+            raise ConfigError(f"option {name}={value!r:.80} ({type(value).__name__}) is not valid: {name} takes "
+                              f"{wanted}")

@@ -1,0 +1,432 @@
+"""Hostile inputs: one table that grows, a row per bad input the package has met or could meet.
+
+Each row names the files to write, the call that reads them and what its message must say. The error
+must be one of the package's own (never a bare TypeError, OverflowError or a decoder's message), name
+the file and the line or record (``where``) and say what is wrong (``fragments``). CLI rows run
+``python -m audio_dialogues.cli`` in a subprocess: a clean exit 1 with the message on stderr and no
+traceback, end to end. Option rows name the option instead of a file.
+
+Add a row whenever a new kind of bad input turns up; keep the files tiny so the table stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import audio_dialogues
+from audio_dialogues.dataset.builder import MissingAudioError
+from audio_dialogues.dataset.options import ConfigError
+from audio_dialogues.sources.annotations import AnnotationError, read_split
+from audio_dialogues.sources.metadata import MetadataError, load_source_metadata
+
+PACKAGE_ERRORS = (AnnotationError, MetadataError, ConfigError, MissingAudioError)
+REPO = Path(__file__).resolve().parents[1]
+
+TURNS = [{"user": "What is it?", "assistant": "A dog barking."}]
+CLIP = {"ytid": "abc_DEF-123", "start_s": 30.0, "end_s": 40.0}
+RECORD = {"id": "r1", "clips": [CLIP], "turns": TURNS}
+STRONG = "segment_id\tstart_time_seconds\tend_time_seconds\tlabel\n"
+POSNEG = "segment_id\tstart_time_seconds\tend_time_seconds\tlabel\tpresent\n"
+MUSICCAPS = ("ytid,start_s,end_s,audioset_positive_labels,aspect_list,caption,author_id,is_balanced_subset,"
+             "is_audioset_eval\n")
+MC_ROW = "abc_DEF-123,30,40,/m/04rlf,\"['calm', 'piano']\",\"Soft piano, slow.\",1,False,True\n"
+NESTED = "[" * 100_000 + "]" * 100_000
+LONG_NUMBER = "9" * 5000
+
+
+def record(**changes: Any) -> dict:
+    return {**RECORD, **changes}
+
+
+def with_meta(meta: Any) -> dict:
+    return record(meta=meta)
+
+
+def event(**changes: Any) -> dict:
+    return {"sound_events": [{"label": "Dog", "start_s": 1.0, "end_s": 2.0, **changes}]}
+
+
+# ---- calls ----------------------------------------------------------------------------------------
+
+
+def read(config: str = "music", split: str = "train") -> Callable[[Path], Any]:
+    return lambda d: read_split(config, split, data_dir=d)
+
+
+def metadata(kind: str, name: str) -> Callable[[Path], Any]:
+    return lambda d: load_source_metadata(**{kind: [d / name]})
+
+
+def load(config: str = "music", **options: Any) -> Callable[[Path], Any]:
+    """The public entry point, as a user calls it (text only: no audio needed to reach the error)."""
+    options = {"missing_audio": "keep", **options}
+    return lambda d: audio_dialogues.load(config, data_dir=str(d), cache_dir=str(d / "hf"), **options)
+
+
+@dataclass(frozen=True)
+class Cli:
+    """``python -m audio_dialogues.cli ARGS``; ``{d}`` in an argument is the row's folder."""
+
+    args: tuple[str, ...]
+
+
+def cli(*args: str) -> Cli:
+    return Cli(args)
+
+
+# ---- the table --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    #: file name (below the row's folder) -> content: text, bytes, or records (JSON array / JSON Lines by suffix)
+    files: dict[str, Any]
+    call: Callable[[Path], Any] | Cli
+    #: the file and line (``f:3``) or record (``f[2]``) the message must name, relative to the row's folder;
+    #: the bare file when the whole file is the problem, None for option rows (the option is named instead)
+    where: str | None
+    #: what else the message must say
+    fragments: tuple[str, ...] = field(default=())
+
+
+CASES = [
+    # -- annotation files: shape of the file
+    Case("empty .jsonl file", {"music_train.jsonl": ""}, read(), "music_train.jsonl", ("the file is empty",)),
+    Case("blank .json file", {"music_train.json": "\n  \n"}, read(), "music_train.json", ("the file is empty",)),
+    Case("empty JSON array", {"music_train.json": "[]"}, read(), "music_train.json", ("JSON array is empty",)),
+    Case("JSON array in a .jsonl file", {"music_train.jsonl": json.dumps([RECORD])}, read(), "music_train.jsonl:1",
+         ("JSON array where a JSON Lines record belongs", "name it .json")),
+    Case("pretty-printed array in a .jsonl file", {"music_train.jsonl": json.dumps([RECORD], indent=2)}, read(),
+         "music_train.jsonl:1", ("looks like a JSON array",)),
+    Case("a record that is a string", {"music_train.jsonl": ['"r1"']}, read(), "music_train.jsonl:1",
+         ("a record must be a JSON object, got str",)),
+    Case("deeply nested JSON Lines", {"music_train.jsonl": [RECORD, NESTED]}, read(), "music_train.jsonl:2",
+         ("nested too deeply",)),
+    Case("deeply nested JSON array", {"music_train.json": NESTED}, read(), "music_train.json",
+         ("nested too deeply",)),
+    Case("5000-digit number in JSON Lines", {"music_train.jsonl": ['{"id": ' + LONG_NUMBER + "}"]}, read(),
+         "music_train.jsonl:1", ("too long to read",)),
+    Case("5000-digit number in a JSON array", {"music_train.json": '[\n{"id": "a",\n "x": ' + LONG_NUMBER + "}]"},
+         read(), "music_train.json:3", ("too long to read",)),
+    Case("non-UTF-8 line in a JSON array", {"music_train.json": b'[\n{"id": "a"},\n{"id": "\xff"}]'}, read(),
+         "music_train.json:3", ("not UTF-8",)),
+    Case("non-UTF-8 line in JSON Lines", {"music_train.jsonl": json.dumps(RECORD).encode() + b'\n{"id": "\xe9"}\n'},
+         read(), "music_train.jsonl:2", ("not UTF-8",)),
+    Case("canonical and release file for one split", {"audioset_train.jsonl": [RECORD],
+         "dialogues_audioset_thresholded.json": [{"audio_id": "Yabc_DEF-123.wav", "dialogue": TURNS}]},
+         read("audioset"), "", ("audioset_train.jsonl and dialogues_audioset_thresholded.json", "keep one")),
+    Case("empty release file", {"dialogues_musiccaps_thresholded.json": "[]"}, read(),
+         "dialogues_musiccaps_thresholded.json", ("JSON array is empty",)),
+    # -- annotation records: fields (rows from the first bad-input corpus)
+    Case("malformed JSONL line", {"music_train.jsonl": [RECORD, '{"id": "b", "clips": [']}, read(),
+         "music_train.jsonl:2", ("malformed JSON Lines record",)),
+    Case("pretty-printed object", {"music_train.jsonl": json.dumps(RECORD, indent=2)}, read(), "music_train.jsonl:1",
+         ("malformed JSON Lines record", "pretty-printed")),
+    Case("malformed JSON array", {"music_train.json": '[{"audio_id": "Yabc_DEF-123.wav",\n "dialogue": ]'}, read(),
+         "music_train.json:2:", ("malformed JSON",)),
+    Case("missing id", {"music_train.jsonl": [{"clips": [CLIP], "turns": TURNS}]}, read(), "music_train.jsonl:1",
+         ("id must be a string",)),
+    Case("id not a string", {"music_train.jsonl": [record(id=7)]}, read(), "music_train.jsonl:1",
+         ("id must be a string, got int",)),
+    Case("empty id", {"music_train.jsonl": [record(id="  ")]}, read(), "music_train.jsonl:1", ("id is empty",)),
+    Case("clips not a list", {"music_train.jsonl": [record(clips={"ytid": "x"})]}, read(), "music_train.jsonl:1",
+         ("clips must be a list",)),
+    Case("clip without ytid", {"music_train.jsonl": [record(clips=[{"start_s": 1}])]}, read(),
+         "music_train.jsonl:1", ("(id 'r1'): clips[0] must be an object with 'ytid'",)),
+    Case("ytid too short", {"music_train.jsonl": [record(clips=[{**CLIP, "ytid": "abc"}])]}, read(),
+         "music_train.jsonl:1", ("clips[0]: ytid 'abc' is not an 11-character YouTube id",)),
+    Case("ytid with a slash", {"music_train.jsonl": [record(clips=[{**CLIP, "ytid": "../../etc/p"}])]}, read(),
+         "music_train.jsonl:1", ("ytid '../../etc/p' is not an 11-character",)),
+    Case("negative time", {"music_train.jsonl": [record(clips=[{**CLIP, "start_s": -1.0}])]}, read(),
+         "music_train.jsonl:1", ("start_s must be a finite, non-negative number",)),
+    Case("inverted times", {"music_train.jsonl": [record(clips=[{**CLIP, "start_s": 40.0, "end_s": 30.0}])]},
+         read(), "music_train.jsonl:1", ("end_s (30.0) must be after start_s (40.0)",)),
+    Case("time as a string", {"music_train.jsonl": [record(clips=[{**CLIP, "start_s": "30"}])]}, read(),
+         "music_train.jsonl:1", ("start_s must be a number of seconds, got '30'",)),
+    Case("only one time", {"music_train.jsonl": [record(clips=[{"ytid": CLIP["ytid"], "start_s": 3.0}])]}, read(),
+         "music_train.jsonl:1", ("give both start_s and end_s or neither",)),
+    Case("empty turns", {"music_train.jsonl": [record(turns=[])]}, read(), "music_train.jsonl:1",
+         ("turns is empty",)),
+    Case("turn without assistant", {"music_train.jsonl": [record(turns=[{"user": "hi"}])]}, read(),
+         "music_train.jsonl:1", ("turns[0] must be an object with 'user' and 'assistant'",)),
+    Case("empty assistant text", {"music_train.jsonl": [record(turns=[{"user": "hi", "assistant": ""}])]}, read(),
+         "music_train.jsonl:1", ("turns[0].assistant is empty",)),
+    Case("turn text not a string", {"music_train.jsonl": [record(turns=[{"user": 3, "assistant": "x"}])]}, read(),
+         "music_train.jsonl:1", ("turns[0].user must be a string, got int",)),
+    Case("two clips for music", {"music_train.jsonl": [record(clips=[CLIP, CLIP])]}, read(), "music_train.jsonl:1",
+         ("a music record needs 1 clips, got 2",)),
+    Case("one clip for comparison", {"comparison_train.jsonl": [RECORD]}, read("comparison"),
+         "comparison_train.jsonl:1", ("a comparison record needs 2-4 clips, got 1",)),
+    Case("five clips for comparison", {"comparison_train.jsonl": [record(clips=[CLIP] * 5)]}, read("comparison"),
+         "comparison_train.jsonl:1", ("needs 2-4 clips, got 5",)),
+    Case("duplicate ids", {"music_train.jsonl": [RECORD, RECORD]}, read(), "music_train.jsonl:2",
+         ("(id 'r1'): duplicate id 'r1' (first at ", "music_train.jsonl:1")),
+    Case("audio_id with a parent path", {"music_train.json": [{"audio_id": "../../x.wav", "dialogue": TURNS}]},
+         read(), "music_train.json[0]", ("audio_id '../../x.wav' has a path in it",)),
+    Case("absolute audio_id", {"music_train.json": [{"audio_id": "/etc/passwd.wav", "dialogue": TURNS}]}, read(),
+         "music_train.json[0]", ("audio_id '/etc/passwd.wav' has a path in it",)),
+    Case("audio_id not a YouTube name", {"music_train.json": [{"audio_id": "Ydog.wav", "dialogue": TURNS}]}, read(),
+         "music_train.json[0]", ("audio_id 'Ydog.wav': ytid 'Ydog' is not an 11-character",)),
+    Case("list of audio ids for music", {"music_train.json": [{"audio_id": ["Yabc_DEF-123.wav"], "dialogue": TURNS}]},
+         read(), "music_train.json[0]", ("a music record names one clip in 'audio_id'",)),
+    Case("comparison without a list", {"comparison_train.json": [{"audio_id": "Yabc_DEF-123.wav", "dialogue": TURNS}]},
+         read("comparison"), "comparison_train.json[0]", ("a comparison record needs a list 'audio_ids'",)),
+    Case("unknown shape", {"music_train.jsonl": [{"question": "q", "answer": "a"}]}, read(), "music_train.jsonl:1",
+         ("neither a canonical record", "nor a release record")),
+    Case("sound event without label", {"audioset_train.jsonl": [with_meta({"sound_events": [{"start_s": 1}]})]},
+         read("audioset"), "audioset_train.jsonl:1", ("meta.sound_events[0] must be an object",)),
+    Case("aspects not strings", {"music_train.jsonl": [with_meta({"aspects": [1, 2]})]}, read(),
+         "music_train.jsonl:1", ("meta.aspects must be a list of strings",)),
+    Case("not UTF-8", {"music_train.jsonl": b'{"id": "\xff"}\n'}, read(), "music_train.jsonl:1", ("not UTF-8 text",)),
+    # -- annotation records: numbers
+    Case("1e400 start time", {"music_train.jsonl": ['{"id": "r1", "clips": [{"ytid": "abc_DEF-123", '
+                                                    '"start_s": 1e400, "end_s": 40}], "turns": []}']},
+         read(), "music_train.jsonl:1", ("start_s", "finite")),
+    Case("NaN end time", {"music_train.jsonl": ['{"id": "r1", "clips": [{"ytid": "abc_DEF-123", '
+                                                '"start_s": 0, "end_s": NaN}], "turns": []}']},
+         read(), "music_train.jsonl:1", ("end_s", "finite")),
+    Case("2**70 event start (int64 overflow in Arrow)",
+         {"audioset_train.jsonl": [with_meta(event(start_s=2**70, end_s=2**71))]}, read("audioset"),
+         "audioset_train.jsonl:1", ("meta.sound_events[0].start_s", "not within the 10 s clip")),
+    Case("event past the end of the clip", {"audioset_train.jsonl": [with_meta(event(end_s=10.5))]},
+         read("audioset"), "audioset_train.jsonl:1", ("meta.sound_events[0].end_s", "not within the 10 s clip")),
+    Case("event ends before it starts", {"audioset_train.jsonl": [with_meta(event(start_s=5.0, end_s=4.0))]},
+         read("audioset"), "audioset_train.jsonl:1", ("meta.sound_events[0] ends (4 s) before it starts",)),
+    # -- annotation records: wrong types inside meta
+    Case("event time as a string", {"audioset_train.jsonl": [with_meta(event(start_s="1"))]}, read("audioset"),
+         "audioset_train.jsonl:1", ("meta.sound_events[0].start_s must be a number of seconds, got '1'",)),
+    Case("event time as a bool", {"audioset_train.jsonl": [with_meta(event(end_s=True))]}, read("audioset"),
+         "audioset_train.jsonl:1", ("meta.sound_events[0].end_s must be a number",)),
+    Case("event time missing", {"audioset_train.jsonl": [with_meta({"sound_events": [{"label": "Dog"}]})]},
+         read("audioset"), "audioset_train.jsonl:1", ("meta.sound_events[0].start_s must be a number",)),
+    Case("sound_events not a list", {"audioset_train.jsonl": [with_meta({"sound_events": {"label": "Dog"}})]},
+         read("audioset"), "audioset_train.jsonl:1", ("meta.sound_events must be a list, got dict",)),
+    Case("caption not a string", {"music_train.jsonl": [with_meta({"caption": ["a"]})]}, read(),
+         "music_train.jsonl:1", ("meta.caption must be a string, got list",)),
+    Case("meta a string", {"music_train.jsonl": [with_meta("calm")]}, read(), "music_train.jsonl:1",
+         ("meta must be an object, got str",)),
+    # -- where the annotations are
+    Case("unknown config", {"music_train.jsonl": [RECORD]}, read("speech"), None, ("unknown config 'speech'",)),
+    Case("unknown split", {"music_train.jsonl": [RECORD]}, read("music", "validation"), None,
+         ("unknown split 'validation'",)),
+    Case("no file for the split", {"music_train.jsonl": [RECORD]}, read("music", "test"), None,
+         ("no annotation file for music/test",)),
+    Case("data_dir not a folder", {"music_train.jsonl": [RECORD]},
+         lambda d: read_split("music", "train", data_dir=d / "nope"), "nope", ("data_dir is not a directory",)),
+    Case("no annotations given", {}, lambda d: read_split("music", "train"), None,
+         ("no annotations given for config 'music'",)),
+    Case("data_files naming a missing file", {},
+         lambda d: read_split("music", "train", data_files={"train": d / "absent.jsonl"}), "absent.jsonl",
+         ("does not exist",)),
+    Case("no file of the config", {"music_train.jsonl": [RECORD]}, read("audioset"), "",
+         ("no audioset_train.json[l] or audioset_test.json[l]",)),
+    Case("both .json and .jsonl for a split", {"music_train.jsonl": [RECORD], "music_train.json": [RECORD]}, read(),
+         "", ("both music_train.jsonl and music_train.json hold the train split of 'music'; keep one",)),
+    # -- AudioSet strong labels
+    Case("strong labels: empty file", {"strong.tsv": ""}, metadata("strong_labels", "strong.tsv"), "strong.tsv",
+         ("empty file", "segment_id")),
+    Case("strong labels: unexpected column", {"strong.tsv": STRONG.replace("label", "label\tconfidence")},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:1", ("unexpected columns ['confidence']",)),
+    Case("strong labels: weak-label CSV header", {"strong.tsv": "YTID\tstart_seconds\tend_seconds\tpositive_labels\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:1",
+         ("unexpected columns ['YTID'", "missing columns ['segment_id'")),
+    Case("strong labels: wrong header names", {"strong.tsv": "segment\tstart\tend\tlabel\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:1", ("unexpected columns ['segment', 'start', 'end']",)),
+    Case("strong labels: segment id too short", {"strong.tsv": STRONG + "abc_1000\t0\t1\t/m/x\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("segment_id 'abc_1000' is not",)),
+    Case("strong labels: inverted event", {"strong.tsv": STRONG + "abc_DEF-123_1000\t5\t1\t/m/x\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("event times 5..1 s do not lie within",)),
+    Case("strong labels: short row", {"strong.tsv": STRONG + "abc_DEF-123_1000\t5\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("expected 4 tab-separated fields", "got 2")),
+    Case("posneg: short row", {"strong.tsv": POSNEG + "abc_DEF-123_1000\t0.0\t0.96\t/m/09x0r\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("expected 5 tab-separated fields",)),
+    Case("posneg: neither PRESENT nor NOT_PRESENT", {"strong.tsv": POSNEG + "abc_DEF-123_1000\t0\t0.96\t/m/x\tYES\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("present 'YES'", "PRESENT nor NOT_PRESENT")),
+    Case("strong labels: event past the clip", {"strong.tsv": STRONG + "abc_DEF-123_1000\t2.0\t12.5\t/m/x\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("2..12.5 s do not lie within the 10 s clip",)),
+    Case("strong labels: negative start", {"strong.tsv": STRONG + "abc_DEF-123_1000\t-1\t2\t/m/x\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("do not lie within the 10 s clip",)),
+    Case("strong labels: 1e400 time", {"strong.tsv": STRONG + "abc_DEF-123_1000\t0\t1e400\t/m/x\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("end_time_seconds '1e400' is not a finite",)),
+    Case("strong labels: time not a number", {"strong.tsv": STRONG + "abc_DEF-123_1000\tone\t2\t/m/x\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("start_time_seconds 'one' is not a number",)),
+    Case("strong labels: 5000-digit segment start", {"strong.tsv": STRONG + f"abc_DEF-123_{LONG_NUMBER}\t0\t1\t/m/x\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("segment_id",)),
+    Case("strong labels: empty label", {"strong.tsv": STRONG + "abc_DEF-123_1000\t0\t1\t \n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:2", ("label is empty",)),
+    Case("strong labels: not UTF-8 on line 3",
+         {"strong.tsv": (STRONG + "abc_DEF-123_1000\t0\t1\t/m/x\n").encode() + b"abc_DEF-123_1000\t0\t1\t/m/\xff\n"},
+         metadata("strong_labels", "strong.tsv"), "strong.tsv:3", ("not UTF-8",)),
+    # -- MusicCaps CSV
+    Case("MusicCaps: empty file", {"mc.csv": ""}, metadata("musiccaps_csv", "mc.csv"), "mc.csv", ("empty file",)),
+    Case("MusicCaps: columns missing", {"mc.csv": "ytid,start_s\nabc_DEF-123,0\n"},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:1", ("MusicCaps CSV lacks the columns ['end_s'",)),
+    Case("MusicCaps: inverted window", {"mc.csv": MUSICCAPS + MC_ROW.replace(",30,40,", ",30,20,")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("clip abc_DEF-123: end_s (20.0) must be after",)),
+    Case("MusicCaps: code in aspect_list is not run",
+         {"mc.csv": MUSICCAPS + MC_ROW.replace("['calm', 'piano']", "__import__('os')")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("aspect_list", "malformed node")),
+    Case("MusicCaps: short row", {"mc.csv": MUSICCAPS + MC_ROW + "Zx3_kQ9-LmA,0,10\n"},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:3", ("expected 9 comma-separated fields", "got 3")),
+    Case("MusicCaps: unquoted comma in the caption",
+         {"mc.csv": MUSICCAPS + MC_ROW.replace('"Soft piano, slow."', "Soft piano, slow.")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("got 10", "quote a field")),
+    Case("MusicCaps: ytid twice with different windows",
+         {"mc.csv": MUSICCAPS + MC_ROW + MC_ROW.replace(",30,40,", ",0,10,")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:3", ("abc_DEF-123 is listed twice", "mc.csv:2 [30s, 40s)",
+                                                           "[0s, 10s)", "keep one")),
+    Case("MusicCaps: not UTF-8 after a caption spanning lines",
+         {"mc.csv": (MUSICCAPS + MC_ROW.replace("Soft piano, slow.", "Soft piano,\nslow.")).encode()
+          + b"Zx3_kQ9-LmA,0,10,,[],caf\xe9,1,False,False\n"},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:4", ("not UTF-8",)),
+    Case("MusicCaps: a field beyond the csv size limit",
+         {"mc.csv": MUSICCAPS + MC_ROW + f"Zx3_kQ9-LmA,0,10,,[],\"{'a' * 200_000}\",1,False,False\n"},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:3", ("unreadable row", "field larger than field limit")),
+    Case("MusicCaps: start not a number", {"mc.csv": MUSICCAPS + MC_ROW.replace(",30,", ",thirty,")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("start_s 'thirty' is not a number",)),
+    Case("MusicCaps: 1e400 end", {"mc.csv": MUSICCAPS + MC_ROW.replace(",40,", ",1e400,")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("end_s '1e400' is not a finite number",)),
+    Case("MusicCaps: aspect_list not a literal", {"mc.csv": MUSICCAPS + MC_ROW.replace("['calm', 'piano']", "[calm")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("aspect_list '[calm' is not a list literal",)),
+    Case("MusicCaps: aspect_list a dict", {"mc.csv": MUSICCAPS + MC_ROW.replace("['calm', 'piano']", "{'a': 1}")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("aspect_list", "not a list of strings")),
+    Case("MusicCaps: is_audioset_eval not a bool", {"mc.csv": MUSICCAPS + MC_ROW.replace(",True\n", ",maybe\n")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("is_audioset_eval 'maybe'",)),
+    Case("MusicCaps: ytid with a trailing space", {"mc.csv": MUSICCAPS + MC_ROW.replace("abc_DEF-123", "abc_DEF-123 ")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("'abc_DEF-123 ' is not an 11-character YouTube id",)),
+    # -- AudioSet ontology
+    Case("ontology: an object, not a list", {"ontology.json": '{"id": "/m/x", "name": "X"}'},
+         metadata("ontology", "ontology.json"), "ontology.json", ("not an AudioSet ontology", "got a dict")),
+    Case("ontology: a class that is a string", {"ontology.json": '["/m/x"]'}, metadata("ontology", "ontology.json"),
+         "ontology.json[0]", ("a class must be an object",)),
+    Case("ontology: name not a string", {"ontology.json": '[{"id": "/m/a", "name": "A"}, {"id": "/m/x", "name": 7}]'},
+         metadata("ontology", "ontology.json"), "ontology.json[1]", ("name must be a non-empty string, got 7",)),
+    Case("ontology: deeply nested", {"ontology.json": NESTED}, metadata("ontology", "ontology.json"),
+         "ontology.json", ("nested too deeply",)),
+    Case("ontology: not UTF-8 on line 2", {"ontology.json": b'[\n{"id": "/m/x", "name": "\xff"}]'},
+         metadata("ontology", "ontology.json"), "ontology.json:2", ("not UTF-8",)),
+    # -- options of load()/load_dataset(): the option is named instead of a file
+    Case("num_shards as a string", {"music_train.jsonl": [RECORD]}, load(num_shards="8"), None,
+         ("num_shards='8' (str)", "whole number")),
+    Case("num_shards zero", {"music_train.jsonl": [RECORD]}, load(num_shards=0), None, ("num_shards=0",)),
+    Case("num_shards a bool", {"music_train.jsonl": [RECORD]}, load(num_shards=True), None, ("num_shards=True",)),
+    Case("sampling_rate a bool", {"music_train.jsonl": [RECORD]}, load(sampling_rate=True), None,
+         ("sampling_rate=True (bool)", "'native'")),
+    Case("sampling_rate a string", {"music_train.jsonl": [RECORD]}, load(sampling_rate="16000"), None,
+         ("sampling_rate='16000' (str)",)),
+    Case("sampling_rate 2**70", {"music_train.jsonl": [RECORD]}, load(sampling_rate=2**70), None,
+         ("sampling_rate=1180591620717411303424",)),
+    Case("sampling_rate a float", {"music_train.jsonl": [RECORD]}, load(sampling_rate=16000.0), None,
+         ("sampling_rate=16000.0 (float)",)),
+    Case("decoder unknown", {"music_train.jsonl": [RECORD]}, load(decoder="ffmpeg"), None,
+         ("decoder='ffmpeg'", "'soundfile'")),
+    Case("decoder not a string", {"music_train.jsonl": [RECORD]}, load(decoder=["soundfile"]), None,
+         ("decoder=['soundfile'] (list)",)),
+    Case("missing_audio unknown", {"music_train.jsonl": [RECORD]}, load(missing_audio="skip"), None,
+         ("missing_audio='skip'", "'drop'")),
+    Case("audio_dir a number", {"music_train.jsonl": [RECORD]}, load(audio_dir=5), None, ("audio_dir=5 (int)",)),
+    Case("audio_dir list with a number", {"music_train.jsonl": [RECORD]}, load(audio_dir=["a", 5]), None,
+         ("audio_dir=['a', 5]",)),
+    Case("audio_cache_dir a number", {"music_train.jsonl": [RECORD]}, load(audio_cache_dir=3), None,
+         ("audio_cache_dir=3",)),
+    Case("strong_labels a number", {"audioset_train.jsonl": [RECORD]}, load("audioset", strong_labels=7), None,
+         ("strong_labels=7 (int)",)),
+    Case("musiccaps_csv a dict", {"music_train.jsonl": [RECORD]}, load(musiccaps_csv={"a": 1}), None,
+         ("musiccaps_csv={'a': 1} (dict)",)),
+    Case("ontology empty string", {"audioset_train.jsonl": [RECORD]}, load("audioset", ontology=""), None,
+         ("ontology=''",)),
+    Case("download_audio a string", {"music_train.jsonl": [RECORD]},  # a regression fails offline, fast
+         load(download_audio="yes", fetch_options={"url_template": "http://127.0.0.1:9/{ytid}"}), None,
+         ("download_audio='yes' (str)", "True or False")),
+    Case("download_metadata a number", {"music_train.jsonl": [RECORD]}, load(download_metadata=1), None,
+         ("download_metadata=1 (int)",)),
+    Case("fetch_options a string", {"music_train.jsonl": [RECORD]}, load(fetch_options="fast"), None,
+         ("fetch_options='fast' (str)",)),
+    Case("fetch_options with an unknown key", {"music_train.jsonl": [RECORD]}, load(fetch_options={"wrokers": 2}),
+         None, ("fetch_options: unknown keys ['wrokers']",)),
+    Case("fetch_options with a bad value", {"music_train.jsonl": [RECORD]}, load(fetch_options={"format": "mp9"}),
+         None, ("fetch_options: format must be one of",)),
+    Case("data_files a number", {"music_train.jsonl": [RECORD]},
+         lambda d: audio_dialogues.load("music", data_files=5, cache_dir=str(d / "hf")), None, ("data_files=5",)),
+    Case("data_dir a number", {},
+         lambda d: audio_dialogues.load("music", data_dir=3, cache_dir=str(d / "hf")), None, ("data_dir=3",)),
+    Case("misspelt option", {"music_train.jsonl": [RECORD]}, load(sampling_rat=16000), None,
+         ("unknown option 'sampling_rat'", "sampling_rate")),
+    # -- end to end through the command line: exit 1, the message on stderr, no traceback
+    Case("CLI: empty annotation file", {"music_train.jsonl": ""},
+         cli("prepare", "music", "--data-dir", "{d}", "--missing-audio", "keep"), "music_train.jsonl",
+         ("the file is empty",)),
+    Case("CLI: nested JSON in a release file", {"dialogues_musiccaps_thresholded.json": NESTED},
+         cli("prepare", "music", "--data-dir", "{d}"), "dialogues_musiccaps_thresholded.json", ("nested too deeply",)),
+    Case("CLI: posneg TSV with a bad present value",
+         {"dialogues_audioset_thresholded.json": [{"audio_id": "Yabc_DEF-123.wav", "dialogue": TURNS}],
+          "posneg.tsv": POSNEG + "abc_DEF-123_1000\t0\t0.96\t/m/x\tpresent\n"},
+         cli("prepare", "audioset", "--data-dir", "{d}", "--strong-labels", "{d}/posneg.tsv"), "posneg.tsv:2",
+         ("present 'present'",)),
+    Case("CLI: MusicCaps not UTF-8",
+         {"music_train.jsonl": [RECORD], "mc.csv": (MUSICCAPS + MC_ROW).encode() + b"Zx3_kQ9-LmA,0,10,,[],\xff,1,,\n"},
+         cli("prepare", "music", "--data-dir", "{d}", "--musiccaps-csv", "{d}/mc.csv"), "mc.csv:3", ("not UTF-8",)),
+    Case("CLI: MusicCaps ytid twice",
+         {"music_train.jsonl": [RECORD], "mc.csv": MUSICCAPS + MC_ROW + MC_ROW.replace(",30,40,", ",50,60,")},
+         cli("prepare", "music", "--data-dir", "{d}", "--musiccaps-csv", "{d}/mc.csv"), "mc.csv:3",
+         ("listed twice",)),
+    Case("CLI: meta event time of the wrong type", {"audioset_train.jsonl": [with_meta(event(start_s=[1]))]},
+         cli("prepare", "audioset", "--data-dir", "{d}"), "audioset_train.jsonl:1",
+         ("meta.sound_events[0].start_s must be a number",)),
+]
+
+
+def write(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    elif path.suffix == ".jsonl":
+        path.write_text("".join((c if isinstance(c, str) else json.dumps(c)) + "\n" for c in content))
+    else:
+        path.write_text(json.dumps(content))
+
+
+def run_cli(args: tuple[str, ...], folder: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    argv = [a.format(d=folder) for a in args]
+    if argv[0] == "prepare":
+        argv += ["--cache-dir", str(folder / "hf")]
+    return subprocess.run([sys.executable, "-m", "audio_dialogues.cli", *argv], capture_output=True, text=True,
+                          env=env, cwd=folder, timeout=120)
+
+
+def test_the_table_is_broad() -> None:
+    names = [c.name for c in CASES]
+    assert len(names) == len(set(names)) and len(names) >= 40
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_input_is_a_clear_message(tmp_path: Path, case: Case) -> None:
+    for name, content in case.files.items():
+        write(tmp_path / name, content)
+    if isinstance(case.call, Cli):
+        done = run_cli(case.call.args, tmp_path)
+        assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        message = done.stderr
+    else:
+        with pytest.raises(Exception) as raised:
+            case.call(tmp_path)
+        assert isinstance(raised.value, PACKAGE_ERRORS), repr(raised.value)
+        message = str(raised.value)
+    if case.where is not None:  # the file, with the line or record when the problem has one
+        assert f"{tmp_path / case.where}" in message, message
+    for fragment in case.fragments:
+        assert fragment in message, message
