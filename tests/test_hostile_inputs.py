@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pytest
 
 import audio_dialogues
@@ -362,6 +363,13 @@ CASES = [
          lambda d: audio_dialogues.load("music", data_dir=3, cache_dir=str(d / "hf")), None, ("data_dir=3",)),
     Case("misspelt option", {"music_train.jsonl": [RECORD]}, load(sampling_rat=16000), None,
          ("unknown option 'sampling_rat'", "sampling_rate")),
+    Case("num_shards as a string through load_dataset", {"music_train.jsonl": [RECORD]},
+         lambda d: datasets.load_dataset("audio_dialogues", "music", data_dir=str(d), cache_dir=str(d / "hf"),
+                                         num_shards="8"), None, ("num_shards='8' (str)",)),
+    Case("empty annotation file, streaming", {"music_train.jsonl": ""},
+         lambda d: next(iter(audio_dialogues.load("music", split="train", streaming=True, data_dir=str(d),
+                                                  missing_audio="keep", cache_dir=str(d / "hf")))),
+         "music_train.jsonl", ("the file is empty",)),
     # -- end to end through the command line: exit 1, the message on stderr, no traceback
     Case("CLI: empty annotation file", {"music_train.jsonl": ""},
          cli("prepare", "music", "--data-dir", "{d}", "--missing-audio", "keep"), "music_train.jsonl",

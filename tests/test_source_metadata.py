@@ -109,12 +109,12 @@ def test_event_list_strong_labels_accept_times_at_the_clip_edges(tmp_path: Path)
     assert [(e["start_s"], e["end_s"]) for e in events] == [(0.0, 10.0), (9.5, 10.02)]
 
 
-def test_byte_order_marks_are_accepted_in_every_metadata_file(tmp_path: Path) -> None:
+def test_byte_order_marks_and_crlf_are_accepted_in_every_metadata_file(tmp_path: Path) -> None:
     bom = b"\xef\xbb\xbf"
     csv = tmp_path / "mc.csv"
     csv.write_bytes(bom + b"ytid,start_s,end_s,aspect_list,caption\r\nabc_DEF-123,30,40,\"['calm']\",Calm.\r\n")
     tsv = tmp_path / "strong.tsv"
-    tsv.write_bytes(bom + f"{STRONG_HEADER}\nabc_DEF-123_1000\t0\t1\t/m/x\n".encode())
+    tsv.write_bytes(bom + f"{STRONG_HEADER}\r\nabc_DEF-123_1000\t0\t1\t/m/x\r\n".encode())
     ontology = tmp_path / "ontology.json"
     ontology.write_bytes(bom + b'[{"id": "/m/x", "name": "X"}]')
     meta = load_source_metadata(strong_labels=[tsv], musiccaps_csv=[csv], ontology=[ontology])
@@ -130,3 +130,17 @@ def test_musiccaps_rows_are_numbered_by_line_and_an_identical_repeat_is_harmless
     entry = meta.music["abc_DEF-123"]
     assert entry.origin == f"{csv}:2" and entry.is_audioset_eval is True
     assert entry.caption == "A calm piece,\nin two lines."
+
+
+def test_framed_and_event_files_of_one_segment_combine_the_same_in_either_order(tmp_path: Path) -> None:
+    events_tsv = tmp_path / "audioset_eval_strong.tsv"
+    events_tsv.write_text(f"{STRONG_HEADER}\nYxlGt805lTA_30000\t0.500\t1.500\t/m/04rlf\n")
+    framed_tsv = tmp_path / "audioset_eval_strong_framed_posneg.tsv"
+    framed_tsv.write_text(f"{STRONG_HEADER}\tpresent\nYxlGt805lTA_30000\t0.960\t1.920\t/m/04rlf\tPRESENT\n"
+                          "YxlGt805lTA_30000\t1.920\t2.880\t/m/04rlf\tPRESENT\n")
+    clip = Clip("YxlGt805lTA", 30.0, 40.0)
+    one = load_source_metadata(strong_labels=[events_tsv, framed_tsv]).sound_events(clip)
+    other = load_source_metadata(strong_labels=[framed_tsv, events_tsv]).sound_events(clip)
+    key = lambda e: (e["start_s"], e["end_s"])  # noqa: E731
+    assert sorted(one, key=key) == sorted(other, key=key) == [
+        {"label": "/m/04rlf", "start_s": 0.5, "end_s": 1.5}, {"label": "/m/04rlf", "start_s": 0.96, "end_s": 2.88}]

@@ -157,22 +157,27 @@ def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> Source
     header = _header(f"{path}:{first[0]}", first[1], (STRONG_LABELS_HEADER, STRONG_LABELS_POSNEG_HEADER),
                      "an AudioSet strong-label TSV")
     framed = header == STRONG_LABELS_POSNEG_HEADER
-    segments: dict[str, tuple[Clip, list[SoundEvent]]] = {}  # parsed once per segment, not once per row
+    # segment_id -> where its events go: parsed once per segment, not once per row. Frames of the framed
+    # shape collect apart, so that joining them never touches events another file gave the segment.
+    segments: dict[str, list[SoundEvent]] = {}
+    frames: dict[str, list[SoundEvent]] = {}
     for line, row in rows:
         where = f"{path}:{line}"
         if len(row) != len(header):
             raise MetadataError(f"{where}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
                                 f"got {len(row)}; fix or remove the line")
         segment_id, start_text, end_text, label = row[:4]
-        segment = segments.get(segment_id)
-        if segment is None:
+        events = segments.get(segment_id)
+        if events is None:
             try:
                 clip = Clip.from_segment_id(segment_id)
             except (ClipError, ValueError) as e:
                 raise MetadataError(f"{where}: segment_id: {e}") from None
             start_ms = round(clip.start_s * 1000)
-            segment = meta.strong.setdefault(clip.ytid, {}).setdefault(start_ms, (clip, []))
-            segments[segment_id] = segment
+            segments[segment_id] = meta.strong.setdefault(clip.ytid, {}).setdefault(start_ms, (clip, []))[1]
+            events = segments[segment_id]
+        if framed:
+            events = frames.setdefault(segment_id, [])
         start = _number(where, "start_time_seconds", start_text)
         end = _number(where, "end_time_seconds", end_text)
         if not -EVENT_TIME_TOLERANCE_S <= start <= end <= AUDIOSET_SEGMENT_S + EVENT_TIME_TOLERANCE_S:
@@ -187,10 +192,9 @@ def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> Source
                 raise MetadataError(f"{where}: present {row[4][:40]!r} is neither PRESENT nor NOT_PRESENT")
             if not present:
                 continue
-        segment[1].append(SoundEvent(label, start, end))
-    if framed:
-        for _clip, events in segments.values():
-            events[:] = _merge_frames(events)
+        events.append(SoundEvent(label, start, end))
+    for segment_id, present_frames in frames.items():
+        segments[segment_id].extend(_merge_frames(present_frames))
     return meta
 
 
