@@ -97,6 +97,12 @@ def _add_core_commands(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument("--cache-dir", help="datasets cache folder")
     prepare.set_defaults(run=_run_prepare)
 
+    clean = commands.add_parser(
+        "clean", help="delete prepared copies that newer ones superseded (changed inputs, audio or package code)")
+    clean.add_argument("--cache-dir", help="datasets cache folder (default: the datasets default)")
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    clean.set_defaults(run=_run_clean)
+
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .dataset.api import prepare
@@ -121,6 +127,17 @@ def _run_prepare(args: argparse.Namespace) -> int:
         **source_kwargs(args),
     )
     print(summarise(args.config, datasets, report))
+    return 0
+
+
+def _run_clean(args: argparse.Namespace) -> int:
+    from .dataset.api import clean
+
+    removed = clean(args.cache_dir, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for copy in removed:
+        print(f"{verb} {copy.path} ({copy.size_bytes / 1e6:.1f} MB)")
+    print(f"{verb} {len(removed)} superseded prepared copies, {sum(c.size_bytes for c in removed) / 1e6:.1f} MB")
     return 0
 
 

@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,12 +70,23 @@ def atomic_write(path: str | os.PathLike, *, binary: bool = False) -> Iterator[I
             os.unlink(tmp)
 
 
-def iter_lines(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: str | os.PathLike,
+    error: type[Exception] = ValueError,
+    *,
+    part: tuple[int, int] | None = None,
+    skipped: Callable[[bytes], None] | None = None,
+) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` for each line of a UTF-8 text file, line endings kept, read line by line.
 
     A byte-order mark on the first line is dropped (spreadsheet programs write one). A line that is not
     UTF-8 raises ``error`` naming the file and the line, not a decoder's buffer offset. Suits
     :mod:`csv` readers too: they take any iterable of lines, and :func:`csv_rows` gives their rows line numbers.
+
+    ``part=(index, count)`` gives only the lines that start in the ``index``-th of ``count`` equal byte
+    ranges of the file, so ``count`` readers together see every line exactly once, none decoding the
+    others' lines. Lines before the part go undecoded to ``skipped`` (when given); counting them is how
+    the part's line numbers are known.
     """
     path = Path(path)
     try:
@@ -83,7 +94,20 @@ def iter_lines(path: str | os.PathLike, error: type[Exception] = ValueError) -> 
     except OSError as err:
         raise error(describe_os_error(path, err)) from None
     with f:
+        start, stop = 0, None
+        if part is not None:
+            size = os.fstat(f.fileno()).st_size
+            start, stop = size * part[0] // part[1], size * (part[0] + 1) // part[1]
+        pos = 0
         for lineno, raw in enumerate(f, start=1):
+            if pos < start:
+                pos += len(raw)
+                if skipped is not None:
+                    skipped(raw)
+                continue
+            if stop is not None and pos >= stop:
+                return
+            pos += len(raw)
             try:
                 yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
@@ -154,15 +178,22 @@ def load_json(path: str | os.PathLike, error: type[Exception] = ValueError) -> A
         raise error(_json_failure(f"{path}:{line}" if line else str(path), err)) from None
 
 
-def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[str, Any]]:
+def iter_jsonl(
+    path: str | os.PathLike,
+    error: type[Exception] = ValueError,
+    *,
+    part: tuple[int, int] | None = None,
+    skipped: Callable[[bytes], None] | None = None,
+) -> Iterator[tuple[str, Any]]:
     """``(where, value)`` for each non-blank line of a JSON Lines file, read line by line.
 
     ``where`` is ``path:line``. A byte-order mark on the first line is accepted; a line that is not
     UTF-8 or not JSON raises ``error`` naming the line (with a hint when the file is a JSON array or
     pretty-printed JSON rather than JSON Lines), as do nesting too deep and integers too long to read.
+    ``part`` and ``skipped``: as in :func:`iter_lines`.
     """
     path = Path(path)
-    for lineno, line in iter_lines(path, error):
+    for lineno, line in iter_lines(path, error, part=part, skipped=skipped):
         where = f"{path}:{lineno}"
         if not line.strip():
             continue

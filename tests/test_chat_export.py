@@ -61,11 +61,8 @@ def dataset(tmp_path: Path) -> dict:
     files = {YTIDS[0]: audio / f"Y{YTIDS[0]}.wav", YTIDS[1]: audio / f"Y{YTIDS[1]}.wav",
              YTIDS[2]: audio / "nested" / f"{YTIDS[2]}_5.5_15.5.flac", YTIDS[3]: audio / f"{YTIDS[3]}.mp3",
              YTIDS[4]: audio / f"Y{YTIDS[4]}.wav"}
-    for ytid, path in files.items():
-        if path.suffix == ".mp3":
-            path.write_bytes(b"ID3 not really an mp3, but a file the resolver finds " + ytid.encode())
-        else:
-            sf.write(path, tone, 16000)
+    for path in files.values():
+        sf.write(path, tone, 16000, format="MP3" if path.suffix == ".mp3" else None)
     return {"data": data, "audio": audio, "files": {k: v.resolve() for k, v in files.items()}, "tmp": tmp_path}
 
 

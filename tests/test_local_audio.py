@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
-from audio_dialogues.dataset.local_audio import AudioIndex, AudioResolver, listing_fingerprint
+from audio_dialogues.dataset.local_audio import AudioIndex, AudioResolver
+from audio_dialogues.dataset.resolution import ResolutionState
 from audio_dialogues.sources.clips import Clip
 
 YTID = "a_b-c_d-e_f"  # '_' and '-' everywhere
@@ -74,22 +77,78 @@ def test_missing_folder_is_an_error(tmp_path: Path) -> None:
         AudioIndex([tmp_path / "nowhere"])
 
 
+def wav(path: Path, seconds: float, rate: int = 8_000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
 def test_resolver_looks_in_the_cache_last(tmp_path: Path) -> None:
-    touch(tmp_path / "audio", f"Y{YTID}.wav")
+    wav(tmp_path / "audio" / f"Y{YTID}.wav", 10.0)
     resolver = AudioResolver([tmp_path / "audio"], cache_dir=tmp_path / "cache")
     assert resolver.resolve(CLIP) == tmp_path / "audio" / f"Y{YTID}.wav"
     assert resolver.resolve(Clip("Zx3_kQ9-LmA", 0.0, 10.0)) is None  # not local, not cached
 
 
-def test_listing_fingerprint_follows_adds_removals_and_rewrites(tmp_path: Path) -> None:
-    touch(tmp_path, "Ya_b-c_d-e_f.wav")
-    first = listing_fingerprint(tmp_path)
-    assert listing_fingerprint(tmp_path) == first
-    (tmp_path / "Ya_b-c_d-e_f.wav").write_bytes(b"longer")
-    second = listing_fingerprint(tmp_path)
-    touch(tmp_path, "Zx3_kQ9-LmA.wav")
-    third = listing_fingerprint(tmp_path)
-    assert len({first, second, third}) == 3
+def test_resolution_state_follows_its_own_files_only(tmp_path: Path) -> None:
+    """The fingerprint changes when a used file is rewritten, a missing clip's audio arrives or a file is
+    added to an audio folder, and not when unrelated files appear in the clip cache."""
+    used = wav(tmp_path / "audio" / f"Y{YTID}.wav", 10.0)
+    cache = tmp_path / "cache"
+    resolver = AudioResolver([tmp_path / "audio"], cache_dir=cache)
+    missing = Clip("Zx3_kQ9-LmA", 0.0, 10.0)
+    assert resolver.resolve(CLIP) == used and resolver.resolve(missing) is None
+    state = ResolutionState.from_json(ResolutionState.of(resolver).to_json())
+    first = state.fingerprint()
+    (cache / "journal").mkdir(parents=True)
+    (cache / "journal" / "host.jsonl").write_text('{"clip": "other"}\n')  # another config's fetch
+    (cache / "ab").mkdir()
+    (cache / "ab" / "Other00000A_0_10000.flac").write_bytes(b"x")
+    assert state.fingerprint() == first
+    wav(used, 9.0)  # rewritten in place
+    second = state.fingerprint()
+    assert second != first
+    touch(tmp_path / "audio", "unrelated.txt")  # a new file in a folder that was searched
+    assert state.fingerprint() != second
+
+
+def test_a_file_longer_than_its_clip_is_cut_to_the_window(tmp_path: Path) -> None:
+    """A whole video named <ytid>.wav and a <ytid>_<start>_<end> file longer than its name both give the window."""
+    rate = 8_000
+    t = np.arange(60 * rate) / rate
+    video = (np.sign(np.sin(2 * np.pi * 0.05 * t)) * 0.1 + t / 1000).astype(np.float32)  # sample value encodes time
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / f"{YTID}.wav", video, rate, subtype="FLOAT")
+    resolver = AudioResolver([tmp_path / "audio"], cache_dir=tmp_path / "cache")
+    cut = resolver.resolve(CLIP)  # [30, 40) of the 60 s video
+    assert cut is not None and cut.parent.parent == tmp_path / "cache" and cut.suffix == ".flac"
+    data, got_rate = sf.read(cut, dtype="float32")
+    assert got_rate == rate and len(data) == 10 * rate
+    np.testing.assert_allclose(data[:10], video[30 * rate : 30 * rate + 10], atol=1e-4)
+    assert resolver.resolve(CLIP) == cut  # cut once
+
+    other = tmp_path / "other"
+    long_window = wav(other / f"{YTID}_30_40.wav", 25.0)  # says 10 s, holds 25 s
+    cut = AudioResolver([other], cache_dir=tmp_path / "cache2").resolve(CLIP)
+    assert cut != long_window and sf.info(str(cut)).frames == 10 * 8_000
+    exact = wav(tmp_path / "exact" / f"{YTID}_30_40.wav", 10.0)
+    assert AudioResolver([tmp_path / "exact"], cache_dir=tmp_path / "cache3").resolve(CLIP) == exact
+
+
+def test_undecodable_and_too_short_local_files_are_named(tmp_path: Path) -> None:
+    from audio_dialogues.dataset.local_audio import UnusableAudioError
+
+    touch(tmp_path / "bad", f"Y{YTID}.wav")  # b"x": not audio
+    with pytest.raises(UnusableAudioError, match=rf"Y{YTID}.wav: not readable audio"):
+        AudioResolver([tmp_path / "bad"], cache_dir=tmp_path / "cache").resolve(CLIP)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / f"Y{YTID}.flac").write_bytes(b"")
+    with pytest.raises(UnusableAudioError, match="the file is empty"):
+        AudioResolver([tmp_path / "empty"], cache_dir=tmp_path / "cache").resolve(CLIP)
+    wav(tmp_path / "short" / f"{YTID}.wav", 20.0)  # longer than the clip, but the window starts at 30 s
+    with pytest.raises(UnusableAudioError, match=r"holds 20.00 s, more than the 10 s clip .* but not its window"):
+        AudioResolver([tmp_path / "short"], cache_dir=tmp_path / "cache").resolve(CLIP)
 
 
 def test_relative_folders_give_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,14 @@
-"""The public way in that does not depend on the ``load_dataset`` hook: :func:`load` and :func:`prepare`."""
+"""The public way in that does not depend on the ``load_dataset`` hook: :func:`load`, :func:`prepare`, :func:`clean`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -49,3 +54,66 @@ def prepare(
         with open(path) as f:
             report = {split: SplitReport(**r) for split, r in json.load(f).items()}
     return b.as_dataset(), report
+
+
+#: ``<options id>-<input digest>-<resolution digest>``: the config id of a prepared copy (see the builder).
+_CONFIG_ID_RE = re.compile(r"^(?P<options>.+)-[0-9a-f]{16}-[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class PreparedCopy:
+    """One prepared copy in the datasets cache: ``<cache>/audio_dialogues/<config id>/<version>/<code hash>``."""
+
+    path: Path
+    options: str
+    code: str
+    prepared_at: float
+    size_bytes: int
+
+
+def prepared_copies(cache_dir: str | os.PathLike | None = None) -> list[PreparedCopy]:
+    """Every prepared copy of this dataset in a datasets cache (default: datasets' own), oldest first."""
+    root = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser() / DATASET_NAME
+    copies = []
+    for info in root.glob("*/*/*/dataset_info.json"):
+        folder = info.parent
+        config_id = folder.parent.parent.name
+        match = _CONFIG_ID_RE.match(config_id)
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        copies.append(PreparedCopy(folder, match["options"] if match else config_id, folder.name,
+                                   info.stat().st_mtime, size))
+    return sorted(copies, key=lambda c: c.prepared_at)
+
+
+def superseded_copies(cache_dir: str | os.PathLike | None = None) -> list[PreparedCopy]:
+    """Prepared copies nothing will load again: made by other code, or older than a copy with the same options.
+
+    A copy is keyed on its options, its inputs' contents and the files they resolved to; when any of
+    these changes a new copy is prepared and the old one is never read again. Per set of options, only
+    the newest copy made by this code is kept.
+    """
+    code = builder_hash()
+    copies = prepared_copies(cache_dir)
+    newest: dict[str, PreparedCopy] = {}
+    for copy in copies:
+        if copy.code == code:
+            newest[copy.options] = copy
+    return [c for c in copies if newest.get(c.options) is not c]
+
+
+def clean(cache_dir: str | os.PathLike | None = None, *, dry_run: bool = False) -> list[PreparedCopy]:
+    """Delete superseded prepared copies (see :func:`superseded_copies`); return what was (or would be) deleted.
+
+    Never deletes a copy another process is preparing (``.incomplete`` folders are not copies), nor the
+    newest copy of any set of options.
+    """
+    stale = superseded_copies(cache_dir)
+    if not dry_run:
+        for copy in stale:
+            shutil.rmtree(copy.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(f"{copy.path}_builder.lock")
+            for parent in (copy.path.parent, copy.path.parent.parent):  # version and config folders, once empty
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+    return stale

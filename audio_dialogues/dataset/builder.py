@@ -2,17 +2,23 @@
 
 Preparing a split reads and validates its annotation files, completes release-shape records from
 source metadata, resolves every clip to a local file (``audio_dir`` first, then the clip cache, which
-``download_audio=True`` fills) and applies the ``missing_audio`` policy. Only paths are stored; audio
-is decoded on access by the feature chosen with ``decoder``.
+``download_audio=True`` fills) and applies the ``missing_audio`` policy (:mod:`.resolution`). Only paths
+are stored; audio is decoded on access by the feature chosen with ``decoder``.
 
-The cache key covers the *contents* of the annotation and metadata files and the listing of the audio
-folders, not just their paths, so an edited file or newly fetched audio is never served from a stale
-cache.
+The cache key. datasets keys a prepared copy on the config's options only, so the config id is
+extended with two digests: the *contents* of the annotation and metadata files (each file's digest is
+remembered by its size, mtime, ctime and inode, so an unchanged file is not read again), and the state
+of exactly the files the split's records resolved to (:class:`.resolution.ResolutionState`, stored
+beside the prepared data: one ``stat`` per file, no folder walk). A cached load therefore costs a few
+stats per record, and nothing another config's fetch or a journal writes into the shared clip cache
+touches it. Prepared copies that newer ones superseded are listed and removed by :func:`.api.clean`.
+
+Streaming never prepares: each shard is a part of the annotation files, read, resolved and decoded
+lazily in the DataLoader worker (or rank) that reads it, so the first example comes at once.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import hashlib
@@ -27,6 +33,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+from datasets.download.streaming_download_manager import StreamingDownloadManager
 
 from .. import __version__
 from ..fetch.cache import resolve_cache_dir
@@ -36,27 +43,29 @@ from ..sources.annotations import (
     AnnotationError,
     Record,
     gc_paused,
+    iter_split_part,
     read_split,
     release_folders,
     split_files,
 )
-from ..sources.clips import Clip
-from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
+from ..sources.metadata import PathOrUrl, SourceMetadata, is_url, metadata_sources, open_source_metadata
 from .cards import CARDS, HOMEPAGE, LICENSE
 from .decoding import audio_feature
-from .local_audio import AudioResolver, listing_fingerprint
+from .local_audio import AudioResolver
 from .options import ConfigError, check_options, is_paths
+from .resolution import MissingAudioError, ResolutionState, SplitReport, log_drops, resolve_records
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILENAME = "audio_dialogues_report.json"
+#: Beside the prepared data: what its records resolved to, to tell whether it is still current.
+RESOLUTION_FILENAME = "audio_dialogues_resolution.json"
+#: Beside the prepared copies of the dataset: digests of input files, by their stat identity.
+DIGESTS_FILENAME = "audio_dialogues_input_digests.json"
+__all__ = ["AudioDialogues", "AudioDialoguesConfig", "MissingAudioError", "SplitReport", "builder_hash"]
 _VERSION = datasets.Version("1.0.0")
 _BATCH_SIZE = 1_000
 _List = getattr(datasets, "List", None) or (lambda feature: [feature])  # datasets < 4: a list literal
-
-
-class MissingAudioError(FileNotFoundError):
-    """A clip with no audio under ``missing_audio="error"``."""
 
 
 @dataclass
@@ -134,42 +143,18 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         return split_files(self.name, data_dir=self.data_dir, data_files=data_files)
 
     def create_config_id(self, config_kwargs: dict, custom_features: Any = None) -> str:
-        """The datasets config id plus a digest of what the inputs *contain* (see module docstring)."""
+        """datasets' id of the options, once they are checked; the builder adds the content digests on prepare."""
         self.validate()
-        return f"{super().create_config_id(config_kwargs, custom_features)}-{self.content_fingerprint()}"
+        return super().create_config_id(config_kwargs, custom_features)
 
-    def content_fingerprint(self) -> str:
-        digest = hashlib.blake2b(digest_size=8)
+    def input_files(self) -> tuple[list[Path], list[str]]:
+        """The local annotation and metadata files whose contents the prepared data depends on, and the URLs."""
         try:
             annotation_files = [p for files in self.annotation_files().values() for p in files]
         except AnnotationError:
             annotation_files = []  # reported with its full message when the splits are generated
-        local_metadata = [Path(f) for files in self.metadata_sources().values() for f in files if not is_url(f)]
-        for path in annotation_files + local_metadata:
-            digest.update(str(path).encode())
-            if path.is_file():
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(block)
-        for folder in self.audio_dirs + [self.cache_dir]:
-            digest.update(str(folder).encode())
-            if folder.is_dir():
-                digest.update(listing_fingerprint(folder).encode())
-        return digest.hexdigest()
-
-
-@dataclass
-class SplitReport:
-    """What preparing one split kept and dropped, and why."""
-
-    records: int = 0
-    kept: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    missing_clips: int = 0
-    #: Release records naming a clip that the source metadata given does not list (no window, no labels).
-    unlisted: int = 0
-    #: Where the first of them is (``file[index]``), to look at.
-    first_unlisted: str = ""
+        sources = [f for files in self.metadata_sources().values() for f in files]
+        return annotation_files + [Path(f) for f in sources if not is_url(f)], [f for f in sources if is_url(f)]
 
 
 def _features(config: AudioDialoguesConfig) -> datasets.Features:
@@ -223,6 +208,15 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         if "sampling_rate" in kwargs and kwargs["sampling_rate"] is None:
             kwargs["sampling_rate"] = "native"
         super().__init__(*args, **kwargs)
+        #: datasets' own config id (the options); the content and resolution digests are added on prepare.
+        self.options_id = self.config_id
+        self._resolved: dict[str, tuple[list[tuple[Record, list[Path | None]]], SplitReport]] | None = None
+        self._resolution: ResolutionState | None = None
+        self._stream_cache: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict:
+        # Pickled into every DataLoader worker: never ship resolved records or one process's resolver along.
+        return {**super().__getstate__(), "_resolved": None, "_stream_cache": {}}
 
     def _info(self) -> datasets.DatasetInfo:
         self.config.validate()
@@ -235,101 +229,190 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             citation=card.citation,
         )
 
-    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+    def _load_info(self) -> datasets.DatasetInfo:
+        """The prepared copy's info, with this package's decoder on its standard ``Audio`` columns."""
+        info = super()._load_info()
+        info.features = _features(self.config)
+        return info
+
+    # --- the cache key -------------------------------------------------------------------------
+
+    def download_and_prepare(self, output_dir: str | None = None, *args: Any, **kwargs: Any) -> None:
+        """Prepare (or find prepared) the copy keyed on the inputs' contents and their resolved files."""
+        if output_dir is None and not args:
+            mode = datasets.DownloadMode(kwargs.get("download_mode") or datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
+            self._key_on_contents(reuse=mode == datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
+        generated = self._resolved is not None
+        super().download_and_prepare(output_dir, *args, **kwargs)
+        self._resolved = None
+        if generated:
+            from .api import superseded_copies
+
+            stale = superseded_copies(self._cache_dir_root)
+            if stale:
+                logger.warning("%d superseded prepared copies of %s (%.0f MB) in %s: `audio-dialogues clean` (or "
+                               "audio_dialogues.dataset.api.clean()) deletes them", len(stale), self.dataset_name,
+                               sum(c.size_bytes for c in stale) / 1e6, self._cache_dir_root)
+
+    def _dataset_dir(self) -> str:
+        """The folder holding every prepared copy of this dataset (one subfolder per config id)."""
+        return os.path.join(self._cache_dir_root, os.path.dirname(self._relative_data_dir(False, False)))
+
+    def _key_on_contents(self, reuse: bool) -> None:
+        """Set the config id to ``<options>-<input contents>-<resolution>``, resolving only when needed.
+
+        A prepared copy with the same options and inputs is current when the files its records resolved
+        to are unchanged (:meth:`ResolutionState.fingerprint`); then nothing is read or resolved.
+        Otherwise the records are read and resolved now, once: the result both names the copy and
+        becomes its data.
+        """
+        prefix = f"{self.options_id}-{self._input_digest()}-"
+        parent = self._dataset_dir()
+        if reuse and os.path.isdir(parent):
+            for name in sorted(os.listdir(parent)):
+                if name.startswith(prefix) and self._is_current(os.path.join(parent, name), name[len(prefix):]):
+                    self._use_config_id(name)
+                    return
+        self._resolved, self._resolution = self._resolve_all()
+        self._use_config_id(prefix + self._resolution.fingerprint())
+
+    def _is_current(self, config_dir: str, fingerprint: str) -> bool:
+        prepared = os.path.join(config_dir, str(self.config.version), self.hash or "")
+        try:
+            with open(os.path.join(prepared, RESOLUTION_FILENAME), encoding="utf-8") as f:
+                state = ResolutionState.from_json(json.load(f))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return os.path.exists(os.path.join(prepared, "dataset_info.json")) and state.fingerprint() == fingerprint
+
+    def _use_config_id(self, config_id: str) -> None:
+        self.config_id = config_id
+        self._cache_dir = self._build_cache_dir()
+        self._output_dir = self._cache_dir
+
+    def _input_digest(self) -> str:
+        """Digest of the inputs' contents: annotation and local metadata files, metadata URLs, the clip cache.
+
+        Each file is read once per change: its digest is remembered with its size, mtime, ctime and inode
+        (ctime cannot be set back by hand), so a cached load does not re-read 100+ MB of annotations.
+        """
+        files, urls = self.config.input_files()
+        memo_path = os.path.join(self._dataset_dir(), DIGESTS_FILENAME)
+        try:
+            with open(memo_path, encoding="utf-8") as f:
+                memo = json.load(f)
+        except (OSError, ValueError):
+            memo = {}
+        digest = hashlib.blake2b(digest_size=8)
+        changed = False
+        for path in files:
+            key = os.path.abspath(path)
+            try:
+                st = os.stat(key)
+            except OSError:
+                digest.update(f"{key}\0absent\n".encode())
+                continue
+            identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            known = memo.get(key)
+            if not (isinstance(known, list) and known[:4] == identity):
+                with open(key, "rb") as f:
+                    known = identity + [hashlib.file_digest(f, "blake2b").hexdigest()]
+                memo[key] = known
+                changed = True
+            digest.update(f"{key}\0{known[4]}\n".encode())
+        digest.update("\n".join(urls + [str(self.config.cache_dir)]).encode())
+        if changed:
+            try:
+                with atomic_write(memo_path) as f:
+                    json.dump(memo, f)
+            except OSError:
+                logger.debug("could not remember input digests in %s", memo_path)
+        return digest.hexdigest()
+
+    def _resolve_all(self) -> tuple[dict[str, tuple[list[tuple[Record, list[Path | None]]], SplitReport]],
+                                    ResolutionState]:
+        """Read, (fetch,) and resolve every split; also what the resolution depended on."""
         config = self.config
         files = config.annotation_files()
-        # A streaming download manager only hands URLs back; metadata must be read whole, so fetch it for real.
-        downloader = datasets.DownloadManager(
-            dataset_name=self.dataset_name, download_config=dl_manager.download_config
-        )
+        downloader = datasets.DownloadManager(dataset_name=self.dataset_name)
         metadata = open_source_metadata(config.metadata_sources(), download=downloader.download)
         resolver = AudioResolver(config.audio_dirs, config.cache_dir)
-        self.report: dict[str, SplitReport] = {}
-        generators = []
+        resolved = {}
         for split, paths in files.items():
             records = read_split(config.name, split, data_files={split: paths}, metadata=metadata)
+            report = SplitReport()
+            unlisted = [r for r in records if r.unlisted]
+            if unlisted:
+                report.unlisted, report.first_unlisted = len(unlisted), unlisted[0].origin
+                logger.warning("%s/%s: %d release records name clips the source metadata does not list (first: "
+                               "%s, %s)", config.name, split, len(unlisted), unlisted[0].origin,
+                               ", ".join(unlisted[0].unlisted))
             if config.download_audio:
                 self._fetch_missing(records, resolver)
             with gc_paused():
-                resolved, self.report[split] = self._resolve(split, records, resolver)
+                kept = list(resolve_records(records, resolver, config.missing_audio, report))
             del records
-            n = max(1, min(config.num_shards, len(resolved)))
-            bounds = [len(resolved) * i // n for i in range(n + 1)]
-            shards = []
-            for i in reversed(range(n)):  # from the end, freeing each shard's records once it is Arrow
-                shards.insert(0, self._table(resolved[bounds[i] :]))
-                del resolved[bounds[i] :]
-            generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards}))
-        self._save_report()
-        return generators
+            if report.records and not kept:
+                raise MissingAudioError(
+                    f"{config.name}/{split}: no audio for any of its {report.records} records "
+                    f"({', '.join(report.dropped)}); searched {resolver.searched()}. Pass audio_dir, fetch the "
+                    "clips (download_audio=True or `audio-dialogues fetch`), or use missing_audio='keep' for text only"
+                )
+            log_drops(f"{config.name}/{split}", report)
+            resolved[split] = (kept, report)
+        return resolved, ResolutionState.of(resolver)
 
     def _fetch_missing(self, records: list[Record], resolver: AudioResolver) -> None:
         from ..fetch import FetchOptions, fetch_clips
 
-        wanted = {c for r in records for c in r.clips if c.has_times and resolver.resolve(c) is None}
+        wanted = {c for r in records for c in r.clips if c.has_times and resolver.index.find(c) is None
+                  and resolver.resolve(c) is None}
+        resolver.missing.clear()  # these are fetched now; what is still missing is found again afterwards
         if wanted:
             logger.info("fetching %d clips into %s", len(wanted), resolver.cache_dir)
             # Fetch at the rate the dataset decodes to (native stays native) unless fetch_options say otherwise.
             options = FetchOptions(**{"sample_rate": self.config.target_rate, **self.config.fetch_options})
             fetch_clips(sorted(wanted, key=lambda c: c.key), cache_dir=resolver.cache_dir, options=options)
 
-    def _resolve(
-        self, split: str, records: list[Record], resolver: AudioResolver
-    ) -> tuple[list[tuple[Record, list[Path | None]]], SplitReport]:
-        """Each record with the audio path of each of its clips, after the ``missing_audio`` policy."""
-        policy = self.config.missing_audio
-        report = SplitReport(records=len(records))
-        unlisted = [r for r in records if r.unlisted]
-        if unlisted:
-            report.unlisted, report.first_unlisted = len(unlisted), unlisted[0].origin
-            logger.warning("%s/%s: %d release records name clips the source metadata does not list (first: %s, "
-                           "%s)", self.config.name, split, len(unlisted), unlisted[0].origin,
-                           ", ".join(unlisted[0].unlisted))
-        dropped: collections.Counter[str] = collections.Counter()
-        resolved = []
-        for record in records:
-            paths = [resolver.resolve(c) for c in record.clips]
-            missing = [c for c, p in zip(record.clips, paths, strict=True) if p is None]
-            if missing:
-                report.missing_clips += len(missing)
-                if policy == "error":
-                    raise MissingAudioError(f"{record.origin}: no audio for {_describe(missing[0])} "
-                                            f"(searched {self._searched(resolver)})")
-                if policy == "drop":
-                    dropped[_missing_reason(missing)] += 1
-                    continue
-            resolved.append((record, paths))
-        report.kept = len(resolved)
-        report.dropped = dict(dropped)
-        if records and not resolved:
-            raise MissingAudioError(
-                f"{self.config.name}/{split}: no audio for any of its {len(records)} records "
-                f"({', '.join(dropped)}); searched {self._searched(resolver)}. Pass audio_dir, fetch the clips "
-                "(download_audio=True or `audio-dialogues fetch`), or use missing_audio='keep' for text only"
-            )
-        if dropped:
-            logger.warning("%s/%s: dropped %d of %d records without audio (%s)", self.config.name, split,
-                           sum(dropped.values()), len(records), ", ".join(f"{k}: {v}" for k, v in dropped.items()))
-        return resolved, report
+    # --- generating the splits ------------------------------------------------------------------
 
-    @staticmethod
-    def _searched(resolver: AudioResolver) -> str:
-        folders = ", ".join(map(str, resolver.index.folders)) or "no audio_dir"
-        return f"{folders} and the clip cache {resolver.cache_dir}"
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+        if isinstance(dl_manager, StreamingDownloadManager):
+            n = self.config.num_shards
+            return [datasets.SplitGenerator(name=split, gen_kwargs={"shards": [
+                        _Part(split, tuple(map(str, paths)), i, n) for i in range(n)]})
+                    for split, paths in self.config.annotation_files().items()]
+        if self._resolved is None:  # prepared into an explicit output_dir: nothing was resolved for the key
+            self._resolved, self._resolution = self._resolve_all()
+        self.report: dict[str, SplitReport] = {}
+        generators = []
+        for split in list(self._resolved):
+            resolved, self.report[split] = self._resolved.pop(split)
+            n = max(1, min(self.config.num_shards, len(resolved)))
+            bounds = [len(resolved) * i // n for i in range(n + 1)]
+            shards = []
+            for i in reversed(range(n)):  # from the end, freeing each shard's records once it is Arrow
+                shards.insert(0, self._table(resolved[bounds[i] :]))
+                del resolved[bounds[i] :]
+            generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards}))
+        self._save_beside_data()
+        return generators
 
-    def _save_report(self) -> None:
-        """Keep the report next to the prepared data, so a cached load can still say what was dropped."""
+    def _save_beside_data(self) -> None:
+        """The report (a cached load can still say what was dropped) and what the resolution depended on."""
         output_dir = getattr(self, "_output_dir", None)
         if output_dir and os.path.isdir(output_dir):
             with atomic_write(os.path.join(output_dir, REPORT_FILENAME)) as f:
                 json.dump({split: vars(r) for split, r in self.report.items()}, f, indent=1)
+            if self._resolution is not None:
+                with atomic_write(os.path.join(output_dir, RESOLUTION_FILENAME)) as f:
+                    json.dump(self._resolution.to_json(), f)
 
     def _table(self, resolved: list[tuple[Record, list[Path | None]]]) -> pa.Table:
         """One shard as an Arrow table, built a batch of example dicts at a time.
 
-        Shards travel inside the generator's arguments, which a streaming dataset pickles into every
-        DataLoader worker: as Arrow buffers that costs milliseconds, where the same rows as Python objects
-        cost seconds and several times the memory per worker.
+        Shards travel inside the generator's arguments; as Arrow buffers that costs milliseconds where
+        the same rows as Python objects cost seconds and several times the memory.
         """
         schema = self.info.features.arrow_schema
         batches = [
@@ -339,11 +422,50 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         ]
         return pa.concat_tables(batches) if batches else schema.empty_table()
 
-    def _generate_tables(self, shards: list[pa.Table]) -> Iterator[tuple[tuple[int, int], pa.Table]]:
+    def _generate_tables(self, shards: list[pa.Table | _Part]) -> Iterator[tuple[tuple[int, int], pa.Table]]:
         """The shards' rows in batches; writing Arrow directly skips datasets' per-example encoding."""
         for shard_index, shard in enumerate(shards):
-            for start in range(0, shard.num_rows, _BATCH_SIZE):
-                yield (shard_index, start), shard.slice(start, _BATCH_SIZE)
+            tables = self._stream_part(shard) if isinstance(shard, _Part) else (
+                shard.slice(start, _BATCH_SIZE) for start in range(0, shard.num_rows, _BATCH_SIZE))
+            for batch_index, table in enumerate(tables):
+                yield (shard_index, batch_index), table
+
+    # --- streaming: each part read and resolved where it is consumed ------------------------------
+
+    def _stream_part(self, part: _Part) -> Iterator[pa.Table]:
+        """A part's examples, resolved one record at a time; small first batches so the first example is quick.
+
+        The report of a stream can only be per part: its drops are logged when the part ends (the split
+        as a whole is never resolved), and ``missing_audio="error"`` stops at the first record concerned.
+        """
+        config = self.config
+        metadata, resolver = self._stream_inputs()
+        report = SplitReport()
+        records = iter_split_part(config.name, part.paths, part.index, part.count, metadata)
+        batch: list[dict] = []
+        size = 1
+        schema = self.info.features.arrow_schema
+        for record, paths in resolve_records(records, resolver, config.missing_audio, report):
+            batch.append(_example(config.name, record, paths))
+            if len(batch) >= size:
+                yield pa.Table.from_pylist(batch, schema=schema)
+                batch, size = [], min(size * 4, _BATCH_SIZE)
+        if batch:
+            yield pa.Table.from_pylist(batch, schema=schema)
+        log_drops(f"{config.name}/{part.split} part {part.index + 1}/{part.count}", report)
+        if report.records and not report.kept:
+            logger.warning("%s/%s part %d/%d: none of its %d records has audio; searched %s", config.name,
+                           part.split, part.index + 1, part.count, report.records, resolver.searched())
+
+    def _stream_inputs(self) -> tuple[SourceMetadata | None, AudioResolver]:
+        """Source metadata and the audio resolver, made once per process that streams."""
+        if "resolver" not in self._stream_cache:
+            config = self.config
+            downloader = datasets.DownloadManager(dataset_name=self.dataset_name)
+            self._stream_cache["metadata"] = open_source_metadata(config.metadata_sources(),
+                                                                  download=downloader.download)
+            self._stream_cache["resolver"] = AudioResolver(config.audio_dirs, config.cache_dir)
+        return self._stream_cache["metadata"], self._stream_cache["resolver"]
 
 
 def _check_builder_kwargs(kwargs: dict[str, Any]) -> None:
@@ -363,14 +485,14 @@ def _check_builder_kwargs(kwargs: dict[str, Any]) -> None:
                                   "list of paths, or a dict of split name -> path(s), e.g. {'train': 'train.jsonl'}")
 
 
-def _missing_reason(missing: list[Clip]) -> str:
-    if any(not c.has_times for c in missing):
-        return "no audio found and no clip times (give source metadata to fetch it)"
-    return "no audio found"
+@dataclass(frozen=True)
+class _Part:
+    """Part ``index`` of ``count`` of a split's annotation files: a stream shard, a few bytes to pickle."""
 
-
-def _describe(clip: Clip) -> str:
-    return f"clip {clip.ytid}" + (f" [{clip.start_s:g}s, {clip.end_s:g}s)" if clip.has_times else " (times unknown)")
+    split: str
+    paths: tuple[str, ...]
+    index: int
+    count: int
 
 
 @functools.cache

@@ -2,14 +2,19 @@
 
 datasets >= 4 decodes :class:`datasets.Audio` with torchcodec, which needs torch and FFmpeg's shared
 libraries and, on the WAV/FLAC clips this dataset is made of, runs about 4x slower than libsndfile
-plus soxr resampling. :class:`SoundfileAudio` is an ``Audio`` feature that decodes that way instead;
-being a registered feature type, it works the same in eager datasets, streaming and DataLoader workers.
+plus soxr resampling. :class:`SoundfileAudio` is an ``Audio`` feature that decodes that way instead.
 Both paths return ``{"array": float32 1-D (mono), "sampling_rate": int}`` (torchcodec's decoder object
 answers the same two keys), equal in length and correlated >= 0.99.
+
+Portability: both features *serialise as the standard* ``Audio`` type (their ``_type`` is ``"Audio"``
+and they add no field), so whatever is written from them (``save_to_disk``, ``push_to_hub``, the
+prepared cache) opens with plain ``datasets`` and no trace of this package. This package puts its own
+decoder back when it reads data (see the builder's ``_load_info``).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import subprocess
@@ -29,17 +34,44 @@ _FFMPEG_ONLY = (".m4a", ".webm", ".mp4", ".aac")
 _DATASETS_MAJOR = int(datasets.__version__.split(".")[0])
 
 
+#: The torch/torchcodec pair known to load together; torchcodec releases are built against one torch release.
+TORCHCODEC_FIX = 'pip install "torch==2.13.*" "torchcodec==0.13.*"  (or: pip install "audio-dialogues[decode]")'
+
+
 def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
     """The ``Audio`` feature for a decoder name: ``soundfile`` (fast), ``torchcodec`` (datasets' own), ``none``."""
     if decoder == "soundfile":
         return SoundfileAudio(sampling_rate=sampling_rate)
     if decoder == "torchcodec":
-        # datasets < 4 decodes with soundfile/librosa and spells mono differently.
-        mono = {"num_channels": 1} if _DATASETS_MAJOR >= 4 else {"mono": True}
-        return datasets.Audio(sampling_rate=sampling_rate, **mono)
+        if _DATASETS_MAJOR < 4:  # datasets < 4 decodes with soundfile/librosa and spells mono differently
+            return datasets.Audio(sampling_rate=sampling_rate, mono=True)
+        check_torchcodec()
+        return TorchcodecAudio(sampling_rate=sampling_rate, num_channels=1)
     if decoder == "none":
-        return SoundfileAudio(sampling_rate=sampling_rate, decode=False)
+        return datasets.Audio(sampling_rate=sampling_rate, decode=False)
     raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
+
+
+def check_torchcodec() -> None:
+    """Fail now, naming the fix, when torchcodec cannot load (e.g. built for another torch release).
+
+    Otherwise the failure would surface on the first decoded example, deep inside datasets, as a
+    missing shared library.
+    """
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception as err:  # noqa: BLE001 - any failure to load is the same problem for the user
+        try:
+            from importlib.metadata import version
+
+            versions = f"torch {version('torch')}, torchcodec {version('torchcodec')}"
+        except Exception:  # noqa: BLE001
+            versions = "torch or torchcodec not installed"
+        raise ImportError(
+            f"decoder='torchcodec' needs torchcodec loadable with the installed torch ({versions}): "
+            f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}. Fix: {TORCHCODEC_FIX}; "
+            "torchcodec also needs FFmpeg's shared libraries (e.g. apt install ffmpeg). Or use decoder='soundfile'."
+        ) from err
 
 
 def _decode_with_ffmpeg(source: str | bytes, sampling_rate: int | None) -> tuple[np.ndarray, int]:
@@ -76,9 +108,13 @@ def decode_file(source: str | bytes, sampling_rate: int | None = None) -> tuple[
 
 @dataclass
 class SoundfileAudio(datasets.Audio):
-    """``datasets.Audio`` decoded with soundfile + soxr (ffmpeg for containers libsndfile cannot read)."""
+    """``datasets.Audio`` decoded with soundfile + soxr (ffmpeg for containers libsndfile cannot read).
 
-    _type: str = field(default="SoundfileAudio", init=False, repr=False)
+    Serialised as the standard ``Audio`` (same ``_type``, same fields), so nothing written from it
+    depends on this package.
+    """
+
+    _type: str = field(default="Audio", init=False, repr=False)
 
     def encode_example(self, value: Any) -> dict:
         """Store a path, bytes or an array without torch (datasets >= 4's ``Audio`` imports torchcodec here)."""
@@ -107,8 +143,55 @@ class SoundfileAudio(datasets.Audio):
 
             with xopen(path, "rb") as f:
                 data = f.read()
-        array, rate = decode_file(data if data is not None else path, self.sampling_rate)
+        try:
+            array, rate = decode_file(data if data is not None else path, self.sampling_rate)
+        except (sf.LibsndfileError, RuntimeError, OSError) as err:
+            raise AudioDecodeError(f"cannot decode audio {path or '<bytes>'}: {err}") from err
         return {"path": path, "array": array, "sampling_rate": rate}
+
+
+class AudioDecodeError(RuntimeError):
+    """Audio that cannot be decoded; the message names the file."""
+
+
+@dataclass
+class TorchcodecAudio(datasets.Audio):
+    """datasets' own ``Audio`` (torchcodec), whose decoded object gives the same samples on every read.
+
+    torchcodec 0.13 keeps resampler state inside a decoder between calls, so reading ``["array"]`` of
+    one datasets example twice returned shifted samples. Here the samples are decoded once per example
+    and kept. Serialised as the standard ``Audio``.
+    """
+
+    _type: str = field(default="Audio", init=False, repr=False)
+
+    def decode_example(self, value: dict, token_per_repo_id: Any = None) -> Any:
+        decoder = super().decode_example(value, token_per_repo_id=token_per_repo_id)
+        decoder.__class__ = _stable_decoder_class()
+        return decoder
+
+
+@functools.cache
+def _stable_decoder_class() -> type:
+    from datasets.features._torchcodec import AudioDecoder
+
+    class StableAudioDecoder(AudioDecoder):
+        """datasets' ``AudioDecoder`` whose ``["array"]`` and ``["sampling_rate"]`` come from one decode."""
+
+        def __getitem__(self, key: str) -> Any:
+            if key in ("array", "sampling_rate"):
+                cached = self.__dict__.get("_audio_dialogues_samples")
+                if cached is None:
+                    samples = self.get_all_samples()
+                    data = samples.data.cpu().numpy()
+                    mixed = data.ndim > 1 and data.shape[0] > 1
+                    array = data.mean(axis=0, dtype=np.float32) if mixed else data.reshape(-1)
+                    cached = (np.ascontiguousarray(array, dtype=np.float32), int(samples.sample_rate))
+                    self.__dict__["_audio_dialogues_samples"] = cached
+                return cached[0] if key == "array" else cached[1]
+            return super().__getitem__(key)
+
+    return StableAudioDecoder
 
 
 with warnings.catch_warnings():  # register_feature is flagged experimental; its behaviour is what we test

@@ -3,33 +3,60 @@
 Audio of AudioSet and MusicCaps clips circulates under several naming schemes; all of these are
 recognised, with any of the extensions in :data:`AUDIO_EXTENSIONS`:
 
-- ``Y<ytid>.<ext>`` (AudioSet-SL, WavCaps, the authors' release) and ``<ytid>.<ext>``: the file is the clip;
+- ``Y<ytid>.<ext>`` (AudioSet-SL, WavCaps, the authors' release) and ``<ytid>.<ext>``: the clip, or the
+  whole video;
 - ``<ytid>_<start>.<ext>`` and ``<ytid>_<start>_<end>.<ext>``, times in seconds (``30``, ``30.0``, ``30.000``);
 - ``<ytid>_<start ms>.<ext>`` (the strong-label ``segment_id``).
 
-The folders are walked once per prepare into an in-memory index (no glob per clip). Their listing also
-has a fingerprint, so a dataset prepared before new audio arrived is not served from cache afterwards.
+The folders are walked once per prepare into an in-memory index (no glob per clip). Names are only
+bucketed by their possible ytid while walking and parsed when a ytid is looked up, so indexing 160k
+files costs little more than listing them.
+
+A local file is checked before it is used (:meth:`AudioResolver.resolve`): its header says how long it
+is, so a file that cannot be read is reported with its clip instead of failing later inside a decoder,
+and a file that holds more than the clip (a whole video, or a ``<ytid>_<start>_<end>`` file longer than
+its name says) is cut to the clip's window once, into the clip cache, exactly where a download of that
+clip would go. Every consumer (both decoders, chat export, the Hub) then sees the clip itself.
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
 import os
+import re
+import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fetch.cache import cached_clip
+from ..fetch.cache import ClipRecord, audio_path, cached_clip, write_record
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 
 #: What the builder does with a record whose audio is not found (defined here so the CLI need not import datasets).
 MISSING_AUDIO_POLICIES = ("drop", "error", "keep")
 #: Preference order when one clip has several files: lossless first.
-AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "webm")
+AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "webm", "mp4", "aac")
+#: Containers libsndfile cannot open: their length comes from ffmpeg.
+FFMPEG_ONLY_EXTENSIONS = ("m4a", "webm", "mp4", "aac")
 _EXT_RANK = {ext: rank for rank, ext in enumerate(AUDIO_EXTENSIONS)}
 _TIME_TOLERANCE_S = 0.0015
+#: A file this much longer than its clip holds more than the clip (encoder padding is ~0.05 s).
+LONGER_THAN_CLIP_S = 0.5
+_HEADER_BYTES = 4096
 
 PathLike = str | os.PathLike
+
+
+class UnusableAudioError(Exception):
+    """A local file that exists but cannot serve as the clip: unreadable, empty, or not holding its window.
+
+    ``reason`` is the short form counted in reports; the message names the file and what is wrong.
+    """
+
+    def __init__(self, message: str, reason: str = "undecodable audio") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +73,7 @@ def _parse_time(text: str) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return value if value >= 0 else None
+    return value if value >= 0 and math.isfinite(value) else None
 
 
 def parse_audio_name(stem: str) -> list[tuple[str, float | None, float | None]]:
@@ -81,44 +108,65 @@ class AudioIndex:
     def __init__(self, folders: Sequence[PathLike] = ()) -> None:
         # Absolute, so the paths stored in a prepared dataset still work from another working directory.
         self.folders = [Path(os.path.abspath(f)) for f in folders]
-        self._by_ytid: dict[str, list[_Entry]] = {}
+        #: Every folder walked (the roots and their subfolders): adding or removing a file changes one's mtime.
+        self.dirs: list[str] = []
+        #: Candidate ytid (the name's first 11 characters, or the 11 after a leading Y) -> unparsed files.
+        self._raw: dict[str, list[tuple[str, str, int, int]]] = {}
+        self._parsed: dict[str, list[_Entry]] = {}
         for folder_rank, folder in enumerate(self.folders):
             if not folder.is_dir():
                 raise FileNotFoundError(f"audio_dir {folder} is not a directory")
-            for entry in _walk(folder):
-                stem, dot, ext = entry.name.rpartition(".")
+            for entry in _walk(folder, self.dirs):
+                name = entry.name
+                stem, dot, ext = name.rpartition(".")
                 ext_rank = _EXT_RANK.get(ext.lower()) if dot else None
                 if ext_rank is None:
                     continue
-                for ytid, start, end in parse_audio_name(stem):
-                    found = _Entry(entry.path, start, end, (folder_rank, ext_rank))
-                    self._by_ytid.setdefault(ytid, []).append(found)
-        for entries in self._by_ytid.values():
-            entries.sort(key=lambda e: e.rank)
+                item = (entry.path, stem, folder_rank, ext_rank)
+                self._raw.setdefault(stem[:YTID_LENGTH], []).append(item)
+                if stem.startswith("Y"):
+                    self._raw.setdefault(stem[1 : 1 + YTID_LENGTH], []).append(item)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_ytid.values())
+        return len({path for items in self._raw.values() for path, *_ in items})
 
-    def find(self, clip: Clip) -> str | None:
+    def _entries(self, ytid: str) -> list[_Entry]:
+        entries = self._parsed.get(ytid)
+        if entries is None:
+            entries = [
+                _Entry(path, start, end, (folder_rank, ext_rank))
+                for path, stem, folder_rank, ext_rank in self._raw.get(ytid, ())
+                for found, start, end in parse_audio_name(stem)
+                if found == ytid
+            ]
+            entries.sort(key=lambda e: e.rank)
+            self._parsed[ytid] = entries
+        return entries
+
+    def find_entry(self, clip: Clip) -> _Entry | None:
         """The best file for ``clip``: an exact window, then a matching start, then a whole-clip file.
 
         A clip with unknown times takes a whole-clip file, or the only windowed file of its ytid.
         """
-        entries = self._by_ytid.get(clip.ytid)
+        entries = self._entries(clip.ytid)
         if not entries:
             return None
         if clip.start_s is None:
             bare = [e for e in entries if e.start is None]
             if bare:
-                return bare[0].path
+                return bare[0]
             windows = {(e.start, e.end) for e in entries}
-            return entries[0].path if len(windows) == 1 else None
+            return entries[0] if len(windows) == 1 else None
         best: tuple[int, _Entry] | None = None
         for entry in entries:
             score = _match(entry, clip)
             if score is not None and (best is None or score < best[0]):
                 best = (score, entry)
-        return best[1].path if best else None
+        return best[1] if best else None
+
+    def find(self, clip: Clip) -> str | None:
+        entry = self.find_entry(clip)
+        return None if entry is None else entry.path
 
 
 def _same(a: float, b: float) -> bool:
@@ -139,11 +187,17 @@ def _match(entry: _Entry, clip: Clip) -> int | None:
     return None
 
 
-def _walk(folder: Path) -> Iterator[os.DirEntry]:
-    """Every file below ``folder`` (symlinks to files included, symlinked folders not followed)."""
+def _walk(folder: Path, dirs: list[str] | None = None) -> Iterator[os.DirEntry]:
+    """Every file below ``folder`` (symlinks to files included, symlinked folders not followed).
+
+    The folders visited are appended to ``dirs`` when given.
+    """
     stack = [str(folder)]
     while stack:
-        with os.scandir(stack.pop()) as it:
+        current = stack.pop()
+        if dirs is not None:
+            dirs.append(current)
+        with os.scandir(current) as it:
             for entry in it:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
@@ -151,29 +205,195 @@ def _walk(folder: Path) -> Iterator[os.DirEntry]:
                     yield entry
 
 
-def listing_fingerprint(folder: Path) -> str:
-    """A digest of the names, sizes and modification times of every file below ``folder``.
+# --- how long is a file: its header, read cheaply ------------------------------------------------
 
-    Cheap (one stat per file, no reads) and it changes when audio is added, removed or replaced.
+
+def _wav_length(head: bytes, size: int) -> float | None:
+    """Seconds of a RIFF/WAVE file from its ``fmt `` and ``data`` chunk headers (None: not found in ``head``)."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, rate, block_align = 12, 0, 0
+    while pos + 8 <= len(head):
+        chunk, length = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt " and pos + 24 <= len(head):
+            rate = int.from_bytes(head[pos + 12 : pos + 16], "little")
+            block_align = int.from_bytes(head[pos + 20 : pos + 22], "little")
+        elif chunk == b"data":
+            if not rate or not block_align:
+                return None
+            return min(length, size - pos - 8) // block_align / rate  # a truncated file holds less than it says
+        pos += 8 + length + (length & 1)
+    return None
+
+
+def _flac_length(head: bytes) -> float | None:
+    """Seconds of a FLAC file from its STREAMINFO block (None: total length not recorded)."""
+    if head[:4] != b"fLaC" or len(head) < 42 or head[4] & 0x7F != 0:
+        return None
+    packed = int.from_bytes(head[18:26], "big")
+    rate, total = packed >> 44, packed & ((1 << 36) - 1)
+    return total / rate if rate and total else None
+
+
+_DURATION_RE = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def _ffmpeg_length(path: str) -> float | None:
+    """Seconds of any container ffmpeg opens, from its header (``ffmpeg -i`` without an output decodes nothing)."""
+    from ..fetch.ffmpeg import find_ffmpeg
+
+    out = subprocess.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", path], capture_output=True)
+    if b"Audio:" not in out.stderr:
+        detail = out.stderr.decode(errors="replace").strip().splitlines()
+        raise UnusableAudioError(f"{path}: no audio stream ffmpeg can read ({detail[-1] if detail else 'no output'})")
+    found = _DURATION_RE.search(out.stderr)
+    return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else None
+
+
+def audio_length(path: str) -> float | None:
+    """The length of an audio file in seconds, read from its header, never by decoding it.
+
+    WAV and FLAC headers are parsed directly (a few microseconds; opening the file with libsndfile
+    costs ~50x more, which at 160k files is minutes); other formats ask libsndfile, containers it cannot
+    open ask ffmpeg. ``None``: the file does not record its length. Raises :class:`UnusableAudioError`
+    for an empty file or one that no reader accepts.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    for entry in sorted(_walk(folder), key=lambda e: e.path):
-        st = entry.stat()
-        digest.update(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEADER_BYTES)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as err:
+        raise UnusableAudioError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not head:
+        raise UnusableAudioError(f"{path}: the file is empty")
+    ext = path.rpartition(".")[2].lower()
+    if ext == "wav" and (length := _wav_length(head, size)) is not None:
+        return length
+    if ext == "flac" and (length := _flac_length(head)) is not None:
+        return length
+    if ext not in FFMPEG_ONLY_EXTENSIONS:
+        import soundfile as sf
+
+        try:
+            info = sf.info(path)
+            return info.frames / info.samplerate if 0 < info.frames < 1 << 62 else None
+        except (sf.LibsndfileError, RuntimeError) as err:
+            libsndfile_error = str(err)
+        try:
+            return _ffmpeg_length(path)
+        except UnusableAudioError:
+            raise UnusableAudioError(f"{path}: not readable audio ({libsndfile_error})") from None
+    return _ffmpeg_length(path)
+
+
+# --- cutting a window out of a longer file -------------------------------------------------------
+
+
+def cut_window(source: str, clip: Clip, offset_s: float, cache_dir: Path) -> Path:
+    """Write ``[offset_s, offset_s + clip duration)`` of ``source`` into the clip cache as ``clip``; its path.
+
+    Stored exactly as a download of ``clip`` would be (FLAC plus its record, audio renamed into place
+    before the record is written), so ``fetch`` and ``status`` count it as present. libsndfile formats
+    are cut by frames; containers by ffmpeg.
+    """
+    import soundfile as sf
+
+    assert clip.duration_s is not None
+    final = audio_path(cache_dir, clip, "flac")
+    tmp = final.with_name(f".tmp-{clip.key}-cut-{os.getpid()}.flac")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if source.rpartition(".")[2].lower() in FFMPEG_ONLY_EXTENSIONS:
+            from ..fetch.ffmpeg import find_ffmpeg
+
+            cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{offset_s:.6f}",
+                   "-t", f"{clip.duration_s:.6f}", "-i", source, "-map", "0:a:0", "-vn", "-c:a", "flac", str(tmp)]
+            out = subprocess.run(cmd, capture_output=True)
+            if out.returncode != 0:
+                raise UnusableAudioError(f"{source}: ffmpeg could not cut the window of clip {clip.key}: "
+                                         f"{out.stderr.decode(errors='replace').strip()}")
+        else:
+            with sf.SoundFile(source) as f:
+                f.seek(min(round(offset_s * f.samplerate), f.frames))
+                data = f.read(round(clip.duration_s * f.samplerate), dtype="float32", always_2d=True)
+                subtype = "PCM_16" if f.subtype in ("PCM_16", "PCM_S8", "PCM_U8", "ULAW", "ALAW") else "PCM_24"
+                rate = f.samplerate
+            sf.write(tmp, data, rate, format="FLAC", subtype=subtype)
+        info = sf.info(str(tmp))
+        if info.frames == 0:
+            raise UnusableAudioError(f"{source}: holds nothing at {offset_s:g} s, where clip {clip.key} starts",
+                                     reason="audio file does not hold the clip's window")
+        os.replace(tmp, final)
+        write_record(cache_dir, clip, ClipRecord(
+            file=final.name, size=final.stat().st_size, format="flac", sample_rate=info.samplerate,
+            channels=info.channels, frames=info.frames, requested_sample_rate=None,
+            url=Path(source).as_uri(), fetched_at=time.time(), extra={"cut_from": source, "offset_s": offset_s}))
+    except OSError as err:
+        raise UnusableAudioError(f"{source}: holds more than clip {clip.key}, and its window could not be "
+                                 f"written to the clip cache {cache_dir}: {err.strerror or err}",
+                                 reason="window could not be cut into the clip cache") from None
+    except sf.LibsndfileError as err:
+        raise UnusableAudioError(f"{source}: cannot cut the window of clip {clip.key}: {err}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final
 
 
 class AudioResolver:
-    """Clip -> local audio path: ``audio_dirs`` in the order given, then the clip cache."""
+    """Clip -> local audio path: ``audio_dirs`` in the order given, then the clip cache.
+
+    It remembers what it looked at (:attr:`files`, :attr:`missing`), so that whoever prepared data
+    from its answers can later tell, with one ``stat`` per file, whether the answers still hold.
+    """
 
     def __init__(self, audio_dirs: Sequence[PathLike] = (), cache_dir: PathLike | None = None) -> None:
         self.index = AudioIndex(audio_dirs)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        #: Every file an answer depended on (found, cut from, or found unusable), in first-seen order.
+        self.files: dict[str, None] = {}
+        #: Clips with times that had no audio anywhere (they may arrive in the cache later).
+        self.missing: dict[Clip, None] = {}
 
     def resolve(self, clip: Clip) -> Path | None:
-        found = self.index.find(clip)
-        if found is not None:
-            return Path(found)
+        """The clip's audio file, or ``None``; :class:`UnusableAudioError` for a local file that cannot serve."""
+        entry = self.index.find_entry(clip)
+        if entry is not None:
+            self.files[entry.path] = None
+            return self._checked(entry, clip)
         if self.cache_dir is not None and clip.start_s is not None:
-            return cached_clip(self.cache_dir, clip)
+            found = cached_clip(self.cache_dir, clip)
+            if found is not None:
+                self.files[str(found)] = None
+                return found
+            self.missing[clip] = None
         return None
+
+    def _checked(self, entry: _Entry, clip: Clip) -> Path:
+        """``entry``'s file if it is the clip; its window cut into the cache if it holds more."""
+        length = audio_length(entry.path)
+        duration = clip.duration_s
+        if length is None or duration is None or length <= duration + LONGER_THAN_CLIP_S:
+            return Path(entry.path)
+        assert clip.start_s is not None
+        # A bare name holding more than the clip is the whole video; a windowed name starts at the clip.
+        offset = clip.start_s if entry.start is None else 0.0
+        if offset >= length:
+            raise UnusableAudioError(
+                f"{entry.path}: holds {length:.2f} s, more than the {duration:g} s clip {clip.key} but not its "
+                f"window [{clip.start_s:g} s, {clip.end_s:g} s) of the video",
+                reason="audio file does not hold the clip's window")
+        if self.cache_dir is None:
+            raise UnusableAudioError(f"{entry.path}: holds {length:.2f} s, more than the {duration:g} s clip "
+                                     f"{clip.key}, and there is no clip cache to cut its window into",
+                                     reason="window could not be cut into the clip cache")
+        cut = cached_clip(self.cache_dir, clip)
+        if cut is None:
+            cut = cut_window(entry.path, clip, offset, self.cache_dir)
+        self.files[str(cut)] = None
+        return cut
+
+    def searched(self) -> str:
+        """Where this resolver looks, for messages."""
+        folders = ", ".join(map(str, self.index.folders)) or "no audio_dir"
+        return f"{folders} and the clip cache {self.cache_dir}"

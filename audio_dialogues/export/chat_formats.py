@@ -1,6 +1,10 @@
 """Writing dialogues in the chat formats that audio language models train on.
 
-Formats (audio paths are the resolved local files, absolute):
+Formats (audio paths are the resolved local files, absolute). Records are resolved exactly as the
+builder resolves them (:func:`audio_dialogues.dataset.resolution.resolve_records`, the same
+``missing_audio`` policy and reasons). A local file that holds more than its clip (a whole video, or a
+``<ytid>_<start>_<end>`` file longer than its name says) is never handed to a model as the clip: its
+window is cut into the clip cache once, and that file is what the export names.
 
 ``af-chat``
     Audio Flamingo's chat manifest (NVIDIA/audio-flamingo ``chat/data/prepare_each_dataset.py``): one
@@ -38,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from ..dataset.local_audio import AudioResolver
+from ..dataset.resolution import MissingAudioError, SplitReport, log_drops, resolve_records
 from ..files import atomic_write
 from ..sources.clips import Clip
 
@@ -246,42 +252,28 @@ def export_chat(
     if missing_audio not in MISSING_AUDIO_POLICIES:
         raise ValueError(f"unknown missing_audio {missing_audio!r}; expected one of "
                          f"{', '.join(MISSING_AUDIO_POLICIES)}")
-    resolve = resolver.resolve if hasattr(resolver, "resolve") else resolver
+    resolve = resolver if isinstance(resolver, AudioResolver) or not hasattr(resolver, "resolve") else resolver.resolve
     root = Path(audio_root).absolute() if audio_root is not None else None
     writer = _writer(fmt, config, split, root, system_prompt, openai_audio)
     output = Path(output)
-    written = dropped = missing_clips = 0
+    written = 0
+    report = SplitReport()
     with atomic_write(output) as f:
         f.write(writer.header())
-        for record in records:
-            dialogue, missing = _resolve(record, resolve, missing_audio)
-            if dialogue is None:
-                dropped += 1
-                missing_clips += missing
-                continue
-            _write_item(f, writer, written, dialogue)
-            written += 1
+        try:
+            for record, paths in resolve_records(records, resolve, missing_audio, report):
+                dialogue = _Dialogue(record.id, list(record.turns), [Path(p).absolute() for p in paths],
+                                     [clip.duration_s for clip in record.clips])
+                _write_item(f, writer, written, dialogue)
+                written += 1
+        except MissingAudioError as err:  # not an output problem: keep it from being reported as one
+            raise ExportError(f"{err} (missing_audio='error'; 'drop' leaves such dialogues out)") from None
         f.write(writer.footer(written))
-    if dropped:
-        logger.warning("%s: dropped %d dialogues whose audio is missing", fmt, dropped)
-    return ExportReport(fmt, output, written, dropped, missing_clips)
+    log_drops(f"{fmt} export of {config}/{split}", report)
+    return ExportReport(fmt, output, written, sum(report.dropped.values()), report.missing_clips)
 
 
 def _write_item(f: IO[str], writer: _Writer, index: int, dialogue: _Dialogue) -> None:
     if index:
         f.write(writer.separator)
     f.write(writer.item(index, dialogue))
-
-
-def _resolve(record, resolve: Callable[[Clip], Path | None], missing_audio: str) -> tuple[_Dialogue | None, int]:
-    """The record with its audio paths, or ``None`` and how many clips have no audio."""
-    paths = [resolve(clip) for clip in record.clips]
-    missing = [clip for clip, path in zip(record.clips, paths, strict=True) if path is None]
-    if missing and missing_audio == "error":
-        raise ExportError(f"{record.origin or record.id}: no local audio for clip {missing[0].key} of dialogue "
-                          f"{record.id!r} (missing_audio='error'; 'drop' leaves such dialogues out)")
-    if missing:
-        return None, len(missing)
-    dialogue = _Dialogue(record.id, list(record.turns), [Path(p).absolute() for p in paths],
-                         [clip.duration_s for clip in record.clips])
-    return dialogue, 0

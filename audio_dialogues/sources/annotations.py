@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,11 +139,15 @@ def release_folders(files: Mapping[str, Sequence[Path]]) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
-def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
+def _iter_raw(
+    path: Path, part: tuple[int, int] | None = None, skipped: Callable[[Any], None] | None = None
+) -> Iterator[tuple[str, Any]]:
     """Yield ``(where, object)`` for each record of a JSON array or JSON Lines file.
 
     JSON Lines are read line by line, so a large file is never held in memory twice. A file without
     a single record is an error: an empty split would only fail later, far from its cause.
+    ``part=(index, count)`` yields only that part of the records (a byte range of JSON Lines, an index
+    range of a JSON array); the records before it go to ``skipped`` (JSON Lines: as undecoded lines).
     """
     try:
         with open(path, "rb") as f:
@@ -153,7 +158,7 @@ def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
         raise AnnotationError(f"{path}: the file is empty; write the records into it (a JSON array, or one JSON "
                               "object per line) or remove it")
     if path.suffix == ".jsonl" or not head.startswith(b"["):
-        for where, obj in iter_jsonl(path, AnnotationError):
+        for where, obj in iter_jsonl(path, AnnotationError, part=part, skipped=skipped):
             if isinstance(obj, list):
                 raise AnnotationError(f"{where}: a JSON array where a JSON Lines record belongs; write one object "
                                       "per line, or, if the whole file is one array, name it .json")
@@ -164,8 +169,12 @@ def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
         raise AnnotationError(f"{path}: expected a JSON array of records, got a {type(data).__name__}")
     if not data:
         raise AnnotationError(f"{path}: the JSON array is empty; add records or remove the file")
-    for index, obj in enumerate(data):
-        yield f"{path}[{index}]", obj
+    start, stop = (len(data) * part[0] // part[1], len(data) * (part[0] + 1) // part[1]) if part else (0, len(data))
+    if skipped is not None:
+        for obj in data[:start]:
+            skipped(obj)
+    for index in range(start, stop):
+        yield f"{path}[{index}]", data[index]
 
 
 def _str(where: str, name: str, value: Any) -> str:
@@ -363,6 +372,49 @@ def read_split(
                 first_seen[record.id] = record.origin
                 records.append(record)
     return records
+
+
+def iter_split_part(
+    config: str,
+    paths: Sequence[str | os.PathLike],
+    index: int,
+    count: int,
+    metadata: SourceMetadata | None = None,
+) -> Iterator[Record]:
+    """The records of part ``index`` of ``count`` of a split (of each of its files), one at a time.
+
+    ``count`` readers, each reading its own part, see every record of the split exactly once without
+    any of them validating the others' records, which is how a stream starts at once. Ids are what
+    :func:`read_split` gives: release records before the part are counted (not validated) so that a
+    repeated clip gets the same ``#k``. Unlike :func:`read_split`, duplicate ids across parts are not
+    detected (that needs every record).
+    """
+    check_config(config)
+    ids = _ReleaseIds()
+
+    def count_release_ids(obj: Any) -> None:
+        if isinstance(obj, bytes):
+            if b'"dialogue"' not in obj:
+                return
+            try:
+                obj = json.loads(obj)
+            except (ValueError, RecursionError):
+                return  # reported by the part that owns the line
+        if isinstance(obj, dict) and "dialogue" in obj and "turns" not in obj and "clips" not in obj:
+            audio_ids = obj.get("audio_ids", obj.get("audio_id"))
+            with contextlib.suppress(AnnotationError, TypeError):
+                ids([Clip(ytid_from_audio_id("", a)) for a in (audio_ids if isinstance(audio_ids, list)
+                                                              else [audio_ids])])
+
+    paths = [Path(p) for p in paths]
+    for i, path in enumerate(paths):
+        before = dict(ids.seen)
+        for where, obj in _iter_raw(path, (index, count), count_release_ids):
+            yield _record(config, where, obj, metadata, ids)
+        if i + 1 < len(paths):  # the whole file precedes the next file's part: count it from where it began
+            ids.seen = before
+            for _ in _iter_raw(path, (count, count), count_release_ids):
+                pass
 
 
 @contextlib.contextmanager

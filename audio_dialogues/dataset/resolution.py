@@ -1,0 +1,153 @@
+"""Records -> records with their audio files, under a ``missing_audio`` policy: the one place that decides.
+
+The builder (eager and streaming) and chat export both go through :func:`resolve_records`, so a clip
+without audio, or with a local file that cannot serve as the clip, is treated and reported the same
+way everywhere. Also here: the fingerprint of what a resolution depended on, which lets a prepared
+split be reused as long as its files are unchanged, without walking any folder.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..fetch.cache import cached_clip
+from ..sources.annotations import Record
+from ..sources.clips import Clip
+from .local_audio import MISSING_AUDIO_POLICIES, AudioResolver, UnusableAudioError
+
+logger = logging.getLogger(__name__)
+
+NO_AUDIO = "no audio found"
+NO_AUDIO_NO_TIMES = "no audio found and no clip times (give source metadata to fetch it)"
+
+
+class MissingAudioError(FileNotFoundError):
+    """A clip with no usable audio under ``missing_audio="error"``, or a split where no record has audio."""
+
+
+@dataclass
+class SplitReport:
+    """What resolving one split (or one streamed shard) kept and dropped, and why."""
+
+    records: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    missing_clips: int = 0
+    #: Release records naming a clip that the source metadata given does not list (no window, no labels).
+    unlisted: int = 0
+    #: Where the first of them is (``file[index]``), to look at.
+    first_unlisted: str = ""
+
+
+def describe_clip(clip: Clip) -> str:
+    return f"clip {clip.ytid}" + (f" [{clip.start_s:g}s, {clip.end_s:g}s)" if clip.has_times else " (times unknown)")
+
+
+def resolve_records(
+    records: Iterable[Record],
+    resolver: AudioResolver | Callable[[Clip], Path | None],
+    policy: str,
+    report: SplitReport,
+) -> Iterator[tuple[Record, list[Path | None]]]:
+    """Each record with the audio file of each of its clips, after the ``missing_audio`` policy.
+
+    ``drop`` leaves out a record with a clip without usable audio (counted by reason in ``report``),
+    ``error`` raises :class:`MissingAudioError` naming the record, the clip and why, ``keep`` yields
+    ``None`` for that clip. Lazy: one record at a time, so a stream or an export never waits for all.
+    """
+    if policy not in MISSING_AUDIO_POLICIES:
+        raise ValueError(f"unknown missing_audio {policy!r}; expected one of {', '.join(MISSING_AUDIO_POLICIES)}")
+    resolve = resolver.resolve if isinstance(resolver, AudioResolver) else resolver
+    searched = resolver.searched() if isinstance(resolver, AudioResolver) else "the given resolver"
+    dropped: collections.Counter[str] = collections.Counter(report.dropped)
+    try:
+        for record in records:
+            report.records += 1
+            paths: list[Path | None] = []
+            problem: tuple[Clip, str, str] | None = None  # first clip without audio: (clip, reason, detail)
+            for clip in record.clips:
+                try:
+                    path = resolve(clip)
+                except UnusableAudioError as err:
+                    path = None
+                    problem = problem or (clip, err.reason, str(err))
+                else:
+                    if path is None:
+                        reason = NO_AUDIO if clip.has_times else NO_AUDIO_NO_TIMES
+                        problem = problem or (clip, reason, f"searched {searched}")
+                paths.append(path)
+            if problem is not None:
+                report.missing_clips += sum(p is None for p in paths)
+                clip, reason, detail = problem
+                if policy == "error":
+                    what = "no audio" if reason in (NO_AUDIO, NO_AUDIO_NO_TIMES) else reason
+                    raise MissingAudioError(f"{record.origin or record.id}: {what} for {describe_clip(clip)} "
+                                            f"(key {clip.key}) of dialogue {record.id!r}: {detail}")
+                if policy == "drop":
+                    dropped[reason] += 1
+                    continue
+            report.kept += 1
+            yield record, paths
+    finally:
+        report.dropped = dict(dropped)
+
+
+def log_drops(where: str, report: SplitReport) -> None:
+    if report.dropped:
+        logger.warning("%s: dropped %d of %d records without usable audio (%s)", where, sum(report.dropped.values()),
+                       report.records, ", ".join(f"{k}: {v}" for k, v in report.dropped.items()))
+
+
+@dataclass
+class ResolutionState:
+    """What a resolution depended on: the files it used, the clips it could not find, the folders it walked.
+
+    :meth:`fingerprint` hashes their current state (size and mtime of each file, whether each missing
+    clip is in the cache now, each folder's mtime, which changes when a file is added or removed there).
+    Equal fingerprints mean resolving again would give the same answer, at the cost of one ``stat`` per
+    file instead of reading every record and walking every folder.
+    """
+
+    files: list[str]
+    missing: list[tuple[str, float, float]]
+    dirs: list[str]
+    cache_dir: str | None
+
+    @classmethod
+    def of(cls, resolver: AudioResolver) -> ResolutionState:
+        return cls(list(resolver.files), [(c.ytid, c.start_s, c.end_s) for c in resolver.missing],  # type: ignore[misc]
+                   list(resolver.index.dirs), None if resolver.cache_dir is None else str(resolver.cache_dir))
+
+    def fingerprint(self) -> str:
+        digest = hashlib.blake2b(digest_size=8)
+        _stat_into(digest, self.files)
+        _stat_into(digest, self.dirs)
+        if self.cache_dir is not None:
+            present = bytes(cached_clip(self.cache_dir, Clip(*m)) is not None for m in self.missing)
+            digest.update(present)
+        return digest.hexdigest()
+
+    def to_json(self) -> dict:
+        return {"files": self.files, "missing": self.missing, "dirs": self.dirs, "cache_dir": self.cache_dir}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ResolutionState:
+        return cls(list(data["files"]), [tuple(m) for m in data["missing"]], list(data["dirs"]), data["cache_dir"])
+
+
+def _stat_into(digest: hashlib._Hash, paths: Sequence[str]) -> None:
+    stat = os.stat
+    parts = []
+    for path in paths:
+        try:
+            st = stat(path)
+            parts.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n")
+        except OSError:
+            parts.append(f"{path}\0-\n")
+    digest.update("".join(parts).encode())
