@@ -23,7 +23,8 @@ from .sources.metadata import MetadataError, metadata_sources, open_source_metad
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audio-dialogues", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_core_commands, _add_fetch_commands, _add_evaluation_commands, _add_generate_command):
+    for add in (_add_core_commands, _add_fetch_commands, _add_evaluation_commands, _add_generate_command,
+                _add_publish_commands):
         add(commands)
     return parser
 
@@ -407,6 +408,48 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     report = generate(from_args(args))
     return 0 if isinstance(report, dict) or report.complete else (130 if report.interrupted else 1)
+
+
+# --- push ------------------------------------------------------------------------------------------
+
+
+def _add_publish_commands(commands: argparse._SubParsersAction) -> None:
+    push = commands.add_parser(
+        "push", help="publish configs to a Hub dataset repo (parquet + generated card), or write the repo folder",
+        description="One commit per push; unchanged data makes no commit; a failed upload leaves the branch as "
+                    "it was. The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks the server.")
+    push.add_argument("repo_id", metavar="REPO_ID", help="namespace/name of the dataset repo")
+    add_source_arguments(push, split=False)
+    push.add_argument("--config", action="append", choices=CONFIGS,
+                      help="config to publish (repeatable; default: every config with annotations in --data-dir)")
+    push.add_argument("--embed-audio", action="store_true",
+                      help="embed each clip's audio as a standard Audio column (only for audio you may share)")
+    push.add_argument("--audio-dir", action="append", default=[], help="local audio folder (repeatable)")
+    push.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", metavar="BRANCH", help="branch to push to (created from main if missing)")
+    push.add_argument("--commit-message", help="commit title")
+    push.add_argument("--output-dir", metavar="DIR", help="write the repo folder here and upload nothing")
+    push.set_defaults(run=_run_push)
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from .publish import PublishError, build_repo_folder, push
+
+    options = {"audio_dir": args.audio_dir, "audio_cache_dir": args.audio_cache_dir, **source_kwargs(args)}
+    try:
+        if args.output_dir:
+            report = build_repo_folder(args.output_dir, args.data_dir, args.config, embed_audio=args.embed_audio,
+                                       repo_id=args.repo_id, **options)
+            print(f"{report.summary()}\nrepo folder written to {report.root} (nothing uploaded)")
+            return 0
+        result = push(args.repo_id, args.data_dir, args.config, embed_audio=args.embed_audio, private=args.private,
+                      revision=args.revision, commit_message=args.commit_message, **options)
+    except PublishError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ so a description or a citation is written exactly once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HOMEPAGE = "https://arxiv.org/abs/2404.07616"
@@ -51,6 +51,10 @@ class SubsetCard:
     #: Split sizes as published in the paper (the release you hold may differ slightly).
     paper_sizes: dict[str, int]
     clips_per_record: str
+    #: Turns per dialogue as the paper states them.
+    paper_turns: str = "1-4"
+    #: Percent of samples holding a class, where the paper reports one.
+    paper_class_shares: dict[str, float] = field(default_factory=dict)
 
     @property
     def citation(self) -> str:
@@ -75,6 +79,7 @@ CARDS: dict[str, SubsetCard] = {
         source_citation=AUDIOSET_STRONG_CITATION,
         paper_sizes={"train": 76_642, "test": 1_442},
         clips_per_record="1",
+        paper_class_shares={"Speech": 32.72, "Musical instrument": 20.88},
     ),
     "music": SubsetCard(
         config="music",
@@ -101,22 +106,13 @@ CARDS: dict[str, SubsetCard] = {
         source_citation=AUDIOSET_STRONG_CITATION,
         paper_sizes={"train": 64_085, "test": 16_249},
         clips_per_record="2-4",
+        paper_turns="1",
     ),
 }
 
 
-def render_dataset_card(template: Path) -> str:
-    """The Hub dataset card (YAML metadata + prose) for all subsets, from the ``dataset_card/`` template."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+def render_dataset_card() -> str:
+    """The card of ``loading_script/`` (all subsets, no measured data), from the same code a push renders."""
+    from .publish.card import CardInputs, render_card
 
-    data = DatasetCardData(
-        pretty_name="Audio Dialogues",
-        license="other",
-        language=["en"],
-        task_categories=["audio-text-to-text", "question-answering"],
-        tags=["audio", "music", "dialogue", "audioset", "musiccaps"],
-        source_datasets=sorted({card.source_dataset for card in CARDS.values()}),
-    )
-    card = DatasetCard.from_template(data, template_path=str(template), cards=list(CARDS.values()),
-                                     homepage=HOMEPAGE, license=LICENSE)
-    return str(card)
+    return render_card(CardInputs())

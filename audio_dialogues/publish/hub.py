@@ -1,0 +1,108 @@
+"""Uploading a repo folder to the Hub: one commit per push, nothing half-written, nothing when unchanged.
+
+Transport is ``huggingface_hub``: the token comes from where it always does (``HF_TOKEN``, the CLI
+login), ``HF_ENDPOINT`` picks the server. The folder is built completely on local disk first; its LFS
+files are uploaded before the one commit that makes them visible, so a failure at any point leaves the
+branch at the commit it had. The commit names its parent, so a concurrent push to the same branch
+fails instead of being overwritten. Files the Hub already has with the same content are not sent, and a
+push that changes nothing creates no commit.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .repo_folder import DATA_DIR, FolderReport, PublishError, build_repo_folder
+from .plots import PLOTS_DIR
+
+REPO_TYPE = "dataset"
+#: Remote files a push owns: replaced by the new version, removed when the new version has no such file.
+OWNED_PATTERNS = (f"{DATA_DIR}/**", f"{PLOTS_DIR}/**")
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    revision: str
+    #: The branch head after the push (the previous head when nothing changed).
+    commit: str
+    #: Whether this push made a commit.
+    changed: bool
+    url: str
+    report: FolderReport
+
+    def summary(self) -> str:
+        what = f"new commit {self.commit[:12]}" if self.changed else f"unchanged (head {self.commit[:12]})"
+        return f"{self.report.summary()}\n{self.repo_id}@{self.revision}: {what}\n{self.url}"
+
+
+def _api(token: str | None, endpoint: str | None):
+    from huggingface_hub import HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass token=")
+    return HfApi(endpoint=endpoint, token=token)
+
+
+def upload_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    private: bool = False,
+    commit_message: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> tuple[str, bool, str]:
+    """Upload ``folder`` to ``repo_id`` (created if needed) as one commit; ``(head, changed, url)``."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = _api(token, endpoint)
+    branch = revision or "main"
+    try:
+        url = str(api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True))
+        if branch != "main":
+            api.create_branch(repo_id, repo_type=REPO_TYPE, branch=branch, exist_ok=True)
+        head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch).sha
+        info = api.upload_folder(
+            repo_id=repo_id, repo_type=REPO_TYPE, folder_path=str(folder), revision=branch,
+            commit_message=commit_message or "Publish Audio Dialogues with audio-dialogues",
+            delete_patterns=list(OWNED_PATTERNS), parent_commit=head,
+        )
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "?"
+        raise PublishError(f"push to {repo_id}@{branch} failed (HTTP {status}): {str(e).splitlines()[0]}; "
+                           "the branch is unchanged, run the same push again") from e
+    return info.oid, info.oid != head, url
+
+
+def push(
+    repo_id: str,
+    data_dir: str | Path,
+    configs: Sequence[str] | None = None,
+    *,
+    embed_audio: bool = False,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    **folder_options: Any,
+) -> PushResult:
+    """Publish the ``configs`` of ``data_dir`` to the Hub dataset repo ``repo_id`` in one commit.
+
+    ``folder_options`` are :func:`~audio_dialogues.publish.repo_folder.build_repo_folder`'s (source
+    metadata, ``audio_dir``, ``audio_cache_dir``). The repo then holds exactly the configs given: shards
+    and figures of other configs from an earlier push are removed, other files are left alone.
+    """
+    with tempfile.TemporaryDirectory(prefix="audio-dialogues-push-") as tmp:
+        report = build_repo_folder(Path(tmp) / "repo", data_dir, configs, embed_audio=embed_audio,
+                                   repo_id=repo_id, **folder_options)
+        head, changed, url = upload_folder(report.root, repo_id, revision=revision, private=private,
+                                           commit_message=commit_message, token=token, endpoint=endpoint)
+    return PushResult(repo_id, revision or "main", head, changed, url, report)

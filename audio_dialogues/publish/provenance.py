@@ -1,0 +1,114 @@
+"""How a regenerated version was made, read from the generation report in its data folder.
+
+``audio-dialogues generate`` writes ``generation_report.json`` beside the annotations it produces. The
+card quotes the model, the prompt hash, each filter with how many dialogues it dropped, the seed and the
+package version. The report is read defensively: a missing field is shown as unknown, an unreadable or
+oddly shaped report becomes a note in the card, never a failed push.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPORT_NAME = "generation_report.json"
+
+
+@dataclass
+class Provenance:
+    """The facts the card states about a regenerated version; ``problem`` says why a report was unusable."""
+
+    source: str
+    model: str | None = None
+    prompt_hash: str | None = None
+    seed: str | None = None
+    package_version: str | None = None
+    #: ``(filter name, dialogues dropped)`` in report order.
+    filters: list[tuple[str, str]] = field(default_factory=list)
+    #: Per config, ``(what, how many)`` pairs such as requested / kept.
+    counts: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)
+
+
+def _first(report: dict, *keys: str) -> Any:
+    for key in keys:
+        if key in report and report[key] not in (None, ""):
+            return report[key]
+    return None
+
+
+def _model(report: dict) -> str | None:
+    model = _first(report, "model", "llm", "model_name")
+    if isinstance(model, dict):
+        model = _first(model, "name", "model", "id")
+    return _text(model)
+
+
+def _prompt_hash(report: dict) -> str | None:
+    value = _first(report, "prompt_hash", "prompt_sha256", "prompts_sha256", "prompt_digest")
+    if isinstance(value, dict):  # one hash per config
+        return ", ".join(f"{k}: {v}" for k, v in value.items() if _text(v))
+    if value is None and isinstance(report.get("prompt"), dict):
+        return _text(_first(report["prompt"], "hash", "sha256", "digest"))
+    return _text(value)
+
+
+def _filters(report: dict) -> list[tuple[str, str]]:
+    """Filters as a mapping ``name -> count`` or ``name -> {dropped: n, ...}``, or a list of such objects."""
+    raw = _first(report, "filters", "filter_drops", "dropped")
+    out: list[tuple[str, str]] = []
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        items = [(_text(_first(f, "name", "filter")) or f"filter {i + 1}", f) for i, f in enumerate(raw)
+                 if isinstance(f, dict)]
+    else:
+        return out
+    for name, value in items:
+        if isinstance(value, dict):
+            value = _first(value, "dropped", "drops", "removed", "count")
+        out.append((str(name), _text(value) or "unknown"))
+    return out
+
+
+def _counts(report: dict) -> dict[str, list[tuple[str, str]]]:
+    configs = report.get("configs")
+    out: dict[str, list[tuple[str, str]]] = {}
+    if not isinstance(configs, dict):
+        return out
+    for config, value in configs.items():
+        if isinstance(value, dict):
+            pairs = [(str(k), _text(v)) for k, v in value.items() if _text(v) is not None]
+            if pairs:
+                out[str(config)] = pairs
+    return out
+
+
+def read_provenance(data_dir: str | Path) -> Provenance | None:
+    """The provenance in ``data_dir/generation_report.json``; None when there is no report."""
+    path = Path(data_dir) / REPORT_NAME
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return Provenance(source=path.name, problem=f"{path.name} could not be read ({e})")
+    if not isinstance(report, dict):
+        return Provenance(source=path.name, problem=f"{path.name} is not a JSON object")
+    return Provenance(
+        source=path.name,
+        model=_model(report),
+        prompt_hash=_prompt_hash(report),
+        seed=_text(_first(report, "seed", "random_seed")),
+        package_version=_text(_first(report, "package_version", "audio_dialogues_version", "version")),
+        filters=_filters(report),
+        counts=_counts(report),
+    )

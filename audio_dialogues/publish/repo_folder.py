@@ -1,0 +1,285 @@
+"""The repo folder of a published version: parquet shards, figures and the dataset card.
+
+Layout (what ``--output-dir`` writes and what a push uploads)::
+
+    README.md                                  the card; its YAML ``configs:`` point at the shards
+    data/{config}/{split}-00000-of-00001.parquet
+    images/{config}_{turns,classes,questions}.png
+
+Only standard ``datasets`` feature types are written (``Value``, ``List``, ``Audio``), and the features
+travel in each shard's schema metadata as well as in the card, so plain ``datasets`` reads the repo
+with nothing else installed. Without ``embed_audio`` the rows name their clips (id and window) and hold
+no audio, since YouTube audio is not ours to redistribute. With it, each clip's file is embedded as the
+bytes of a standard ``Audio`` column; rows are written a row group at a time, so memory stays flat
+however many clips there are.
+
+The same inputs give byte-identical files, so a re-push of unchanged data uploads nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..annotations import CONFIGS, SPLITS, AnnotationError, Record, read_split, split_files
+from ..builder import AudioDialoguesConfig, _example, _features
+from ..cards import CARDS
+from ..clip_cache import default_cache_dir
+from ..clips import Clip
+from ..local_audio import AudioResolver
+from ..source_metadata import PathOrUrl, metadata_sources, open_source_metadata
+from .availability import Availability, clip_availability
+from .card import CardInputs, render_card
+from .plots import PLOTS_DIR, write_plots
+from .provenance import read_provenance
+from .stats import SplitStats, split_stats
+
+DATA_DIR = "data"
+#: Annotation-only shards: rows per shard and per row group (a row group is what streaming reads at once).
+ROWS_PER_SHARD = 200_000
+ROWS_PER_GROUP = 10_000
+#: Shards with embedded audio: bytes per shard, and rows per row group (the Hub viewer pages audio by 100).
+AUDIO_BYTES_PER_SHARD = 500 << 20
+AUDIO_ROWS_PER_GROUP = 100
+_OWNED = ("README.md", DATA_DIR, PLOTS_DIR)
+
+
+class PublishError(ValueError):
+    """A version that cannot be built or pushed; the message says what and where."""
+
+
+def audio_column(config: str) -> str:
+    return "audios" if config == "comparison" else "audio"
+
+
+def published_features(config: str, embed_audio: bool) -> datasets.Features:
+    """The builder's features with standard types only: no audio column, or a plain ``Audio`` one."""
+    features = _features(AudioDialoguesConfig(name=config, decoder="none"))
+    column = audio_column(config)
+    out = {}
+    for name, feature in features.items():
+        if name != column:
+            out[name] = feature
+        elif embed_audio:
+            out[name] = datasets.List(datasets.Audio()) if config == "comparison" else datasets.Audio()
+    return datasets.Features(out)
+
+
+def clip_file_name(clip: Clip, suffix: str) -> str:
+    """The name an embedded clip travels under: ``<ytid>_<start s>_<end s><suffix>``, as local folders name it."""
+    if clip.start_s is None or clip.end_s is None:
+        return f"{clip.ytid}{suffix}"
+    return f"{clip.ytid}_{clip.start_s:g}_{clip.end_s:g}{suffix}"
+
+
+@dataclass
+class SplitOutput:
+    rows: int = 0
+    shards: list[str] = field(default_factory=list)
+    parquet_bytes: int = 0
+    arrow_bytes: int = 0
+    #: Clips with no audio to embed (their rows hold a null audio).
+    missing_audio: int = 0
+
+
+@dataclass
+class FolderReport:
+    """What was written: per config and split, rows, shards and sizes; the statistics the card shows."""
+
+    root: Path
+    embed_audio: bool
+    splits: dict[str, dict[str, SplitOutput]] = field(default_factory=dict)
+    stats: dict[str, dict[str, SplitStats]] = field(default_factory=dict)
+    availability: dict[str, Availability] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = []
+        for config, splits in self.splits.items():
+            for split, out in splits.items():
+                extra = f", {out.missing_audio} clips without audio" if self.embed_audio else ""
+                lines.append(f"{config}/{split}: {out.rows:,} rows in {len(out.shards)} shard(s), "
+                             f"{out.parquet_bytes / 1e6:.1f} MB{extra}")
+        return "\n".join(lines)
+
+
+class _ShardWriter:
+    """Write tables into ``{split}-NNNNN-of-MMMMM.parquet`` files, a new file past a row or byte limit."""
+
+    def __init__(self, folder: Path, split: str, schema: pa.Schema, max_rows: int, max_bytes: int | None) -> None:
+        self.folder, self.split, self.schema = folder, split, schema
+        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.paths: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = self._bytes = 0
+        self.output = SplitOutput()
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is not None and (self._rows >= self.max_rows
+                                         or (self.max_bytes is not None and self._bytes >= self.max_bytes)):
+            self._close()
+        if self._writer is None:
+            path = self.folder / f".{self.split}-{len(self.paths):05d}.parquet.partial"
+            self.paths.append(path)
+            self._writer = pq.ParquetWriter(path, self.schema)
+            self._rows = self._bytes = 0
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self._rows += table.num_rows
+        self._bytes += table.nbytes
+        self.output.rows += table.num_rows
+        self.output.arrow_bytes += table.nbytes
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def finish(self) -> SplitOutput:
+        self._close()
+        if not self.paths:  # an empty split still gets a (row-less) shard, so the card's split exists
+            self.write(self.schema.empty_table())
+            self._close()
+        n = len(self.paths)
+        for i, partial in enumerate(self.paths):
+            final = self.folder / f"{self.split}-{i:05d}-of-{n:05d}.parquet"
+            partial.replace(final)
+            self.output.shards.append(final.name)
+            self.output.parquet_bytes += final.stat().st_size
+        return self.output
+
+
+def _rows(config: str, records: Sequence[Record], resolver: AudioResolver | None,
+          output: SplitOutput) -> Iterator[dict]:
+    """Rows as the builder makes examples, minus local paths; with ``resolver``, plus the clips' bytes."""
+    column = audio_column(config)
+    for record in records:
+        example = _example(config, record, [None] * len(record.clips))
+        example.pop(column)
+        if resolver is not None:
+            audios = []
+            for clip in record.clips:
+                path = resolver.resolve(clip)
+                if path is None:
+                    output.missing_audio += 1
+                    audios.append(None)
+                else:
+                    audios.append({"bytes": path.read_bytes(), "path": clip_file_name(clip, path.suffix.lower())})
+            example[column] = audios if config == "comparison" else audios[0]
+        yield example
+
+
+def _write_split(config: str, split: str, records: Sequence[Record], folder: Path,
+                 resolver: AudioResolver | None) -> SplitOutput:
+    embed = resolver is not None
+    schema = published_features(config, embed).arrow_schema
+    writer = _ShardWriter(folder, split, schema, max_rows=ROWS_PER_SHARD,
+                          max_bytes=AUDIO_BYTES_PER_SHARD if embed else None)
+    group = AUDIO_ROWS_PER_GROUP if embed else ROWS_PER_GROUP
+    batch: list[dict] = []
+    for row in _rows(config, records, resolver, writer.output):
+        batch.append(row)
+        if len(batch) == group:
+            writer.write(pa.Table.from_pylist(batch, schema=schema))
+            batch = []
+    if batch:
+        writer.write(pa.Table.from_pylist(batch, schema=schema))
+    return writer.finish()
+
+
+def _prepare_output(root: Path) -> None:
+    """An empty folder, or one this module wrote before (its owned entries are replaced, nothing else)."""
+    if root.exists() and not root.is_dir():
+        raise PublishError(f"{root}: output path exists and is not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    foreign = [p.name for p in root.iterdir() if p.name not in _OWNED and p.name != ".cache"]
+    if foreign:
+        raise PublishError(f"{root}: not empty and not a repo folder written by audio-dialogues "
+                           f"(holds {', '.join(sorted(foreign)[:5])}); choose an empty or new folder")
+    for name in _OWNED:
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def build_repo_folder(
+    output_dir: str | Path,
+    data_dir: str | Path,
+    configs: Sequence[str] | None = None,
+    *,
+    embed_audio: bool = False,
+    audio_dir: PathOrUrl | Sequence[PathOrUrl] | None = None,
+    audio_cache_dir: PathOrUrl | None = None,
+    strong_labels: PathOrUrl | Sequence[PathOrUrl] | None = None,
+    musiccaps_csv: PathOrUrl | None = None,
+    ontology: PathOrUrl | None = None,
+    download_metadata: bool = False,
+    repo_id: str | None = None,
+) -> FolderReport:
+    """Write the repo folder of the ``configs`` (default: every config with annotations in ``data_dir``).
+
+    Release-shape records are completed from the source metadata as the builder does. ``audio_dir`` and
+    the clip cache are searched for each clip (for ``embed_audio``, and for the card's clip availability).
+    ``repo_id`` only appears in the card's usage examples.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise PublishError(f"{data_dir}: --data-dir is not a folder")
+    files = _annotation_files(data_dir, configs)
+    root = Path(output_dir)
+    _prepare_output(root)
+    audio_dirs = [audio_dir] if isinstance(audio_dir, (str, Path)) else list(audio_dir or [])
+    resolver = AudioResolver(audio_dirs, audio_cache_dir if audio_cache_dir is not None else default_cache_dir())
+    report = FolderReport(root=root, embed_audio=embed_audio)
+    plots: dict[str, dict[str, str]] = {}
+    for config, split_paths in files.items():
+        metadata = open_source_metadata(metadata_sources(
+            config, strong_labels=strong_labels, musiccaps_csv=musiccaps_csv, ontology=ontology,
+            download_metadata=download_metadata))
+        folder = root / DATA_DIR / config
+        folder.mkdir(parents=True, exist_ok=True)
+        named = list(CARDS[config].paper_class_shares)
+        report.splits[config], report.stats[config] = {}, {}
+        clips: dict[str, Clip] = {}
+        for split, paths in split_paths.items():
+            records = read_split(config, split, data_files={split: paths}, metadata=metadata)
+            report.stats[config][split] = split_stats(config, split, records, named_classes=named)
+            report.splits[config][split] = _write_split(config, split, records, folder,
+                                                        resolver if embed_audio else None)
+            clips.update((c.key, c) for r in records for c in r.clips)
+            del records
+        availability = clip_availability(clips.values(), resolver)
+        if availability is not None:
+            report.availability[config] = availability
+        plots[config] = write_plots(config, report.stats[config], root)
+    inputs = CardInputs(
+        configs=list(files), stats=report.stats, outputs=report.splits, plots=plots,
+        availability=report.availability, provenance=read_provenance(data_dir), repo_id=repo_id,
+        embed_audio=embed_audio,
+    )
+    (root / "README.md").write_text(render_card(inputs), encoding="utf-8")
+    return report
+
+
+def _annotation_files(data_dir: Path, configs: Sequence[str] | None) -> dict[str, dict[str, list[Path]]]:
+    """``config -> split -> files``; a config asked for by name must have annotations."""
+    out = {}
+    for config in configs or CONFIGS:
+        if config not in CONFIGS:
+            raise PublishError(f"unknown config {config!r}; expected one of {', '.join(CONFIGS)}")
+        try:
+            out[config] = split_files(config, data_dir=data_dir)
+        except AnnotationError:
+            if configs:
+                raise
+    if not out:
+        raise PublishError(f"{data_dir}: no annotation files ({', '.join(f'{c}_{{train,test}}.jsonl' for c in CONFIGS)})")
+    for config, splits in out.items():
+        out[config] = {split: splits[split] for split in SPLITS if split in splits}
+    return out
