@@ -336,7 +336,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             repo_id = f"{body.get('organization') or USER}/{body['name']}"
             url = f"{hub.url}/datasets/{repo_id}"
             try:
-                hub.create_repo(repo_id, bool(body.get("private")))
+                hub.create_repo(repo_id, bool(body.get("private")) or body.get("visibility") == "private")
             except HubError as e:  # the Hub names the existing repo's URL in its 409
                 self._json(e.status, {"error": e.message, "url": url}, {"X-Error-Message": e.message})
                 return

@@ -27,9 +27,12 @@ def test_builder_info_comes_from_the_card(tmp_path: Path) -> None:
 
 
 def test_loading_script_card_is_rendered_from_the_template() -> None:
-    rendered = render_dataset_card(ROOT / "dataset_card" / "template.md")
+    rendered = render_dataset_card()
     committed = (ROOT / "loading_script" / "README.md").read_text()
     assert committed == rendered, "re-render loading_script/README.md from dataset_card/template.md"
     card = DatasetCard(rendered)
     assert card.data.pretty_name == "Audio Dialogues"
     assert "| `comparison` | AudioSet Comparison |" in card.text and "64,085" in card.text
+    # each citation once, although two subsets share the AudioSet one
+    assert card.text.count("@article{goel2024audiodialogues") == 1
+    assert card.text.count("@inproceedings{hershey2021strong") == 1

@@ -83,6 +83,9 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         download_audio: fetch clips that have no local audio into the clip cache while preparing.
         fetch_options: keyword arguments of :class:`audio_dialogues.fetching.FetchOptions`.
         num_shards: shards per split, for DataLoader workers and ``split_dataset_by_node``.
+        repo_id, revision: read the annotations from a Hub dataset repo published with ``audio-dialogues push``
+            (default when neither ``data_dir`` nor ``data_files`` is given: ``$AUDIO_DIALOGUES_REPO``); its
+            embedded audio, if any, is searched after ``audio_dir`` and before the clip cache.
     """
 
     audio_dir: PathOrUrl | list[PathOrUrl] | None = None
@@ -97,6 +100,8 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
     download_audio: bool = False
     fetch_options: dict[str, Any] = field(default_factory=dict)
     num_shards: int = 8
+    repo_id: str | None = None
+    revision: str | None = None
 
     def validate(self) -> None:
         """Check every option, so a wrong value is named here and not met as a traceback deep inside.
@@ -138,7 +143,27 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
             download_metadata=self.download_metadata,
         )
 
+    def published_repo(self) -> str | None:
+        """The Hub repo the annotations come from: ``repo_id``, else ``$AUDIO_DIALOGUES_REPO`` if no local source."""
+        from ..publish.source import REPO_ENV
+
+        if self.repo_id or self.data_dir or self.data_files:
+            return self.repo_id
+        return os.environ.get(REPO_ENV) or None
+
+    def published(self) -> Any:
+        """The local copy of this config's shards in :meth:`published_repo` (:mod:`..publish.source`)."""
+        from ..publish.source import download_published
+
+        return download_published(self.published_repo(), self.name, self.revision)
+
     def annotation_files(self) -> dict[str, list[Path]]:
+        if self.published_repo():
+            return self.published().files
+        if not self.data_dir and not self.data_files:
+            from ..publish.source import no_source_error
+
+            raise no_source_error(self.name)
         data_files = {split: list(files) for split, files in self.data_files.items()} if self.data_files else None
         return split_files(self.name, data_dir=self.data_dir, data_files=data_files)
 
@@ -207,6 +232,9 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         # datasets drops config overrides whose value is None, which would turn "native rate" into 16 kHz.
         if "sampling_rate" in kwargs and kwargs["sampling_rate"] is None:
             kwargs["sampling_rate"] = "native"
+        # `repo_id` is a DatasetBuilder argument (a Hub namespace for the cache folder); here it names the
+        # published repo the annotations come from, so it goes to the config instead.
+        self._published_repo_id = kwargs.pop("repo_id", None)
         super().__init__(*args, **kwargs)
         #: datasets' own config id (the options); the content and resolution digests are added on prepare.
         self.options_id = self.config_id
@@ -217,6 +245,12 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
     def __getstate__(self) -> dict:
         # Pickled into every DataLoader worker: never ship resolved records or one process's resolver along.
         return {**super().__getstate__(), "_resolved": None, "_stream_cache": {}}
+
+    def _create_builder_config(self, config_name: Any = None, custom_features: Any = None,
+                               **config_kwargs: Any) -> Any:
+        if self._published_repo_id is not None:
+            config_kwargs["repo_id"] = self._published_repo_id
+        return super()._create_builder_config(config_name, custom_features, **config_kwargs)
 
     def _info(self) -> datasets.DatasetInfo:
         self.config.validate()
@@ -333,13 +367,20 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
                                     ResolutionState]:
         """Read, (fetch,) and resolve every split; also what the resolution depended on."""
         config = self.config
-        files = config.annotation_files()
+        published = config.published() if config.published_repo() else None
+        files = published.files if published else config.annotation_files()
         downloader = datasets.DownloadManager(dataset_name=self.dataset_name)
         metadata = open_source_metadata(config.metadata_sources(), download=downloader.download)
-        resolver = AudioResolver(config.audio_dirs, config.cache_dir)
+        embedded = None
+        if published is not None:
+            from ..publish.source import extract_embedded, read_published
+
+            embedded = extract_embedded(config.name, published)
+        resolver = AudioResolver(config.audio_dirs + ([embedded] if embedded else []), config.cache_dir)
         resolved = {}
         for split, paths in files.items():
-            records = read_split(config.name, split, data_files={split: paths}, metadata=metadata)
+            records = (read_published(config.name, paths) if published
+                       else read_split(config.name, split, data_files={split: paths}, metadata=metadata))
             report = SplitReport()
             unlisted = [r for r in records if r.unlisted]
             if unlisted:

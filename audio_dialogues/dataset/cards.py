@@ -7,7 +7,6 @@ so a description or a citation is written exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 HOMEPAGE = "https://arxiv.org/abs/2404.07616"
 LICENSE = "Annotations: as released by the Audio Dialogues authors; audio: YouTube terms apply (not distributed)."
@@ -113,6 +112,6 @@ CARDS: dict[str, SubsetCard] = {
 
 def render_dataset_card() -> str:
     """The card of ``loading_script/`` (all subsets, no measured data), from the same code a push renders."""
-    from .publish.card import CardInputs, render_card
+    from ..publish.card import CardInputs, render_card
 
     return render_card(CardInputs())

@@ -69,6 +69,8 @@ def wrap(datasets_load: types.ModuleType) -> bool:
         from .builder import builder_hash
 
         names = {"dataset_name": DATASET_NAME}
+        if kwargs.get("revision") is not None:  # load_dataset(..., revision=): of the published repo_id
+            names["revision"] = kwargs["revision"]
         return module_cls(module_path=BUILDER_MODULE, hash=builder_hash(), builder_kwargs=names)
 
     setattr(dataset_module_factory, _MARK, True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .. import journal
-from ..clips import Clip
-from ..local_audio import AudioResolver
+from ..dataset.local_audio import AudioResolver
+from ..fetch import journal
+from ..sources.clips import Clip
 
 
 @dataclass

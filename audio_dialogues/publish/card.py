@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..cards import AUDIO_DIALOGUES_CITATION, CARDS, HOMEPAGE, LICENSE, SubsetCard
-from ..annotations import CONFIGS
+from ..dataset.cards import AUDIO_DIALOGUES_CITATION, CARDS, HOMEPAGE, LICENSE, SubsetCard
+from ..sources.annotations import CONFIGS
 from .availability import Availability
 from .provenance import Provenance
 from .stats import SplitStats

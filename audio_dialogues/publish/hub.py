@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .repo_folder import DATA_DIR, FolderReport, PublishError, build_repo_folder
 from .plots import PLOTS_DIR
+from .repo_folder import DATA_DIR, FolderReport, PublishError, build_repo_folder
 
 REPO_TYPE = "dataset"
 #: Remote files a push owns: replaced by the new version, removed when the new version has no such file.
@@ -60,8 +60,6 @@ def upload_folder(
     endpoint: str | None = None,
 ) -> tuple[str, bool, str]:
     """Upload ``folder`` to ``repo_id`` (created if needed) as one commit; ``(head, changed, url)``."""
-    from huggingface_hub.errors import HfHubHTTPError
-
     api = _api(token, endpoint)
     branch = revision or "main"
     try:
@@ -74,11 +72,26 @@ def upload_folder(
             commit_message=commit_message or "Publish Audio Dialogues with audio-dialogues",
             delete_patterns=list(OWNED_PATTERNS), parent_commit=head,
         )
-    except HfHubHTTPError as e:
-        status = e.response.status_code if e.response is not None else "?"
-        raise PublishError(f"push to {repo_id}@{branch} failed (HTTP {status}): {str(e).splitlines()[0]}; "
-                           "the branch is unchanged, run the same push again") from e
+    except PublishError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any transport failure (HTTP, network, disk) ends the same way
+        raise PublishError(f"push to {repo_id}@{branch} failed: {_describe(e)}; the branch is unchanged "
+                           "(nothing was committed), run the same push again") from e
     return info.oid, info.oid != head, url
+
+
+def _describe(error: BaseException) -> str:
+    """The HTTP status and first message line of the innermost Hub error in ``error``'s chain."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for e in reversed(chain):
+        if isinstance(e, HfHubHTTPError) and e.response is not None:
+            return f"HTTP {e.response.status_code} ({str(chain[0]).splitlines()[0]} {str(e).splitlines()[0]})"
+    return f"{type(chain[-1]).__name__}: {str(chain[-1]).splitlines()[0] if str(chain[-1]) else ''}"
 
 
 def push(

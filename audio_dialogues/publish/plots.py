@@ -17,7 +17,12 @@ _COLORS = {"train": "#4C72B0", "test": "#DD8452"}
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from .repo_folder import PublishError
+
+        raise PublishError("the card's figures need matplotlib: pip install 'audio-dialogues[publish]'") from None
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -27,13 +27,13 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..annotations import CONFIGS, SPLITS, AnnotationError, Record, read_split, split_files
-from ..builder import AudioDialoguesConfig, _example, _features
-from ..cards import CARDS
-from ..clip_cache import default_cache_dir
-from ..clips import Clip
-from ..local_audio import AudioResolver
-from ..source_metadata import PathOrUrl, metadata_sources, open_source_metadata
+from ..dataset.builder import AudioDialoguesConfig, _example, _features
+from ..dataset.cards import CARDS
+from ..dataset.local_audio import AudioResolver
+from ..fetch.cache import resolve_cache_dir
+from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, read_split, split_files
+from ..sources.clips import Clip
+from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
 from .availability import Availability, clip_availability
 from .card import CardInputs, render_card
 from .plots import PLOTS_DIR, write_plots
@@ -235,7 +235,7 @@ def build_repo_folder(
     root = Path(output_dir)
     _prepare_output(root)
     audio_dirs = [audio_dir] if isinstance(audio_dir, (str, Path)) else list(audio_dir or [])
-    resolver = AudioResolver(audio_dirs, audio_cache_dir if audio_cache_dir is not None else default_cache_dir())
+    resolver = AudioResolver(audio_dirs, resolve_cache_dir(audio_cache_dir))
     report = FolderReport(root=root, embed_audio=embed_audio)
     plots: dict[str, dict[str, str]] = {}
     for config, split_paths in files.items():
@@ -279,7 +279,8 @@ def _annotation_files(data_dir: Path, configs: Sequence[str] | None) -> dict[str
             if configs:
                 raise
     if not out:
-        raise PublishError(f"{data_dir}: no annotation files ({', '.join(f'{c}_{{train,test}}.jsonl' for c in CONFIGS)})")
+        names = ", ".join(f"{c}_{{train,test}}.json[l]" for c in CONFIGS)
+        raise PublishError(f"{data_dir}: no annotation files ({names})")
     for config, splits in out.items():
         out[config] = {split: splits[split] for split in SPLITS if split in splits}
     return out

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from ..annotations import Record
+from ..sources.annotations import Record
 
 #: How many sound classes / aspects and question types the card lists.
 TOP_N = 10
