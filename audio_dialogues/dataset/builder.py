@@ -125,7 +125,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         dirs = self.audio_dir if isinstance(self.audio_dir, (list, tuple)) else [self.audio_dir]
         given = [Path(d) for d in dirs if d is not None]
         try:
-            beside = release_folders(self.annotation_files())
+            beside = [] if self.published_repo() else release_folders(self.annotation_files())
         except AnnotationError:
             beside = []  # reported with its full message when the splits are generated
         return list(dict.fromkeys(given + beside))

@@ -20,7 +20,7 @@ MAX_SAMPLING_RATE = 768_000
 MAX_SHARDS = 100_000
 #: Options for which ``None`` means "not given" (datasets itself drops overrides whose value is None).
 _NONE_ALLOWED = {"data_dir", "audio_dir", "audio_cache_dir", "sampling_rate", "strong_labels", "musiccaps_csv",
-                 "ontology"}
+                 "ontology", "repo_id", "revision"}
 
 
 class ConfigError(ValueError):
@@ -77,6 +77,9 @@ def _option_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "download_audio": (lambda v: isinstance(v, bool), "True or False"),
         "fetch_options": (_fetch_options, "a dict of FetchOptions fields"),
         "num_shards": (lambda v: type(v) is int and 1 <= v <= MAX_SHARDS, f"a whole number from 1 to {MAX_SHARDS}"),
+        "repo_id": (lambda v: isinstance(v, str) and len([p for p in v.split("/") if p]) == 2 and v.count("/") == 1,
+                    "a Hub dataset repo id, 'namespace/name'"),
+        "revision": (lambda v: isinstance(v, str) and bool(v.strip()), "a branch, tag or commit of the repo"),
     }
 
 
