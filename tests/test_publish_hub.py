@@ -178,6 +178,10 @@ PACKAGE_READER = """
                       "same_audio": all(np.array_equal(x["audio"]["array"], y["audio"]["array"])
                                         for x, y in zip(a, b)),
                       "same_text": [x["turns"] for x in a] == [y["turns"] for y in b]}
+    streamed = datasets.load_dataset("audio_dialogues", "music", split="test", repo_id=REPO, streaming=True,
+                                     audio_dir=sample["audio_dir"])
+    out["streamed"] = sorted((r["id"], len(r["audio"]["array"])) for r in streamed)
+    out["eager"] = sorted((r["id"], len(r["audio"]["array"])) for r in published["test"])
     os.environ["AUDIO_DIALOGUES_REPO"] = REPO
     by_env = datasets.load_dataset("audio_dialogues", "comparison", split="test", audio_dir=sample["audio_dir"])
     out["env_ids"] = sorted(by_env["id"])
@@ -199,6 +203,7 @@ def test_package_loads_a_published_repo_like_a_local_release(hub_client: HubServ
         local_ids, published_ids = got[split]["ids"]
         assert published_ids == local_ids and local_ids
         assert got[split]["same_audio"] and got[split]["same_text"]
+    assert got["streamed"] == got["eager"] and got["eager"]
     assert got["env_ids"] == sorted(expected_rows("comparison", "test"))
     message = got["no_source"]
     assert "data_dir=" in message and "repo_id=" in message and "audio-dialogues generate" in message

@@ -38,6 +38,7 @@ from datasets.download.streaming_download_manager import StreamingDownloadManage
 from .. import __version__
 from ..fetch.cache import resolve_cache_dir
 from ..files import atomic_write
+from ..publish.source import embedded_audio_dirs, iter_published_part, read_published
 from ..sources.annotations import (
     CONFIGS,
     AnnotationError,
@@ -371,12 +372,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         files = published.files if published else config.annotation_files()
         downloader = datasets.DownloadManager(dataset_name=self.dataset_name)
         metadata = open_source_metadata(config.metadata_sources(), download=downloader.download)
-        embedded = None
-        if published is not None:
-            from ..publish.source import extract_embedded, read_published
-
-            embedded = extract_embedded(config.name, published)
-        resolver = AudioResolver(config.audio_dirs + ([embedded] if embedded else []), config.cache_dir)
+        resolver = AudioResolver(config.audio_dirs + embedded_audio_dirs(config.name, published), config.cache_dir)
         resolved = {}
         for split, paths in files.items():
             records = (read_published(config.name, paths) if published
@@ -482,7 +478,8 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         config = self.config
         metadata, resolver = self._stream_inputs()
         report = SplitReport()
-        records = iter_split_part(config.name, part.paths, part.index, part.count, metadata)
+        records = (iter_published_part(config.name, part.paths, part.index, part.count) if config.published_repo()
+                   else iter_split_part(config.name, part.paths, part.index, part.count, metadata))
         batch: list[dict] = []
         size = 1
         schema = self.info.features.arrow_schema
@@ -505,7 +502,9 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             downloader = datasets.DownloadManager(dataset_name=self.dataset_name)
             self._stream_cache["metadata"] = open_source_metadata(config.metadata_sources(),
                                                                   download=downloader.download)
-            self._stream_cache["resolver"] = AudioResolver(config.audio_dirs, config.cache_dir)
+            published = config.published() if config.published_repo() else None
+            self._stream_cache["resolver"] = AudioResolver(
+                config.audio_dirs + embedded_audio_dirs(config.name, published), config.cache_dir)
         return self._stream_cache["metadata"], self._stream_cache["resolver"]
 
 

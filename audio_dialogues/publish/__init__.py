@@ -3,12 +3,25 @@
 :func:`push` builds the repo folder (:mod:`.repo_folder`: parquet shards, the card of :mod:`.card` with
 the figures of :mod:`.plots` and the figures of :mod:`.stats`) and uploads it in one commit
 (:mod:`.hub`). :mod:`.source` is the other direction: a published repo as the builder's annotation
-source.
+source. Names are imported on first use: the builder imports :mod:`.source` without the writer side.
 """
 
 from __future__ import annotations
 
-from .hub import PushResult, push
-from .repo_folder import FolderReport, PublishError, build_repo_folder
+import importlib
+from typing import Any
 
-__all__ = ["FolderReport", "PublishError", "PushResult", "build_repo_folder", "push"]
+_PUBLIC = {
+    "push": ".hub",
+    "PushResult": ".hub",
+    "build_repo_folder": ".repo_folder",
+    "FolderReport": ".repo_folder",
+    "PublishError": ".repo_folder",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

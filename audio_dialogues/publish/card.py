@@ -83,7 +83,8 @@ def card_data(inputs: CardInputs):
     import datasets
     from huggingface_hub import DatasetCardData
 
-    from .repo_folder import DATA_DIR, published_features
+    from .layout import DATA_DIR
+    from .repo_folder import published_features
 
     cards = [CARDS[c] for c in inputs.configs]
     extra: dict[str, Any] = {}

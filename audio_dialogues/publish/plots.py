@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .layout import PLOTS_DIR
 from .stats import Share, SplitStats
 
-#: Where the figures live in the repo folder (the card links to them by this relative path).
-PLOTS_DIR = "images"
 _COLORS = {"train": "#4C72B0", "test": "#DD8452"}
 
 

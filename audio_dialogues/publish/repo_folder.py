@@ -36,11 +36,11 @@ from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
 from .availability import Availability, clip_availability
 from .card import CardInputs, render_card
-from .plots import PLOTS_DIR, write_plots
+from .layout import DATA_DIR, PLOTS_DIR, audio_column, clip_file_name
+from .plots import write_plots
 from .provenance import read_provenance
 from .stats import SplitStats, split_stats
 
-DATA_DIR = "data"
 #: Annotation-only shards: rows per shard and per row group (a row group is what streaming reads at once).
 ROWS_PER_SHARD = 200_000
 ROWS_PER_GROUP = 10_000
@@ -54,10 +54,6 @@ class PublishError(ValueError):
     """A version that cannot be built or pushed; the message says what and where."""
 
 
-def audio_column(config: str) -> str:
-    return "audios" if config == "comparison" else "audio"
-
-
 def published_features(config: str, embed_audio: bool) -> datasets.Features:
     """The builder's features with standard types only: no audio column, or a plain ``Audio`` one."""
     features = _features(AudioDialoguesConfig(name=config, decoder="none"))
@@ -69,13 +65,6 @@ def published_features(config: str, embed_audio: bool) -> datasets.Features:
         elif embed_audio:
             out[name] = datasets.List(datasets.Audio()) if config == "comparison" else datasets.Audio()
     return datasets.Features(out)
-
-
-def clip_file_name(clip: Clip, suffix: str) -> str:
-    """The name an embedded clip travels under: ``<ytid>_<start s>_<end s><suffix>``, as local folders name it."""
-    if clip.start_s is None or clip.end_s is None:
-        return f"{clip.ytid}{suffix}"
-    return f"{clip.ytid}_{clip.start_s:g}_{clip.end_s:g}{suffix}"
 
 
 @dataclass

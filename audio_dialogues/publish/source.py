@@ -11,6 +11,7 @@ user's own folders and before the clip cache.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 from ..files import atomic_write
 from ..sources.annotations import SPLITS, AnnotationError, Record, Turn
 from ..sources.clips import Clip, ClipError
-from .repo_folder import DATA_DIR, audio_column, clip_file_name
+from .layout import DATA_DIR, audio_column, clip_file_name
 
 #: Names the repo to load when neither ``data_dir``, ``data_files`` nor ``repo_id`` is given.
 REPO_ENV = "AUDIO_DIALOGUES_REPO"
@@ -115,6 +116,26 @@ def read_published(config: str, paths: list[Path]) -> list[Record]:
                 records.append(_record(config, f"{path.name}[{index}]", row))
                 index += 1
     return records
+
+
+def iter_published_part(config: str, paths: Sequence[str | os.PathLike], index: int, count: int) -> Iterator[Record]:
+    """Part ``index`` of ``count`` of a split's shards (every ``count``-th row), for streaming readers."""
+    row = 0
+    for path in map(Path, paths):
+        shard = pq.ParquetFile(path)
+        columns = [c for c in shard.schema_arrow.names if c != audio_column(config)]
+        for batch in shard.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            for i, values in enumerate(batch.to_pylist()):
+                if (row + i) % count == index:
+                    yield _record(config, f"{path.name}[{row + i}]", values)
+            row += batch.num_rows
+        row = 0
+
+
+def embedded_audio_dirs(config: str, published: Published | None) -> list[Path]:
+    """The folder of the published repo's embedded clips, as an extra audio folder (none without a repo)."""
+    folder = extract_embedded(config, published) if published is not None else None
+    return [folder] if folder is not None else []
 
 
 def extract_embedded(config: str, published: Published) -> Path | None:
