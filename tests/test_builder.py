@@ -228,3 +228,48 @@ def test_bad_options_are_refused(tmp_path: Path, kwargs: dict, message: str) -> 
 def test_unknown_split_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"Unknown split \"validation\". Should be one of \['train', 'test'\]"):
         audio_dialogues.load("music", split="validation", cache_dir=str(tmp_path), **SAMPLE)
+
+
+def _tone(seconds: float, rate: int = 8_000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + t / 60)).astype(np.float32)  # loudness grows with time
+
+
+def _one_record(tmp_path: Path, clip: dict) -> dict:
+    data = tmp_path / "data"
+    data.mkdir()
+    record = {"id": "one", "clips": [clip], "turns": [{"user": "What is it?", "assistant": "A tone."}]}
+    (data / "music_test.jsonl").write_text(json.dumps(record) + "\n")
+    return {"data_dir": str(data), "audio_dir": str(tmp_path / "audio"), "musiccaps_csv": SAMPLE["musiccaps_csv"],
+            "audio_cache_dir": str(tmp_path / "clips")}
+
+
+@pytest.mark.parametrize("decoder", ["soundfile", "torchcodec"])
+@pytest.mark.parametrize("name", ["Ab12Cd34Ef5.wav", "Ab12Cd34Ef5_30_40.flac"])
+def test_a_local_file_longer_than_its_clip_gives_the_window(tmp_path: Path, decoder: str, name: str) -> None:
+    if decoder == "torchcodec" and not HAS_TORCHCODEC:
+        pytest.skip("the datasets/torchcodec decode path needs torchcodec")
+    (tmp_path / "audio").mkdir()
+    whole = _tone(60.0)
+    sf.write(tmp_path / "audio" / name, whole, 8_000)
+    inputs = _one_record(tmp_path, {"ytid": "Ab12Cd34Ef5", "start_s": 30.0, "end_s": 40.0})
+    ds = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path / "hf"), sampling_rate=None,
+                              decoder=decoder, **inputs)
+    audio = ds[0]["audio"]
+    array = np.asarray(audio["array"], dtype=np.float32)
+    assert audio["sampling_rate"] == 8_000 and len(array) == 80_000
+    offset = 30 * 8_000 if "_30_40" not in name else 0  # a whole video starts at 0, a windowed file at the clip
+    np.testing.assert_allclose(array[:100], whole[offset : offset + 100], atol=1e-3)
+
+
+def test_undecodable_local_audio_is_found_at_prepare_with_record_and_clip(tmp_path: Path) -> None:
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "YAb12Cd34Ef5.flac").write_bytes(b"fLaC but nothing a decoder could read")
+    inputs = _one_record(tmp_path, {"ytid": "Ab12Cd34Ef5", "start_s": 30.0, "end_s": 40.0})
+    with pytest.raises(MissingAudioError, match=r"music_test.jsonl:1 \(id 'one'\): undecodable audio for clip "
+                                                r"Ab12Cd34Ef5 \[30s, 40s\).*YAb12Cd34Ef5.flac: not readable audio"):
+        audio_dialogues.load("music", cache_dir=str(tmp_path / "hf"), missing_audio="error", **inputs)
+    kept = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path / "hf"), missing_audio="keep", **inputs)
+    assert kept[0]["audio"] is None
+    _, report = prepare("music", cache_dir=str(tmp_path / "hf2"), missing_audio="keep", **inputs)
+    assert report["test"].missing_clips == 1

@@ -246,3 +246,27 @@ def test_export_streams_in_constant_memory(tmp_path: Path, fmt):
     parsed = (json.loads((tmp_path / "4000.out").read_text()) if fmt in ("af-chat", "af3-chat")
               else [json.loads(line) for line in (tmp_path / "4000.out").read_text().splitlines()])
     assert len(parsed["data"] if fmt == "af-chat" else parsed) == 4000
+
+
+def test_export_resolves_exactly_as_the_builder(dataset, tmp_path):
+    """One resolution for both: same records kept, same drop reasons, and a whole video is cut, never handed over."""
+    from audio_dialogues.dataset.api import prepare
+    from audio_dialogues.sources.annotations import read_split
+
+    dataset["files"][YTIDS[3]].write_bytes(b"ID3 and nothing a decoder could read")  # undecodable
+    sf.write(dataset["audio"] / f"{YTIDS[4]}.wav", np.zeros(16000 * 40, dtype="float32"), 16000)  # whole video
+    (dataset["audio"] / f"Y{YTIDS[4]}.wav").unlink()
+    cache = tmp_path / "clips"
+    splits, report = prepare("comparison", data_dir=str(dataset["data"]), audio_dir=str(dataset["audio"]),
+                             audio_cache_dir=str(cache), cache_dir=str(tmp_path / "hf"))
+    records = read_split("comparison", "test", data_dir=dataset["data"])
+    exported = export_chat(records, "af3-chat", tmp_path / "out.json", config="comparison", split="test",
+                           resolver=AudioResolver([dataset["audio"]], cache))
+    items = json.loads((tmp_path / "out.json").read_text())
+    assert [i["id"] for i in items] == splits["test"]["id"]
+    assert [i["id"] for i in items] == ["cmp-1"]
+    assert exported.dropped == sum(report["test"].dropped.values()) == 2
+    assert exported.missing_clips == report["test"].missing_clips
+    assert set(report["test"].dropped) == {"undecodable audio", "no audio found"}
+    cut = items[0]["sound"][1]  # the 40 s file is never handed over as the 10 s clip: its window is
+    assert cut.startswith(str(cache)) and sf.info(cut).duration == 10.0

@@ -82,3 +82,38 @@ def test_ranks_and_workers_together(many: dict) -> None:
         loader = torch.utils.data.DataLoader(node, batch_size=None, num_workers=2)
         seen.update(r["id"] for r in loader)
     assert seen == Counter(f"r{i:03d}" for i in range(N_RECORDS))
+
+
+def test_the_first_example_comes_before_the_rest_of_the_split_is_read(many: dict, tmp_path: Path) -> None:
+    """Each shard reads its own part of the annotations: a bad record at the end of the file is only met by the
+    shard that owns it, after the first shards' examples have been yielded (an eager read would fail at once)."""
+    data = tmp_path / "data"
+    shutil.copytree(many["data_dir"], data)
+    with open(data / "music_test.jsonl", "a") as f:
+        f.write('{"id": "broken", "clips": [{"ytid": "Tq8_Lp2-Xv0"}], "turns": []}\n')
+    stream = audio_dialogues.load("music", split="test", streaming=True, decoder="none",
+                                  **{**many, "data_dir": str(data)})
+    rows = iter(stream)
+    assert next(rows)["id"] == "r000"
+    seen = ["r000"]
+    with pytest.raises(Exception, match=r"music_test.jsonl:24 .*turns is empty"):
+        for row in rows:
+            seen.append(row["id"])
+    # The shards before the one owning the bad record gave all their examples, in order, once.
+    assert len(seen) >= N_RECORDS * 7 // 8 - 1 and seen == [f"r{i:03d}" for i in range(len(seen))]
+
+
+def test_missing_audio_policies_hold_in_a_stream(many: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(many["data_dir"], data)
+    with open(data / "music_test.jsonl", "a") as f:
+        clip = {"ytid": "Wd3-Xs2_Za1", "start_s": 90.0, "end_s": 100.0}
+        f.write(json.dumps({"id": "no-audio", "clips": [clip], "turns": [{"user": "q", "assistant": "a"}]}) + "\n")
+    inputs = {**many, "data_dir": str(data), "decoder": "none"}
+    dropped = [r["id"] for r in audio_dialogues.load("music", split="test", streaming=True, **inputs)]
+    assert dropped == [f"r{i:03d}" for i in range(N_RECORDS)]
+    assert "part 8/8: dropped 1 of" in caplog.text and "no audio found: 1" in caplog.text
+    kept = list(audio_dialogues.load("music", split="test", streaming=True, missing_audio="keep", **inputs))
+    assert kept[-1]["id"] == "no-audio" and kept[-1]["audio"] is None
+    with pytest.raises(FileNotFoundError, match=r"music_test.jsonl:24 \(id 'no-audio'\): no audio for clip Wd3"):
+        list(audio_dialogues.load("music", split="test", streaming=True, missing_audio="error", **inputs))
