@@ -1,7 +1,9 @@
-"""``audio-dialogues``: a thin command line over the package's plain functions.
+"""The audio-dialogues command line: a thin layer over the package's plain functions.
 
-Every command parses its arguments, calls one library function and prints what it returned; no
-logic lives here that a Python user could not reach through the library.
+Every command parses its arguments, calls library functions and prints what they returned; no
+logic lives here that a Python user could not reach through the library. Libraries that take
+long to import are imported inside the command that needs them, so that help and ``status``
+start at once.
 """
 
 from __future__ import annotations
@@ -14,15 +16,39 @@ from collections.abc import Sequence
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.options import ConfigError
 from .dataset.overview import summarise
+from .files import OutputError
 from .generate.options import GenerateError, add_arguments, from_args
 from .sample import sample_paths
 from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, split_files
 from .sources.metadata import MetadataError, metadata_sources, open_source_metadata
 
+DESCRIPTION = ("The Audio Dialogues dataset (arXiv 2404.07616): build it from annotation files and local audio, "
+               "download its clips, score model answers and export chat formats. "
+               "Run 'audio-dialogues demo' to see it work on the sample that ships with the package.")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" to an option's help, unless the help already says it or there is no default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, [], argparse.SUPPRESS)
+                or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that shows defaults; every subcommand gets one too."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audio-dialogues", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="audio-dialogues", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for add in (_add_core_commands, _add_fetch_commands, _add_evaluation_commands, _add_generate_command,
                 _add_publish_commands):
         add(commands)
@@ -37,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (AnnotationError, MetadataError, ConfigError, FileNotFoundError, GenerateError) as e:
-        # Bad input: the message already names the file, the record and the problem; no traceback.
-        # (FileNotFoundError covers MissingAudioError too.)
+    except (AnnotationError, MetadataError, ConfigError, FileNotFoundError, GenerateError, OutputError) as e:
+        # Bad input (MissingAudioError is a FileNotFoundError) or an output that cannot be written: the
+        # message already names the file, the record and the problem; no traceback.
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -49,9 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, split: bool = True, required: bool = True) -> None:
     """Options naming annotation files and the source metadata that completes release-shape records."""
-    parser.add_argument("--data-dir", required=required, help="folder holding {config}_{split}.json or .jsonl")
+    parser.add_argument("--data-dir", required=required, metavar="DIR",
+                        help="the annotation folder: CONFIG_SPLIT.json or .jsonl files, or the authors' "
+                             "dialogues_audioset_thresholded.json / dialogues_musiccaps_thresholded.json")
     if split:
-        parser.add_argument("--split", default="test", choices=("train", "test"))
+        parser.add_argument("--split", default="test", choices=("train", "test"), help="which split's dialogues")
     parser.add_argument("--strong-labels", action="append", metavar="TSV",
                         help="AudioSet strong-label TSV (path or URL); repeat for train and eval")
     parser.add_argument("--musiccaps-csv", metavar="CSV", help="MusicCaps metadata CSV (path or URL)")
@@ -80,22 +108,26 @@ def read_records(args: argparse.Namespace, config: str, splits: Sequence[str] | 
             for record in read_split(config, split, data_dir=args.data_dir, metadata=metadata)]
 
 
-# --- core: demo, prepare (issue 2) ---------------------------------------------------------------
+# --- core: demo, prepare ------------------------------------------------------------------------
 
 
 def _add_core_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="build all three configs from the embedded sample and summarise them")
-    demo.add_argument("--cache-dir", help="datasets cache folder (default: the datasets default)")
+    demo.add_argument("--cache-dir", metavar="DIR", help="datasets cache folder (default: the datasets default)")
     demo.set_defaults(run=_run_demo)
 
     prepare = commands.add_parser("prepare", help="prepare a config from annotation files and local audio")
-    prepare.add_argument("config", choices=CONFIGS)
+    prepare.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(prepare, split=False)
-    prepare.add_argument("--audio-dir", action="append", default=[], help="local audio folder (repeatable)")
-    prepare.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
-    prepare.add_argument("--missing-audio", choices=MISSING_AUDIO_POLICIES, default="drop")
+    prepare.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
+                         help="local audio folder, searched before the clip cache (repeatable)")
+    prepare.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, "
+                                                                 "else $XDG_CACHE_HOME/audio_dialogues/clips)")
+    prepare.add_argument("--missing-audio", choices=MISSING_AUDIO_POLICIES, default="drop",
+                         help="a dialogue whose audio is not found: leave it out and count it, stop with an error, "
+                              "or keep it with no audio")
     prepare.add_argument("--download-audio", action="store_true", help="fetch clips without local audio first")
-    prepare.add_argument("--cache-dir", help="datasets cache folder")
+    prepare.add_argument("--cache-dir", metavar="DIR", help="datasets cache folder (default: the datasets default)")
     prepare.set_defaults(run=_run_prepare)
 
     clean = commands.add_parser(
@@ -142,7 +174,7 @@ def _run_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- fetch, status (issue 3) ---------------------------------------------------------------------
+# --- fetch, status -------------------------------------------------------------------------------
 
 
 def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
@@ -152,30 +184,31 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
         "fetch", help="download the clips of a config into the clip cache (resumable, verified, journaled)",
         description="Exit status: 0 when every clip is cached or permanently unavailable, 1 when transient "
                     "failures remain (run again later), 2 on usage errors.")
-    fetch.add_argument("config", choices=CONFIGS)
+    fetch.add_argument("config", choices=CONFIGS, help="which subset's clips")
     add_source_arguments(fetch, split=False)
     fetch.add_argument("--split", choices=("train", "test", "all"), default="all",
                        help="which split's clips (default: every split that has annotations)")
-    fetch.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, else "
+    fetch.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, else "
                                                  "$XDG_CACHE_HOME/audio_dialogues/clips)")
     fetch.add_argument("--url-template", default=YOUTUBE_URL_TEMPLATE, help="video URL; {ytid} is replaced")
     fetch.add_argument("--workers", type=_positive_int, default=4, help="parallel downloads (default 4)")
     fetch.add_argument("--sample-rate", type=_sample_rate, default=16000,
                        help="output rate in Hz, or 'native' for the source's (default 16000)")
-    fetch.add_argument("--format", choices=("flac", "wav"), default="flac")
+    fetch.add_argument("--format", choices=("flac", "wav"), default="flac", help="audio file format of the cache")
     fetch.add_argument("--retry-failed", action="store_true",
                        help="also retry clips the journal records as permanently unavailable")
     fetch.add_argument("--max-attempts", type=_positive_int, default=3,
                        help="downloads per clip and run before a transient failure waits for the next run")
     fetch.add_argument("--cookies", metavar="FILE", help="Netscape cookies file (age checks, bot checks)")
-    fetch.add_argument("--proxy", help="proxy URL for every request")
+    fetch.add_argument("--proxy", metavar="URL", help="proxy URL for every request")
     fetch.add_argument("--sleep", type=_non_negative, default=0.0, metavar="S",
                        help="seconds each worker waits before each download")
     fetch.add_argument("--rate-limit", type=_positive_float, metavar="N",
                        help="start at most N downloads per second in total")
     fetch.add_argument("--num-shards", type=_positive_int, default=1,
                        help="split the clips by video into N disjoint shards (one per machine)")
-    fetch.add_argument("--shard-index", type=int, default=0, help="which shard this machine fetches (0-based)")
+    fetch.add_argument("--shard-index", type=int, default=0, metavar="I",
+                       help="which shard this machine fetches (0-based)")
     fetch.add_argument("--reverify", action="store_true", help="decode every cached clip again (slow)")
     fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
     fetch.set_defaults(run=_run_fetch, parser=fetch)
@@ -184,10 +217,11 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
         "status", help="summarise the fetch journal; export the missing clips as CSV",
         description="Without CONFIG: what the journals of the cache record. With CONFIG (and --data-dir): "
                     "the state of exactly that config's clips, cached ones counting as ok.")
-    status.add_argument("config", nargs="?", choices=CONFIGS)
+    status.add_argument("config", nargs="?", choices=CONFIGS, help="report exactly this subset's clips")
     add_source_arguments(status, split=False, required=False)  # --data-dir is needed only with CONFIG here
-    status.add_argument("--split", choices=("train", "test", "all"), default="all")
-    status.add_argument("--audio-cache-dir", help="the clip cache (default as for fetch)")
+    status.add_argument("--split", choices=("train", "test", "all"), default="all",
+                        help="which split's clips, with CONFIG")
+    status.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default as for fetch)")
     status.add_argument("--journal", action="append", default=[], metavar="JSONL",
                         help="another machine's journal to merge in (repeatable)")
     status.add_argument("--missing-csv", metavar="OUT", help="write the clips that are not ok to this CSV")
@@ -306,7 +340,7 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- evaluate, export (issue 4) ------------------------------------------------------------------
+# --- evaluate, export ----------------------------------------------------------------------------
 
 
 def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
@@ -330,17 +364,22 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(run=_run_evaluate, parser=evaluate)
 
     export = commands.add_parser("export", help="write a split's dialogues in an audio language model's chat format")
-    export.add_argument("config", choices=CONFIGS)
+    export.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(export)
-    export.add_argument("--format", required=True, choices=("af-chat", "af3-chat", "qwen-audio", "openai-messages"))
-    export.add_argument("--output", required=True, metavar="FILE")
-    export.add_argument("--audio-dir", action="append", default=[], help="local audio folder (repeatable)")
-    export.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
+    export.add_argument("--format", required=True, choices=("af-chat", "af3-chat", "qwen-audio", "openai-messages"),
+                        help="af-chat / af3-chat: Audio Flamingo 2 / 3; qwen-audio: Qwen2-Audio; "
+                             "openai-messages: OpenAI chat messages with audio input")
+    export.add_argument("--output", required=True, metavar="FILE", help="the file to write (whole or not at all)")
+    export.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
+                        help="local audio folder, searched before the clip cache (repeatable)")
+    export.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, "
+                                                                "else $XDG_CACHE_HOME/audio_dialogues/clips)")
     export.add_argument("--missing-audio", choices=("drop", "error"), default="drop",
                         help="dialogues with a clip without local audio: leave out and count (default), or stop")
     export.add_argument("--audio-root", metavar="DIR",
                         help="af-chat: the manifest's dataset_path, names relative to it (default: first --audio-dir)")
-    export.add_argument("--system-prompt", help="qwen-audio (default: Qwen's own) and openai-messages (default: none)")
+    export.add_argument("--system-prompt", metavar="TEXT",
+                        help="qwen-audio (default: Qwen's own) and openai-messages (default: none)")
     export.add_argument("--openai-audio", choices=("url", "inline"), default="url",
                         help="openai-messages: file:// references (default) or base64 input_audio (wav/mp3)")
     export.set_defaults(run=_run_export)

@@ -36,7 +36,7 @@ def describe_os_error(path: str | os.PathLike, err: OSError) -> str:
         what = "the disk is full (no space left on the device)"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         what = "permission denied (read-only or not yours)"
-    elif err.errno == errno.ENOTDIR:
+    elif err.errno == errno.ENOTDIR or (err.errno == errno.EEXIST and err.filename != os.fspath(path)):
         what = "a parent of this path is a file, not a folder"
     elif err.errno == errno.EISDIR:
         what = "this path is a folder, not a file"
@@ -49,9 +49,12 @@ def describe_os_error(path: str | os.PathLike, err: OSError) -> str:
 def atomic_write(path: str | os.PathLike, *, binary: bool = False) -> Iterator[IO[Any]]:
     """Write ``path`` whole or not at all: into a temporary file beside it, renamed into place on success.
 
-    Parent folders are created. Any :class:`OSError` (including one raised while writing) becomes an
-    :class:`OutputError` naming the path; the temporary file is removed whatever happens.
+    Parent folders are created. Any :class:`OSError` (including one raised while writing), and a path
+    that cannot name a file (empty, a NUL character), becomes an :class:`OutputError` naming the path;
+    the temporary file is removed whatever happens.
     """
+    if not Path(path).name or "\0" in os.fspath(path):
+        raise OutputError(f"{os.fspath(path)!r}: not a usable file name")
     path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{path.stem}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:

@@ -1,11 +1,19 @@
-"""Benchmark: score 16,249 synthetic turns (the size of the comparison test split) end to end.
+"""Benchmark: score ~16,249 assistant turns (the size of the comparison test split) end to end.
 
-Target: ``audio_dialogues.evaluate`` with the pure-Python tokenizer in <= 30 s, reading the JSONL files
-included. The baseline, measured in the same run on the same corpus, is pycocoevalcap's three scorers
-alone on text tokenised beforehand: the part of the cost no implementation can avoid. With ``--ptb``
-the run also times the Java tokenizer path.
+Realistic text: dialogues of 1-4 turns whose answers are sentences with contractions, numbers, brackets
+and punctuation; predictions are the references with words dropped, replaced and swapped, as a model
+would answer. ``audio_dialogues.evaluate`` reads them from JSON Lines, tokenises them with the
+pure-Python tokenizer (its cache emptied before every round, as in a fresh process) and reports overall
+and per-turn scores. The baseline, measured interleaved in the same run on the same corpus, is
+pycocoevalcap's three scorers (``Bleu(4)``, ``Cider``, ``Rouge``) alone on text tokenised beforehand:
+the work no implementation that uses them can avoid. Each side is scored by its best round (other users
+of the machine only ever slow a round down), in CPU seconds of this process: both sides are single-threaded,
+and on a shared machine CPU time stays what it is while wall time can triple. Wall times are printed too.
 
-    python bench/evaluate.py [--turns 16249] [--ptb]
+Target: evaluate <= 1.15x the baseline (CPU time). The run also checks that the overall scores equal the baseline's.
+With ``--ptb`` it also times the Java tokenizer path (no target).
+
+    python bench/evaluate.py [--turns 16249] [--rounds 3] [--ptb]
 """
 
 from __future__ import annotations
@@ -16,16 +24,21 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.rouge.rouge import Rouge
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Verdicts, measure_contention, table  # noqa: E402
+from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
+from pycocoevalcap.cider.cider import Cider  # noqa: E402
+from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
 
-from audio_dialogues.evaluation.scoring import evaluate
-from audio_dialogues.evaluation.tokenizer import python_ptb_tokenize
+from audio_dialogues.evaluation import tokenizer  # noqa: E402
+from audio_dialogues.evaluation.scoring import evaluate  # noqa: E402
 
-TARGET_S = 30.0
+TARGET_RATIO = 1.15
+T = TypeVar("T")
 SUBJECTS = ["the first audio", "the second clip", "the third recording", "clip 2", "the music", "the speaker",
             "a dog", "the crowd", "the engine", "the woman's voice", "the piano", "the drums"]
 VERBS = ["is louder than", "sounds calmer than", "has more reverb than", "is faster than", "contains", "features",
@@ -64,50 +77,81 @@ def perturb(text: str, rng: random.Random) -> str:
     return " ".join(out) or "No."
 
 
+def dialogues(rng: random.Random, turns: int) -> list[tuple[str, int, str, str]]:
+    """``(id, turn, reference, prediction)`` rows: dialogues of 1-4 turns, ``turns`` rows in all."""
+    rows: list[tuple[str, int, str, str]] = []
+    while len(rows) < turns:
+        dialogue = f"d{len(rows):06d}"
+        for turn in range(min(rng.randint(1, 4), turns - len(rows))):
+            reference = synthetic_answer(rng)
+            rows.append((dialogue, turn, reference, perturb(reference, rng)))
+    return rows
+
+
+def timed(work: Callable[[], T]) -> tuple[float, float, T]:
+    """``(cpu seconds, wall seconds, result)`` of ``work()``."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = work()
+    return time.process_time() - cpu, time.perf_counter() - wall, result
+
+
+def baseline(references: list[str], predictions: list[str]) -> tuple[float, float, tuple[float, float, float]]:
+    """CPU and wall seconds of pycocoevalcap's three scorers on text tokenised beforehand (tokenising not timed),
+    and their CIDEr, BLEU-4 and ROUGE-L."""
+    gts = {i: [tokenizer.python_ptb_tokenize(r)] for i, r in enumerate(references)}
+    res = {i: [tokenizer.python_ptb_tokenize(p)] for i, p in enumerate(predictions)}
+
+    def score() -> tuple[float, float, float]:
+        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        cider, _ = Cider().compute_score(gts, res)
+        rouge, _ = Rouge().compute_score(gts, res)
+        return float(cider), float(bleu[3]), float(rouge)
+
+    return timed(score)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=16_249)
+    parser.add_argument("--turns", type=int, default=16_249, help="assistant turns to score")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each side counts")
     parser.add_argument("--ptb", action="store_true", help="also time --tokenizer ptb (needs java)")
     args = parser.parse_args(argv)
 
-    rng = random.Random(1234)
-    references = [synthetic_answer(rng) for _ in range(args.turns)]
-    predictions = [perturb(r, rng) for r in references]
-    with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as tmp:
+    rows = dialogues(random.Random(1234), args.turns)
+    references, predictions = [r[2] for r in rows], [r[3] for r in rows]
+    best = {"baseline": [float("inf")] * 2, "evaluate": [float("inf")] * 2}  # [cpu, wall]
+    with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as tmp, measure_contention() as contention:
         ref_path, pred_path = Path(tmp, "references.jsonl"), Path(tmp, "predictions.jsonl")
         with open(ref_path, "w") as f:
-            for i, r in enumerate(references):
-                f.write(json.dumps({"id": f"d{i:05d}", "turn": 0, "reference": r}) + "\n")
+            f.writelines(json.dumps({"id": i, "turn": t, "reference": r}) + "\n" for i, t, r, _ in rows)
         with open(pred_path, "w") as f:
-            for i, p in enumerate(predictions):
-                f.write(json.dumps({"id": f"d{i:05d}", "turn": 0, "prediction": p}) + "\n")
-
-        start = time.perf_counter()  # first, so the tokenizer's cache starts cold
-        report = evaluate(pred_path, ref_path, tokenizer="python")
-        elapsed = time.perf_counter() - start
-
-        # Baseline: the scorers alone, on text tokenised beforehand (tokenising is not timed).
-        gts = {i: [python_ptb_tokenize(r)] for i, r in enumerate(references)}
-        res = {i: [python_ptb_tokenize(p)] for i, p in enumerate(predictions)}
-        start = time.perf_counter()
-        Bleu(4).compute_score(gts, res, verbose=0)
-        Cider().compute_score(gts, res)
-        Rouge().compute_score(gts, res)
-        baseline = time.perf_counter() - start
-        overall = report.overall
-        verdict = "OK" if elapsed <= TARGET_S else "MISSED"
-        print(f"turns: {overall.n}  CIDEr {overall.cider:.4f}  BLEU-4 {overall.bleu4:.4f}  "
-              f"ROUGE-L {overall.rouge_l:.4f}")
-        print(f"baseline (pycocoevalcap scorers on pre-tokenised text): {baseline:.2f} s")
-        print(f"evaluate, python tokenizer, from JSONL:                 {elapsed:.2f} s  "
-              f"(x{elapsed / baseline:.2f} baseline; target <= {TARGET_S:.0f} s: {verdict})")
-        if args.ptb:
-            start = time.perf_counter()
-            evaluate(pred_path, ref_path, tokenizer="ptb")
-            ptb = time.perf_counter() - start
-            print(f"evaluate, ptb (Java) tokenizer, from JSONL:            {ptb:.2f} s  "
-                  f"(x{ptb / baseline:.2f} baseline)")
-    return 0 if elapsed <= TARGET_S else 1
+            f.writelines(json.dumps({"id": i, "turn": t, "prediction": p}) + "\n" for i, t, _, p in rows)
+        for _ in range(args.rounds):
+            tokenizer._scan.cache_clear()  # a cold tokenizer, as in a fresh process
+            cpu, wall, report = timed(lambda: evaluate(pred_path, ref_path, tokenizer="python"))
+            best["evaluate"] = [min(cpu, best["evaluate"][0]), min(wall, best["evaluate"][1])]
+            cpu, wall, direct = baseline(references, predictions)
+            best["baseline"] = [min(cpu, best["baseline"][0]), min(wall, best["baseline"][1])]
+        ptb = None
+        if args.ptb:  # the Java tokenizer runs in a child process: wall time
+            ptb = timed(lambda: evaluate(pred_path, ref_path, tokenizer="ptb"))[1]
+    overall = report.overall
+    print(contention.describe())
+    print(f"{overall.n} turns in {len({r[0] for r in rows})} dialogues, turns {sorted(report.per_turn)}; "
+          f"CIDEr {overall.cider:.4f}  BLEU-4 {overall.bleu4:.4f}  ROUGE-L {overall.rouge_l:.4f}")
+    print(table(["best of " + str(args.rounds), "CPU s", "wall s"], [
+        ("baseline: pycocoevalcap scorers on pre-tokenised text", *(f"{v:.2f}" for v in best["baseline"])),
+        ("evaluate: python tokenizer, from JSONL, per-turn report", *(f"{v:.2f}" for v in best["evaluate"]))]))
+    if ptb is not None:
+        print(f"evaluate, ptb (Java) tokenizer, from JSONL: {ptb:.2f} s wall "
+              f"(x{ptb / best['baseline'][1]:.2f} the baseline's wall time)")
+    ratio = best["evaluate"][0] / best["baseline"][0]
+    verdicts = Verdicts()
+    verdicts.check("evaluate / baseline (CPU)", f"x{ratio:.3f}", f"<= x{TARGET_RATIO}", ratio <= TARGET_RATIO)
+    same = (overall.cider, overall.bleu4, overall.rouge_l) == direct
+    verdicts.check("overall scores equal the baseline's", "equal" if same else f"{direct}", "equal", same)
+    print(verdicts.render())
+    return verdicts.exit_code
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import audio_dialogues
+from audio_dialogues.cli import build_parser
 
 SAMPLE = audio_dialogues.sample_paths()
 
@@ -55,3 +59,62 @@ def test_prepare_with_missing_audio_error_fails_with_the_record(tmp_path: Path) 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("prepare", "speech", "--data-dir", ".", cwd=tmp_path).returncode == 2
     assert run("prepare", "music", cwd=tmp_path).returncode == 2
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
+    commands = _subcommands(build_parser())
+    assert {"demo", "prepare", "fetch", "status", "evaluate", "export"} <= set(commands)
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and action.help.strip(), f"{name} {action.dest}: no help text"
+        text = parser.format_help()
+        assert "`" not in text and "issue" not in text, f"{name} --help shows raw markup:\n{text}"
+    for name in ("export", "evaluate"):
+        split = " ".join(commands[name].format_help().split())
+        assert "--split {train,test} which split's dialogues (default: test)" in split
+
+
+def test_top_level_help_has_no_raw_markup(tmp_path: Path) -> None:
+    done = run("--help", cwd=tmp_path)
+    assert done.returncode == 0 and "`" not in done.stdout and "audio-dialogues demo" in done.stdout
+
+
+@pytest.mark.parametrize("bad", ["a-file/out.json", "a-file/deeper/out.json", "a-folder", "read-only/out.json"])
+def test_unwritable_output_paths_are_clear_errors_with_exit_1(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "read-only").mkdir(mode=0o500)
+    if bad.startswith("read-only") and os.access(tmp_path / "read-only", os.W_OK):
+        pytest.skip("running as a user who may write anywhere (root): a read-only folder cannot be made")
+    out = str(tmp_path / bad)
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text('{"id": "a", "turn": 0, "reference": "A dog barks."}\n')
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "a", "turn": 0, "prediction": "A dog."}\n')
+    commands = [
+        ["evaluate", "--predictions", str(preds), "--references", str(refs), "--output-json", out],
+        ["evaluate", "--predictions", str(preds), "--references", str(refs), "--output-md", out],
+        ["export", "music", "--data-dir", SAMPLE["data_dir"], "--audio-dir", SAMPLE["audio_dir"],
+         "--format", "af-chat", "--output", out],
+        ["status", "--audio-cache-dir", str(tmp_path / "cache"), "--missing-csv", out],
+        ["status", "--audio-cache-dir", str(tmp_path / "cache"), "--write-merged", out],
+    ]
+    for argv in commands:
+        done = run(*argv, cwd=tmp_path)
+        assert done.returncode == 1, (argv, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        assert f"error: {out}: " in done.stderr, done.stderr
+
+
+def test_an_empty_output_name_is_a_clear_error(tmp_path: Path) -> None:
+    done = run("export", "music", "--data-dir", SAMPLE["data_dir"], "--format", "af-chat", "--output", "",
+               cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "not a usable file name" in done.stderr

@@ -293,3 +293,49 @@ def test_predictions_with_byte_order_mark_and_crlf_are_read(files, tmp_path: Pat
     path.write_bytes(b'{"id": "dlg-01", "turn": 0, "prediction": "caf\xe9"}\n')
     with pytest.raises(EvaluationError, match=r"windows\.jsonl:1: not UTF-8 text"):
         evaluate(path, refs)
+
+
+def test_group_scores_come_from_one_pass_and_equal_pycocoevalcap_on_each_group(files, monkeypatch):
+    """Per-turn BLEU-4 is summed from the per-item statistics of the one corpus pass (each item is cooked
+    once, not again per group), and equals ``Bleu(4)`` run on the group alone, exactly."""
+    from pycocoevalcap.bleu import bleu_scorer
+    from pycocoevalcap.cider import cider_scorer
+
+    preds, refs = files
+    cooked = {"bleu": 0, "cider": 0}
+
+    def counting(module, key):
+        original = module.precook
+
+        def precook(*args, **kwargs):
+            cooked[key] += 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, "precook", precook)
+
+    counting(bleu_scorer, "bleu")
+    counting(cider_scorer, "cider")
+    report = evaluate(preds, refs)
+    # BLEU counts each reference and prediction once; CIDEr reuses the references' counts.
+    assert cooked == {"bleu": 2 * len(FIXTURE), "cider": len(FIXTURE)}
+    monkeypatch.undo()
+    turns = np.array([t for _, t, _, _ in FIXTURE])
+    for turn, scores in report.per_turn.items():
+        subset = [FIXTURE[i] for i in np.flatnonzero(turns == turn)]
+        assert scores.bleu4 == _direct(*_python_tokenized(subset))["BLEU-4"]
+    direct = _direct(*_python_tokenized(FIXTURE))
+    assert (report.overall.cider, report.overall.bleu4, report.overall.rouge_l) == (
+        direct["CIDEr"], direct["BLEU-4"], direct["ROUGE-L"])
+
+
+@pytest.mark.parametrize("text", ["...", "!", "-- ; --"])
+def test_a_reference_with_no_word_after_tokenising_is_named(files, tmp_path: Path, text: str):
+    preds, _ = files
+    rows = [{"id": i, "turn": t, "reference": r} for i, t, r, _ in FIXTURE]
+    rows[4]["reference"] = text
+    refs = _write_jsonl(tmp_path / "refs.jsonl", rows)
+    with pytest.raises(EvaluationError, match=r"1 reference turns have no word left after tokenisation .*: "
+                                              r".*refs\.jsonl:5 \(id 'dlg-02' turn 1\); fix or remove"):
+        evaluate(preds, refs)
+    only = _write_jsonl(tmp_path / "only.jsonl", [{"id": "dlg-01", "turn": 0, "reference": text}])
+    with pytest.raises(EvaluationError, match=r"only\.jsonl:1 \(id 'dlg-01' turn 0\)"):
+        evaluate([{"id": "dlg-01", "turn": 0, "prediction": "A dog."}], only)

@@ -12,7 +12,8 @@ paper's per-benchmark number is; ``overall`` then pools all of them.
 
 Groups inside a corpus (``per_turn``) take their CIDEr as the mean of the per-item scores of the corpus
 computation (so the idf stays the corpus'), their ROUGE-L as the mean of per-item scores, and their
-BLEU-4 as corpus BLEU over the group's items (BLEU pools n-gram counts and shares no corpus statistic).
+BLEU-4 as corpus BLEU over the group's items (BLEU pools n-gram counts and shares no corpus statistic),
+summed from per-item statistics kept from the one BLEU pass rather than scoring each group again.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.bleu.bleu_scorer import BleuScorer
+from pycocoevalcap.cider import cider_scorer
 from pycocoevalcap.rouge.rouge import Rouge
 
 from ..files import atomic_write, iter_jsonl
@@ -295,57 +296,94 @@ def match(predictions: Sequence[Prediction], references: Sequence[Reference], *,
 
 
 @dataclass(frozen=True)
-class CorpusScores:
-    """pycocoevalcap's output for one corpus: the corpus scores and the per-item ones."""
+class ItemScores:
+    """One tokenised corpus scored item by item, from which any group's scores follow without rescoring.
 
-    cider: float
-    bleu4: float
-    rouge_l: float
-    item_cider: np.ndarray
-    item_rouge_l: np.ndarray
-    #: Tokenised references and predictions, kept to compute group BLEU without re-tokenising.
+    ``bleu`` holds pycocoevalcap's own per-item BLEU statistics (each item's reference lengths, n-gram
+    guesses and matches): a group's corpus BLEU is those statistics summed over the group, exactly what
+    ``Bleu(4)`` computes on the group alone. ROUGE-L is per item by definition. CIDEr's idf depends on
+    the corpus, so it is computed for each corpus (the whole, or a config of it) from the kept n-gram
+    counts: the references' are BLEU's (for one reference its clipping counts are its counts, in the
+    same order), the predictions' are counted once here.
+    """
+
     references: list[str]
     predictions: list[str]
+    bleu: BleuScorer
+    rouge_l: np.ndarray
+    prediction_counts: list[dict]
+
+    def bleu4(self, idx: Sequence[int] | None = None) -> float:
+        """Corpus BLEU-4 of the items ``idx`` (all by default), as ``Bleu(4).compute_score`` gives it."""
+        group = self.bleu
+        if idx is not None:
+            group = BleuScorer(n=4)
+            group.crefs = [self.bleu.crefs[i] for i in idx]
+            group.ctest = [self.bleu.ctest[i] for i in idx]
+        score, _ = group.compute_score(option="closest")  # the option Bleu.compute_score uses
+        return float(score[3])
 
 
 def _coco(tokens: Sequence[str]) -> dict[int, list[str]]:
     return {i: [t] for i, t in enumerate(tokens)}
 
 
-def _bleu4(references: Sequence[str], predictions: Sequence[str]) -> float:
-    score, _ = Bleu(4).compute_score(_coco(references), _coco(predictions), verbose=0)
-    return float(score[3])
+def score_items(references: Sequence[str], predictions: Sequence[str], tokenizer: str = "python",
+                labels: Sequence[str] | None = None) -> ItemScores:
+    """Tokenise ``references`` and ``predictions`` and compute their per-item BLEU statistics and ROUGE-L.
 
-
-def score_corpus(references: Sequence[str], predictions: Sequence[str], tokenizer: str = "python") -> CorpusScores:
-    """Tokenise and score one corpus in a single pass of each pycocoevalcap scorer.
-
-    Equivalent to tokenising ``{i: [{"caption": reference_i}]}`` and ``{i: [{"caption": prediction_i}]}``
-    with pycocoevalcap's PTBTokenizer and calling ``Bleu(4)``, ``Cider()`` and ``Rouge()`` on them.
+    ``labels`` name the items in errors (a reference that tokenises to nothing, e.g. only punctuation,
+    has no n-gram to score against and is refused; default: the item's index).
     """
     if len(references) != len(predictions):
         raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
     if not references:
         raise EvaluationError("nothing to score: no reference turns")
     refs = tokenize(references, tokenizer)
+    empty = [labels[i] if labels is not None else f"item {i}" for i, t in enumerate(refs) if not t]
+    if empty:
+        raise EvaluationError(f"{len(empty)} reference turns have no word left after tokenisation (only punctuation "
+                              f"or symbols), so nothing can be scored against them: {_examples(empty)}; fix or "
+                              "remove these references")
     preds = tokenize(predictions, tokenizer)
-    gts, res = _coco(refs), _coco(preds)
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    cider, item_cider = Cider().compute_score(gts, res)
-    rouge, item_rouge = Rouge().compute_score(gts, res)
-    return CorpusScores(float(cider), float(bleu[3]), float(rouge), np.asarray(item_cider), np.asarray(item_rouge),
-                        refs, preds)
+    bleu = BleuScorer(n=4)
+    for ref, pred in zip(refs, preds, strict=True):  # what Bleu(4).compute_score does, kept per item
+        bleu += (pred, [ref])
+    _, rouge = Rouge().compute_score(_coco(refs), _coco(preds))
+    return ItemScores(refs, preds, bleu, np.asarray(rouge), [cider_scorer.cook_test(p) for p in preds])
 
 
-def _corpus_report(scored: CorpusScores, turns: Sequence[int]) -> CorpusReport:
-    overall = Scores(scored.cider, scored.bleu4, scored.rouge_l, len(turns))
+def _cider(items: ItemScores, idx: Sequence[int] | None = None) -> np.ndarray:
+    """Per-item CIDEr of the items ``idx`` (all by default) scored as one corpus (their own idf).
+
+    The same computation as ``Cider().compute_score`` on those items: a ``CiderScorer`` holding each
+    item's one reference and its prediction, as n-gram counts.
+    """
+    positions = range(len(items.references)) if idx is None else idx
+    scorer = cider_scorer.CiderScorer(n=4, sigma=6.0)  # Cider()'s defaults
+    scorer.crefs = [[items.bleu.crefs[i][1]] for i in positions]
+    scorer.ctest = [items.prediction_counts[i] for i in positions]
+    _, scores = scorer.compute_score()
+    return np.asarray(scores)
+
+
+def _corpus_report(items: ItemScores, turns: Sequence[int], idx: Sequence[int] | None = None) -> CorpusReport:
+    """Overall and per-turn scores of the corpus made of the items ``idx`` (all by default).
+
+    CIDEr's and ROUGE-L's corpus scores are the means of their per-item scores (as pycocoevalcap's
+    ``compute_score`` returns them); per-turn groups slice the corpus' per-item CIDEr, so the idf stays
+    the corpus'.
+    """
+    positions = np.arange(len(turns)) if idx is None else np.asarray(idx)
+    cider = _cider(items, idx)
+    rouge = items.rouge_l[positions]
+    turns_array = np.asarray(turns)[positions]
+    overall = Scores(float(np.mean(cider)), items.bleu4(idx), float(np.mean(rouge)), len(positions))
     per_turn = {}
-    turns_array = np.asarray(turns)
-    for turn in sorted(set(turns)):
-        idx = np.flatnonzero(turns_array == turn)
-        bleu = _bleu4([scored.references[i] for i in idx], [scored.predictions[i] for i in idx])
-        per_turn[int(turn)] = Scores(float(scored.item_cider[idx].mean()), bleu,
-                                     float(scored.item_rouge_l[idx].mean()), len(idx))
+    for turn in sorted(set(turns_array.tolist())):
+        where = np.flatnonzero(turns_array == turn)
+        per_turn[int(turn)] = Scores(float(cider[where].mean()), items.bleu4(positions[where].tolist()),
+                                     float(rouge[where].mean()), len(where))
     return CorpusReport(overall, per_turn)
 
 
@@ -389,15 +427,15 @@ def evaluate(
             raise EvaluationError("references mix rows with and without 'config'; give it on all rows or none")
     preds = read_predictions(predictions, allow_empty=allow_missing)
     texts, missing = match(preds, refs, allow_missing=allow_missing)
-    scored = score_corpus([r.reference for r in refs], texts, tokenizer)
-    report = _corpus_report(scored, [r.turn for r in refs])
+    labels = [f"{ref.origin} ({_describe(ref.config, ref.id, ref.turn)})" for ref in refs]
+    items = score_items([r.reference for r in refs], texts, tokenizer, labels)
+    turns = [r.turn for r in refs]
+    report = _corpus_report(items, turns)
     per_config = {}
     configs_scored = list(dict.fromkeys(r.config for r in refs))
     if len(configs_scored) > 1:
         for c in configs_scored:
-            idx = [i for i, r in enumerate(refs) if r.config == c]
-            part = score_corpus([refs[i].reference for i in idx], [texts[i] for i in idx], tokenizer)
-            per_config[str(c)] = _corpus_report(part, [refs[i].turn for i in idx])
+            per_config[str(c)] = _corpus_report(items, turns, [i for i, r in enumerate(refs) if r.config == c])
     return EvaluationReport(report.overall, report.per_turn, per_config, tokenizer, missing)
 
 

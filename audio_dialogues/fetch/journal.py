@@ -387,9 +387,7 @@ def write_missing_csv(summary: Summary, out: str | Path) -> int:
 
     The first three columns name the clip as the annotations do (YouTube id and window in seconds).
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(out) as f:
         writer = csv.writer(f)
         writer.writerow(MISSING_COLUMNS)
         for clip, status, reason, clip_state in summary.missing:
