@@ -107,8 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", help="model name the endpoint serves")
     model.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                        help="environment variable holding the API key (never printed or written)")
-    model.add_argument("--temperature", type=float, default=1.0)
-    model.add_argument("--max-tokens", type=int, default=1024)
+    model.add_argument("--temperature", type=float, default=1.0, help="the model's sampling temperature")
+    model.add_argument("--max-tokens", type=int, default=1024, help="the longest answer the model may give, in tokens")
     model.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     model.add_argument("--rpm", type=float, help="at most this many requests per minute")
     model.add_argument("--tpm", type=float, help="at most this many tokens per minute (prompt estimate + max tokens)")
