@@ -456,18 +456,18 @@ def _add_publish_commands(commands: argparse._SubParsersAction) -> None:
     push = commands.add_parser(
         "push", help="publish configs to a Hub dataset repo (parquet + generated card), or write the repo folder",
         description="One commit per push; unchanged data makes no commit; a failed upload leaves the branch as "
-                    "it was. The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT picks the server.")
+                    "it was. The token comes from HF_TOKEN or 'hf auth login'; HF_ENDPOINT picks the server.")
     push.add_argument("repo_id", metavar="REPO_ID", help="namespace/name of the dataset repo")
     add_source_arguments(push, split=False)
     push.add_argument("--config", action="append", choices=CONFIGS,
                       help="config to publish (repeatable; default: every config with annotations in --data-dir)")
     push.add_argument("--embed-audio", action="store_true",
                       help="embed each clip's audio as a standard Audio column (only for audio you may share)")
-    push.add_argument("--audio-dir", action="append", default=[], help="local audio folder (repeatable)")
-    push.add_argument("--audio-cache-dir", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
+    push.add_argument("--audio-dir", action="append", default=[], metavar="DIR", help="local audio folder (repeatable)")
+    push.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
     push.add_argument("--private", action="store_true", help="create the repo private")
     push.add_argument("--revision", metavar="BRANCH", help="branch to push to (created from main if missing)")
-    push.add_argument("--commit-message", help="commit title")
+    push.add_argument("--commit-message", metavar="TEXT", help="commit title")
     push.add_argument("--output-dir", metavar="DIR", help="write the repo folder here and upload nothing")
     push.set_defaults(run=_run_push)
 
