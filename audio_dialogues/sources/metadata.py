@@ -161,10 +161,10 @@ def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> Source
     # shape collect apart, so that joining them never touches events another file gave the segment.
     segments: dict[str, list[SoundEvent]] = {}
     frames: dict[str, list[SoundEvent]] = {}
-    for line, row in rows:
-        where = f"{path}:{line}"
-        if len(row) != len(header):
-            raise MetadataError(f"{where}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
+    columns, low, high = len(header), -EVENT_TIME_TOLERANCE_S, AUDIOSET_SEGMENT_S + EVENT_TIME_TOLERANCE_S
+    for line, row in rows:  # a million rows: the place of each row is only formatted for an error
+        if len(row) != columns:
+            raise MetadataError(f"{path}:{line}: expected {columns} tab-separated fields ({', '.join(header)}), "
                                 f"got {len(row)}; fix or remove the line")
         segment_id, start_text, end_text, label = row[:4]
         events = segments.get(segment_id)
@@ -172,24 +172,29 @@ def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> Source
             try:
                 clip = Clip.from_segment_id(segment_id)
             except (ClipError, ValueError) as e:
-                raise MetadataError(f"{where}: segment_id: {e}") from None
+                raise MetadataError(f"{path}:{line}: segment_id: {e}") from None
             start_ms = round(clip.start_s * 1000)
             segments[segment_id] = meta.strong.setdefault(clip.ytid, {}).setdefault(start_ms, (clip, []))[1]
             events = segments[segment_id]
         if framed:
             events = frames.setdefault(segment_id, [])
-        start = _number(where, "start_time_seconds", start_text)
-        end = _number(where, "end_time_seconds", end_text)
-        if not -EVENT_TIME_TOLERANCE_S <= start <= end <= AUDIOSET_SEGMENT_S + EVENT_TIME_TOLERANCE_S:
+        try:
+            start, end = float(start_text), float(end_text)
+        except ValueError:
+            start, end = 0.0, math.nan  # _number below says which field is not a number
+        if not low <= start <= end <= high:  # also false for NaN and infinities
+            where = f"{path}:{line}"
+            start = _number(where, "start_time_seconds", start_text)
+            end = _number(where, "end_time_seconds", end_text)
             raise MetadataError(
                 f"{where}: event times {start:g}..{end:g} s do not lie within the {AUDIOSET_SEGMENT_S:g} s clip "
                 "(times are relative to the clip start, start before end); fix or remove the line")
-        if not label.strip():
-            raise MetadataError(f"{where}: label is empty")
+        if not label or label.isspace():
+            raise MetadataError(f"{path}:{line}: label is empty")
         if framed:
             present = PRESENCE_VALUES.get(row[4].strip())
             if present is None:
-                raise MetadataError(f"{where}: present {row[4][:40]!r} is neither PRESENT nor NOT_PRESENT")
+                raise MetadataError(f"{path}:{line}: present {row[4][:40]!r} is neither PRESENT nor NOT_PRESENT")
             if not present:
                 continue
         events.append(SoundEvent(label, start, end))
