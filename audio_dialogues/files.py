@@ -148,6 +148,48 @@ def csv_rows(
             yield start, row
 
 
+#: A JSON escape of half a UTF-16 surrogate pair; a valid pair decodes to one character, a lone half does not.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any, field: str = "") -> tuple[str, str] | None:
+    """``(field, character)`` of the first string (or key) in ``value`` holding a lone surrogate."""
+    if isinstance(value, str):
+        found = _LONE_SURROGATE.search(value)
+        return (field, found.group()) if found else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{field}.{key}" if field else str(key)
+            found = _lone_surrogate(key, f"{inner} (the key)") or _lone_surrogate(item, inner)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, f"{field}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _check_surrogates(raw: str, value: Any, where: str, error: type[Exception]) -> None:
+    """Refuse text JSON allows but no UTF-8 writer (Arrow, a JSON file) accepts: an escaped lone surrogate.
+
+    Only text holding such an escape is walked, so the common case costs one regular-expression scan.
+    """
+    if not _SURROGATE_ESCAPE.search(raw):
+        return
+    try:
+        found = _lone_surrogate(value)
+    except RecursionError:
+        found = ("a deeply nested field", "")
+    if found:
+        field, char = found
+        at = f"{where}{field}" if field.startswith("[") else f"{where}: {field or 'the value'}"
+        raise error(f"{at} holds a lone UTF-16 surrogate {char!r} (half of an escaped pair such as "
+                    "\\ud83d\\ude00), which cannot be stored as UTF-8; fix the escape")
+
+
 def _json_failure(where: str, err: Exception) -> str:
     """Words for what :func:`json.loads` refused that is not plain syntax."""
     if isinstance(err, RecursionError):
@@ -169,7 +211,8 @@ def load_json(path: str | os.PathLike, error: type[Exception] = ValueError) -> A
     except OSError as err:
         raise error(describe_os_error(path, err)) from None
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        text = raw.decode("utf-8-sig")
+        value = json.loads(text)
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise error(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
@@ -179,6 +222,8 @@ def load_json(path: str | os.PathLike, error: type[Exception] = ValueError) -> A
         long_number = re.search(rb"\d{%d}" % (sys.get_int_max_str_digits() + 1), raw)
         line = raw[: long_number.start()].count(b"\n") + 1 if long_number and isinstance(err, ValueError) else None
         raise error(_json_failure(f"{path}:{line}" if line else str(path), err)) from None
+    _check_surrogates(text, value, str(path), error)
+    return value
 
 
 def iter_jsonl(
@@ -212,4 +257,5 @@ def iter_jsonl(
             raise error(f"{where}: malformed JSON Lines record: {err.msg}{hint}") from None
         except (RecursionError, ValueError) as err:
             raise error(_json_failure(where, err)) from None
+        _check_surrogates(line, value, where, error)
         yield where, value

@@ -233,6 +233,20 @@ CASES = [
          ("no audioset_train.json[l] or audioset_test.json[l]",)),
     Case("both .json and .jsonl for a split", {"music_train.jsonl": [RECORD], "music_train.json": [RECORD]}, read(),
          "", ("both music_train.jsonl and music_train.json hold the train split of 'music'; keep one",)),
+    # -- text that JSON allows but no UTF-8 writer (Arrow) accepts: an escaped lone surrogate
+    Case("lone surrogate in a turn", {"music_train.jsonl": ['{"id": "r1", "clips": [{"ytid": "abc_DEF-123", '
+                                                            '"start_s": 30, "end_s": 40}], "turns": [{"user": '
+                                                            '"hi \\ud800", "assistant": "a"}]}']},
+         read(), "music_train.jsonl:1", ("turns[0].user holds a lone UTF-16 surrogate",)),
+    Case("lone surrogate in an id", {"music_train.json": '[{"id": "\\udc00", "clips": [], "turns": []}]'}, read(),
+         "music_train.json[0].id", ("holds a lone UTF-16 surrogate",)),
+    Case("lone surrogate in a release dialogue", {"music_train.json": '[{"audio_id": "Yabc_DEF-123.wav", '
+                                                  '"dialogue": [{"user": "q", "assistant": "\\ud83d!"}]}]'},
+         read(), "music_train.json[0].dialogue[0].assistant", ("holds a lone UTF-16 surrogate",)),
+    Case("lone surrogate in a caption", {"music_train.jsonl": [with_meta({"caption": "\ud83d"})]}, read(),
+         "music_train.jsonl:1", ("meta.caption holds a lone UTF-16 surrogate",)),
+    Case("lone surrogate in an event label", {"audioset_train.jsonl": [with_meta(event(label="\udfff"))]},
+         read("audioset"), "audioset_train.jsonl:1", ("meta.sound_events[0].label holds a lone UTF-16 surrogate",)),
     # -- AudioSet strong labels
     Case("strong labels: empty file", {"strong.tsv": ""}, metadata("strong_labels", "strong.tsv"), "strong.tsv",
          ("empty file", "segment_id")),
@@ -312,6 +326,8 @@ CASES = [
          "ontology.json[0]", ("a class must be an object",)),
     Case("ontology: name not a string", {"ontology.json": '[{"id": "/m/a", "name": "A"}, {"id": "/m/x", "name": 7}]'},
          metadata("ontology", "ontology.json"), "ontology.json[1]", ("name must be a non-empty string, got 7",)),
+    Case("ontology: lone surrogate in a name", {"ontology.json": '[{"id": "/m/x", "name": "Dog \\ud800"}]'},
+         metadata("ontology", "ontology.json"), "ontology.json[0].name", ("holds a lone UTF-16 surrogate",)),
     Case("ontology: deeply nested", {"ontology.json": NESTED}, metadata("ontology", "ontology.json"),
          "ontology.json", ("nested too deeply",)),
     Case("ontology: not UTF-8 on line 2", {"ontology.json": b'[\n{"id": "/m/x", "name": "\xff"}]'},
