@@ -232,7 +232,7 @@ def _seconds(where: str, name: str, value: Any, length: float | None) -> float:
     if not (math.isfinite(seconds) and -EVENT_TIME_TOLERANCE_S <= seconds <= limit):
         within = f"the {length:g} s clip" if length is not None else "0 or more seconds"
         raise AnnotationError(f"{where}: {name} {value!r:.40} is not within {within} (event times are "
-                              "relative to the clip start); fix the event or remove it")
+                              "relative to the clip start)")
     return seconds
 
 
@@ -343,7 +343,13 @@ def read_file(
     """
     check_config(config)
     ids = ids or _ReleaseIds()
-    return [_record(config, where, obj, metadata, ids) for where, obj in _iter_raw(Path(path))]
+    records = []
+    for where, obj in _iter_raw(Path(path)):
+        try:
+            records.append(_record(config, where, obj, metadata, ids))
+        except AnnotationError as err:  # every record problem has the same remedy; say it once, here
+            raise AnnotationError(f"{err}; correct the record or remove it") from None
+    return records
 
 
 def read_split(
@@ -367,7 +373,8 @@ def read_split(
             for record in read_file(config, path, metadata, ids):
                 if record.id in first_seen:
                     raise AnnotationError(
-                        f"{record.origin}: duplicate id {record.id!r} (first at {first_seen[record.id]})"
+                        f"{record.origin}: duplicate id {record.id!r} (first at {first_seen[record.id]}); give each "
+                        "record its own id"
                     )
                 first_seen[record.id] = record.origin
                 records.append(record)

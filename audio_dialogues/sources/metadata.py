@@ -42,6 +42,8 @@ PRESENCE_VALUES = {"PRESENT": True, "NOT_PRESENT": False}
 #: Event times may overshoot the 10 s clip by this much (rounding in the published files).
 EVENT_TIME_TOLERANCE_S = 0.05
 MUSICCAPS_COLUMNS = ("ytid", "start_s", "end_s", "aspect_list", "caption")
+#: What to do about a bad row, the same for every row error.
+FIX_LINE = "; fix or remove the line"
 
 
 class MetadataError(ValueError):
@@ -117,9 +119,9 @@ def _number(where: str, column: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise MetadataError(f"{where}: {column} {text[:40]!r} is not a number") from None
+        raise MetadataError(f"{where}: {column} {text[:40]!r} is not a number{FIX_LINE}") from None
     if not math.isfinite(value):
-        raise MetadataError(f"{where}: {column} {text[:40]!r} is not a finite number")
+        raise MetadataError(f"{where}: {column} {text[:40]!r} is not a finite number{FIX_LINE}")
     return value
 
 
@@ -165,14 +167,14 @@ def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> Source
     for line, row in rows:  # a million rows: the place of each row is only formatted for an error
         if len(row) != columns:
             raise MetadataError(f"{path}:{line}: expected {columns} tab-separated fields ({', '.join(header)}), "
-                                f"got {len(row)}; fix or remove the line")
+                                f"got {len(row)}{FIX_LINE}")
         segment_id, start_text, end_text, label = row[:4]
         events = segments.get(segment_id)
         if events is None:
             try:
                 clip = Clip.from_segment_id(segment_id)
             except (ClipError, ValueError) as e:
-                raise MetadataError(f"{path}:{line}: segment_id: {e}") from None
+                raise MetadataError(f"{path}:{line}: segment_id: {e}{FIX_LINE}") from None
             start_ms = round(clip.start_s * 1000)
             segments[segment_id] = meta.strong.setdefault(clip.ytid, {}).setdefault(start_ms, (clip, []))[1]
             events = segments[segment_id]
@@ -188,13 +190,14 @@ def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> Source
             end = _number(where, "end_time_seconds", end_text)
             raise MetadataError(
                 f"{where}: event times {start:g}..{end:g} s do not lie within the {AUDIOSET_SEGMENT_S:g} s clip "
-                "(times are relative to the clip start, start before end); fix or remove the line")
+                f"(times are relative to the clip start, start before end){FIX_LINE}")
         if not label or label.isspace():
-            raise MetadataError(f"{path}:{line}: label is empty")
+            raise MetadataError(f"{path}:{line}: label is empty{FIX_LINE}")
         if framed:
             present = PRESENCE_VALUES.get(row[4].strip())
             if present is None:
-                raise MetadataError(f"{path}:{line}: present {row[4][:40]!r} is neither PRESENT nor NOT_PRESENT")
+                raise MetadataError(f"{path}:{line}: present {row[4][:40]!r} is neither PRESENT nor NOT_PRESENT"
+                                    f"{FIX_LINE}")
             if not present:
                 continue
         events.append(SoundEvent(label, start, end))
@@ -245,9 +248,9 @@ def _parse_aspects(where: str, text: str) -> tuple[str, ...]:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
         raise MetadataError(f"{where}: aspect_list {text[:60]!r} is not a list literal like \"['calm', 'piano']\" "
-                            f"({type(e).__name__}: {e})") from None
+                            f"({type(e).__name__}: {e}){FIX_LINE}") from None
     if not isinstance(value, (list, tuple)) or not all(isinstance(a, str) for a in value):
-        raise MetadataError(f"{where}: aspect_list {text[:60]!r} is not a list of strings")
+        raise MetadataError(f"{where}: aspect_list {text[:60]!r} is not a list of strings{FIX_LINE}")
     return tuple(value)
 
 
@@ -276,10 +279,11 @@ def read_musiccaps(path: Path, into: SourceMetadata | None = None) -> SourceMeta
             clip = Clip(value["ytid"], _number(where, "start_s", value["start_s"]),
                         _number(where, "end_s", value["end_s"]))
         except ClipError as e:
-            raise MetadataError(f"{where}: {e}") from None
+            raise MetadataError(f"{where}: {e}{FIX_LINE}") from None
         eval_flag = _BOOLEANS.get(value.get("is_audioset_eval", "").strip().lower())
         if eval_flag is None:
-            raise MetadataError(f"{where}: is_audioset_eval {value['is_audioset_eval'][:40]!r} is not True or False")
+            raise MetadataError(f"{where}: is_audioset_eval {value['is_audioset_eval'][:40]!r} is not True or False"
+                                f"{FIX_LINE}")
         entry = MusicCapsEntry(clip, value["caption"], _parse_aspects(where, value["aspect_list"]), eval_flag, where)
         earlier = meta.music.get(clip.ytid)
         if earlier is not None and earlier != entry:
