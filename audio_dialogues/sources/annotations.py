@@ -281,6 +281,16 @@ class _ReleaseIds:
 
 
 def _record(config: str, where: str, obj: Any, metadata: SourceMetadata | None, ids: _ReleaseIds) -> Record:
+    """One validated record; every problem with it has the same remedy, said once, here."""
+    try:
+        return _checked_record(config, where, obj, metadata, ids)
+    except AnnotationError as err:
+        raise AnnotationError(f"{err}; correct the record or remove it") from None
+
+
+def _checked_record(
+    config: str, where: str, obj: Any, metadata: SourceMetadata | None, ids: _ReleaseIds
+) -> Record:
     if not isinstance(obj, dict):
         raise AnnotationError(f"{where}: a record must be a JSON object, got {type(obj).__name__}")
     low, high = CLIP_COUNTS[config]
@@ -343,13 +353,7 @@ def read_file(
     """
     check_config(config)
     ids = ids or _ReleaseIds()
-    records = []
-    for where, obj in _iter_raw(Path(path)):
-        try:
-            records.append(_record(config, where, obj, metadata, ids))
-        except AnnotationError as err:  # every record problem has the same remedy; say it once, here
-            raise AnnotationError(f"{err}; correct the record or remove it") from None
-    return records
+    return [_record(config, where, obj, metadata, ids) for where, obj in _iter_raw(Path(path))]
 
 
 def read_split(
