@@ -17,7 +17,8 @@ from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.options import ConfigError
 from .dataset.overview import summarise
 from .files import OutputError
-from .generate.options import GenerateError, add_arguments, from_args
+from .generate import GenerateError, generate
+from .generate.options import add_arguments, from_args
 from .sample import sample_paths
 from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, split_files
 from .sources.metadata import MetadataError, metadata_sources, open_source_metadata
@@ -443,8 +444,6 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from .generate import generate
-
     report = generate(from_args(args))
     return 0 if isinstance(report, dict) or report.complete else (130 if report.interrupted else 1)
 

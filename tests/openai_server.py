@@ -86,6 +86,7 @@ class OpenAIServer:
             self.embedding_requests = 0
             #: Requests that arrived for a request already answered: what a paying user must never see.
             self.repeated = 0
+            self.authorization: str | None = None
             self.first_request_at: float | None = None
             self.last_answer_at: float | None = None
 
@@ -123,6 +124,7 @@ class OpenAIServer:
             self.requests += 1
             self.seen[key] += 1
             self.repeated += self.answered[key] > 0
+            self.authorization = request.headers.get("Authorization")
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if self.first_request_at is None:

@@ -39,11 +39,12 @@ def test_items_follow_the_sources_splits(sources: dict, tmp_path: Path) -> None:
     assert len(items["music", "train"]) == 4
     first = items["audioset", "train"][0]
     assert first.text == "Sound of Dog: [0.25s-1.0s]"
-    assert first.meta["sound_events"] == [{"label": "Dog", "start_s": 0.25, "end_s": 1.0}]
+    assert first.record_meta() == {"sound_events": [{"label": "Dog", "start_s": 0.25, "end_s": 1.0}]}
     assert first.clips[0] == Clip(first.clips[0].ytid, 30.0, 40.0)
     music = items["music", "test"][0]
     assert music.text == "Music description: A calm piano piece number 0 with soft chords."
-    assert music.meta == {"caption": "A calm piano piece number 0 with soft chords.", "aspects": ["calm", "piano 0"]}
+    assert music.record_meta() == {"caption": "A calm piano piece number 0 with soft chords.",
+                                   "aspects": ["calm", "piano 0"]}
 
 
 def test_limit_and_split_specs(sources: dict, tmp_path: Path) -> None:

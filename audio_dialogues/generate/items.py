@@ -44,6 +44,14 @@ class Item:
     meta: dict = field(default_factory=dict, hash=False, compare=False)
     #: Sound classes the text names (for descriptor requests).
     labels: tuple[str, ...] = ()
+    #: ``(class name, start_s, end_s)`` of an audioset item, turned into ``meta.sound_events`` on output only.
+    events: tuple[tuple[str, float, float], ...] = field(default=(), hash=False, compare=False)
+
+    def record_meta(self) -> dict:
+        """The ``meta`` of this item's output record (the builder reads sound_events, caption, aspects)."""
+        if not self.events:
+            return dict(self.meta)
+        return {"sound_events": [{"label": n, "start_s": s, "end_s": e} for n, s, e in self.events], **self.meta}
 
 
 def format_seconds(value: float) -> str:
@@ -81,13 +89,12 @@ def audioset_items(
     """One item per strong-labelled clip; labels without an ontology name keep their machine id."""
     items = []
     for clip, events in segments:
-        named = [(label_names.get(e.label, e.label), e.start_s, e.end_s) for e in events]
+        named = tuple((label_names.get(e.label, e.label), e.start_s, e.end_s) for e in events)
         if not named:
             continue
-        meta = {"sound_events": [{"label": n, "start_s": s, "end_s": e} for n, s, e in named]}
         text, description = events_line(named, descriptors)
         labels = tuple(dict.fromkeys(n for n, _, _ in named))
-        items.append(Item(clip.key, "audioset", split, (clip,), text, description, meta, labels))
+        items.append(Item(clip.key, "audioset", split, (clip,), text, description, {}, labels, named))
     return items
 
 

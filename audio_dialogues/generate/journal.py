@@ -12,6 +12,7 @@ writing the same journal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -42,10 +43,19 @@ def request_key(body: dict[str, Any], item: str = "") -> str:
     The item is part of it because two clips with the same events render the same prompt and still
     deserve their own dialogues.
     """
-    fields = {k: body.get(k) for k in ("model", "messages", "temperature", "top_p", "max_tokens", "seed")}
-    fields["item"] = item
-    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    params = "\0".join(repr(body.get(k)) for k in ("model", "temperature", "top_p", "max_tokens", "seed"))
+    digests = "".join(_message_digest(m.get("role", ""), _text(m.get("content", ""))) for m in body.get("messages", ()))
+    return hashlib.sha256(f"{params}\0{item}\0{digests}".encode()).hexdigest()
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps(content, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _message_digest(role: str, content: str) -> str:
+    """One message's hash; the instruction and examples, shared by every request, are hashed once."""
+    return hashlib.sha256(f"{role}\0{content}".encode()).hexdigest()
 
 
 class OutputLock:

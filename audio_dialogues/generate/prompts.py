@@ -11,6 +11,7 @@ and the item closes as the next numbered user message. The template's hash goes 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -92,15 +93,19 @@ class PromptTemplate:
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def messages(self, item_text: str) -> list[dict[str, str]]:
-        """The chat messages asking for ``item_text`` as the example after the worked ones."""
+    @functools.cached_property
+    def _prefix(self) -> tuple[dict[str, str], ...]:
+        """The instruction and worked examples: the same messages (the same objects) for every item."""
         messages = [{"role": "system", "content": self.system}]
         for number, example in enumerate(self.examples, start=1):
             messages.append({"role": "user", "content": f"Example {number}:\n{example.item}"})
             answer = "\n".join(json.dumps({"user": u, "assistant": a}, ensure_ascii=False) for u, a in example.turns)
             messages.append({"role": "assistant", "content": answer})
-        messages.append({"role": "user", "content": f"Example {len(self.examples) + 1}:\n{item_text}"})
-        return messages
+        return tuple(messages)
+
+    def messages(self, item_text: str) -> list[dict[str, str]]:
+        """The chat messages asking for ``item_text`` as the example after the worked ones."""
+        return [*self._prefix, {"role": "user", "content": f"Example {len(self.examples) + 1}:\n{item_text}"}]
 
     def render(self, item: Item) -> list[dict[str, str]]:
         return self.messages(item.text)

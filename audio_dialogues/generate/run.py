@@ -21,7 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..files import atomic_write
-from ..sources.annotations import CONFIGS, SPLITS
+from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import SourceMetadata, open_source_metadata
 from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
 from .embedders import make_embedder
@@ -287,7 +287,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _record(item: Item, turns: Sequence[tuple[str, str]], entry: dict, provenance: dict, score: float | None) -> dict:
-    meta = {**item.meta, "generation": {**provenance, "model": entry.get("model") or provenance["model"],
+    meta = {**item.record_meta(), "generation": {**provenance, "model": entry.get("model") or provenance["model"],
                                         "similarity": None if score is None else round(score, 4)}}
     return {"id": item.key, "clips": [c.to_dict() for c in item.clips],
             "turns": [{"user": u, "assistant": a} for u, a in turns], "meta": meta}
@@ -438,8 +438,9 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
     with OutputLock(options.output_dir), Journal(options.output_dir / JOURNAL_NAME) as journal:
         if journal.torn_bytes:
             log(f"journal: cut a torn last line ({journal.torn_bytes} bytes) left by an interrupted run")
-        sources = read_sources(options)
-        items = build_items(options, sources)
+        with gc_paused():  # millions of small acyclic objects: collections would rescan them all, for nothing
+            sources = read_sources(options)
+            items = build_items(options, sources)
         descriptors: dict[str, str] = {}
         if options.descriptors != "none":
             classes = classes_in(items)

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..files import csv_rows, load_json
 from .clips import AUDIOSET_SEGMENT_S, Clip, ClipError
@@ -50,8 +51,9 @@ class MetadataError(ValueError):
     """A source metadata file that cannot be read; the message names the file, the row and the problem."""
 
 
-@dataclass(frozen=True, slots=True)
-class SoundEvent:
+class SoundEvent(NamedTuple):
+    """One strong-label event (a named tuple: a full train file holds about a million of them)."""
+
     label: str
     start_s: float
     end_s: float
