@@ -44,10 +44,20 @@ def _fetch_options(value: Any) -> bool:
         return False
     from ..fetch import FetchOptions
 
-    names = {f.name for f in dataclasses.fields(FetchOptions)}
-    unknown = [k for k in value if k not in names]
+    fields = {f.name: f for f in dataclasses.fields(FetchOptions)}
+    unknown = [k for k in value if k not in fields]
     if unknown:
-        raise ConfigError(f"option fetch_options: unknown keys {unknown}; known: {', '.join(sorted(names))}")
+        raise ConfigError(f"option fetch_options: unknown keys {unknown}; known: {', '.join(sorted(fields))}")
+    for key, item in value.items():
+        default, annotation = fields[key].default, str(fields[key].type)
+        if item is None and "None" in annotation:
+            continue
+        wanted = (type(default),) if isinstance(default, (bool, int, float, str)) else None
+        if wanted == (float,):
+            wanted = (int, float)
+        if wanted and (not isinstance(item, wanted) or (isinstance(item, bool) and bool not in wanted)):
+            raise ConfigError(f"option fetch_options: {key}={item!r:.60} ({type(item).__name__}) is not valid: "
+                              f"{key} takes {' or '.join(t.__name__ for t in wanted)} ({annotation})")
     try:
         FetchOptions(**value)
     except (TypeError, ValueError) as e:
