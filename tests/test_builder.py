@@ -6,7 +6,6 @@ on torchcodec unless it is installed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +19,7 @@ import audio_dialogues
 from audio_dialogues.dataset.api import prepare
 from audio_dialogues.dataset.builder import AudioDialogues, MissingAudioError
 from audio_dialogues.dataset.decoding import SoundfileAudio
+from tests.tools import require_module
 
 SAMPLE = audio_dialogues.sample_paths()
 SAMPLE_DATA = Path(SAMPLE["data_dir"])
@@ -34,7 +34,6 @@ EXPECTED_SIZES = {
     ("comparison", "train"): (3, 2),
     ("comparison", "test"): (2, 2),
 }
-HAS_TORCHCODEC = importlib.util.find_spec("torchcodec") is not None
 
 
 def _count_records(config: str, split: str) -> int:
@@ -131,7 +130,7 @@ def test_native_rate_and_no_decode(tmp_path: Path) -> None:
     assert set(paths[0]["audio"]) == {"path", "bytes"} and Path(paths[0]["audio"]["path"]).is_file()
 
 
-@pytest.mark.skipif(not HAS_TORCHCODEC, reason="the datasets/torchcodec decode path needs torchcodec")
+@pytest.mark.usefixtures("torchcodec")
 @pytest.mark.parametrize("rate", [16_000, None, 22_050])
 def test_both_decode_paths_agree(tmp_path: Path, rate: int | None) -> None:
     fast = audio_dialogues.load("audioset", split="train", cache_dir=str(tmp_path), sampling_rate=rate, **SAMPLE)
@@ -247,8 +246,8 @@ def _one_record(tmp_path: Path, clip: dict) -> dict:
 @pytest.mark.parametrize("decoder", ["soundfile", "torchcodec"])
 @pytest.mark.parametrize("name", ["Ab12Cd34Ef5.wav", "Ab12Cd34Ef5_30_40.flac"])
 def test_a_local_file_longer_than_its_clip_gives_the_window(tmp_path: Path, decoder: str, name: str) -> None:
-    if decoder == "torchcodec" and not HAS_TORCHCODEC:
-        pytest.skip("the datasets/torchcodec decode path needs torchcodec")
+    if decoder == "torchcodec":
+        require_module("torchcodec", "the datasets/torchcodec decode path")
     (tmp_path / "audio").mkdir()
     whole = _tone(60.0)
     sf.write(tmp_path / "audio" / name, whole, 8_000)

@@ -13,9 +13,7 @@ from audio_dialogues.dataset.cards import CARDS, render_dataset_card
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_cards_hold_the_paper_sizes_and_citations() -> None:
-    assert {c: (card.paper_sizes["train"], card.paper_sizes["test"]) for c, card in CARDS.items()} == {
-        "audioset": (76_642, 1_442), "music": (3_358, 1_641), "comparison": (64_085, 16_249)}
+def test_every_card_cites_the_paper_and_its_source() -> None:
     for card in CARDS.values():
         assert "2404.07616" in card.citation and card.source_citation in card.citation
 

@@ -1,13 +1,12 @@
 """Scoring: every number is checked against pycocoevalcap called directly on the same corpus.
 
-The Java path runs pycocoevalcap's own PTBTokenizer (its CoreNLP jar) and is skipped only when no
-``java`` is on PATH.
+The Java path runs pycocoevalcap's own PTBTokenizer (its CoreNLP jar); its tests skip when no ``java``
+is on PATH, and fail instead when ``CI`` is set (the ``java`` fixture).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from audio_dialogues.cli import main
 from audio_dialogues.evaluation.scoring import EvaluationError, evaluate
 from audio_dialogues.evaluation.tokenizer import TokenizerError, python_ptb_tokenize
 
-needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="no java on PATH for pycocoevalcap's tokenizer")
+needs_java = pytest.mark.usefixtures("java")
 
 # (id, turn, reference, prediction): dialogues of 1-3 turns, answers phrased as models phrase them.
 FIXTURE = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,7 +20,6 @@ from audio_dialogues.dataset.decoding import SoundfileAudio
 
 SAMPLE = audio_dialogues.sample_paths()
 ROOT = Path(__file__).resolve().parents[1]
-HAS_TORCHCODEC = importlib.util.find_spec("torchcodec") is not None
 
 
 def _plain_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -45,15 +43,24 @@ def test_saved_dataset_opens_without_the_package(tmp_path: Path, config: str) ->
         assert "audio_dialogues" not in sys.modules
         audio = ds.features["audio"] if "audio" in ds.features else ds.features["audios"].feature
         print(type(audio).__module__, type(audio).__name__, ds.num_rows)
-        if {HAS_TORCHCODEC!r}:
-            first = ds[0]["audio"] if "audio" in ds.features else ds[0]["audios"][0]
-            print(len(first["array"]), first["sampling_rate"])
         """)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.split("\n")
-    assert lines[0] == f"datasets.features.audio Audio {ds.num_rows}"
-    if HAS_TORCHCODEC:  # decoded by datasets' own feature, to the rate the package prepared it for
-        assert lines[1] == "160000 16000"
+    assert done.stdout.split("\n")[0] == f"datasets.features.audio Audio {ds.num_rows}"
+
+
+@pytest.mark.usefixtures("torchcodec")
+def test_saved_dataset_decodes_without_the_package(tmp_path: Path) -> None:
+    """Decoded by datasets' own feature (torchcodec), to the rate the package prepared it for."""
+    ds = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path / "hf"), **SAMPLE)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    done = _plain_python(f"""
+        import sys, datasets
+        first = datasets.load_from_disk({str(tmp_path / 'saved')!r})[0]["audio"]
+        assert "audio_dialogues" not in sys.modules
+        print(len(first["array"]), first["sampling_rate"])
+        """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "160000 16000"
 
 
 def test_the_fast_decoder_comes_back_on_a_cached_load(tmp_path: Path) -> None:
@@ -65,7 +72,7 @@ def test_the_fast_decoder_comes_back_on_a_cached_load(tmp_path: Path) -> None:
     assert info["features"]["audio"]["_type"] == "Audio"
 
 
-@pytest.mark.skipif(not HAS_TORCHCODEC, reason="the datasets/torchcodec decode path needs torchcodec")
+@pytest.mark.usefixtures("torchcodec")
 def test_torchcodec_reads_give_the_same_samples_every_time(tmp_path: Path) -> None:
     ds = audio_dialogues.load("audioset", split="train", cache_dir=str(tmp_path), sampling_rate=22_050,
                               decoder="torchcodec", **SAMPLE)

@@ -6,13 +6,12 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from datasets.distributed import split_dataset_by_node
 
 import audio_dialogues
-
-torch = pytest.importorskip("torch")
 
 SAMPLE = audio_dialogues.sample_paths()
 N_RECORDS = 23  # deliberately not a multiple of the shard, worker or rank counts
@@ -52,7 +51,7 @@ def test_streaming_yields_the_same_rows_as_eager(many: dict, tmp_path: Path) -> 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create")
 @pytest.mark.parametrize("num_workers", [2, 3])
-def test_dataloader_workers_see_every_example_once(many: dict, num_workers: int) -> None:
+def test_dataloader_workers_see_every_example_once(many: dict, num_workers: int, torch: ModuleType) -> None:
     stream = audio_dialogues.load("music", split="test", streaming=True, **many)
     loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=num_workers,
                                          collate_fn=lambda batch: [(r["id"], len(r["audio"]["array"])) for r in batch])
@@ -74,7 +73,7 @@ def test_split_dataset_by_node_covers_every_example_once(many: dict, world_size:
     assert seen == Counter(f"r{i:03d}" for i in range(N_RECORDS))
 
 
-def test_ranks_and_workers_together(many: dict) -> None:
+def test_ranks_and_workers_together(many: dict, torch: ModuleType) -> None:
     stream = audio_dialogues.load("music", split="test", streaming=True, decoder="none", **many)
     seen = Counter()
     for rank in range(2):

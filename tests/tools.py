@@ -1,0 +1,39 @@
+"""Optional tools of the test suite (java, torch, torchcodec, ffmpeg): skip without them, fail in CI.
+
+A developer without Java still runs the rest of the suite; CI (``CI`` set, as .ci/run and every CI
+service set it) promises that every tool is installed, so there a missing tool is a failure, never a
+silent skip that would make the run claim more than it checked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+from types import ModuleType
+
+import pytest
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason}; CI is set, so every tool the tests use must be installed (see .ci/run)")
+    pytest.skip(reason)
+
+
+def require_tool(name: str, why: str = "") -> str:
+    """The path of executable ``name``; skips the test without it (fails it when ``CI`` is set)."""
+    path = shutil.which(name)
+    if path is None:
+        _missing(f"no '{name}' on PATH" + (f" ({why})" if why else ""))
+    return path
+
+
+def require_module(name: str, why: str = "") -> ModuleType:
+    """Module ``name``, imported; skips the test without it (fails it when ``CI`` is set)."""
+    if importlib.util.find_spec(name) is None:
+        _missing(f"no Python module '{name}'" + (f" ({why})" if why else ""))
+    return importlib.import_module(name)
