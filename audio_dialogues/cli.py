@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.options import ConfigError
-from .dataset.overview import summarise
+from .dataset.overview import sample_gaps_note, summarise
 from .files import OutputError
 from .generate import GenerateError, generate
 from .generate.options import add_arguments, from_args
-from .sample import sample_paths
+from .sample import describe_sample, sample_paths
 from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, split_files
 from .sources.metadata import MetadataError, metadata_sources, open_source_metadata
 
@@ -141,9 +141,10 @@ def _add_core_commands(commands: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from .dataset.api import prepare
 
+    print(describe_sample())
     for config in CONFIGS:
         datasets, report = prepare(config, cache_dir=args.cache_dir, **sample_paths())
-        print(summarise(config, datasets, report))
+        print(summarise(config, datasets, report, sample_gaps_note(report)))
     return 0
 
 

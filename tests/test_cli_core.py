@@ -32,6 +32,10 @@ def test_demo_builds_all_three_configs_and_summarises(tmp_path: Path) -> None:
     assert "turns per dialogue 2.67 (min 1, max 4)" in out  # audioset train: 3 + 1 + 4 turns
     assert "clip Ab12Cd34Ef5 [10s-20s]: 10.00 s at 16000 Hz" in out
     assert "events: Ding 2-4.5s" in out
+    # the sample's size, counted from its files, and why its dropped dialogues are dropped
+    assert out.startswith("The sample that ships with the package: 15 dialogues (9 train, 6 test, over the three "
+                          "configs), 9 ten-second audio clips, ")
+    assert out.count("note: 1 dropped on purpose: the sample leaves out this audio") == 2  # music, comparison
 
 
 def test_prepare_reports_drops_and_the_report_survives_a_cached_rerun(tmp_path: Path) -> None:

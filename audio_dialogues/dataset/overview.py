@@ -23,8 +23,20 @@ def _audio_text(audio: dict | None) -> str:
     return f"{len(audio['array']) / audio['sampling_rate']:.2f} s at {audio['sampling_rate']} Hz"
 
 
-def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, SplitReport]) -> str:
-    """Split sizes (with what was dropped and why), turns per dialogue, and one decoded example."""
+def sample_gaps_note(report: dict[str, SplitReport]) -> str | None:
+    """For the demo: why dialogues of the embedded sample were dropped (its audio is left out on purpose)."""
+    dropped = sum(n for r in report.values() for n in r.dropped.values())
+    if not dropped:
+        return None
+    return (f"  note: {dropped} dropped on purpose: the sample leaves out this audio to show what happens to a "
+            "dialogue whose audio is not found. With missing_audio='drop' (the default) it is left out and counted; "
+            "'error' stops, naming the record and clip; 'keep' keeps it with no audio.")
+
+
+def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, SplitReport],
+              drop_note: str | None = None) -> str:
+    """Split sizes (with what was dropped and why, and ``drop_note`` under them), turns per dialogue, and one
+    decoded example."""
     lines = [f"== {config} =="]
     for split, ds in splits.items():
         r = report[split]
@@ -36,6 +48,8 @@ def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, Split
         if r.unlisted:
             lines.append(f"       {r.unlisted} release records have no row in the source metadata (no clip window "
                          f"or labels; first: {r.first_unlisted})")
+    if drop_note:
+        lines.append(drop_note)
     split = next((s for s in ("test", "train") if s in splits and splits[s].num_rows), None)
     if split is not None:
         ex = splits[split][0]

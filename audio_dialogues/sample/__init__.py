@@ -6,6 +6,7 @@ the whole pipeline (annotations, metadata joins, local audio, decoding) without 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +22,17 @@ def sample_paths() -> dict[str, Any]:
         "ontology": str(ROOT / "metadata" / "ontology.json"),
         "musiccaps_csv": str(ROOT / "metadata" / "musiccaps.csv"),
     }
+
+
+def describe_sample() -> str:
+    """One sentence on what the sample holds (dialogues per split, clips, size), counted from its files."""
+    per_split = {"train": 0, "test": 0}
+    for path in sorted((ROOT / "data").iterdir()):
+        text = path.read_text(encoding="utf-8")
+        n = len(json.loads(text)) if path.suffix == ".json" else sum(1 for line in text.splitlines() if line.strip())
+        per_split[path.stem.rsplit("_", 1)[1]] += n
+    audio = [p for p in (ROOT / "audio").iterdir() if p.is_file()]
+    size_kb = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file() and p.suffix != ".pyc") / 1024
+    return (f"The sample that ships with the package: {sum(per_split.values())} dialogues ({per_split['train']} train, "
+            f"{per_split['test']} test, over the three configs), {len(audio)} ten-second audio clips, "
+            f"{size_kb:.0f} KB in all.")
