@@ -185,11 +185,15 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
     fetch = commands.add_parser(
         "fetch", help="download the clips of a config into the clip cache (resumable, verified, journaled)",
         description="Exit status: 0 when every clip is cached or permanently unavailable, 1 when transient "
-                    "failures remain (run again later), 2 on usage errors.")
+                    "failures remain (run again later) or the run had to stop (cache not writable, network "
+                    "unreachable), 2 on usage errors.")
     fetch.add_argument("config", choices=CONFIGS, help="which subset's clips")
     add_source_arguments(fetch, split=False)
     fetch.add_argument("--split", choices=("train", "test", "all"), default="all",
                        help="which split's clips (default: every split that has annotations)")
+    fetch.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
+                       help="local audio folder (repeatable): clips found there, as prepare finds them, are "
+                            "not downloaded")
     fetch.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, else "
                                                  "$XDG_CACHE_HOME/audio_dialogues/clips)")
     fetch.add_argument("--url-template", default=YOUTUBE_URL_TEMPLATE, help="video URL; {ytid} is replaced")
@@ -223,10 +227,14 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
     add_source_arguments(status, split=False, required=False)  # --data-dir is needed only with CONFIG here
     status.add_argument("--split", choices=("train", "test", "all"), default="all",
                         help="which split's clips, with CONFIG")
+    status.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
+                        help="local audio folder (repeatable), searched before the cache as prepare does")
     status.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default as for fetch)")
     status.add_argument("--journal", action="append", default=[], metavar="JSONL",
                         help="another machine's journal to merge in (repeatable)")
     status.add_argument("--missing-csv", metavar="OUT", help="write the clips that are not ok to this CSV")
+    status.add_argument("--present-csv", metavar="OUT",
+                        help="with CONFIG: write the clips that have audio, and where it was found, to this CSV")
     status.add_argument("--write-merged", metavar="OUT",
                         help="write the merged journal, one line per clip, to this JSONL file")
     status.set_defaults(run=_run_status, parser=status)
@@ -268,7 +276,7 @@ def _config_clips(args: argparse.Namespace) -> list:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from .fetch import FetchError, FetchInterrupted, FetchOptions, fetch_clips
+    from .fetch import FetchError, FetchInterrupted, FetchOptions, FetchStopped, fetch_clips
 
     try:
         options = FetchOptions(
@@ -278,6 +286,9 @@ def _run_fetch(args: argparse.Namespace) -> int:
             num_shards=args.num_shards, shard_index=args.shard_index, reverify=args.reverify)
         if args.cookies and not os.path.isfile(args.cookies):
             raise ValueError(f"--cookies {args.cookies}: no such file")
+        for folder in args.audio_dir:
+            if not os.path.isdir(folder):
+                raise ValueError(f"--audio-dir {folder}: not a folder")
         clips = _config_clips(args)
         untimed = sum(1 for c in clips if not c.has_times)
         if untimed and not (args.strong_labels or args.musiccaps_csv or args.download_metadata):
@@ -288,11 +299,18 @@ def _run_fetch(args: argparse.Namespace) -> int:
     except (ValueError, AnnotationError, MetadataError) as err:
         args.parser.error(str(err))  # exits with status 2
     try:
-        report = fetch_clips(clips, cache_dir=args.audio_cache_dir, options=options, progress=not args.no_progress)
+        report = fetch_clips(clips, cache_dir=args.audio_cache_dir, options=options, progress=not args.no_progress,
+                             audio_dirs=args.audio_dir)
     except FetchInterrupted as interrupted:
         print(interrupted.report.summary())
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
+    except FetchStopped as stopped:
+        if stopped.report is not None:
+            print(stopped.report.summary())
+        print(f"audio-dialogues fetch: stopped: {stopped}. Nothing was recorded against any clip; run the same "
+              "command again once that is fixed.", file=sys.stderr)
+        return 1
     except FetchError as err:
         print(f"audio-dialogues fetch: error: {err}", file=sys.stderr)
         return 2
@@ -311,13 +329,23 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
+    from .dataset.local_audio import AudioResolver, UnusableAudioError
     from .fetch import cache as clip_cache
     from .fetch import journal
+    from .files import OutputError
 
     cache_dir = clip_cache.resolve_cache_dir(args.audio_cache_dir)
     for path in args.journal:
         if not os.path.isfile(path):
             args.parser.error(f"--journal {path}: no such file")
+    for folder in args.audio_dir:
+        if not os.path.isdir(folder):
+            args.parser.error(f"--audio-dir {folder}: not a folder")
+    if args.present_csv and not args.config:
+        args.parser.error("--present-csv needs CONFIG (and --data-dir): it lists that config's clips")
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        print(f"error: the clip cache {cache_dir} is a file, not a folder", file=sys.stderr)
+        return 1
     clips = None
     if args.config:
         if not args.data_dir:
@@ -327,18 +355,37 @@ def _run_status(args: argparse.Namespace) -> int:
         except (ValueError, AnnotationError, MetadataError) as err:
             args.parser.error(str(err))
     state = journal.load(cache_dir, args.journal)
-    summary = journal.summarize(state, clips, (lambda c: clip_cache.cached_clip(cache_dir, c) is not None)
-                                if clips is not None else None)
+    present: dict[str, tuple[str, str]] = {}  # clip key -> (where, path), found as prepare finds audio
+    if clips is not None:
+        resolver = AudioResolver(args.audio_dir, cache_dir)
+        for clip in clips:
+            try:
+                path = resolver.resolve(clip)
+            except UnusableAudioError:
+                path = None
+            if path is not None:
+                present[clip.key] = ("audio_dir" if resolver.index.find(clip) is not None else "cache", str(path))
+    summary = journal.summarize(state, clips, (lambda c: c.key in present) if clips is not None else None)
     print(f"cache: {cache_dir}  journals: {len(journal.journal_files(cache_dir)) + len(args.journal)}")
     print("\n".join(summary.lines()))
+    if clips is not None:
+        local_n = sum(1 for where, _ in present.values() if where == "audio_dir")
+        print(f"  present: {local_n} in your audio folders, {len(present) - local_n} in the cache")
     if state.stats.bad_lines:
-        print(f"{state.stats.bad_lines} unreadable journal lines skipped (torn by a kill?)", file=sys.stderr)
-    if args.missing_csv:
-        n = journal.write_missing_csv(summary, args.missing_csv)
-        print(f"{n} missing clips written to {args.missing_csv}")
-    if args.write_merged:
-        n = journal.write_merged(state, args.write_merged)
-        print(f"merged journal of {n} clips written to {args.write_merged}")
+        print(state.stats.describe(), file=sys.stderr)
+    try:
+        if args.missing_csv:
+            n = journal.write_missing_csv(summary, args.missing_csv)
+            print(f"{n} missing clips written to {args.missing_csv}")
+        if args.present_csv:
+            n = journal.write_present_csv(clips, present, args.present_csv)
+            print(f"{n} present clips written to {args.present_csv}")
+        if args.write_merged:
+            n = journal.write_merged(state, args.write_merged)
+            print(f"merged journal of {n} clips written to {args.write_merged}")
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

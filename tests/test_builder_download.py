@@ -96,3 +96,22 @@ def test_native_rate_datasets_fetch_at_the_source_rate(served: MediaServer, tmp_
     audio = ds[0]["audio"]
     assert audio["sampling_rate"] == SOURCE_RATE == sf.info(audio["path"]).samplerate
     assert len(audio["array"]) == 5 * SOURCE_RATE
+
+
+def test_fetch_failures_reach_the_report_by_their_reason(served: MediaServer, tmp_path: Path) -> None:
+    from audio_dialogues.dataset.api import prepare
+
+    served.fail("a_b-c_d-e_f.flac", 429, times=50)  # rate limited (a bot check is transient alike)
+    served.fail("-leadingDsh.flac", 404, times=50)
+    try:
+        _, report = prepare("audioset", cache_dir=str(tmp_path / "hf"), download_audio=True,
+                            data_dir=str(_annotations(tmp_path / "data", list(WINDOWS))),
+                            audio_cache_dir=str(tmp_path / "clips"), decoder="none",
+                            fetch_options={"url_template": served.url_template("flac"), "workers": 2,
+                                           "max_attempts": 1})
+    finally:
+        served.clear_faults()
+    dropped = report["test"].dropped
+    assert dropped == {"download failed (rate_limited; transient: run again later)": 1,
+                       "unavailable (not_found)": 1}, dropped
+    assert report["test"].kept == 1

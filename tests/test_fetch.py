@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -275,8 +276,8 @@ def test_a_clip_renamed_into_place_but_not_recorded_is_recovered_without_downloa
     fetch_clips([clip], cache_dir=tmp_path, options=options(media), progress=False)
     clip_cache.record_path(tmp_path, clip).unlink()  # a kill between the rename and the record
     assert clip_cache.cached_clip(tmp_path, clip) is None
-    stale = clip_cache.clip_dir(tmp_path, clip) / f".tmp-{clip.key}-999-deadbeef"
-    stale.mkdir()
+    stale = clip_cache.work_dir(tmp_path) / f"{clip.key}.download-999-deadbeef.tmp"  # a killed run's
+    stale.mkdir(parents=True)
     (stale / "clip.m4a").write_bytes(b"partial")
     requests = media.requests[name]
     report = fetch_clips([clip], cache_dir=tmp_path, options=options(media), progress=False)
@@ -391,3 +392,175 @@ def test_proxy_carries_every_request(media, tmp_path):
     report = fetch_clips([Clip("proxied0001", 1.0, 3.0)], cache_dir=tmp_path, options=opts, progress=False)
     assert report.ok == 1, report.summary()
     assert media.proxied[name] == media.requests[name] >= 2
+
+
+# --- hostile ids and windows ---------------------------------------------------------------------
+
+BAD_CLIPS = [
+    ("trailing newline", ("abcdefghijk\n", 0.0, 10.0), r"'abcdefghijk\\n'.*U\+000A"),
+    ("trailing CR", ("abcdefghij\r", 0.0, 10.0), "U\\+000D"),
+    ("zero-width space", ("abcdefghij\u200b", 0.0, 10.0), "U\\+200B"),
+    ("tab inside", ("abcde\tghijk", 0.0, 10.0), "U\\+0009"),
+    ("non-ASCII letter", ("abcdefgh\u0131jk", 0.0, 10.0), "U\\+0131"),
+    ("fullwidth digit", ("abcdefghij\uff11", 0.0, 10.0), "U\\+FF11"),
+    ("slash", ("abc/efghijk", 0.0, 10.0), "U\\+002F"),
+    ("shorter than one frame", ("abcdefghijk", 5.0, 5.00001), "at least 0.5 s"),
+    ("too short to be a clip", ("abcdefghijk", 5.0, 5.3), "at least 0.5 s"),
+    ("rounds to an empty key", ("abcdefghijk", 5.0, 5.0004), "at least 0.5 s"),
+    ("milliseconds for seconds", ("abcdefghijk", 30_000_000.0, 30_010_000.0), "milliseconds"),
+]
+
+
+@pytest.mark.parametrize("name,args,message", BAD_CLIPS, ids=[b[0] for b in BAD_CLIPS])
+def test_hostile_ids_and_windows_are_refused_with_a_clear_error(name, args, message):
+    from audio_dialogues.sources.clips import ClipError
+
+    with pytest.raises(ClipError, match=message):
+        Clip(*args)
+
+
+def test_a_ytid_with_a_newline_in_annotations_is_a_usage_error_and_nothing_is_cached(media, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "audioset_test.jsonl").write_text(json.dumps(
+        {"id": "r0", "clips": [{"ytid": "newline0001\n", "start_s": 1.0, "end_s": 3.0}],
+         "turns": [{"user": "?", "assistant": "!"}]}) + "\n")
+    cache = tmp_path / "cache"
+    done = subprocess.run(
+        [sys.executable, "-m", "audio_dialogues.cli", "fetch", "audioset", "--data-dir", str(data),
+         "--audio-cache-dir", str(cache), "--url-template", media.url_template("m4a"), "--no-progress"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "audioset_test.jsonl" in done.stderr and "newline0001\\n" in done.stderr
+    assert "Traceback" not in done.stderr and not cache.exists()
+
+
+# --- the end of the source -----------------------------------------------------------------------
+
+
+def video_page(server: MediaServer, ytid: str, media_name: str, duration_s: int) -> str:
+    """A web page stating the video's length (JSON-LD), as YouTube's does: yt-dlp's info gets ``duration``."""
+    meta = {"@context": "https://schema.org", "@type": "VideoObject", "name": ytid, "description": "a sweep",
+            "duration": f"PT{duration_s}S", "contentUrl": server.url(media_name), "uploadDate": "2020-01-01",
+            "thumbnailUrl": server.url("thumb.jpg")}
+    page = f'<html><head><title>{ytid}</title><script type="application/ld+json">{json.dumps(meta)}</script>'
+    server.add(f"{ytid}.html", f"{page}</head><body></body></html>".encode())
+    return f"{ytid}.html"
+
+
+def test_a_cut_past_the_end_of_a_source_of_known_length_is_permanent(media, tmp_path):
+    # The page says 8 s (as YouTube states every video's length); the clip starts at 30 s. yt-dlp's own
+    # section handling then makes ffmpeg fail, which used to stay transient forever (no info at hand).
+    serve(media, "pastEnd0001", "short")
+    page = video_page(media, "pastEnd0001", "pastEnd0001.m4a", 8)
+    clip = Clip("pastEnd0001", 30.0, 40.0)
+    opts = FetchOptions(url_template=media.url_template("html"), max_attempts=3, backoff_s=0.05)
+    report = fetch_clips([clip], cache_dir=tmp_path, options=opts, progress=False)
+    outcome = report.outcomes[0]
+    assert (outcome.status, outcome.reason, outcome.attempts) == ("permanent", "beyond_source_end", 1), outcome
+    assert "8.000 s long" in outcome.message and report.exit_code == 0
+    # Known from the page alone: ffmpeg never read the media (its reads are ranged; yt-dlp's probe is not).
+    assert not [e for e in media.log if e[0] == "pastEnd0001.m4a" and e[1] is not None], media.log
+    requests = media.requests[page]
+    report = fetch_clips([clip], cache_dir=tmp_path, options=opts, progress=False)
+    assert report.permanent == 1 and media.requests[page] == requests  # the journal is believed
+
+
+@pytest.mark.parametrize("kind,window", [("m4a", (14.0, 18.0)), ("flac", (14.0, 18.0)), ("m4a", (10.0, 16.0))])
+def test_a_truncated_source_is_classified_as_such(media, tmp_path, kind, window):
+    # The file is cut at 60% (about 12 s of its stated 20 s): its header still says 20 s.
+    ytid = f"trunc{kind}{int(window[0])}".ljust(11, "x")
+    data = media.sources["flac" if kind == "flac" else "m4a"].read_bytes()
+    media.add(f"{ytid}.{kind}", data[: int(len(data) * 0.6)])
+    report = fetch_clips([Clip(ytid, *window)], cache_dir=tmp_path, options=options(media, kind, max_attempts=3),
+                         progress=False)
+    outcome = report.outcomes[0]
+    assert (outcome.status, outcome.reason) == ("permanent", "truncated_source"), outcome
+    assert outcome.attempts == 2 and "20.000 s long" in outcome.message  # the same result twice decides
+    assert report.exit_code == 0
+
+
+# --- no lock files, no leftovers -----------------------------------------------------------------
+
+
+def test_no_lock_file_or_temporary_is_left_in_the_cache(media, tmp_path):
+    clips = [Clip(f"nolock{i:05d}", 1.0, 3.0) for i in range(4)]
+    for clip in clips:
+        serve(media, clip.ytid, "m4a")
+    media.fail("nolock00003.m4a", 404)
+    report = fetch_clips(clips, cache_dir=tmp_path, options=options(media), progress=False)
+    assert (report.ok, report.permanent) == (3, 1), report.summary()
+    names = [p.name for p in tmp_path.rglob("*")]
+    assert not [n for n in names if n.endswith(".lock") or ".tmp" in n], names
+    assert not list(clip_cache.work_dir(tmp_path).iterdir())
+
+
+def test_leftovers_of_a_killed_run_are_swept_but_a_live_lock_is_respected(tmp_path):
+    from audio_dialogues.fetch import locking
+
+    work = clip_cache.work_dir(tmp_path)
+    work.mkdir(parents=True)
+    (work / "deadclip001_0_2000.lock").write_text("")  # a SIGKILLed holder's lock file
+    (work / "deadclip001_0_2000.download-999-deadbeef.tmp").mkdir()
+    live = locking.ClipLock(locking.lock_path(work, "liveclip001_0_2000"))
+    assert live.acquire(blocking=False)
+    (work / "liveclip001_0_2000.download-1-cafecafe.tmp").mkdir()
+    try:
+        # The lock excludes another holder (here: another thread's file description) ...
+        assert not locking.ClipLock(live.path).acquire(blocking=False)
+        assert locking.sweep(work) == 2
+        # ... and the sweep left the live clip's lock and temporaries alone.
+        assert sorted(p.name for p in work.iterdir()) == ["liveclip001_0_2000.download-1-cafecafe.tmp",
+                                                          "liveclip001_0_2000.lock"]
+    finally:
+        live.release()
+    assert not (work / "liveclip001_0_2000.lock").exists()
+    assert locking.sweep(work) == 1 and not list(work.iterdir())
+
+
+def test_a_lock_taken_while_its_holder_unlinks_it_is_not_shared(tmp_path):
+    """Race: B opens the lock file, A unlinks and releases, C creates a fresh one: B and C must not both hold."""
+    from audio_dialogues.fetch import locking
+
+    path = tmp_path / "k.lock"
+    a = locking.ClipLock(path)
+    assert a.acquire(blocking=False)
+    stale_fd = os.open(path, os.O_RDWR)  # B got this far before A let go
+    a.release()
+    c = locking.ClipLock(path)
+    assert c.acquire(blocking=False)
+    try:
+        import fcntl
+
+        fcntl.flock(stale_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # B's flock succeeds on the orphaned file ...
+        b = locking.ClipLock(path)
+        assert not b.acquire(blocking=False)  # ... but a real acquisition checks the name and is refused
+    finally:
+        os.close(stale_fd)
+        c.release()
+
+
+# --- local audio ---------------------------------------------------------------------------------
+
+
+def test_clips_the_user_has_are_not_downloaded(media, tmp_path):
+    have = Clip("userHas0001", 2.0, 4.0)
+    whole = Clip("userHas0002", 5.0, 7.0)
+    need = Clip("userNeeds01", 1.0, 3.0)
+    for clip in (have, whole, need):
+        serve(media, clip.ytid, "m4a")
+    audio = tmp_path / "audio"
+    (audio / "sub").mkdir(parents=True)
+    sf.write(audio / "userHas0001_2_4.wav", chirp(2.0, 16000), 16000)  # a window name, in seconds
+    sf.write(audio / "sub" / "YuserHas0002.flac", chirp(10.0, 16000), 16000)  # the AudioSet-SL name
+    cache = tmp_path / "cache"
+    report = fetch_clips([have, whole, need], cache_dir=cache, options=options(media), audio_dirs=[audio],
+                         progress=False)
+    by_key = {o.clip.key: o for o in report.outcomes}
+    assert (by_key[have.key].status, by_key[have.key].reason) == ("skipped", "local")
+    assert by_key[have.key].path == audio / "userHas0001_2_4.wav"
+    assert by_key[whole.key].path == audio / "sub" / "YuserHas0002.flac"
+    assert by_key[need.key].status == "ok"
+    assert media.requests["userHas0001.m4a"] == media.requests["userHas0002.m4a"] == 0
+    assert "2 in your audio folders" in report.summary()
+    assert clip_cache.cached_clip(cache, have) is None  # nothing copied into the cache

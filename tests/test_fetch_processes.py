@@ -97,7 +97,7 @@ def test_sigkill_midway_several_times_then_resume(server, tmp_path):
     data = write_annotations(tmp_path / "data", clips)
     cache = tmp_path / "cache"
     kills = [
-        lambda: any(cache.glob("*/.tmp-*")),  # in the middle of a download
+        lambda: any(cache.glob(".work/*.tmp")),  # in the middle of a download
         lambda: records(cache) >= 3,
         lambda: records(cache) >= 6,
     ]
@@ -123,10 +123,15 @@ def test_sigkill_midway_several_times_then_resume(server, tmp_path):
     assert_consistent(cache, clips)
     assert all(clip_cache.cached_clip(cache, c) is not None for c in clips)
     assert len(visible_audio(cache)) == len(clips)
-    assert not list(cache.glob("*/.tmp-*")), "temporaries left behind"
+    # Nothing a kill left stays behind: no temporaries, no lock files (the run sweeps the work folder).
+    leftovers = [p for p in cache.rglob("*") if p.name.endswith((".lock", ".tmp")) or p.name.startswith(".tmp-")]
+    assert not leftovers and not list(clip_cache.work_dir(cache).iterdir()), leftovers
     state = journal.load(cache)
     assert state.stats.bad_lines <= len(kills)
-    assert {k: s.status for k, s in state.clips.items()} == {c.key: "ok" for c in clips}
+    # Every journaled clip is ok; a kill between recording a clip and journaling it leaves it unjournaled,
+    # which is fine: the cache is the truth (status counts it as ok, as checked below).
+    assert {s.status for s in state.clips.values()} == {"ok"} and set(state.clips) <= {c.key for c in clips}
+    assert len(state.clips) >= len(clips) - len(kills)
 
     # status over the config: everything ok, nothing missing.
     out = subprocess.run(cli("status", "audioset", "--data-dir", str(data), "--audio-cache-dir", str(cache),
@@ -171,6 +176,7 @@ def test_two_processes_fetch_each_clip_once(server, tmp_path):
         assert len(probes) == 1, (clip, probes)
     assert_consistent(cache, clips)
     assert all(clip_cache.cached_clip(cache, c) is not None for c in clips)
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".lock")]
 
 
 def test_exit_codes_and_status_of_failures(server, tmp_path):

@@ -172,3 +172,79 @@ def test_status_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["status", "--journal", str(tmp_path / "nope.jsonl")])
     assert exc.value.code == 2
+
+
+# --- hand-damaged journals: every line that is not an entry is skipped, counted and named ---------
+
+GOOD = entry(ytid="ggggggggggg", status=PERMANENT, reason="removed", t=5).to_line().strip()
+BAD_LINES = [
+    ("a number", "5", "not a JSON object but int"),
+    ("null", "null", "not a JSON object but NoneType"),
+    ("a list", '["ok", 1]', "not a JSON object but list"),
+    ("a string", '"ok"', "not a JSON object but str"),
+    ("torn", GOOD[:40], "not JSON"),
+    ("deeply nested", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("unknown status", GOOD.replace('"permanent"', '"done"'), "status"),
+    ("attempts as text", GOOD.replace('"attempts":1', '"attempts":"3"'), "attempts"),
+    ("attempts negative", GOOD.replace('"attempts":1', '"attempts":-2'), "attempts"),
+    ("attempts a bool", GOOD.replace('"attempts":1', '"attempts":true'), "attempts"),
+    ("time as text", GOOD.replace('"time":5', '"time":"yesterday"'), "time"),
+    ("time too large", GOOD.replace('"time":5', '"time":1e400'), "time"),
+    ("start as text", GOOD.replace('"start_s":0.0', '"start_s":"0"'), "start_s"),
+    ("key of another clip", GOOD.replace("ggggggggggg_0_10000", "ggggggggggg_0_20000"), "does not match"),
+    ("ytid with a newline", GOOD.replace('"ytid":"ggggggggggg"', '"ytid":"ggggggggggg\\n"'), "ytid"),
+    ("message as a list", GOOD.replace('"message":""', '"message":["x"]'), "message"),
+    ("host as a number", GOOD.replace('"host":"a"', '"host":7'), "host"),
+    ("covers not an object", GOOD.replace('"status"', '"covers":[1],"status"'), "covers"),
+]
+
+
+@pytest.mark.parametrize("name,line,why", BAD_LINES, ids=[b[0] for b in BAD_LINES])
+def test_a_hand_damaged_line_is_skipped_counted_and_named(tmp_path, capsys, name, line, why):
+    path = tmp_path / "cache" / "journal" / "host.jsonl"
+    path.parent.mkdir(parents=True)
+    ok = entry(ytid="okokokokoko", status="ok", t=1).to_line()
+    path.write_text(ok + line + "\n" + GOOD + "\n", encoding="utf-8")
+    state = journal.load(tmp_path / "cache")
+    assert state.stats.bad_lines == 1 and len(state.clips) == 2, state.stats.examples
+    assert state.stats.examples[0].startswith(f"{path}:2: ") and why in state.stats.examples[0]
+    # The good lines after it still count: the removed video is not retried.
+    assert state.video_failure("ggggggggggg").reason == "removed"
+    # status: no traceback, exit 0, the line named on stderr.
+    assert main(["status", "--audio-cache-dir", str(tmp_path / "cache")]) == 0
+    captured = capsys.readouterr()
+    assert "2 clips" in captured.out and f"{path}:2" in captured.err and "1 journal line(s) skipped" in captured.err
+
+
+def test_unreadable_journal_files_do_not_stop_a_read(tmp_path):
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    (folder / "folder.jsonl").mkdir()  # a folder named like a journal
+    (folder / "latin1.jsonl").write_bytes(b'\xff\xfe{"x": "\xe9"}\n' + entry(t=1).to_line().encode())
+    (folder / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + entry(ytid="bbbbbbbbbbb", t=1).to_line().encode())
+    state = journal.load(tmp_path)
+    assert sorted(k[:11] for k in state.clips) == ["abcdefghijk", "bbbbbbbbbbb"]
+    assert state.stats.bad_lines == 2
+    assert any("folder.jsonl" in e and "cannot read" in e for e in state.stats.examples)
+
+
+def test_merged_journal_read_with_its_originals_counts_every_attempt_once(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    journal.Journal(cache / "journal" / "a.jsonl").append_many([
+        entry(status=TRANSIENT, reason="rate_limited", t=1, host="a", attempts=3),
+        entry(status=TRANSIENT, reason="network", t=2, host="a", attempts=2)])
+    journal.Journal(cache / "journal" / "b.jsonl").append(entry(status="ok", t=3, host="b", attempts=1))
+    merged = tmp_path / "merged.jsonl"
+    assert main(["status", "--audio-cache-dir", str(cache), "--write-merged", str(merged)]) == 0
+    key = Clip("abcdefghijk", 0.0, 10.0).key
+    assert journal.load(cache).get(Clip("abcdefghijk", 0.0, 10.0)).attempts == 6
+    # The merged file read beside the journals it summarises, twice, and merged again from both.
+    state = journal.load(cache, [merged, merged])
+    assert (state.clips[key].attempts, state.clips[key].runs, state.clips[key].status) == (6, 3, "ok")
+    again = tmp_path / "again.jsonl"
+    journal.write_merged(state, again)
+    (cache / "journal" / "merged-copy.jsonl").write_bytes(merged.read_bytes())
+    assert journal.load(cache, [again]).clips[key].attempts == 6
+    # A later run adds its own attempts on top, once.
+    journal.Journal(cache / "journal" / "a.jsonl").append(entry(status=TRANSIENT, reason="network", t=9, attempts=2))
+    assert journal.load(cache, [again, merged]).clips[key].attempts == 8

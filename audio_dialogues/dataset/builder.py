@@ -384,10 +384,9 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
                 logger.warning("%s/%s: %d release records name clips the source metadata does not list (first: "
                                "%s, %s)", config.name, split, len(unlisted), unlisted[0].origin,
                                ", ".join(unlisted[0].unlisted))
-            if config.download_audio:
-                self._fetch_missing(records, resolver)
+            fetch_failures = self._fetch_missing(records, resolver) if config.download_audio else {}
             with gc_paused():
-                kept = list(resolve_records(records, resolver, config.missing_audio, report))
+                kept = list(resolve_records(records, resolver, config.missing_audio, report, fetch_failures))
             del records
             if report.records and not kept:
                 raise MissingAudioError(
@@ -399,7 +398,8 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             resolved[split] = (kept, report)
         return resolved, ResolutionState.of(resolver)
 
-    def _fetch_missing(self, records: list[Record], resolver: AudioResolver) -> None:
+    def _fetch_missing(self, records: list[Record], resolver: AudioResolver) -> dict[str, str]:
+        """Fetch the clips without local audio; returns why each one the run could not get failed, by key."""
         from ..fetch import FetchOptions, fetch_clips
 
         wanted = {c for r in records for c in r.clips if c.has_times and resolver.index.find(c) is None
@@ -409,7 +409,9 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             logger.info("fetching %d clips into %s", len(wanted), resolver.cache_dir)
             # Fetch at the rate the dataset decodes to (native stays native) unless fetch_options say otherwise.
             options = FetchOptions(**{"sample_rate": self.config.target_rate, **self.config.fetch_options})
-            fetch_clips(sorted(wanted, key=lambda c: c.key), cache_dir=resolver.cache_dir, options=options)
+            report = fetch_clips(sorted(wanted, key=lambda c: c.key), cache_dir=resolver.cache_dir, options=options)
+            return {o.clip.key: o.describe_failure() for o in report.outcomes if o.describe_failure()}
+        return {}
 
     # --- generating the splits ------------------------------------------------------------------
 

@@ -54,12 +54,14 @@ def resolve_records(
     resolver: AudioResolver | Callable[[Clip], Path | None],
     policy: str,
     report: SplitReport,
+    fetch_failures: dict[str, str] | None = None,
 ) -> Iterator[tuple[Record, list[Path | None]]]:
     """Each record with the audio file of each of its clips, after the ``missing_audio`` policy.
 
     ``drop`` leaves out a record with a clip without usable audio (counted by reason in ``report``),
     ``error`` raises :class:`MissingAudioError` naming the record, the clip and why, ``keep`` yields
     ``None`` for that clip. Lazy: one record at a time, so a stream or an export never waits for all.
+    ``fetch_failures`` (clip key -> why a download just failed) names the reason of a clip still missing.
     """
     if policy not in MISSING_AUDIO_POLICIES:
         raise ValueError(f"unknown missing_audio {policy!r}; expected one of {', '.join(MISSING_AUDIO_POLICIES)}")
@@ -79,7 +81,8 @@ def resolve_records(
                     problem = problem or (clip, err.reason, str(err))
                 else:
                     if path is None:
-                        reason = NO_AUDIO if clip.has_times else NO_AUDIO_NO_TIMES
+                        reason = (fetch_failures or {}).get(clip.key) or (NO_AUDIO if clip.has_times
+                                                                         else NO_AUDIO_NO_TIMES)
                         problem = problem or (clip, reason, f"searched {searched}")
                 paths.append(path)
             if problem is not None:

@@ -12,13 +12,18 @@ run per clip, about a third of the CPU of a clip, to convert it.)
 
 Safety, per clip:
 
-* a file lock (``filelock``; works across processes and, on a shared disk, across machines) means one
-  writer per clip; a second process waits and reuses the result;
-* everything is written inside a hidden temporary folder next to the final name, decoded and checked
+* a lock per clip (``flock``; across threads, processes and, on a shared disk, machines) means one
+  writer per clip; a second process waits and reuses the result; the lock file exists only while held
+  (:mod:`.locking`);
+* everything is written inside a temporary folder in the cache's ``.work`` folder, decoded and checked
   (:mod:`.audio_checks`), and only then renamed into place (atomic on one file system), then recorded
   (:mod:`.cache`); a kill at any point leaves no partial file under a final name;
 * the outcome (ok, permanently unavailable, transient failure, with the message and attempts) goes to
   the journal (:mod:`.journal`) as soon as it is known.
+
+A run stops as a whole, recording nothing against any clip, when the cache cannot be written (a file
+where the folder should be, read-only, full) or the video host cannot be reached at all (offline):
+both are checked before the first download and again when downloads fail in a way they would cause.
 
 Runs are resumable: verified clips are skipped by a stat, permanent failures are not retried unless
 asked, transient ones are retried with exponential backoff and jitter. Work is split across machines by
@@ -35,6 +40,7 @@ from typing import Any
 #: ``status`` start without yt-dlp, soundfile and numpy.
 _PUBLIC = {
     "YOUTUBE_URL_TEMPLATE": ".options", "FetchError": ".options", "FetchOptions": ".options",
+    "FetchStopped": ".options", "CacheError": ".options", "NetworkUnreachable": ".options",
     "ClipOutcome": ".report", "FetchInterrupted": ".report", "FetchReport": ".report",
     "fetch_clips": ".run",
 }

@@ -5,6 +5,10 @@ Layout of a cache folder::
     <cache>/<2 hex chars>/<ytid>_<start ms>_<end ms>.flac    the verified clip (or .wav)
     <cache>/<2 hex chars>/<ytid>_<start ms>_<end ms>.json    its verification record
     <cache>/journal/<host>.jsonl                             what each fetch run did (see journal.py)
+    <cache>/.work/                                           clip locks and temporaries while a run works
+
+Nothing else stays: a lock file lives only while its clip is being fetched (see locking.py), and what a
+killed run leaves in ``.work`` is swept by the next run.
 
 The shard is the first byte of SHA-1 of the YouTube id, so 100k+ clips spread evenly over 256 folders
 (no folder of a million entries), every clip of one video shares a folder, and any machine computes the
@@ -20,18 +24,36 @@ The check costs one small read and one stat per clip and never decodes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..files import atomic_write
+from ..files import OutputError, atomic_write
 from ..sources.clips import Clip
 
 CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
 FORMATS = ("flac", "wav")
 RECORD_SUFFIX = ".json"
+WORK_DIRNAME = ".work"
+#: The free space a cache must still have: less, after a failed write, means the disk is full.
+PROBE_BYTES = 64 * 1024
+
+#: Errors of writing into the cache that are the cache's, not a clip's, named for a user.
+_FAULTS = {
+    errno.ENOSPC: "the disk is full (no space left on device)",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "a file size limit was hit (ulimit -f)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied (not writable)",
+    errno.EPERM: "permission denied (operation not permitted)",
+    errno.ENOTDIR: "a file stands where a folder should be",
+    errno.EEXIST: "a file stands where a folder should be",
+    errno.EIO: "an I/O error (failing disk?)",
+}
 
 
 def default_cache_dir() -> Path:
@@ -146,6 +168,16 @@ def cached_clip(cache_dir: str | Path, clip: Clip) -> Path | None:
     return None if found is None else Path(found[1])
 
 
+def work_dir(cache_dir: str | Path) -> Path:
+    """Where clip locks and temporaries live while a run works (same file system: renames are atomic)."""
+    return Path(cache_dir) / WORK_DIRNAME
+
+
+def temporary_path(cache_dir: str | Path, clip: Clip, what: str) -> Path:
+    """A fresh temporary name for ``clip`` in the work folder, swept with the clip's other leftovers."""
+    return work_dir(cache_dir) / f"{clip.key}.{what}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+
+
 def write_record(cache_dir: str | Path, clip: Clip, record: ClipRecord) -> Path:
     """Atomically (re)place the record of ``clip``; call only after its audio is in place."""
     path = record_path(cache_dir, clip)
@@ -154,3 +186,47 @@ def write_record(cache_dir: str | Path, clip: Clip, record: ClipRecord) -> Path:
     with atomic_write(path) as f:
         f.write(record.to_json())
     return path
+
+
+def cache_fault(cache_dir: str | Path, err: OSError) -> str | None:
+    """What is wrong with the cache if ``err`` says it cannot be written, else ``None`` (another error)."""
+    if isinstance(err, OutputError):  # a record or journal write; its message names the path and the cause
+        return f"the clip cache {cache_dir} cannot be written: {err}"
+    what = _FAULTS.get(err.errno or 0)
+    if what is None:
+        return None
+    where = err.filename or cache_dir
+    return f"the clip cache {cache_dir} cannot be written: {what} ({where})"
+
+
+def check_writable(cache_dir: Path) -> None:
+    """Make the cache's folders and write :data:`PROBE_BYTES` into it; raise ``OSError`` where that fails.
+
+    Run before downloading, so that a cache that is a file, read-only or full is named as such at once
+    instead of surfacing as failing downloads.
+    """
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "a file stands where the cache folder should be", str(cache_dir))
+    folder = work_dir(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe_disk(folder)
+
+
+def probe_disk(folder: Path) -> None:
+    """Write and remove :data:`PROBE_BYTES` in ``folder``: ``OSError`` (ENOSPC, EFBIG ...) if it cannot."""
+    path = folder / f"probe.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # Allocate for real: a sparse write could succeed on a full disk.
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, PROBE_BYTES)
+            else:
+                os.write(fd, b"\0" * PROBE_BYTES)
+        finally:
+            os.close(fd)
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

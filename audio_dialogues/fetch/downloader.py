@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from ..sources.clips import Clip
 from . import journal
 from .options import FetchOptions
-from .report import TRANSIENT
+from .report import PERMANENT, TRANSIENT
 
 _CODECS = {"flac": ("flac", "flac"), "wav": ("pcm_s16le", "wav")}
 # Input options for ffmpeg's HTTP reader: resume after a dropped connection or network error from the
@@ -31,11 +30,19 @@ FFMPEG_INPUT_ARGS = ("-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_
 
 
 class ClipFailure(Exception):
-    def __init__(self, status: str, reason: str, message: str) -> None:
+    """A clip attempt failed; ``info`` is what yt-dlp had learnt of the source by then (may be empty)."""
+
+    def __init__(self, status: str, reason: str, message: str, *, info: dict | None = None,
+                 frames: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
+        self.info = info or {}
+        #: Frames the cut held, when it decoded at all (tells a repeatable result from a chance one).
+        self.frames = frames
+        #: Set when the cut came out empty or short although the source claims to be long enough.
+        self.suspect_truncated = ""
 
 
 class _Logger:
@@ -122,12 +129,14 @@ class Downloader:
             "retries": 3,
             # yt-dlp's player cache stays inside the clip cache: nothing is written anywhere else.
             "cachedir": str(self.cache_dir / ".yt-dlp"),
+            "match_filter": self._match_filter,
         }
         if o.cookies:
-            # yt-dlp writes its cookie jar back on close; workers must not race on the user's file.
-            private = self.cache_dir / f".cookies-{os.getpid()}-{threading.get_ident()}.txt"
-            shutil.copyfile(os.path.expanduser(o.cookies), private)
-            params["cookiefile"] = str(private)
+            # Read in place, never copied: yt-dlp only writes a cookie jar back in close(), which is
+            # told not to (see close()), so no copy of the secret exists that a kill could leave behind.
+            params["cookiefile"] = os.path.expanduser(o.cookies)
+            # yt-dlp caches tokens bound to the signed-in session (YouTube's PO tokens): keep them in memory.
+            params["cachedir"] = False
         if o.proxy:
             params["proxy"] = o.proxy
         return params
@@ -166,10 +175,23 @@ class Downloader:
         with self._opened_lock:
             opened, self._opened = self._opened, []
         for ydl in opened:
-            cookiefile = ydl.params.get("cookiefile")
+            # Without a cookie file to save to, close() leaves the user's cookies file as it was.
+            ydl.params.pop("cookiefile", None)
             ydl.close()
-            if cookiefile:
-                Path(cookiefile).unlink(missing_ok=True)
+
+    def _match_filter(self, info: dict, *, incomplete: bool = False) -> str | None:
+        """yt-dlp's last look before downloading: keep the info; refuse a window past the source's end.
+
+        YouTube states every video's length, so a cut starting after it is known without a download.
+        """
+        self._local.info = info
+        clip = getattr(self._local, "clip", None)
+        duration = info.get("duration")
+        if (clip is not None and not incomplete and isinstance(duration, (int, float)) and duration > 0
+                and clip.start_s >= float(duration) + (1.0 if float(duration).is_integer() else 0.0)):
+            self._local.past_end = float(duration)
+            return f"{clip.key} starts past the end of its {duration} s source"
+        return None
 
     def download(self, clip: Clip, folder: Path) -> tuple[Path, dict]:
         """Download ``clip`` into ``folder``; returns the audio file and yt-dlp's info dict."""
@@ -178,17 +200,22 @@ class Downloader:
         ydl, logger = self._ydl()
         logger.errors.clear()
         ydl.params.update(self.clip_params(clip, folder))
+        self._local.clip, self._local.info, self._local.past_end = clip, {}, None
         try:
             info = ydl.extract_info(self.options.url(clip.ytid), download=True) or {}
         except yt_dlp.utils.DownloadError as err:
             message = _clean_message(str(err) or "; ".join(logger.errors))
             status, reason = journal.classify(message, _http_status(err))
-            raise ClipFailure(status, reason, message) from err
+            raise ClipFailure(status, reason, message, info=self._local.info) from err
+        if self._local.past_end is not None:
+            raise ClipFailure(PERMANENT, "beyond_source_end",
+                              f"clip starts at {clip.start_s:.3f} s, the source is {self._local.past_end:.3f} s long")
         made = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
         made = [p for p in made if p.is_file() and p.parent == folder]
         if len(made) != 1:
             found = sorted(p.name for p in folder.iterdir())
-            raise ClipFailure(TRANSIENT, "no_output", f"yt-dlp reported success but wrote {found or 'nothing'}")
+            raise ClipFailure(TRANSIENT, "no_output", f"yt-dlp reported success but wrote {found or 'nothing'}",
+                              info=info)
         return made[0], info
 
     def source_duration(self, info: dict) -> tuple[float | None, float]:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -39,6 +41,8 @@ PENDING = "pending"
 
 JOURNAL_DIRNAME = "journal"
 _MESSAGE_LIMIT = 1000
+_MAX_ATTEMPTS = 1_000_000
+_MAX_TIME = 1e11  # Unix seconds, year 5138: anything larger is not a time
 
 # Permanent reasons that are a property of the whole video, not of one time window: once one clip of
 # a video fails with one of these, the other clips of that video need no request to know the answer.
@@ -127,9 +131,18 @@ def host_name() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
 @dataclass(frozen=True)
 class JournalEntry:
-    """One clip's outcome in one fetch run (``attempts`` counts the downloads tried in that run)."""
+    """One clip's outcome in one fetch run (``attempts`` counts the downloads tried in that run).
+
+    ``id`` names the entry, so that it counts once however often it is read: in two copies of a journal,
+    or both in its own file and inside a merged line (``covers``: entry id -> attempts of every entry a
+    line written by :func:`write_merged` stands for).
+    """
 
     key: str
     ytid: str
@@ -145,6 +158,8 @@ class JournalEntry:
     #: shorter the clip is than requested.
     file: str = ""
     short_by_s: float = 0.0
+    id: str = field(default_factory=_new_id)
+    covers: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def for_clip(cls, clip: Clip, status: str, **fields: object) -> JournalEntry:
@@ -158,14 +173,70 @@ class JournalEntry:
     def to_line(self) -> str:
         data = asdict(self)
         data["message"] = data["message"][:_MESSAGE_LIMIT]
+        if not data["covers"]:
+            del data["covers"]
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> JournalEntry:
-        if data.get("status") not in STATUSES or not isinstance(data.get("key"), str):
-            raise ValueError(f"not a journal entry: {data!r}")
+    def from_dict(cls, data: object) -> JournalEntry:
+        """The entry ``data`` describes; :class:`ValueError` saying which field is wrong if it is none.
+
+        Every field is checked here, so that a line edited by hand is refused on reading instead of
+        failing later inside a merge or a report.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"not a JSON object but {type(data).__name__} {_short(data)}")
+        if data.get("status") not in STATUSES:
+            raise ValueError(f"status {_short(data.get('status'))} is not one of {', '.join(STATUSES)}")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for name in ("key", "ytid"):
+            if not isinstance(known.get(name), str):
+                raise ValueError(f"{name} {_short(known.get(name))} is not a string")
+        for name in ("reason", "message", "host", "file", "id"):
+            if name in known and not isinstance(known[name], str):
+                raise ValueError(f"{name} {_short(known[name])} is not a string")
+        for name in ("start_s", "end_s"):
+            if known.get(name) is not None and not _is_number(known[name]):
+                raise ValueError(f"{name} {_short(known[name])} is not a number or null")
+        if "attempts" in known and not (_is_int(known["attempts"]) and 0 <= known["attempts"] <= _MAX_ATTEMPTS):
+            raise ValueError(f"attempts {_short(known['attempts'])} is not a count")
+        if "time" in known and not (_is_number(known["time"]) and 0 <= known["time"] <= _MAX_TIME):
+            raise ValueError(f"time {_short(known['time'])} is not a Unix time")
+        if "short_by_s" in known and not (_is_number(known["short_by_s"]) and known["short_by_s"] >= 0):
+            raise ValueError(f"short_by_s {_short(known['short_by_s'])} is not a non-negative number")
+        covers = known.get("covers", {})
+        if not isinstance(covers, dict) or not all(
+                isinstance(k, str) and _is_int(v) and 0 <= v <= _MAX_ATTEMPTS for k, v in covers.items()):
+            raise ValueError(f"covers {_short(covers)} is not an object of entry ids to attempts")
+        clip = Clip(known["ytid"], known.get("start_s"), known.get("end_s"))  # ClipError is a ValueError
+        if clip.key != known["key"]:
+            raise ValueError(f"key {known['key']!r} does not match its ytid and times ({clip.key!r})")
+        if "id" not in known:
+            # Written before entries had ids: the fields that told such entries apart.
+            known["id"] = "{}@{}/{}/{}".format(known.get("host", ""), known.get("time", ""), known["status"],
+                                               known.get("attempts", 0))
         return cls(**known)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False) if _jsonable(value) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _jsonable(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 class Journal:
@@ -215,23 +286,69 @@ def journal_files(cache_dir: str | Path) -> list[Path]:
 
 @dataclass
 class ReadStats:
+    """Lines read, and the lines skipped because they are not journal entries (torn by a kill, edited)."""
+
     lines: int = 0
     bad_lines: int = 0
+    #: ``file:line: what is wrong``, for the first :data:`BAD_LINE_EXAMPLES` skipped lines.
+    examples: list[str] = field(default_factory=list)
+
+    def skip(self, where: str, why: str) -> None:
+        self.bad_lines += 1
+        if len(self.examples) < BAD_LINE_EXAMPLES:
+            self.examples.append(f"{where}: {why}")
+
+    def describe(self) -> str:
+        """One paragraph for a user: how many lines were skipped and where the first ones are."""
+        if not self.bad_lines:
+            return ""
+        more = self.bad_lines - len(self.examples)
+        return "\n".join([
+            f"{self.bad_lines} journal line(s) skipped: not entries this fetcher wrote (torn by a kill, or "
+            "edited by hand); each was ignored, nothing else is affected",
+            *(f"  {e}" for e in self.examples), *([f"  ... and {more} more"] if more > 0 else [])])
+
+
+BAD_LINE_EXAMPLES = 10
 
 
 def read_entries(paths: Iterable[str | Path], stats: ReadStats | None = None) -> Iterator[JournalEntry]:
-    """Entries of the given journal files, skipping lines torn by a kill or otherwise unreadable."""
+    """Entries of the given journal files; any line that is not one is skipped and counted in ``stats``.
+
+    Nothing in a journal can stop a read: a torn line, a number, ``null``, a list, a field of the wrong
+    type, bytes that are not UTF-8, a file that cannot be opened. Each is counted with its file and line.
+    """
     stats = stats if stats is not None else ReadStats()
     for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
+        try:
+            f = open(path, encoding="utf-8", errors="replace")
+        except OSError as err:
+            stats.skip(str(path), f"cannot read: {err.strerror or err}")
+            continue
+        with f:
+            lineno = 0
+            while True:
+                try:
+                    line = f.readline()
+                except OSError as err:  # e.g. a folder named like a journal
+                    stats.skip(f"{path}:{lineno + 1}", f"cannot read: {err.strerror or err}")
+                    break
+                if not line:
+                    break
+                lineno += 1
+                if lineno == 1:
+                    line = line.lstrip("\ufeff")
                 if not line.strip():
                     continue
                 stats.lines += 1
                 try:
                     yield JournalEntry.from_dict(json.loads(line))
-                except (ValueError, TypeError):
-                    stats.bad_lines += 1
+                except json.JSONDecodeError as err:
+                    stats.skip(f"{path}:{lineno}", f"not JSON ({err.msg} at column {err.colno})")
+                except RecursionError:
+                    stats.skip(f"{path}:{lineno}", "JSON nested too deeply")
+                except (ValueError, TypeError) as err:
+                    stats.skip(f"{path}:{lineno}", str(err))
 
 
 @dataclass
@@ -239,8 +356,16 @@ class ClipState:
     """A clip's merged state over all journal entries (all runs, all machines)."""
 
     latest: JournalEntry
-    attempts: int
-    runs: int
+    #: Attempts of every entry counted for this clip, by entry id (so none counts twice).
+    attempts_by_entry: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def attempts(self) -> int:
+        return sum(self.attempts_by_entry.values())
+
+    @property
+    def runs(self) -> int:
+        return len(self.attempts_by_entry)
 
     @property
     def status(self) -> str:
@@ -275,22 +400,16 @@ def _wins(new: JournalEntry, old: JournalEntry) -> bool:
 
 
 def merge(entries: Iterable[JournalEntry], stats: ReadStats | None = None) -> JournalState:
-    """Merge entries from any number of runs and machines (duplicate lines count once)."""
+    """Merge entries from any number of runs and machines (an entry read twice, or also through a merged
+    line that covers it, counts once)."""
     state = JournalState(stats=stats or ReadStats())
-    seen: set[tuple] = set()
     for entry in entries:
-        ident = (entry.key, entry.host, entry.time, entry.status, entry.attempts)
-        if ident in seen:
-            continue
-        seen.add(ident)
         current = state.clips.get(entry.key)
         if current is None:
-            state.clips[entry.key] = ClipState(entry, entry.attempts, 1)
-        else:
-            current.attempts += entry.attempts
-            current.runs += 1
-            if _wins(entry, current.latest):
-                current.latest = entry
+            current = state.clips[entry.key] = ClipState(entry)
+        elif _wins(entry, current.latest):
+            current.latest = entry
+        current.attempts_by_entry.update(entry.covers or {entry.id: entry.attempts})
     for clip_state in state.clips.values():
         entry = clip_state.latest
         if entry.status == PERMANENT and entry.reason in VIDEO_LEVEL_REASONS:
@@ -320,7 +439,7 @@ def write_merged(state: JournalState, out: str | Path) -> int:
         for key in sorted(state.clips):
             s = state.clips[key]
             data = asdict(s.latest)
-            data["attempts"] = s.attempts
+            data.update(attempts=s.attempts, covers=dict(s.attempts_by_entry))
             f.write(JournalEntry.from_dict(data).to_line())
     return len(state.clips)
 
@@ -399,3 +518,20 @@ def write_missing_csv(summary: Summary, out: str | Path) -> int:
                 latest.host if latest else "", latest.message if latest else "",
             ])
     return len(summary.missing)
+
+
+PRESENT_COLUMNS = ("ytid", "start_s", "end_s", "key", "found_in", "path")
+
+
+def write_present_csv(clips: Iterable[Clip], present: dict[str, tuple[str, str]], out: str | Path) -> int:
+    """Write the clips that have audio as CSV, each with where it was found (``audio_dir`` or ``cache``)."""
+    rows = 0
+    with atomic_write(out) as f:
+        writer = csv.writer(f)
+        writer.writerow(PRESENT_COLUMNS)
+        for clip in {c.key: c for c in clips}.values():
+            if clip.key in present:
+                where, path = present[clip.key]
+                writer.writerow([clip.ytid, clip.start_s, clip.end_s, clip.key, where, path])
+                rows += 1
+    return rows

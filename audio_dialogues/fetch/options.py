@@ -11,8 +11,24 @@ YOUTUBE_URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
 
 
 class FetchError(RuntimeError):
-    """The fetcher cannot run at all (no ffmpeg, bad options)."""
+    """The fetcher cannot run at all (no ffmpeg, bad options): a usage error."""
 
+
+class FetchStopped(RuntimeError):
+    """The run stopped early for a reason that is no clip's fault; nothing was recorded against any clip.
+
+    ``report`` holds what was done before the stop (set by :func:`~audio_dialogues.fetch.fetch_clips`).
+    """
+
+    report = None
+
+
+class CacheError(FetchStopped):
+    """The clip cache cannot be written: a file where its folder should be, read-only, full."""
+
+
+class NetworkUnreachable(FetchStopped):
+    """The video host cannot be reached at all (no route, DNS failing, connection refused)."""
 
 
 @dataclass

@@ -35,8 +35,19 @@ class ClipOutcome:
     reason: str = ""
     message: str = ""
     attempts: int = 0
+    #: The audio file: the user's own copy (``reason == "local"``) or the cached clip.
     path: Path | None = None
     short_by_s: float = 0.0
+
+    def describe_failure(self) -> str:
+        """Why the clip has no audio after this run, in a few words ("" if it has)."""
+        if self.status == PERMANENT:
+            return f"unavailable ({self.reason})"
+        if self.status == TRANSIENT:
+            return f"download failed ({self.reason}; transient: run again later)"
+        if self.status == PENDING:
+            return "download not attempted (interrupted)"
+        return ""
 
 
 @dataclass
@@ -50,6 +61,8 @@ class FetchReport:
     interrupted: bool = False
     #: Clips of other shards, not looked at by this run.
     other_shards: int = 0
+    #: Lines of the journals read by this run (read only when some clip was not cached), bad ones included.
+    journal_stats: journal.ReadStats | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -88,8 +101,11 @@ class FetchReport:
         return Counter((o.status, o.reason) for o in self.outcomes if o.status in (PERMANENT, TRANSIENT))
 
     def summary(self) -> str:
-        parts = [f"{self.ok} fetched", f"{self.skipped} already cached", f"{self.permanent} unavailable",
-                 f"{self.transient} failed (transient)"]
+        local = sum(1 for o in self.outcomes if o.status == SKIPPED and o.reason == "local")
+        parts = [f"{self.ok} fetched", f"{self.skipped - local} already cached"]
+        if local:
+            parts.append(f"{local} in your audio folders")
+        parts += [f"{self.permanent} unavailable", f"{self.transient} failed (transient)"]
         if self.pending:
             parts.append(f"{self.pending} not attempted")
         lines = [", ".join(parts) + f" in {self.elapsed_s:.1f} s"]
@@ -98,4 +114,6 @@ class FetchReport:
         short = [o for o in self.outcomes if o.status == OK and o.short_by_s > 0]
         if short:
             lines.append(f"  {len(short)} clips are shorter than asked because their source video ends early")
+        if self.journal_stats is not None and self.journal_stats.bad_lines:
+            lines.append(self.journal_stats.describe())
         return "\n".join(lines)

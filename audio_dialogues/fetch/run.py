@@ -7,25 +7,22 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import shutil
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import filelock
-
+from ..files import TMP_PREFIX
 from ..sources.clips import Clip
 from . import cache as clip_cache
-from . import journal
+from . import journal, locking, network
 from .audio_checks import Verdict, VerificationError, check_clip, decode_facts
 from .downloader import ClipFailure, Downloader
 from .ffmpeg import find_ffmpeg
-from .options import FetchError, FetchOptions
+from .options import CacheError, FetchError, FetchOptions, FetchStopped, NetworkUnreachable
 from .pacing import Pacer, backoff_delay
 from .report import OK, PENDING, PERMANENT, SKIPPED, TRANSIENT, ClipOutcome, FetchInterrupted, FetchReport
 from .sharding import select_shard
@@ -43,6 +40,40 @@ class _Run:
         # Videos found permanently unavailable during this run: their other clips need no request.
         self.gone: dict[str, ClipOutcome] = {}
         self._gone_lock = threading.Lock()
+        self.work_dir = clip_cache.work_dir(cache_dir)
+        #: Why the whole run stopped (cache unusable, network unreachable); set once, by the first worker.
+        self.fatal: FetchStopped | None = None
+        self._network_lock = threading.Lock()
+
+    def stop_run(self, error: FetchStopped) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self.stop.set()
+
+    def cache_fault(self, err: OSError) -> bool:
+        """Stop the run if ``err`` means the cache cannot be written; ``False`` for any other error."""
+        what = clip_cache.cache_fault(self.cache_dir, err)
+        if what is None:
+            return False
+        self.stop_run(CacheError(what))
+        return True
+
+    def disk_fault(self) -> bool:
+        """After a download that may have failed writing: can the cache still take :data:`PROBE_BYTES`?"""
+        try:
+            clip_cache.probe_disk(self.work_dir)
+        except OSError as err:
+            return self.cache_fault(err)
+        return False
+
+    def network_down(self) -> bool:
+        """After a transient failure: stop the run if the host cannot be reached at all."""
+        with self._network_lock:  # one probe at a time; the others see its verdict
+            if self.fatal is None and not self.stop.is_set():
+                why = network.unreachable(self.options)
+                if why is not None:
+                    self.stop_run(NetworkUnreachable(why))
+        return isinstance(self.fatal, NetworkUnreachable)
 
     # Each task is one video's clips, fetched in order by one worker.
     def run_group(self, clips: list[Clip], blocking: bool) -> list[Clip]:
@@ -51,7 +82,12 @@ class _Run:
             if self.stop.is_set():
                 deferred.append(clip)
                 continue
-            outcome = self.fetch_locked(clip, blocking)
+            try:
+                outcome = self.fetch_locked(clip, blocking)
+            except OSError as err:
+                if not self.cache_fault(err):
+                    raise
+                outcome = ClipOutcome(clip, PENDING, "interrupted")
             if outcome is None:
                 deferred.append(clip)
             else:
@@ -60,16 +96,9 @@ class _Run:
 
     def fetch_locked(self, clip: Clip, blocking: bool) -> ClipOutcome | None:
         """Fetch ``clip`` holding its lock; ``None`` if another process holds it and we must not wait."""
-        folder = clip_cache.clip_dir(self.cache_dir, clip)
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(folder / f".{clip.key}.lock"))
-        while True:
-            try:
-                lock.acquire(timeout=1.0 if blocking else 0)
-                break
-            except filelock.Timeout:
-                if not blocking or self.stop.is_set():
-                    return None
+        lock = locking.ClipLock(locking.lock_path(self.work_dir, clip.key))
+        if not lock.acquire(blocking=blocking, stop=self.stop):
+            return None
         try:
             return self.fetch(clip)
         finally:
@@ -91,7 +120,11 @@ class _Run:
             gone = self.gone.get(clip.ytid)
         if gone is not None:
             return self._finish(clip, PERMANENT, gone.reason, gone.message, 0)
-        self._remove_stale_temporaries(clip)
+        locking.remove_temporaries(self.work_dir, clip.key)
+        folder = clip_cache.clip_dir(self.cache_dir, clip)
+        folder.mkdir(exist_ok=True)
+        for stale in folder.glob(f"{TMP_PREFIX}{clip.key}-*"):  # a record write a kill interrupted
+            stale.unlink(missing_ok=True)
         adopted = self._adopt_orphan(clip)
         if adopted is not None:
             return adopted
@@ -113,8 +146,12 @@ class _Run:
             try:
                 return self._attempt(clip, attempts)
             except ClipFailure as err:
-                failure = err
-                if err.status == PERMANENT:
+                failure = _truncated_if_repeated(err, failure)
+                if failure.status == PERMANENT:
+                    break
+                if failure.reason in _MAYBE_DISK and self.disk_fault():
+                    break
+                if self.network_down():  # one connection attempt: is it the clip, or is the host gone?
                     break
         if failure is None or (self.stop.is_set() and failure.status != PERMANENT):
             # Stopped (Ctrl-C also kills ffmpeg): not the clip's fault, so nothing to journal.
@@ -125,36 +162,56 @@ class _Run:
         return self._finish(clip, failure.status, failure.reason, failure.message, attempts)
 
     def _attempt(self, clip: Clip, attempt: int) -> ClipOutcome:
-        folder = clip_cache.clip_dir(self.cache_dir, clip)
-        tmp = folder / f".tmp-{clip.key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        info: dict = {}
+        tmp = clip_cache.temporary_path(self.cache_dir, clip, "download")
+        tmp.mkdir(parents=True)
         try:
-            path, info = self.downloader.download(clip, tmp)
-            verdict = self._verify(clip, path, lambda: self.downloader.source_duration(info))
+            try:
+                path, info = self.downloader.download(clip, tmp)
+            except ClipFailure as err:
+                raise self._past_end(clip, err) from err
+            try:
+                verdict = self._verify(clip, path, lambda: self.downloader.source_duration(info))
+            except ClipFailure as err:
+                err.info = info
+                raise self._past_end(clip, err) from err
             final = self._install(clip, path)
             self._record(clip, final, verdict)
             return self._finish(clip, OK, "short_source" if verdict.short_by_s else "", "", attempt, final,
                                 verdict.short_by_s)
-        except ClipFailure as err:
-            if info and err.status == TRANSIENT and err.reason in ("no_output", "verification", "download_failed"):
-                # An empty or undecodable cut past the end of its video is no transient matter.
-                duration, _ = self.downloader.source_duration(info)
-                if duration is not None and clip.start_s is not None and duration <= clip.start_s:
-                    raise ClipFailure(PERMANENT, "beyond_source_end",
-                                       f"clip starts at {clip.start_s:.3f} s, the source is {duration:.3f} s long"
-                                       ) from err
-            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def _past_end(self, clip: Clip, err: ClipFailure) -> ClipFailure:
+        """``err``, or a permanent failure if the source ends before the clip starts.
+
+        A cut past the end of its video fails in many ways (no output, an empty or undecodable file, an
+        ffmpeg error), all of them the same on every retry; the source's length tells them apart.
+        """
+        if err.status != TRANSIENT or err.reason not in _MAYBE_PAST_END or not err.info:
+            return err
+        duration, uncertainty = self.downloader.source_duration(err.info)
+        if duration is None:
+            return err
+        assert clip.start_s is not None
+        if duration <= clip.start_s + self.options.tolerance_s:
+            return ClipFailure(PERMANENT, "beyond_source_end",
+                               f"clip starts at {clip.start_s:.3f} s, the source is {duration:.3f} s long")
+        if err.reason in ("verification", "no_output", "short_clip"):
+            # The source says it runs past the window, yet the cut came out empty or short: a source whose
+            # data ends early (a truncated file) does that on every try; a dropped transfer does not.
+            err.suspect_truncated = f"it says it is {duration:.3f} s long"
+        return err
+
     def _verify(self, clip: Clip, path: Path, source_duration: Callable) -> Verdict:
         o = self.options
+        facts = None
         try:
-            return check_clip(decode_facts(path), clip, sample_rate=o.sample_rate, channels=o.channels,
+            facts = decode_facts(path)
+            return check_clip(facts, clip, sample_rate=o.sample_rate, channels=o.channels,
                               tolerance_s=o.tolerance_s, source_duration=source_duration)
         except VerificationError as err:
-            raise ClipFailure(PERMANENT if err.permanent else TRANSIENT, err.reason, str(err)) from err
+            raise ClipFailure(PERMANENT if err.permanent else TRANSIENT, err.reason, str(err),
+                              frames=facts.frames if facts else None) from err
 
     def _install(self, clip: Clip, path: Path) -> Path:
         """Rename a verified file to its final name (atomic: readers see all of it or nothing).
@@ -206,15 +263,6 @@ class _Run:
         self._record(clip, path, verdict)
         return self._finish(clip, OK, "recovered", "", 0, path)
 
-    def _remove_stale_temporaries(self, clip: Clip) -> None:
-        # Only the lock holder touches this clip's temporaries, so any left are from a killed run.
-        folder = clip_cache.clip_dir(self.cache_dir, clip)
-        for stale in folder.glob(f".tmp-{glob_escape(clip.key)}-*"):
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
-
     def _finish(self, clip: Clip, status: str, reason: str, message: str, attempts: int,
                 path: Path | None = None, short_by_s: float = 0.0) -> ClipOutcome:
         rel = str(path.relative_to(self.cache_dir)) if path is not None else ""
@@ -223,9 +271,21 @@ class _Run:
         return ClipOutcome(clip, status, reason, message, attempts, path, short_by_s)
 
 
-def glob_escape(text: str) -> str:
-    # Keys hold only [A-Za-z0-9_-], none of which glob treats specially; escape anyway for safety.
-    return re.sub(r"([*?\[])", r"[\1]", text)
+#: Failures that a cache that can no longer be written also produces (ffmpeg cannot write its output).
+_MAYBE_DISK = frozenset({"download_failed", "no_output", "verification", "short_clip", "unknown"})
+#: Failures that a cut past the end of its source produces.
+_MAYBE_PAST_END = frozenset({"download_failed", "no_output", "verification", "short_clip"})
+
+
+def _truncated_if_repeated(err: ClipFailure, previous: ClipFailure | None) -> ClipFailure:
+    """A second identical empty or short cut of a source that claims to be longer: the source is truncated."""
+    if (err.suspect_truncated and previous is not None and previous.suspect_truncated
+            and (err.reason, err.frames) == (previous.reason, previous.frames)):
+        detail = f"{err.frames} frames" if err.frames else "no audio"
+        return ClipFailure(PERMANENT, "truncated_source",
+                           f"the source's data ends early: {err.suspect_truncated}, yet cutting the window gave "
+                           f"{detail} twice in a row (a truncated file)", info=err.info, frames=err.frames)
+    return err
 
 
 def fetch_clips(
@@ -234,20 +294,24 @@ def fetch_clips(
     cache_dir: str | Path | None = None,
     options: FetchOptions | None = None,
     progress: bool = True,
+    audio_dirs: Sequence[str | os.PathLike] = (),
 ) -> FetchReport:
     """Make every clip (of this shard) available in the cache, or say why it is not.
 
-    Clips already cached and verified are skipped with a read and a stat each. Returns one outcome per
-    distinct clip; raises :class:`FetchInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C after stopping
-    the workers and journaling what finished.
+    Clips the user already has in ``audio_dirs`` (found exactly as the dataset builder finds them) and
+    clips already cached and verified are skipped, with a read and a stat each for the cache. Returns
+    one outcome per distinct clip. Raises :class:`FetchInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C
+    after stopping the workers and journaling what finished; :class:`CacheError` when the cache cannot
+    be written and :class:`NetworkUnreachable` when the video host cannot be reached at all, in both
+    cases with nothing recorded against any clip and the report of what was done on the exception.
     """
     started = time.monotonic()
     options = options or FetchOptions()
     cache_dir = clip_cache.resolve_cache_dir(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     ffmpeg = find_ffmpeg(options.ffmpeg)
     if options.cookies and not os.path.isfile(os.path.expanduser(options.cookies)):
         raise FetchError(f"cookies file {options.cookies} does not exist")
+    local = _LocalAudio(audio_dirs, cache_dir) if audio_dirs else None
 
     unique: dict[str, Clip] = {}
     for clip in clips:
@@ -256,36 +320,46 @@ def fetch_clips(
     report = FetchReport(cache_dir=cache_dir, ffmpeg=ffmpeg, other_shards=len(unique) - len(mine))
 
     cache_str = str(cache_dir)
+    lookup, satisfied_by, outcomes = clip_cache.lookup, options.satisfied_by, report.outcomes
     state: journal.JournalState | None = None  # read only once a clip is not cached
     todo: dict[str, list[Clip]] = {}
     for clip in mine:
-        if not clip.has_times:
-            report.outcomes.append(ClipOutcome(
+        if local is not None:
+            path = local.find(clip)
+            if path is not None:
+                outcomes.append(ClipOutcome(clip, SKIPPED, "local", path=path))
+                continue
+        if clip.start_s is None:
+            outcomes.append(ClipOutcome(
                 clip, PERMANENT, "unknown_times",
                 "the clip's time window is unknown: give the source metadata (AudioSet strong labels, MusicCaps CSV)"))
             continue
         if not options.reverify:
-            found = clip_cache.lookup(cache_str, clip)
-            if found is not None and options.satisfied_by(found[0]):
-                report.outcomes.append(ClipOutcome(clip, SKIPPED, "cached", path=Path(found[1]),
-                                                   short_by_s=found[0].short_by_s))
+            found = lookup(cache_str, clip)
+            if found is not None and satisfied_by(found[0]):
+                outcomes.append(ClipOutcome(clip, SKIPPED, "cached", path=Path(found[1]),
+                                            short_by_s=found[0].short_by_s))
                 continue
         if not options.retry_failed:
             if state is None:
                 state = journal.load(cache_dir)
+                report.journal_stats = state.stats
             clip_state = state.get(clip)
             known = clip_state.latest if clip_state is not None and clip_state.status == PERMANENT else None
             known = known or state.video_failure(clip.ytid)
             if known is not None:
-                report.outcomes.append(ClipOutcome(clip, PERMANENT, known.reason, known.message,
-                                                   attempts=clip_state.attempts if clip_state else 0))
+                outcomes.append(ClipOutcome(clip, PERMANENT, known.reason, known.message,
+                                            attempts=clip_state.attempts if clip_state else 0))
                 continue
         todo.setdefault(clip.ytid, []).append(clip)
 
+    locking.sweep(clip_cache.work_dir(cache_dir))
     run = _Run(cache_dir, options, ffmpeg)
     bar = Progress(len(mine), progress)
     bar.tick_many(report.outcomes)
     try:
+        if todo:
+            _preflight(run)
         deferred = _drain(run, [(clips, False) for clips in todo.values()], report, bar)
         if deferred and not run.stop.is_set():
             # Clips locked by another process: wait for it, then reuse its result.
@@ -305,13 +379,48 @@ def fetch_clips(
         report.elapsed_s = time.monotonic() - started
     if report.interrupted:
         raise FetchInterrupted(report)
+    if run.fatal is not None:
+        run.fatal.report = report
+        raise run.fatal
     return report
+
+
+class _LocalAudio:
+    """The user's own audio, found exactly as the dataset builder finds it (a whole video's window is cut)."""
+
+    def __init__(self, audio_dirs: Sequence[str | os.PathLike], cache_dir: Path) -> None:
+        from ..dataset.local_audio import AudioResolver, UnusableAudioError
+
+        self.resolver = AudioResolver(audio_dirs, cache_dir)
+        self.unusable = UnusableAudioError
+
+    def find(self, clip: Clip) -> Path | None:
+        """The audio the builder would use for ``clip`` from the user's folders; ``None``: fetch it."""
+        if self.resolver.index.find(clip) is None:
+            return None
+        try:
+            return self.resolver.resolve(clip)
+        except self.unusable:  # e.g. a file that does not reach the clip's window: download the clip
+            return None
+
+
+def _preflight(run: _Run) -> None:
+    """Before the first download: can the cache be written, and can the video host be reached?"""
+    try:
+        clip_cache.check_writable(run.cache_dir)
+    except OSError as err:
+        if not run.cache_fault(err):
+            run.stop_run(CacheError(f"the clip cache {run.cache_dir} cannot be written: {err}"))
+        return
+    why = network.unreachable(run.options)
+    if why is not None:
+        run.stop_run(NetworkUnreachable(why))
 
 
 def _drain(run: _Run, groups: list[tuple[list[Clip], bool]], report: FetchReport, bar: Progress
            ) -> list[list[Clip]]:
     """Run ``groups`` on the worker pool, collecting outcomes as they come; returns deferred groups."""
-    if not groups:
+    if not groups or run.stop.is_set():
         return []
     deferred: list[list[Clip]] = []
     pool = ThreadPoolExecutor(max_workers=run.options.workers, thread_name_prefix="fetch")

@@ -11,10 +11,17 @@ import math
 import re
 from dataclasses import dataclass
 
-YTID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
+#: Exactly 11 ASCII characters; use with ``fullmatch`` (``$`` would also accept a trailing newline).
+YTID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 YTID_LENGTH = 11
 #: AudioSet strong-label segments are 10 s long, starting at the millisecond offset in their id.
 AUDIOSET_SEGMENT_S = 10.0
+#: The shortest window that is a clip. Verification accepts +-50 ms around the requested length and an
+#: AAC frame alone is 23 ms, so a shorter window could not be told apart from a failed cut; no dataset
+#: of this package annotates anything near that short (AudioSet and MusicCaps clips are 10 s).
+MIN_CLIP_S = 0.5
+#: No YouTube video runs longer than 12 hours; times past a day are typos or unit mix-ups (ms for s).
+MAX_TIME_S = 24 * 3600.0
 
 
 class ClipError(ValueError):
@@ -23,8 +30,11 @@ class ClipError(ValueError):
 
 def check_ytid(ytid: object) -> str:
     """Return ``ytid`` if it is an 11-character YouTube id, else raise :class:`ClipError`."""
-    if not isinstance(ytid, str) or not YTID_RE.match(ytid):
-        raise ClipError(f"ytid {ytid!r} is not an 11-character YouTube id (letters, digits, '_' and '-')")
+    if not isinstance(ytid, str) or not YTID_RE.fullmatch(ytid):
+        odd = "" if not isinstance(ytid, str) else "".join(sorted(
+            {f" {c!r} (U+{ord(c):04X})" for c in ytid if not (c.isascii() and (c.isalnum() or c in "_-"))}))
+        raise ClipError(f"ytid {ytid!r} is not an 11-character YouTube id (ASCII letters, digits, '_' and '-')"
+                        + (f"; it contains{odd}" if odd else ""))
     return ytid
 
 
@@ -36,6 +46,8 @@ def _check_time(name: str, value: object) -> float | None:
     value = float(value)
     if not math.isfinite(value) or value < 0:
         raise ClipError(f"{name} must be a finite, non-negative number of seconds, got {value!r}")
+    if value > MAX_TIME_S:
+        raise ClipError(f"{name} is {value!r} s, past {MAX_TIME_S:.0f} s (no video is that long; milliseconds?)")
     return value
 
 
@@ -55,6 +67,9 @@ class Clip:
             raise ClipError(f"clip {self.ytid}: give both start_s and end_s or neither, got {start!r}, {end!r}")
         if start is not None and end is not None and end <= start:
             raise ClipError(f"clip {self.ytid}: end_s ({end}) must be after start_s ({start})")
+        if start is not None and end is not None and end - start < MIN_CLIP_S:
+            raise ClipError(f"clip {self.ytid}: the window [{start}, {end}) is {end - start:.6g} s long; "
+                            f"a clip is at least {MIN_CLIP_S} s")
         object.__setattr__(self, "start_s", start)
         object.__setattr__(self, "end_s", end)
 
@@ -93,6 +108,7 @@ def parse_segment_id(segment_id: str) -> tuple[str, int]:
         not isinstance(segment_id, str)
         or len(segment_id) < YTID_LENGTH + 2
         or segment_id[YTID_LENGTH] != "_"
+        or not segment_id[YTID_LENGTH + 1 :].isascii()
         or not segment_id[YTID_LENGTH + 1 :].isdigit()
     ):
         raise ClipError(f"segment_id {segment_id!r} is not '<11-char YouTube id>_<start ms>'")
