@@ -559,7 +559,9 @@ def test_clips_the_user_has_are_not_downloaded(media, tmp_path):
     by_key = {o.clip.key: o for o in report.outcomes}
     assert (by_key[have.key].status, by_key[have.key].reason) == ("skipped", "local")
     assert by_key[have.key].path == audio / "userHas0001_2_4.wav"
-    assert by_key[whole.key].path == audio / "sub" / "YuserHas0002.flac"
+    # A whole video: its window is cut into the cache, as prepare does (no download).
+    assert by_key[whole.key].path == clip_cache.cached_clip(cache, whole)
+    assert sf.info(by_key[whole.key].path).frames == 2 * 16000
     assert by_key[need.key].status == "ok"
     assert media.requests["userHas0001.m4a"] == media.requests["userHas0002.m4a"] == 0
     assert "2 in your audio folders" in report.summary()

@@ -321,11 +321,13 @@ def test_fetch_and_status_find_the_users_audio_as_prepare_does(server, tmp_path)
     rows = {r["ytid"]: r for r in csv.DictReader(open(tmp_path / "present.csv"))}
     assert {y: r["found_in"] for y, r in rows.items()} == {
         clips[0].ytid: "audio_dir", clips[1].ytid: "audio_dir", clips[2].ytid: "cache", clips[3].ytid: "cache"}
-    assert rows[clips[0].ytid]["path"] == str(audio / f"Y{clips[0].ytid}.wav")
+    # A whole video's window was cut into the cache, as prepare does; a window file is used as it is.
+    assert rows[clips[0].ytid]["path"] == str(clip_cache.cached_clip(cache, clips[0]))
+    assert rows[clips[1].ytid]["path"] == str(audio / f"{clips[1].ytid}_2.0_6.0.flac")
     assert rows[clips[2].ytid]["path"] == str(clip_cache.cached_clip(cache, clips[2]))
     assert list(csv.reader(open(tmp_path / "missing.csv"))) == [list(journal.MISSING_COLUMNS)]
-    # Without the folder, status says those two are missing.
+    # Without the folder, status misses the window file; the whole video's cut window is in the cache.
     status = subprocess.run(
         [sys.executable, "-m", "audio_dialogues.cli", "status", "audioset", "--data-dir", str(data),
          "--audio-cache-dir", str(cache)], capture_output=True, text=True, env=env())
-    assert "ok         2" in status.stdout and "pending    2" in status.stdout
+    assert "ok         3" in status.stdout and "pending    1" in status.stdout, status.stdout
