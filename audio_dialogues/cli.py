@@ -20,7 +20,7 @@ from .files import OutputError
 from .generate import GenerateError, generate
 from .generate.options import add_arguments, from_args
 from .sample import describe_sample, sample_paths
-from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, split_files
+from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, release_folders, split_files
 from .sources.metadata import MetadataError, metadata_sources, open_source_metadata
 
 DESCRIPTION = ("The Audio Dialogues dataset (arXiv 2404.07616): build it from annotation files and local audio, "
@@ -107,6 +107,15 @@ def read_records(args: argparse.Namespace, config: str, splits: Sequence[str] | 
     metadata = open_source_metadata(metadata_sources(config, **source_kwargs(args)))
     return [record for split in (splits or [args.split])
             for record in read_split(config, split, data_dir=args.data_dir, metadata=metadata)]
+
+
+def audio_folders(args: argparse.Namespace, config: str) -> list[str]:
+    """``--audio-dir`` in order, then the folder of an authors' release file: its audio lies beside it.
+
+    The same folders, in the same order, as the builder searches (``AudioDialoguesConfig.audio_dirs``).
+    """
+    beside = release_folders(split_files(config, data_dir=args.data_dir)) if args.data_dir else []
+    return list(dict.fromkeys([*args.audio_dir, *map(str, beside)]))
 
 
 # --- core: demo, prepare ------------------------------------------------------------------------
@@ -426,7 +435,8 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--missing-audio", choices=("drop", "error"), default="drop",
                         help="dialogues with a clip without local audio: leave out and count (default), or stop")
     export.add_argument("--audio-root", metavar="DIR",
-                        help="af-chat: the manifest's dataset_path, names relative to it (default: first --audio-dir)")
+                        help="af-chat: the manifest's dataset_path, names relative to it (default: first --audio-dir, "
+                             "else the folder of the authors' release file)")
     export.add_argument("--system-prompt", metavar="TEXT",
                         help="qwen-audio (default: Qwen's own) and openai-messages (default: none)")
     export.add_argument("--openai-audio", choices=("url", "inline"), default="url",
@@ -462,12 +472,13 @@ def _run_export(args: argparse.Namespace) -> int:
     from .export.chat_formats import ExportError, export_chat
     from .fetch.cache import resolve_cache_dir
 
-    resolver = AudioResolver(args.audio_dir, resolve_cache_dir(args.audio_cache_dir))
+    folders = audio_folders(args, args.config)
+    resolver = AudioResolver(folders, resolve_cache_dir(args.audio_cache_dir))
     try:
         report = export_chat(
             read_records(args, args.config), args.format, args.output, config=args.config, split=args.split,
             resolver=resolver, missing_audio=args.missing_audio,
-            audio_root=args.audio_root or (args.audio_dir[0] if args.audio_dir else None),
+            audio_root=args.audio_root or (folders[0] if folders else None),
             system_prompt=args.system_prompt, openai_audio=args.openai_audio)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -68,3 +68,17 @@ def test_music_release_with_metadata_reports_records_without_a_metadata_row(tmp_
     assert done.returncode == 0, done.stderr
     assert ("1 release records have no row in the source metadata (no clip window or labels; first: "
             f"{folder}/dialogues_musiccaps_thresholded.json[1])") in done.stdout
+
+
+def test_export_finds_the_audio_beside_the_release_file(tmp_path: Path) -> None:
+    """The chat export reads the folder as the builder does: no --audio-dir, names relative to the folder."""
+    folder = _release(tmp_path / "dialog_AudioSetSL", "dialogues_audioset_thresholded.json", YTIDS[:2])
+    out = tmp_path / "af.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "audio_dialogues.cli", "export", "audioset", "--data-dir", str(folder), "--split",
+         "train", "--format", "af-chat", "--output", str(out), "--audio-cache-dir", str(tmp_path / "clips")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads(out.read_text())
+    assert manifest["dataset_path"] == str(folder)
+    assert sorted(item["name"] for item in manifest["data"].values()) == [f"Y{y}.wav" for y in sorted(YTIDS[:2])]
