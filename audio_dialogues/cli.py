@@ -309,7 +309,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
         args.parser.error(str(err))  # exits with status 2
     try:
         report = fetch_clips(clips, cache_dir=args.audio_cache_dir, options=options, progress=not args.no_progress,
-                             audio_dirs=args.audio_dir)
+                             audio_dirs=audio_folders(args, args.config))
     except FetchInterrupted as interrupted:
         print(interrupted.report.summary())
         print("interrupted: run the same command again to resume", file=sys.stderr)
@@ -366,7 +366,7 @@ def _run_status(args: argparse.Namespace) -> int:
     state = journal.load(cache_dir, args.journal)
     present: dict[str, tuple[str, str]] = {}  # clip key -> (where, path), found as prepare finds audio
     if clips is not None:
-        resolver = AudioResolver(args.audio_dir, cache_dir)
+        resolver = AudioResolver(audio_folders(args, args.config), cache_dir)
         for clip in clips:
             try:
                 path = resolver.resolve(clip)

@@ -82,3 +82,17 @@ def test_export_finds_the_audio_beside_the_release_file(tmp_path: Path) -> None:
     manifest = json.loads(out.read_text())
     assert manifest["dataset_path"] == str(folder)
     assert sorted(item["name"] for item in manifest["data"].values()) == [f"Y{y}.wav" for y in sorted(YTIDS[:2])]
+
+
+def test_status_counts_the_audio_beside_the_release_file_as_present(tmp_path: Path) -> None:
+    """fetch and status search the same folders as the builder, so the authors' audio is not fetched again."""
+    folder = _release(tmp_path / "dialog_MusicCaps", "dialogues_musiccaps_thresholded.json", YTIDS[:2])
+    csv = tmp_path / "mc.csv"
+    csv.write_text("ytid,start_s,end_s,aspect_list,caption\n"
+                   f"{YTIDS[0]},30,40,\"['calm']\",Calm.\n{YTIDS[1]},0,10,\"['fast']\",Fast.\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "audio_dialogues.cli", "status", "music", "--data-dir", str(folder), "--split", "train",
+         "--musiccaps-csv", str(csv), "--audio-cache-dir", str(tmp_path / "clips")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "present: 2 in your audio folders, 0 in the cache" in done.stdout, done.stdout

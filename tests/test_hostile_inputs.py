@@ -196,6 +196,12 @@ CASES = [
     Case("NaN end time", {"music_train.jsonl": ['{"id": "r1", "clips": [{"ytid": "abc_DEF-123", '
                                                 '"start_s": 0, "end_s": NaN}], "turns": []}']},
          read(), "music_train.jsonl:1", ("end_s", "finite")),
+    Case("2**70 clip start", {"music_train.jsonl": [record(clips=[{**CLIP, "start_s": 2**70, "end_s": 2**70 + 10}])]},
+         read(), "music_train.jsonl:1", ("clips[0]: start_s", "no video is that long")),
+    Case("MusicCaps: start in milliseconds", {"mc.csv": MUSICCAPS + MC_ROW.replace(",30,40,", ",30000000,30010000,")},
+         metadata("musiccaps_csv", "mc.csv"), "mc.csv:2", ("start_s", "no video is that long")),
+    Case("ytid with a trailing newline", {"music_train.jsonl": [record(clips=[{**CLIP, "ytid": "abc_DEF-123\n"}])]},
+         read(), "music_train.jsonl:1", ("clips[0]: ytid", "not an 11-character YouTube id")),
     Case("2**70 event start (int64 overflow in Arrow)",
          {"audioset_train.jsonl": [with_meta(event(start_s=2**70, end_s=2**71))]}, read("audioset"),
          "audioset_train.jsonl:1", ("meta.sound_events[0].start_s", "not within the 10 s clip")),
