@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..dataset.local_audio import AudioResolver
+from ..dataset.local_audio import AudioResolver, UnusableAudioError
 from ..fetch import journal
 from ..sources.clips import Clip
 
@@ -38,15 +39,23 @@ def clip_availability(clips: Iterable[Clip], resolver: AudioResolver) -> Availab
     unique = {c.key: c for c in clips}
     local = cached = 0
     found: set[str] = set()
+    unusable: Counter[str] = Counter()
     for key, clip in unique.items():
+        try:
+            path = resolver.resolve(clip)
+        except UnusableAudioError as e:
+            unusable[e.reason] += 1
+            found.add(key)  # not missing from the journal's point of view: counted as unusable below
+            continue
+        if path is None:
+            continue
         if resolver.index.find(clip) is not None:
             local += 1
-        elif resolver.resolve(clip) is not None:
-            cached += 1
         else:
-            continue
+            cached += 1
         found.add(key)
     state = journal.load(resolver.cache_dir) if journal_files else journal.merge([])
     summary = journal.summarize(state, unique.values(), lambda c: c.key in found)
     missing = {(status, reason): n for (status, reason), n in summary.by_reason.items() if status != journal.OK}
+    missing.update({("unusable", reason): n for reason, n in unusable.items()})
     return Availability(len(unique), local, cached, missing, len(journal_files))

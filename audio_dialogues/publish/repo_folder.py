@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 
 from ..dataset.builder import AudioDialoguesConfig, _example, _features
 from ..dataset.cards import CARDS
-from ..dataset.local_audio import AudioResolver
+from ..dataset.local_audio import AudioResolver, UnusableAudioError
 from ..fetch.cache import resolve_cache_dir
-from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, read_split, split_files
+from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
 from .availability import Availability, clip_availability
@@ -152,7 +152,10 @@ def _rows(config: str, records: Sequence[Record], resolver: AudioResolver | None
         if resolver is not None:
             audios = []
             for clip in record.clips:
-                path = resolver.resolve(clip)
+                try:
+                    path = resolver.resolve(clip)
+                except UnusableAudioError as e:
+                    raise PublishError(f"{record.origin}: cannot embed clip {clip.key}: {e}") from None
                 if path is None:
                     output.missing_audio += 1
                     audios.append(None)
@@ -185,7 +188,7 @@ def _prepare_output(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise PublishError(f"{root}: output path exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
-    foreign = [p.name for p in root.iterdir() if p.name not in _OWNED and p.name != ".cache"]
+    foreign = [p.name for p in root.iterdir() if p.name not in _OWNED]
     if foreign:
         raise PublishError(f"{root}: not empty and not a repo folder written by audio-dialogues "
                            f"(holds {', '.join(sorted(foreign)[:5])}); choose an empty or new folder")
@@ -237,12 +240,16 @@ def build_repo_folder(
         report.splits[config], report.stats[config] = {}, {}
         clips: dict[str, Clip] = {}
         for split, paths in split_paths.items():
-            records = read_split(config, split, data_files={split: paths}, metadata=metadata)
-            report.stats[config][split] = split_stats(config, split, records, named_classes=named)
-            report.splits[config][split] = _write_split(config, split, records, folder,
-                                                        resolver if embed_audio else None)
-            clips.update((c.key, c) for r in records for c in r.clips)
-            del records
+            with gc_paused():  # records are many small acyclic objects: collections would rescan them all
+                records = read_split(config, split, data_files={split: paths}, metadata=metadata)
+                output = _write_split(config, split, records, folder, resolver if embed_audio else None)
+                clips.update((c.key, c) for r in records for c in r.clips)
+                del records
+            report.splits[config][split] = output
+            shards = [str(folder / name) for name in output.shards]
+            columns = [c for c in published_features(config, False) if c != "id"]
+            report.stats[config][split] = split_stats(config, split, pq.read_table(shards, columns=columns),
+                                                      named_classes=named)
         availability = clip_availability(clips.values(), resolver)
         if availability is not None:
             report.availability[config] = availability
