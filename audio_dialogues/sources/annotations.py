@@ -113,6 +113,9 @@ def split_files(
             f"{config}_test.json ...) or data_files={{'train': ..., 'test': ...}}"
         )
     data_dir = Path(data_dir)
+    if data_dir.is_file():
+        raise AnnotationError(f"{data_dir}: data_dir is a file, not a folder; pass its folder as data_dir "
+                              f"({data_dir.parent}), or the file itself as data_files={{'train': ...}}")
     if not data_dir.is_dir():
         raise AnnotationError(f"{data_dir}: data_dir is not a directory")
     files = {}
