@@ -45,6 +45,7 @@ EVENT_TIME_TOLERANCE_S = 0.05
 MUSICCAPS_COLUMNS = ("ytid", "start_s", "end_s", "aspect_list", "caption")
 #: What to do about a bad row, the same for every row error.
 FIX_LINE = "; fix or remove the line"
+FIX_CLASS = "; fix the class, or pass the published ontology.json"
 
 
 class MetadataError(ValueError):
@@ -233,10 +234,11 @@ def read_ontology(path: Path, into: SourceMetadata | None = None) -> SourceMetad
     for index, c in enumerate(classes):
         where = f"{path}[{index}]"
         if not isinstance(c, dict):
-            raise MetadataError(f"{where}: a class must be an object with 'id' and 'name', got {type(c).__name__}")
+            raise MetadataError(f"{where}: a class must be an object with 'id' and 'name', got {type(c).__name__}"
+                                f"{FIX_CLASS}")
         for key in ("id", "name"):
             if not isinstance(c.get(key), str) or not c[key].strip():
-                raise MetadataError(f"{where}: {key} must be a non-empty string, got {c.get(key)!r:.60}")
+                raise MetadataError(f"{where}: {key} must be a non-empty string, got {c.get(key)!r:.60}{FIX_CLASS}")
         names[c["id"]] = c["name"]
     meta.label_names.update(names)
     return meta
