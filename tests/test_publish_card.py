@@ -116,14 +116,6 @@ def test_citations_once_and_clip_availability(folder: Path) -> None:
     assert f"{present} of {len(clips)}\ndistinct clips had audio" in text
 
 
-def test_same_inputs_give_byte_identical_folders(folder: Path, tmp_path: Path) -> None:
-    again = tmp_path / "again"
-    build_repo_folder(again, SAMPLE["data_dir"], repo_id="someone/audio-dialogues", **_options())
-    first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    second = {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
-    assert first == second
-
-
 def test_provenance_from_the_generation_report_and_a_damaged_one(tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(SAMPLE["data_dir"], data)

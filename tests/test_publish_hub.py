@@ -44,16 +44,29 @@ def hub() -> HubServer:
         yield server
 
 
-@pytest.fixture()
-def hub_client(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
+@pytest.fixture(scope="module")
+def hub_client(hub: HubServer) -> HubServer:
     """``huggingface_hub`` in this process talks to the stand-in, with the test token, plain LFS."""
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    return hub
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(constants, "ENDPOINT", hub.url)
+        mp.setattr(constants, "HF_HUB_OFFLINE", False)
+        mp.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        mp.setenv("HF_TOKEN", TOKEN)
+        yield hub
+
+
+ANNOTATIONS, WITH_AUDIO = "tester/annotations", "tester/with-audio"
+
+
+@pytest.fixture(scope="module")
+def published(hub_client: HubServer) -> HubServer:
+    """Two pushed repos: every config annotation-only, and music + comparison with audio (private, branch v1)."""
+    assert push(ANNOTATIONS) == 0
+    assert push(WITH_AUDIO, "--embed-audio", "--private", "--revision", "v1", "--config", "music",
+                "--config", "comparison") == 0
+    return hub_client
 
 
 def push(*args: str, data_dir: str = SAMPLE["data_dir"]) -> int:
@@ -61,18 +74,19 @@ def push(*args: str, data_dir: str = SAMPLE["data_dir"]) -> int:
                      "--audio-cache-dir", os.environ["AUDIO_DIALOGUES_CACHE"]])
 
 
-def run_python(code: str, hub: HubServer, home: Path, *, isolated: bool = False, **env: str) -> dict:
+def run_python(code: str, hub: HubServer, home: Path, *, isolated: bool = False) -> dict:
     """Run ``code`` in a fresh interpreter against the stand-in; it prints one JSON line, returned parsed."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AUDIO_DIALOGUES_"))}
     environ.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_DISABLE_XET="1", HF_HOME=str(home / "hf"),
                    HF_DATASETS_CACHE=str(home / "datasets"), HF_HUB_DISABLE_PROGRESS_BARS="1",
-                   HF_DATASETS_DISABLE_PROGRESS_BARS="1", AUDIO_DIALOGUES_CACHE=str(home / "clips"), **env)
+                   HF_DATASETS_DISABLE_PROGRESS_BARS="1", AUDIO_DIALOGUES_CACHE=str(home / "clips"))
     if isolated:
         environ.pop("PYTHONPATH", None)
     else:
         environ["PYTHONPATH"] = str(ROOT)
-    cmd = [sys.executable, *(["-I"] if isolated else []), "-c", textwrap.dedent(code)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=environ, cwd=home, timeout=240)
+    code = f"ANNOTATIONS, WITH_AUDIO = {ANNOTATIONS!r}, {WITH_AUDIO!r}\n" + textwrap.dedent(code)
+    out = subprocess.run([sys.executable, *(["-I"] if isolated else []), "-c", code], capture_output=True,
+                         text=True, env=environ, cwd=home, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -91,53 +105,93 @@ def expected_rows(config: str, split: str) -> dict[str, dict]:
             for r in sample_records(config, split)}
 
 
-PLAIN_READER = """
-    import json, sys
-    import datasets
-    out = {}
-    for config in ("audioset", "music", "comparison"):
-        eager = datasets.load_dataset(REPO, config)
-        streamed = datasets.load_dataset(REPO, config, streaming=True) if config == "comparison" else None
-        for split in ("train", "test"):
-            rows = list(eager[split])
-            out[f"{config}/{split}"] = {"rows": rows, "features": list(eager[split].features),
-                                        "streamed": list(streamed[split]) if streamed else None}
-    out["imported"] = "audio_dialogues" in sys.modules
-    print(json.dumps(out))
-"""
-
-
-@pytest.mark.timeout(240)
-def test_push_then_plain_datasets_reads_every_config_eager_and_streaming(
-        hub_client: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    repo = "tester/annotations"
-    assert push(repo) == 0
-    files = hub_client.files(repo)
+def test_push_writes_the_repo_and_unchanged_data_makes_no_commit(
+        published: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    files = published.files(ANNOTATIONS)
     for config in CONFIGS:
         for split in ("train", "test"):
             assert f"data/{config}/{split}-00000-of-00001.parquet" in files
     assert {p for p in files if p.startswith("images/")} >= {f"images/{c}_turns.png" for c in CONFIGS}
     assert "README.md" in files
-    head = hub_client.head(repo)
 
     # --output-dir writes exactly what was pushed
     out = tmp_path / "folder"
-    assert cli.main(["push", repo, "--data-dir", SAMPLE["data_dir"], *METADATA_ARGS, "--audio-dir",
+    assert cli.main(["push", ANNOTATIONS, "--data-dir", SAMPLE["data_dir"], *METADATA_ARGS, "--audio-dir",
                      SAMPLE["audio_dir"], "--audio-cache-dir", os.environ["AUDIO_DIALOGUES_CACHE"],
                      "--output-dir", str(out)]) == 0
     written = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert written == {p: data for p, data in files.items() if p != ".gitattributes"}
 
     # pushing the same data again: nothing uploaded, no commit
-    commits = hub_client.commit_count(repo)
+    head, commits = published.head(ANNOTATIONS), published.commit_count(ANNOTATIONS)
     capsys.readouterr()
-    assert push(repo) == 0
+    assert push(ANNOTATIONS) == 0
     assert "unchanged" in capsys.readouterr().out
-    assert hub_client.head(repo) == head and hub_client.commit_count(repo) == commits
+    assert published.head(ANNOTATIONS) == head and published.commit_count(ANNOTATIONS) == commits
 
-    got = run_python(f"REPO = {repo!r}\n" + textwrap.dedent(PLAIN_READER), hub_client, tmp_path, isolated=True)
-    assert got.pop("imported") is False
-    for key, value in got.items():
+    # --private and --revision: a private repo, the version on its own branch
+    assert published.repos[WITH_AUDIO].private and set(published.repos[WITH_AUDIO].branches) == {"main", "v1"}
+    assert "README.md" not in published.files(WITH_AUDIO, "main")
+
+
+def test_shards_carry_only_standard_feature_types(published: HubServer, tmp_path: Path) -> None:
+    seen = set()
+    for repo, revision in ((ANNOTATIONS, "main"), (WITH_AUDIO, "v1")):
+        for path, data in published.files(repo, revision).items():
+            if path.endswith(".parquet"):
+                (tmp_path / "shard.parquet").write_bytes(data)
+                meta = json.loads(pq.read_schema(tmp_path / "shard.parquet").metadata[b"huggingface"])
+                types = set(_feature_types(meta["info"]["features"]))
+                assert types <= {"Value", "List", "Audio"}, (repo, path, types)
+                seen |= types
+    assert "Audio" in seen
+
+
+def _feature_types(feature: object) -> list[str]:
+    if isinstance(feature, dict):
+        found = [feature["_type"]] if isinstance(feature.get("_type"), str) else []
+        return found + [t for v in feature.values() for t in _feature_types(v)]
+    if isinstance(feature, list):
+        return [t for v in feature for t in _feature_types(v)]
+    return []
+
+
+PLAIN_READER = """
+    import json, sys
+    import datasets
+    out = {"annotations": {}, "audio": {}}
+    for config in ("audioset", "music", "comparison"):
+        eager = datasets.load_dataset(ANNOTATIONS, config)
+        streamed = datasets.load_dataset(ANNOTATIONS, config, streaming=True) if config == "comparison" else None
+        for split in ("train", "test"):
+            out["annotations"][f"{config}/{split}"] = {
+                "rows": list(eager[split]), "features": list(eager[split].features),
+                "streamed": list(streamed[split]) if streamed else None}
+    for config in ("music", "comparison"):
+        for row in datasets.load_dataset(WITH_AUDIO, config, split="test", revision="v1"):
+            audios = row["audios"] if config == "comparison" else [row["audio"]]
+            clips = row["clips"] if config == "comparison" else [row["clip"]]
+            for clip, audio in zip(clips, audios):
+                key = f"{clip['ytid']}_{clip['start_s']:g}"
+                if audio is None:
+                    out["audio"][key] = None
+                    continue
+                samples = audio.get_all_samples()
+                np_path = f"{key}.npy"
+                import numpy as np
+                np.save(np_path, samples.data.numpy().mean(axis=0))
+                out["audio"][key] = samples.sample_rate
+    out["imported"] = "audio_dialogues" in sys.modules
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.timeout(240)
+def test_plain_datasets_reads_every_config_and_decodes_embedded_audio(published: HubServer, tmp_path: Path) -> None:
+    """Plain ``datasets`` in ``python -I``: annotations eager (every config) and streaming; embedded audio decoded."""
+    got = run_python(PLAIN_READER, published, tmp_path, isolated=True)
+    assert got["imported"] is False
+    for key, value in got["annotations"].items():
         config, split = key.split("/")
         rows = {r["id"]: r for r in value["rows"]}
         expected = expected_rows(config, split)
@@ -150,26 +204,21 @@ def test_push_then_plain_datasets_reads_every_config_eager_and_streaming(
             assert value["streamed"] == value["rows"]
         assert "audio" not in value["features"] and "audios" not in value["features"]  # annotation-only
 
-
-def test_shards_carry_only_standard_feature_types(hub_client: HubServer, tmp_path: Path) -> None:
-    repo = "tester/standard-types"
-    assert push(repo, "--embed-audio", "--config", "comparison") == 0
-    for path, data in hub_client.files(repo).items():
-        if path.endswith(".parquet"):
-            (tmp_path / "shard.parquet").write_bytes(data)
-            meta = json.loads(pq.read_schema(tmp_path / "shard.parquet").metadata[b"huggingface"])
-            types = set(_feature_types(meta["info"]["features"]))
-            assert types <= {"Value", "List", "Audio"}, (path, types)
-            assert "Audio" in types
-
-
-def _feature_types(feature: object) -> list[str]:
-    if isinstance(feature, dict):
-        found = [feature["_type"]] if isinstance(feature.get("_type"), str) else []
-        return found + [t for v in feature.values() for t in _feature_types(v)]
-    if isinstance(feature, list):
-        return [t for v in feature for t in _feature_types(v)]
-    return []
+    resolver = AudioResolver([SAMPLE["audio_dir"]])
+    checked = 0
+    for config in ("music", "comparison"):
+        for record in sample_records(config, "test"):
+            for clip in record.clips:
+                key = f"{clip.ytid}_{clip.start_s:g}"
+                source = resolver.resolve(clip)
+                if source is None:
+                    assert got["audio"].get(key) is None
+                    continue
+                want, rate = sf.read(source, dtype="float32", always_2d=True)
+                assert got["audio"][key] == rate
+                np.testing.assert_allclose(np.load(tmp_path / f"{key}.npy"), want.mean(axis=1), atol=1e-4)
+                checked += 1
+    assert checked >= 3
 
 
 PACKAGE_READER = """
@@ -180,18 +229,26 @@ PACKAGE_READER = """
     sample = audio_dialogues.sample_paths()
     out = {}
     local = datasets.load_dataset("audio_dialogues", "music", **sample)
-    published = datasets.load_dataset("audio_dialogues", "music", repo_id=REPO, audio_dir=sample["audio_dir"])
+    published = datasets.load_dataset("audio_dialogues", "music", repo_id=ANNOTATIONS, audio_dir=sample["audio_dir"])
     for split in ("train", "test"):
         a, b = local[split], published[split]
         out[split] = {"ids": [list(a["id"]), list(b["id"])],
                       "same_audio": all(np.array_equal(x["audio"]["array"], y["audio"]["array"])
                                         for x, y in zip(a, b)),
                       "same_text": [x["turns"] for x in a] == [y["turns"] for y in b]}
-    streamed = datasets.load_dataset("audio_dialogues", "music", split="test", repo_id=REPO, streaming=True,
+    streamed = datasets.load_dataset("audio_dialogues", "music", split="test", repo_id=ANNOTATIONS, streaming=True,
                                      audio_dir=sample["audio_dir"])
     out["streamed"] = sorted((r["id"], len(r["audio"]["array"])) for r in streamed)
     out["eager"] = sorted((r["id"], len(r["audio"]["array"])) for r in published["test"])
-    os.environ["AUDIO_DIALOGUES_REPO"] = REPO
+
+    # embedded audio, and no audio folder at all
+    embedded = datasets.load_dataset("audio_dialogues", "music", split="test", repo_id=WITH_AUDIO, revision="v1",
+                                     audio_cache_dir="empty-cache")
+    out["embedded"] = {"ids": [list(local["test"]["id"]), list(embedded["id"])],
+                       "same_audio": all(np.array_equal(x["audio"]["array"], y["audio"]["array"])
+                                         for x, y in zip(local["test"], embedded))}
+
+    os.environ["AUDIO_DIALOGUES_REPO"] = ANNOTATIONS
     by_env = datasets.load_dataset("audio_dialogues", "comparison", split="test", audio_dir=sample["audio_dir"])
     out["env_ids"] = sorted(by_env["id"])
     del os.environ["AUDIO_DIALOGUES_REPO"]
@@ -204,84 +261,19 @@ PACKAGE_READER = """
 
 
 @pytest.mark.timeout(240)
-def test_package_loads_a_published_repo_like_a_local_release(hub_client: HubServer, tmp_path: Path) -> None:
-    repo = "tester/for-package"
-    assert push(repo) == 0
-    got = run_python(f"REPO = {repo!r}\n" + textwrap.dedent(PACKAGE_READER), hub_client, tmp_path)
+def test_package_loads_published_repos_like_a_local_release(published: HubServer, tmp_path: Path) -> None:
+    """repo_id= (eager, streaming), embedded audio with no audio folder, AUDIO_DIALOGUES_REPO, no source at all."""
+    got = run_python(PACKAGE_READER, published, tmp_path)
     for split in ("train", "test"):
         local_ids, published_ids = got[split]["ids"]
         assert published_ids == local_ids and local_ids
         assert got[split]["same_audio"] and got[split]["same_text"]
     assert got["streamed"] == got["eager"] and got["eager"]
+    assert got["embedded"]["ids"][0] == got["embedded"]["ids"][1] and got["embedded"]["same_audio"]
     assert got["env_ids"] == sorted(expected_rows("comparison", "test"))
     message = got["no_source"]
     assert "data_dir=" in message and "repo_id=" in message and "audio-dialogues generate" in message
     assert "AUDIO_DIALOGUES_REPO" in message
-
-
-EMBEDDED_READER = """
-    import json, sys
-    import numpy as np
-    import datasets
-    out = {}
-    for config in ("music", "comparison"):
-        for row in datasets.load_dataset(REPO, config, split="test", revision="v1"):
-            audios = row["audios"] if config == "comparison" else [row["audio"]]
-            clips = row["clips"] if config == "comparison" else [row["clip"]]
-            for clip, audio in zip(clips, audios):
-                samples = audio.get_all_samples()
-                np.save(f"{clip['ytid']}_{clip['start_s']:g}.npy", samples.data.numpy().mean(axis=0))
-                out[f"{clip['ytid']}_{clip['start_s']:g}"] = samples.sample_rate
-    out["imported"] = "audio_dialogues" in sys.modules
-    print(json.dumps(out))
-"""
-
-EMBEDDED_PACKAGE_READER = """
-    import json
-    import numpy as np
-    import datasets
-    import audio_dialogues
-    sample = audio_dialogues.sample_paths()
-    local = datasets.load_dataset("audio_dialogues", "music", split="test", **sample)
-    published = datasets.load_dataset("audio_dialogues", "music", split="test", repo_id=REPO, revision="v1",
-                                      audio_cache_dir="empty-cache")
-    print(json.dumps({"ids": [list(local["id"]), list(published["id"])],
-                      "same_audio": all(np.array_equal(x["audio"]["array"], y["audio"]["array"])
-                                        for x, y in zip(local, published))}))
-"""
-
-
-@pytest.mark.timeout(240)
-def test_embedded_audio_decodes_to_the_source_clips(hub_client: HubServer, tmp_path: Path) -> None:
-    repo = "tester/with-audio"
-    assert push(repo, "--embed-audio", "--private", "--revision", "v1", "--config", "music",
-                "--config", "comparison") == 0
-    assert hub_client.repos[repo].private and set(hub_client.repos[repo].branches) == {"main", "v1"}
-    assert "README.md" not in hub_client.files(repo, "main")  # the branch, not main, got the version
-
-    got = run_python(f"REPO = {repo!r}\n" + textwrap.dedent(EMBEDDED_READER), hub_client, tmp_path, isolated=True)
-    assert got.pop("imported") is False
-    resolver = AudioResolver([SAMPLE["audio_dir"]])
-    checked = 0
-    for config in ("music", "comparison"):
-        for record in sample_records(config, "test"):
-            for clip in record.clips:
-                key = f"{clip.ytid}_{clip.start_s:g}"
-                source = resolver.resolve(clip)
-                if source is None:
-                    assert key not in got or got[key] is None
-                    continue
-                want, rate = sf.read(source, dtype="float32", always_2d=True)
-                decoded = np.load(tmp_path / f"{key}.npy")
-                assert got[key] == rate
-                np.testing.assert_allclose(decoded, want.mean(axis=1), atol=1e-4)
-                checked += 1
-    assert checked >= 3
-
-    # the package uses the embedded audio when the user has none
-    got = run_python(f"REPO = {repo!r}\n" + textwrap.dedent(EMBEDDED_PACKAGE_READER), hub_client, tmp_path)
-    assert got["ids"][0] == got["ids"][1] and got["ids"][0]
-    assert got["same_audio"]
 
 
 @pytest.mark.timeout(240)
