@@ -234,3 +234,35 @@ def test_a_second_run_on_a_busy_folder_is_refused(tmp_path: Path, server: OpenAI
     err = capsys.readouterr().err
     assert "another `audio-dialogues generate` run is using this output folder" in err
     assert "Traceback" not in err and server.requests == 0
+
+
+@pytest.mark.parametrize("limit", ["rpm", "tpm"])
+def test_rate_limits_spread_the_requests(tmp_path: Path, server: OpenAIServer, sources: dict, limit: str) -> None:
+    from audio_dialogues.generate.client import estimate_tokens
+
+    first = DEFAULT_TEMPLATES["audioset"].messages("Sound of Dog: [0.25s-1.0s]")
+    per_request = estimate_tokens(first) + 64  # prompt estimate + max_tokens, as hosted APIs count
+    # 8 requests per second: the first second's bucket (8) goes at once, the other 8 follow over ~1 s.
+    value = {"rpm": 480.0, "tpm": 480.0 * per_request}[limit]
+    started = time.perf_counter()
+    generate(options(tmp_path, server, sources, configs=("audioset",), embedder="none", concurrency=16,
+                     max_tokens=64, **{limit: value}))
+    elapsed = time.perf_counter() - started
+    assert server.stats()["answered"] == 16
+    span = server.last_answer_at - server.first_request_at
+    assert span >= 0.7, span
+    assert elapsed < 30
+
+
+def test_llm_descriptors_are_asked_once_per_class_and_cached(tmp_path: Path, server: OpenAIServer,
+                                                             sources: dict) -> None:
+    out = tmp_path / "out"
+    generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
+    cache = json.loads((out / "descriptors.json").read_text())
+    assert cache == dict.fromkeys(["Bell", "Dog", "Rain", "Siren", "Speech"], "soft, steady and mid-pitched")
+    assert server.requests == 5 + 16
+    record = json.loads((out / "audioset_train.jsonl").read_text().splitlines()[0])
+    assert "Dog (soft, steady and mid-pitched)" in record["turns"][0]["assistant"]  # the prompt carried it
+    (out / "descriptors.json").unlink()  # even without the cache file, the journal has every answer
+    generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
+    assert server.requests == 21 and json.loads((out / "descriptors.json").read_text()) == cache

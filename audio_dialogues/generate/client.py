@@ -113,8 +113,8 @@ class ChatClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.stats = ClientStats()
-        self._rpm = AsyncLimiter(rpm, 60) if rpm else None
-        self._tpm = AsyncLimiter(tpm, 60) if tpm else None
+        self._rpm = _per_second_bucket(rpm) if rpm else None
+        self._tpm = _per_second_bucket(tpm) if tpm else None
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s,
                                           max_retries=0, http_client=_http_client(timeout_s))
 
@@ -179,6 +179,16 @@ class ChatClient:
             self.stats.waited_s += delay
             await asyncio.sleep(delay)
         raise RequestFailed(f"{reason} after {self.max_attempts} attempts")
+
+
+def _per_second_bucket(per_minute: float) -> AsyncLimiter:
+    """A leaky bucket for a per-minute limit that holds about one second's worth, not a minute's.
+
+    A bucket of a whole minute would let the first minute's requests out at once; hosted APIs enforce
+    their per-minute limits over shorter windows and would answer such a burst with 429s.
+    """
+    capacity = max(1.0, per_minute / 60)
+    return AsyncLimiter(capacity, capacity * 60 / per_minute)
 
 
 def _http_client(timeout_s: float) -> Any:
