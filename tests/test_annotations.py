@@ -93,6 +93,20 @@ def test_release_records_take_times_and_meta_from_source_metadata(tmp_path: Path
                                            {"label": "/m/cat", "start_s": 3.0, "end_s": 4.0}]
 
 
+def test_release_records_the_metadata_does_not_place_are_marked(tmp_path: Path) -> None:
+    tsv = tmp_path / "strong.tsv"
+    tsv.write_text("segment_id\tstart_time_seconds\tend_time_seconds\tlabel\n"
+                   "a_b_c_d_e_f_120500\t0.000\t2.500\t/m/dog\n"
+                   "Zx3_kQ9-LmA_0\t0.000\t2.500\t/m/dog\n"
+                   "Zx3_kQ9-LmA_30000\t1.000\t2.000\t/m/cat\n")  # one video, two segments
+    (tmp_path / "audioset_train.json").write_text(json.dumps(
+        [{"audio_id": f"Y{y}.wav", "dialogue": TURNS} for y in ("a_b_c_d_e_f", "Zx3_kQ9-LmA", "abc_DEF-123")]))
+    records = read_split("audioset", "train", data_dir=tmp_path, metadata=load_source_metadata(strong_labels=[tsv]))
+    assert [r.unlisted for r in records] == [(), ("Zx3_kQ9-LmA",), ("abc_DEF-123",)]
+    assert [r.clips[0].has_times for r in records] == [True, False, False]
+    assert [r.unlisted for r in read_split("audioset", "train", data_dir=tmp_path)] == [(), (), ()]  # no metadata
+
+
 def test_the_authors_release_files_are_the_train_split(tmp_path: Path) -> None:
     release = [{"audio_id": "Yabc_DEF-123.wav", "dialogue": TURNS}]
     (tmp_path / "dialogues_audioset_thresholded.json").write_text(json.dumps(release))

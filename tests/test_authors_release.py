@@ -66,8 +66,8 @@ def test_music_release_with_metadata_reports_records_without_a_metadata_row(tmp_
          "--musiccaps-csv", str(csv), "--cache-dir", str(tmp_path / "hf")],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert ("1 release records have no row in the source metadata (no clip window or labels; first: "
-            f"{folder}/dialogues_musiccaps_thresholded.json[1])") in done.stdout
+    assert ("1 release records have no single row in the source metadata (not listed, or in several segments: "
+            f"no clip window or labels; first: {folder}/dialogues_musiccaps_thresholded.json[1])") in done.stdout
 
 
 def test_export_finds_the_audio_beside_the_release_file(tmp_path: Path) -> None:

@@ -381,7 +381,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             unlisted = [r for r in records if r.unlisted]
             if unlisted:
                 report.unlisted, report.first_unlisted = len(unlisted), unlisted[0].origin
-                logger.warning("%s/%s: %d release records name clips the source metadata does not list (first: "
+                logger.warning("%s/%s: %d release records name clips the source metadata does not place (first: "
                                "%s, %s)", config.name, split, len(unlisted), unlisted[0].origin,
                                ", ".join(unlisted[0].unlisted))
             fetch_failures = self._fetch_missing(records, resolver) if config.download_audio else {}

@@ -46,8 +46,8 @@ def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, Split
         lines.append(f"{split:>5}: {ds.num_rows} dialogues of {r.records} records; dropped: {dropped}; "
                      f"turns per dialogue {spread}")
         if r.unlisted:
-            lines.append(f"       {r.unlisted} release records have no row in the source metadata (no clip window "
-                         f"or labels; first: {r.first_unlisted})")
+            lines.append(f"       {r.unlisted} release records have no single row in the source metadata (not "
+                         f"listed, or in several segments: no clip window or labels; first: {r.first_unlisted})")
     if drop_note:
         lines.append(drop_note)
     split = next((s for s in ("test", "train") if s in splits and splits[s].num_rows), None)

@@ -68,7 +68,8 @@ class Record:
     meta: dict = field(default_factory=dict)
     #: ``file:line`` (JSONL) or ``file[index]`` (JSON array), for error messages downstream.
     origin: str = ""
-    #: Release records only: the clips' ytids that the source metadata given does not list at all.
+    #: Release records only: the ytids whose window the source metadata given does not settle: not listed,
+    #: or listed in several segments (which one the record means would be a guess).
     unlisted: tuple[str, ...] = ()
 
 
@@ -322,7 +323,7 @@ def _checked_record(
         record_id = ids(clips)
         meta = {}
         if metadata is not None:
-            unlisted = tuple(y for y in ytids if not metadata.has_row(config, y))
+            unlisted = tuple(c.ytid for c in clips if not c.has_times)
     else:
         raise AnnotationError(
             f"{where}: neither a canonical record ('id', 'clips', 'turns') nor a release record "

@@ -86,10 +86,6 @@ class SourceMetadata:
     def __bool__(self) -> bool:
         return bool(self.strong or self.music)
 
-    def has_row(self, config: str, ytid: str) -> bool:
-        """Whether the source of ``config`` lists ``ytid`` at all (its window may still be ambiguous)."""
-        return ytid in (self.music if config == "music" else self.strong)
-
     def clip_for(self, config: str, ytid: str) -> Clip | None:
         """The clip window of ``ytid`` in the source of ``config``; None when unknown or ambiguous."""
         if config == "music":
