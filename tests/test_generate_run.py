@@ -266,3 +266,14 @@ def test_llm_descriptors_are_asked_once_per_class_and_cached(tmp_path: Path, ser
     (out / "descriptors.json").unlink()  # even without the cache file, the journal has every answer
     generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
     assert server.requests == 21 and json.loads((out / "descriptors.json").read_text()) == cache
+
+
+def test_a_bad_filter_option_fails_before_any_request(tmp_path: Path, server: OpenAIServer, sources: dict,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    args = cli(tmp_path / "out", server, sources, "--quiet")[3:]
+    assert main([*args, "--embedder", "sentence-transformers:/no/such/model"]) == 1
+    assert main([*args, "--phrases-file", str(tmp_path / "missing.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "/no/such/model: sentence-transformers model folder does not exist" in err
+    assert "missing.txt: cannot read the phrases file" in err and "Traceback" not in err
+    assert server.requests == 0

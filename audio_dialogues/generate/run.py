@@ -293,19 +293,26 @@ def _record(item: Item, turns: Sequence[tuple[str, str]], entry: dict, provenanc
             "turns": [{"user": u, "assistant": a} for u, a in turns], "meta": meta}
 
 
-def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], jobs: dict[tuple[str, str, str], Job],
-           journal: Journal, report: GenerationReport, prompt_hashes: dict[str, str],
-           log: Callable[[str], None]) -> None:
-    """Parse, filter and write every config/split from the journal; fill the report's stages."""
+def filters(options: GenerateOptions) -> tuple[PhraseFilter, SimilarityScorer | None]:
+    """The phrase filter and the similarity scorer, made before any request so that a bad option costs nothing."""
     phrases = [] if options.replace_phrases else default_phrases()
     if options.phrases_file:
-        phrases += read_phrases(options.phrases_file)
-    phrase_filter = PhraseFilter(phrases)
+        try:
+            phrases += read_phrases(options.phrases_file)
+        except (OSError, UnicodeDecodeError) as e:
+            raise GenerateError(f"{options.phrases_file}: cannot read the phrases file: {e}") from None
     scorer = None
     if options.embedder != "none":
         embedder = make_embedder(options.embedder, base_url=options.embedding_base_url or options.base_url,
                                  api_key_env=options.api_key_env, resolve_audio=_audio_resolver(options))
         scorer = SimilarityScorer(embedder, Journal(options.output_dir / SIMILARITY_CACHE))
+    return PhraseFilter(phrases), scorer
+
+
+def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], jobs: dict[tuple[str, str, str], Job],
+           journal: Journal, report: GenerationReport, prompt_hashes: dict[str, str],
+           phrase_filter: PhraseFilter, scorer: SimilarityScorer | None, log: Callable[[str], None]) -> None:
+    """Parse, filter and write every config/split from the journal; fill the report's stages."""
     for config in CONFIGS:
         seen: set[str] = set()
         for split in SPLITS:
@@ -441,6 +448,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
         with gc_paused():  # millions of small acyclic objects: collections would rescan them all, for nothing
             sources = read_sources(options)
             items = build_items(options, sources)
+        phrase_filter, scorer = (None, None) if options.dry_run else filters(options)
         descriptors: dict[str, str] = {}
         if options.descriptors != "none":
             classes = classes_in(items)
@@ -460,7 +468,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
             _send(list(jobs.values()), options, journal, report, settings, log)
         else:
             report.pending += sum(1 for job in jobs.values() if job.key not in journal)
-        finish(options, items, jobs, journal, report, prompt_hashes, log)
+        finish(options, items, jobs, journal, report, prompt_hashes, phrase_filter, scorer, log)
         report.wall_time_s = time.perf_counter() - started
         _write_atomic(options.output_dir / REPORT_JSON, report.to_json())
         _write_atomic(options.output_dir / REPORT_MD, report.to_markdown())
