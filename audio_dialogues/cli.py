@@ -20,8 +20,9 @@ from .files import OutputError
 from .generate import GenerateError, generate
 from .generate.options import add_arguments, from_args
 from .sample import describe_sample, sample_paths
-from .sources.annotations import CONFIGS, AnnotationError, Record, read_split, release_folders, split_files
-from .sources.metadata import MetadataError, metadata_sources, open_source_metadata
+from .sources import records
+from .sources.annotations import CONFIGS, AnnotationError, Record
+from .sources.metadata import MetadataError
 
 DESCRIPTION = ("The Audio Dialogues dataset (arXiv 2404.07616): build it from annotation files and local audio, "
                "download its clips, score model answers and export chat formats. "
@@ -100,22 +101,13 @@ def source_kwargs(args: argparse.Namespace) -> dict:
 
 
 def read_records(args: argparse.Namespace, config: str, splits: Sequence[str] | None = None) -> list[Record]:
-    """The validated records of ``splits`` (default ``args.split``) of ``config``, completed from metadata.
-
-    The metadata is read once for all splits (a strong-label TSV has about a million rows).
-    """
-    metadata = open_source_metadata(metadata_sources(config, **source_kwargs(args)))
-    return [record for split in (splits or [args.split])
-            for record in read_split(config, split, data_dir=args.data_dir, metadata=metadata)]
+    """:func:`~audio_dialogues.sources.records.read_records` of ``splits`` (default ``args.split``)."""
+    return records.read_records(config, splits or [args.split], data_dir=args.data_dir, **source_kwargs(args))
 
 
 def audio_folders(args: argparse.Namespace, config: str) -> list[str]:
-    """``--audio-dir`` in order, then the folder of an authors' release file: its audio lies beside it.
-
-    The same folders, in the same order, as the builder searches (``AudioDialoguesConfig.audio_dirs``).
-    """
-    beside = release_folders(split_files(config, data_dir=args.data_dir)) if args.data_dir else []
-    return list(dict.fromkeys([*args.audio_dir, *map(str, beside)]))
+    """:func:`~audio_dialogues.sources.records.audio_folders` of ``--audio-dir`` and ``--data-dir``."""
+    return records.audio_folders(config, args.data_dir, args.audio_dir)
 
 
 # --- core: demo, prepare ------------------------------------------------------------------------
@@ -275,13 +267,8 @@ def _sample_rate(text: str) -> int | None:
 
 
 def _config_clips(args: argparse.Namespace) -> list:
-    """The distinct clips of ``args.config`` over the chosen split(s), in a stable order."""
-    splits = list(split_files(args.config, data_dir=args.data_dir)) if args.split == "all" else [args.split]
-    clips = {}
-    for record in read_records(args, args.config, splits):
-        for clip in record.clips:
-            clips.setdefault(clip.key, clip)
-    return list(clips.values())
+    """The distinct clips of ``args.config`` over the chosen split(s) (``all``: every split with annotations)."""
+    return records.distinct_clips(read_records(args, args.config))
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
@@ -445,7 +432,7 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.scoring import EvaluationError, evaluate, references_from_records, write_report
+    from .evaluation.scoring import EvaluationError, evaluate, write_report
     from .evaluation.tokenizer import TokenizerError
 
     if (args.references is None) == (args.config is None):
@@ -453,12 +440,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.config and not args.data_dir:
         args.parser.error("--config needs --data-dir (the annotations holding the reference answers)")
     try:
-        if args.references:
-            references = args.references
-        else:
-            references = [ref for config in dict.fromkeys(args.config)
-                          for ref in references_from_records(read_records(args, config), config)]
-        report = evaluate(args.predictions, references, tokenizer=args.tokenizer, allow_missing=args.allow_missing)
+        report = evaluate(args.predictions, args.references, config=args.config, split=args.split,
+                          data_dir=args.data_dir, source_metadata=source_kwargs(args), tokenizer=args.tokenizer,
+                          allow_missing=args.allow_missing)
         write_report(report, json_path=args.output_json, markdown_path=args.output_md)
     except (EvaluationError, TokenizerError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -472,21 +456,16 @@ def _run_export(args: argparse.Namespace) -> int:
     from .export.chat_formats import ExportError, export_chat
     from .fetch.cache import resolve_cache_dir
 
-    folders = audio_folders(args, args.config)
-    resolver = AudioResolver(folders, resolve_cache_dir(args.audio_cache_dir))
+    resolver = AudioResolver(audio_folders(args, args.config), resolve_cache_dir(args.audio_cache_dir))
     try:
         report = export_chat(
             read_records(args, args.config), args.format, args.output, config=args.config, split=args.split,
-            resolver=resolver, missing_audio=args.missing_audio,
-            audio_root=args.audio_root or (folders[0] if folders else None),
+            resolver=resolver, missing_audio=args.missing_audio, audio_root=args.audio_root,
             system_prompt=args.system_prompt, openai_audio=args.openai_audio)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(report.summary())
-    if report.written == 0 and report.dropped:
-        print("error: no dialogue has local audio; pass --audio-dir or fetch the clips first", file=sys.stderr)
-        return 1
     return 0
 
 

@@ -394,6 +394,7 @@ def evaluate(
     config: str | Sequence[str] | None = None,
     split: str = "test",
     data_dir: PathLike | None = None,
+    source_metadata: Mapping[str, Any] | None = None,
     tokenizer: str = "python",
     allow_missing: bool = False,
 ) -> EvaluationReport:
@@ -405,6 +406,8 @@ def evaluate(
         references: JSONL path (``{"id", "turn", "reference"}``, optional ``question``, ``config``) or rows;
             or ``None`` to take the assistant turns of ``config``'s ``split`` read from ``data_dir``.
         config: one config or several (each is then also scored as its own corpus).
+        source_metadata: with ``config``: the metadata options of release-shape annotations
+            (``strong_labels``, ``musiccaps_csv``, ``ontology``, ``download_metadata``), as for loading.
         tokenizer: ``python`` (pure Python, no Java) or ``ptb`` (pycocoevalcap's Java PTBTokenizer).
         allow_missing: score reference turns without a prediction (or with an empty one) as empty answers
             and report how many there were, instead of refusing.
@@ -414,10 +417,11 @@ def evaluate(
     if references is None:
         if config is None or data_dir is None:
             raise EvaluationError("give references, or config and data_dir to take them from the annotations")
-        from ..sources.annotations import read_split
+        from ..sources.records import read_records
 
-        configs = [config] if isinstance(config, str) else list(config)
-        refs = [r for c in configs for r in references_from_records(read_split(c, split, data_dir=data_dir), c)]
+        configs = list(dict.fromkeys([config] if isinstance(config, str) else config))
+        refs = [r for c in configs for r in references_from_records(
+            read_records(c, [split], data_dir=data_dir, **(source_metadata or {})), c)]
     else:
         if config is not None:
             raise EvaluationError("give references or config (with data_dir), not both; to score some configs of "

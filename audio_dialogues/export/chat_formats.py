@@ -244,7 +244,7 @@ def export_chat(
         missing_audio: ``drop`` (default) leaves out dialogues with a clip without audio and counts them;
             ``error`` stops at the first one, naming the record and clip.
         audio_root: ``af-chat`` only: the manifest's ``dataset_path``; names are relative to it
-            (default ``/``, i.e. absolute paths).
+            (default: the resolver's first audio folder, else ``/``, i.e. absolute paths).
         system_prompt: ``qwen-audio`` (default Qwen's "You are a helpful assistant.") and
             ``openai-messages`` (default none).
         openai_audio: ``url`` (file references) or ``inline`` (base64 ``input_audio``, wav/mp3 only).
@@ -253,6 +253,8 @@ def export_chat(
         raise ValueError(f"unknown missing_audio {missing_audio!r}; expected one of "
                          f"{', '.join(MISSING_AUDIO_POLICIES)}")
     resolve = resolver if isinstance(resolver, AudioResolver) or not hasattr(resolver, "resolve") else resolver.resolve
+    if audio_root is None and isinstance(resolver, AudioResolver) and resolver.index.folders:
+        audio_root = resolver.index.folders[0]
     root = Path(audio_root).absolute() if audio_root is not None else None
     writer = _writer(fmt, config, split, root, system_prompt, openai_audio)
     output = Path(output)
@@ -268,6 +270,9 @@ def export_chat(
                 written += 1
         except MissingAudioError as err:  # not an output problem: keep it from being reported as one
             raise ExportError(f"{err} (missing_audio='error'; 'drop' leaves such dialogues out)") from None
+        if written == 0 and report.dropped:  # an empty export is a mistake, never a file to train on
+            raise ExportError(f"{config}/{split}: no dialogue has local audio ({sum(report.dropped.values())} "
+                              "dropped); pass audio folders (--audio-dir) or fetch the clips first")
         f.write(writer.footer(written))
     log_drops(f"{fmt} export of {config}/{split}", report)
     return ExportReport(fmt, output, written, sum(report.dropped.values()), report.missing_clips)
