@@ -55,6 +55,18 @@ def test_earlier_folders_win_and_subfolders_are_searched(tmp_path: Path) -> None
     assert index.find(CLIP) == str(tmp_path / "first" / "deep" / "er" / f"Y{YTID}.mp3")
 
 
+def test_many_subfolders_are_searched_in_order(tmp_path: Path) -> None:
+    for i in range(12):
+        touch(tmp_path / "root" / f"part{i:02d}", f"Zx3_kQ9-L{i:02d}.wav")
+    touch(tmp_path / "root" / "part05" / "deeper", f"Y{YTID}.flac")
+    touch(tmp_path / "later", f"Y{YTID}.wav", f"{YTID}_30_40.mp3")
+    index = AudioIndex([tmp_path / "root", tmp_path / "later"])
+    assert len(index) == 15
+    assert index.find(Clip("Zx3_kQ9-L07", 0.0, 10.0)) == str(tmp_path / "root" / "part07" / "Zx3_kQ9-L07.wav")
+    assert index.find(CLIP) == str(tmp_path / "later" / f"{YTID}_30_40.mp3")  # an exact window beats order
+    assert index.find(Clip(YTID, 50.0, 60.0)) == str(tmp_path / "root" / "part05" / "deeper" / f"Y{YTID}.flac")
+
+
 def test_clip_without_times(tmp_path: Path) -> None:
     touch(tmp_path, f"{YTID}_30_40.wav")
     assert AudioIndex([tmp_path]).find(Clip(YTID)) == str(tmp_path / f"{YTID}_30_40.wav")  # the only window

@@ -8,9 +8,9 @@ recognised, with any of the extensions in :data:`AUDIO_EXTENSIONS`:
 - ``<ytid>_<start>.<ext>`` and ``<ytid>_<start>_<end>.<ext>``, times in seconds (``30``, ``30.0``, ``30.000``);
 - ``<ytid>_<start ms>.<ext>`` (the strong-label ``segment_id``).
 
-The folders are walked once per prepare into an in-memory index (no glob per clip). Names are only
-bucketed by their possible ytid while walking and parsed when a ytid is looked up, so indexing 160k
-files costs little more than listing them.
+The folders are listed once per prepare (or per streaming worker) into an in-memory index (no glob per
+clip); names are parsed only when their ytid is looked up, so indexing 160k files costs little more
+than listing them.
 
 A local file is checked before it is used (:meth:`AudioResolver.resolve`): its header says how long it
 is, so a file that cannot be read is reported with its clip instead of failing later inside a decoder,
@@ -21,12 +21,13 @@ clip would go. Every consumer (both decoders, chat export, the Hub) then sees th
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "webm", "mp4", "
 #: Containers libsndfile cannot open: their length comes from ffmpeg.
 FFMPEG_ONLY_EXTENSIONS = ("m4a", "webm", "mp4", "aac")
 _EXT_RANK = {ext: rank for rank, ext in enumerate(AUDIO_EXTENSIONS)}
+_AUDIO_SUFFIXES = tuple(f".{ext}" for ext in AUDIO_EXTENSIONS)
+_FEW_FOLDERS = 8
 _TIME_TOLERANCE_S = 0.0015
 #: A file this much longer than its clip holds more than the clip (encoder padding is ~0.05 s).
 LONGER_THAN_CLIP_S = 0.5
@@ -103,43 +106,68 @@ def parse_audio_name(stem: str) -> list[tuple[str, float | None, float | None]]:
 
 
 class AudioIndex:
-    """All recognisable audio files below some folders, by ytid."""
+    """All recognisable audio files below some folders, by ytid.
+
+    Built for 100k+ files: each folder is listed once (``os.listdir``, names only) and its audio file
+    names are sorted; a ytid's files are then found by bisection (names start with the ytid or ``Y`` +
+    ytid) and parsed only when that ytid is looked up.
+    Only names without an audio extension are checked for being subfolders.
+    """
 
     def __init__(self, folders: Sequence[PathLike] = ()) -> None:
         # Absolute, so the paths stored in a prepared dataset still work from another working directory.
         self.folders = [Path(os.path.abspath(f)) for f in folders]
-        #: Every folder walked (the roots and their subfolders): adding or removing a file changes one's mtime.
+        #: Every folder listed (the roots and their subfolders): adding or removing a file changes one's mtime.
         self.dirs: list[str] = []
-        #: Candidate ytid (the name's first 11 characters, or the 11 after a leading Y) -> unparsed files.
-        self._raw: dict[str, list[tuple[str, str, int, int]]] = {}
-        self._parsed: dict[str, list[_Entry]] = {}
+        self._folder_rank: list[int] = []
+        listed: list[list[str]] = []
         for folder_rank, folder in enumerate(self.folders):
             if not folder.is_dir():
                 raise FileNotFoundError(f"audio_dir {folder} is not a directory")
-            for entry in _walk(folder, self.dirs):
-                name = entry.name
-                stem, dot, ext = name.rpartition(".")
-                ext_rank = _EXT_RANK.get(ext.lower()) if dot else None
-                if ext_rank is None:
-                    continue
-                item = (entry.path, stem, folder_rank, ext_rank)
-                self._raw.setdefault(stem[:YTID_LENGTH], []).append(item)
-                if stem.startswith("Y"):
-                    self._raw.setdefault(stem[1 : 1 + YTID_LENGTH], []).append(item)
+            stack = [str(folder)]
+            while stack:
+                current = stack.pop()
+                self.dirs.append(current)
+                self._folder_rank.append(folder_rank)
+                names = os.listdir(current)
+                audio = [n for n in names if n.lower().endswith(_AUDIO_SUFFIXES)]
+                listed.append(audio)
+                if len(audio) < len(names):
+                    taken = set(audio)
+                    stack.extend(path for n in names if n not in taken
+                                 and os.path.isdir(path := os.path.join(current, n))
+                                 and not os.path.islink(path))
+        # One sorted list per folder when there are few folders (no per-name work beyond the sort), else a
+        # single list of "<name>\0<folder number>" so a lookup costs two bisections however many folders.
+        if len(listed) <= _FEW_FOLDERS:
+            self._sorted = [(number, sorted(audio)) for number, audio in enumerate(listed)]
+        else:
+            merged = sorted(f"{n}\0{number}" for number, audio in enumerate(listed) for n in audio)
+            self._sorted = [(-1, merged)]
+        self._parsed: dict[str, list[_Entry]] = {}
 
     def __len__(self) -> int:
-        return len({path for items in self._raw.values() for path, *_ in items})
+        return sum(len(names) for _, names in self._sorted)
 
     def _entries(self, ytid: str) -> list[_Entry]:
         entries = self._parsed.get(ytid)
         if entries is None:
-            entries = [
-                _Entry(path, start, end, (folder_rank, ext_rank))
-                for path, stem, folder_rank, ext_rank in self._raw.get(ytid, ())
-                for found, start, end in parse_audio_name(stem)
-                if found == ytid
-            ]
-            entries.sort(key=lambda e: e.rank)
+            entries = []
+            for number, names in self._sorted:
+                for prefix in (ytid, "Y" + ytid):
+                    i = bisect.bisect_left(names, prefix)
+                    while i < len(names) and names[i].startswith(prefix):
+                        name, folder = names[i], number
+                        if folder < 0:
+                            name, _, tail = name.partition("\0")
+                            folder = int(tail)
+                        i += 1
+                        stem, _, ext = name.rpartition(".")
+                        for found, start, end in parse_audio_name(stem):
+                            if found == ytid:
+                                entries.append(_Entry(os.path.join(self.dirs[folder], name), start, end,
+                                                      (self._folder_rank[folder], _EXT_RANK[ext.lower()])))
+            entries = sorted(set(entries), key=lambda e: (e.rank, e.path))
             self._parsed[ytid] = entries
         return entries
 
@@ -185,24 +213,6 @@ def _match(entry: _Entry, clip: Clip) -> int | None:
             if _same(entry.end / scale, clip.end_s):
                 return 0
     return None
-
-
-def _walk(folder: Path, dirs: list[str] | None = None) -> Iterator[os.DirEntry]:
-    """Every file below ``folder`` (symlinks to files included, symlinked folders not followed).
-
-    The folders visited are appended to ``dirs`` when given.
-    """
-    stack = [str(folder)]
-    while stack:
-        current = stack.pop()
-        if dirs is not None:
-            dirs.append(current)
-        with os.scandir(current) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                elif entry.is_file():
-                    yield entry
 
 
 # --- how long is a file: its header, read cheaply ------------------------------------------------
