@@ -32,7 +32,8 @@ def _plain_python(code: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("config", ["music", "comparison"])
 def test_saved_dataset_opens_without_the_package(tmp_path: Path, config: str) -> None:
     ds = audio_dialogues.load(config, split="test", cache_dir=str(tmp_path / "hf"), **SAMPLE)
-    audio = ds.features["audio"] if config == "music" else ds.features["audios"].feature
+    audios = ds.features.get("audios")
+    audio = ds.features["audio"] if config == "music" else getattr(audios, "feature", None) or audios[0]
     assert isinstance(audio, SoundfileAudio)  # this package's reads decode with soundfile
     ds.save_to_disk(str(tmp_path / "saved"))
     saved_info = json.loads((tmp_path / "saved" / "dataset_info.json").read_text())
@@ -41,7 +42,8 @@ def test_saved_dataset_opens_without_the_package(tmp_path: Path, config: str) ->
         import sys, datasets
         ds = datasets.load_from_disk({str(tmp_path / 'saved')!r})
         assert "audio_dialogues" not in sys.modules
-        audio = ds.features["audio"] if "audio" in ds.features else ds.features["audios"].feature
+        audios = ds.features.get("audios")
+        audio = ds.features["audio"] if "audio" in ds.features else getattr(audios, "feature", None) or audios[0]
         print(type(audio).__module__, type(audio).__name__, ds.num_rows)
         """)
     assert done.returncode == 0, done.stderr
@@ -84,6 +86,7 @@ def test_torchcodec_reads_give_the_same_samples_every_time(tmp_path: Path) -> No
         assert np.array_equal(first, ds[0]["audio"]["array"]) or example["id"] != ds[0]["id"]
 
 
+@pytest.mark.skipif(int(datasets.__version__.split(".")[0]) < 4, reason="datasets < 4 decodes without torchcodec")
 def test_a_torchcodec_that_cannot_load_names_the_fix(tmp_path: Path) -> None:
     """A torchcodec built for another torch fails at import with a missing symbol; the package says what to do."""
     fake = tmp_path / "fake" / "torchcodec"
@@ -108,4 +111,3 @@ def test_the_decode_extra_pins_a_pair_that_loads_and_jinja2_is_declared() -> Non
     assert not pins["torch"].contains("2.14.0") and not pins["torch"].contains("2.12.0")
     runtime = [Requirement(r).name.lower() for r in cfg["options"]["install_requires"].split("\n") if r.strip()]
     assert "jinja2" in runtime
-    assert datasets.__version__  # the suite's own datasets is what these pins were checked against

@@ -350,8 +350,11 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
             known = memo.get(key)
             if not (isinstance(known, list) and known[:4] == identity):
+                content = hashlib.blake2b()
                 with open(key, "rb") as f:
-                    known = identity + [hashlib.file_digest(f, "blake2b").hexdigest()]
+                    for block in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - consumed within the loop
+                        content.update(block)
+                known = identity + [content.hexdigest()]
                 memo[key] = known
                 changed = True
             digest.update(f"{key}\0{known[4]}\n".encode())

@@ -268,10 +268,13 @@ def audio_length(path: str) -> float | None:
     open ask ffmpeg. ``None``: the file does not record its length. Raises :class:`UnusableAudioError`
     for an empty file or one that no reader accepts.
     """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_HEADER_BYTES)
-            size = os.fstat(f.fileno()).st_size
+    try:  # os-level calls: a Python file object costs more than the whole header check
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.read(fd, _HEADER_BYTES)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
     except OSError as err:
         raise UnusableAudioError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not head:

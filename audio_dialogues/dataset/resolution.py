@@ -8,6 +8,7 @@ split be reused as long as its files are unchanged, without walking any folder.
 
 from __future__ import annotations
 
+import array
 import collections
 import hashlib
 import logging
@@ -145,12 +146,18 @@ class ResolutionState:
 
 
 def _stat_into(digest: hashlib._Hash, paths: Sequence[str]) -> None:
+    """Hash the paths, then each one's size and mtime (-1 when absent) as packed integers: one ``stat`` per path."""
+    digest.update("\0".join(paths).encode())
     stat = os.stat
-    parts = []
+    facts = array.array("q")
+    append = facts.append
     for path in paths:
         try:
             st = stat(path)
-            parts.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n")
         except OSError:
-            parts.append(f"{path}\0-\n")
-    digest.update("".join(parts).encode())
+            append(-1)
+            append(-1)
+        else:
+            append(st.st_size)
+            append(st.st_mtime_ns)
+    digest.update(facts.tobytes())
