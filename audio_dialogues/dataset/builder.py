@@ -36,7 +36,7 @@ import pyarrow as pa
 from datasets.download.streaming_download_manager import StreamingDownloadManager
 
 from .. import __version__
-from ..fetch.cache import resolve_cache_dir
+from ..fetch.cache import cached_clip, resolve_cache_dir
 from ..files import atomic_write
 from ..publish.source import embedded_audio_dirs, iter_published_part, read_published
 from ..sources.annotations import (
@@ -405,9 +405,10 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         """Fetch the clips without local audio; returns why each one the run could not get failed, by key."""
         from ..fetch import FetchOptions, fetch_clips
 
+        # Clips with no local file and nothing in the cache (a local file that cannot serve is reported, not
+        # replaced by a download).
         wanted = {c for r in records for c in r.clips if c.has_times and resolver.index.find(c) is None
-                  and resolver.resolve(c) is None}
-        resolver.missing.clear()  # these are fetched now; what is still missing is found again afterwards
+                  and cached_clip(resolver.cache_dir, c) is None}
         if wanted:
             logger.info("fetching %d clips into %s", len(wanted), resolver.cache_dir)
             # Fetch at the rate the dataset decodes to (native stays native) unless fetch_options say otherwise.
