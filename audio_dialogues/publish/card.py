@@ -11,6 +11,7 @@ serialisation, so the Hub and plain ``datasets`` read back exactly the features 
 
 from __future__ import annotations
 
+import re
 import sys
 import sysconfig
 from dataclasses import dataclass, field
@@ -167,5 +168,6 @@ def render_card(inputs: CardInputs) -> str:
         citations=citations(cards),
         package_version=__version__,
     )
-    DatasetCard(str(card))  # raises on YAML the Hub would refuse to parse
-    return str(card)
+    text = re.sub(r"\n{3,}", "\n\n", str(card))  # the template's optional sections leave blank runs
+    DatasetCard(text)  # raises on YAML the Hub would refuse to parse
+    return text

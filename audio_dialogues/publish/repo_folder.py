@@ -27,7 +27,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..dataset.builder import AudioDialoguesConfig, _example, _features
+from ..dataset.builder import AudioDialoguesConfig, _example, _features, _List
 from ..dataset.cards import CARDS
 from ..dataset.local_audio import AudioResolver, UnusableAudioError
 from ..fetch.cache import resolve_cache_dir
@@ -63,7 +63,7 @@ def published_features(config: str, embed_audio: bool) -> datasets.Features:
         if name != column:
             out[name] = feature
         elif embed_audio:
-            out[name] = datasets.List(datasets.Audio()) if config == "comparison" else datasets.Audio()
+            out[name] = _List(datasets.Audio()) if config == "comparison" else datasets.Audio()
     return datasets.Features(out)
 
 
