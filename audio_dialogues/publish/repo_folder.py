@@ -31,6 +31,7 @@ from ..dataset.builder import AudioDialoguesConfig, _example, _features, _List
 from ..dataset.cards import CARDS
 from ..dataset.local_audio import AudioResolver, UnusableAudioError
 from ..fetch.cache import resolve_cache_dir
+from ..files import describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
@@ -225,15 +226,25 @@ def build_repo_folder(
         raise PublishError(f"{data_dir}: --data-dir is not a folder")
     files = _annotation_files(data_dir, configs)
     root = Path(output_dir)
+    try:
+        return _build(root, data_dir, files, embed_audio=embed_audio, audio_dir=audio_dir,
+                      audio_cache_dir=audio_cache_dir, metadata_options=dict(
+                          strong_labels=strong_labels, musiccaps_csv=musiccaps_csv, ontology=ontology,
+                          download_metadata=download_metadata), repo_id=repo_id)
+    except OSError as e:  # an unwritable or full output folder: say which path and what to do
+        raise PublishError(f"cannot build the repo folder {root}: {describe_os_error(e.filename or root, e)}") from None
+
+
+def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], *, embed_audio: bool,
+           audio_dir: PathOrUrl | Sequence[PathOrUrl] | None, audio_cache_dir: PathOrUrl | None,
+           metadata_options: dict, repo_id: str | None) -> FolderReport:
     _prepare_output(root)
     audio_dirs = [audio_dir] if isinstance(audio_dir, (str, Path)) else list(audio_dir or [])
     resolver = AudioResolver(audio_dirs, resolve_cache_dir(audio_cache_dir))
     report = FolderReport(root=root, embed_audio=embed_audio)
     plots: dict[str, dict[str, str]] = {}
     for config, split_paths in files.items():
-        metadata = open_source_metadata(metadata_sources(
-            config, strong_labels=strong_labels, musiccaps_csv=musiccaps_csv, ontology=ontology,
-            download_metadata=download_metadata))
+        metadata = open_source_metadata(metadata_sources(config, **metadata_options))
         folder = root / DATA_DIR / config
         folder.mkdir(parents=True, exist_ok=True)
         named = list(CARDS[config].paper_class_shares)
