@@ -160,3 +160,28 @@ def test_output_dir_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys: py
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(PublishError, match="a parent of this path is a file"):
         build_repo_folder(tmp_path / "notes.txt" / "out", SAMPLE["data_dir"], ["music"])
+
+
+def test_paper_classes_count_their_ontology_sub_classes(tmp_path: Path) -> None:
+    """The paper's Speech share counts "Male speech, man speaking" too; without an ontology only the label."""
+    data = tmp_path / "data"
+    data.mkdir()
+    records = [{"id": f"r{i}", "clips": [{"ytid": f"abcdefghij{i}", "start_s": 0.0, "end_s": 10.0}],
+                "turns": [{"user": "What is it?", "assistant": "A sound."}],
+                "meta": {"sound_events": [{"label": label, "start_s": 0.0, "end_s": 1.0}]}}
+               for i, label in enumerate(["Male speech, man speaking", "Dog", "Speech", "Guitar"])]
+    (data / "audioset_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    ontology = [{"id": "/m/s", "name": "Speech", "child_ids": ["/m/ms"]},
+                {"id": "/m/ms", "name": "Male speech, man speaking", "child_ids": []},
+                {"id": "/m/mi", "name": "Musical instrument", "child_ids": ["/m/pl"]},
+                {"id": "/m/pl", "name": "Plucked string instrument", "child_ids": ["/m/g"]},
+                {"id": "/m/g", "name": "Guitar", "child_ids": []},
+                {"id": "/m/d", "name": "Dog", "child_ids": []}]
+    (tmp_path / "ontology.json").write_text(json.dumps(ontology))
+    build_repo_folder(tmp_path / "with", data, ["audioset"], ontology=str(tmp_path / "ontology.json"))
+    text = (tmp_path / "with" / "README.md").read_text()
+    assert "| Speech | 50.00% | 32.72% |" in text and "| Musical instrument | 25.00% | 20.88% |" in text
+    assert "sub-classes in the AudioSet ontology" in text
+    build_repo_folder(tmp_path / "without", data, ["audioset"])
+    text = (tmp_path / "without" / "README.md").read_text()
+    assert "| Speech | 25.00% | 32.72% |" in text and "| Musical instrument | 0.00% | 20.88% |" in text

@@ -34,13 +34,13 @@ from ..fetch.cache import resolve_cache_dir
 from ..files import describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
-from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
+from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
 from .availability import Availability, clip_availability
 from .card import CardInputs, render_card
 from .layout import DATA_DIR, PLOTS_DIR, audio_column, clip_file_name
 from .plots import write_plots
 from .provenance import read_provenance
-from .stats import SplitStats, split_stats
+from .stats import SplitStats, ontology_members, split_stats
 
 #: Annotation-only shards: rows per shard and per row group (a row group is what streaming reads at once).
 ROWS_PER_SHARD = 200_000
@@ -247,7 +247,8 @@ def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], 
         metadata = open_source_metadata(metadata_sources(config, **metadata_options))
         folder = root / DATA_DIR / config
         folder.mkdir(parents=True, exist_ok=True)
-        named = list(CARDS[config].paper_class_shares)
+        ontology = [f for f in metadata_sources(config, **metadata_options).get("ontology", []) if not is_url(f)]
+        named = ontology_members(ontology[0] if ontology else None, CARDS[config].paper_class_shares)
         report.splits[config], report.stats[config] = {}, {}
         clips: dict[str, Clip] = {}
         for split, paths in split_paths.items():
