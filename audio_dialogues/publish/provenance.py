@@ -45,15 +45,30 @@ def _first(report: dict, *keys: str) -> Any:
     return None
 
 
+def _settings(report: dict) -> list[dict]:
+    """Where a field may be: ``settings.model_settings``, ``settings``, then the report itself."""
+    settings = report.get("settings") if isinstance(report.get("settings"), dict) else {}
+    model_settings = settings.get("model_settings") if isinstance(settings.get("model_settings"), dict) else {}
+    return [model_settings, settings, report]
+
+
+def _lookup(report: dict, *keys: str) -> Any:
+    for place in _settings(report):
+        value = _first(place, *keys)
+        if value is not None:
+            return value
+    return None
+
+
 def _model(report: dict) -> str | None:
-    model = _first(report, "model", "llm", "model_name")
+    model = _lookup(report, "model", "llm", "model_name")
     if isinstance(model, dict):
         model = _first(model, "name", "model", "id")
     return _text(model)
 
 
 def _prompt_hash(report: dict) -> str | None:
-    value = _first(report, "prompt_hash", "prompt_sha256", "prompts_sha256", "prompt_digest")
+    value = _lookup(report, "prompt_hashes", "prompt_hash", "prompt_sha256", "prompts_sha256", "prompt_digest")
     if isinstance(value, dict):  # one hash per config
         return ", ".join(f"{k}: {v}" for k, v in value.items() if _text(v))
     if value is None and isinstance(report.get("prompt"), dict):
@@ -61,9 +76,38 @@ def _prompt_hash(report: dict) -> str | None:
     return _text(value)
 
 
+#: ``generate``'s stages, in order, and what dropped the dialogues lost between one and the next.
+_STAGE_FILTERS = (("answered", "parsed", "answers that did not parse into turns"),
+                  ("parsed", "phrases", "low-confidence phrases"),
+                  ("phrases", "similarity", "similarity threshold"),
+                  ("similarity", "duplicates", "exact duplicates"))
+
+
+def _stage_filters(report: dict) -> list[tuple[str, str]]:
+    """Drop counts from ``splits.<config>_<split>.stages`` (dialogues left after each stage), summed."""
+    splits = report.get("splits")
+    if not isinstance(splits, dict):
+        return []
+    dropped: dict[str, int] = {}
+    for split in splits.values():
+        stages = split.get("stages") if isinstance(split, dict) else None
+        if not isinstance(stages, dict):
+            continue
+        for before, after, name in _STAGE_FILTERS:
+            if isinstance(stages.get(before), int) and isinstance(stages.get(after), int):
+                dropped[name] = dropped.get(name, 0) + stages[before] - stages[after]
+    threshold = _lookup(report, "similarity_threshold")
+    embedder = _lookup(report, "embedder")
+    label = {"similarity threshold": f"similarity threshold {threshold} ({embedder})"} if threshold is not None else {}
+    return [(label.get(name, name), str(n)) for name, n in dropped.items()]
+
+
 def _filters(report: dict) -> list[tuple[str, str]]:
-    """Filters as a mapping ``name -> count`` or ``name -> {dropped: n, ...}``, or a list of such objects."""
+    """Filters as a mapping ``name -> count`` or ``name -> {dropped: n, ...}``, a list of such objects, or
+    ``generate``'s per-split stage counts."""
     raw = _first(report, "filters", "filter_drops", "dropped")
+    if raw is None:
+        return _stage_filters(report)
     out: list[tuple[str, str]] = []
     if isinstance(raw, dict):
         items = list(raw.items())
@@ -82,6 +126,14 @@ def _filters(report: dict) -> list[tuple[str, str]]:
 def _counts(report: dict) -> dict[str, list[tuple[str, str]]]:
     configs = report.get("configs")
     out: dict[str, list[tuple[str, str]]] = {}
+    splits = report.get("splits")
+    if not isinstance(configs, dict) and isinstance(splits, dict):  # generate: items built and dialogues written
+        for name, split in sorted(splits.items()):
+            stages = split.get("stages") if isinstance(split, dict) else None
+            if isinstance(stages, dict) and stages.get("items") is not None:
+                out[str(name)] = [("items", _text(stages.get("items")) or "unknown"),
+                                  ("written", _text(stages.get("duplicates")) or "unknown")]
+        return out
     if not isinstance(configs, dict):
         return out
     for config, value in configs.items():
@@ -107,8 +159,8 @@ def read_provenance(data_dir: str | Path) -> Provenance | None:
         source=path.name,
         model=_model(report),
         prompt_hash=_prompt_hash(report),
-        seed=_text(_first(report, "seed", "random_seed")),
-        package_version=_text(_first(report, "package_version", "audio_dialogues_version", "version")),
+        seed=_text(_lookup(report, "seed", "random_seed")),
+        package_version=_text(_lookup(report, "package_version", "audio_dialogues_version", "version")),
         filters=_filters(report),
         counts=_counts(report),
     )
