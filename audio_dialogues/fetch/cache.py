@@ -38,6 +38,8 @@ from ..sources.clips import Clip
 CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
 FORMATS = ("flac", "wav")
 RECORD_SUFFIX = ".json"
+#: Records are ~400 bytes; one small read each (a 64 KiB buffer per read costs more than the read).
+_RECORD_READ = 4096
 WORK_DIRNAME = ".work"
 #: The free space a cache must still have: less, after a failed write, means the disk is full.
 PROBE_BYTES = 64 * 1024
@@ -94,7 +96,10 @@ def record_path(cache_dir: str | Path, clip: Clip) -> Path:
     return clip_dir(cache_dir, clip) / f"{clip.key}{RECORD_SUFFIX}"
 
 
-@dataclass(frozen=True)
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(slots=True)
 class ClipRecord:
     """What verification established about a cached clip; stored next to it as JSON."""
 
@@ -122,14 +127,21 @@ class ClipRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ClipRecord:
-        data = json.loads(text)
-        try:
+        # raw_decode: json.loads without its encoding sniffing and whitespace regexes (a third of a lookup).
+        data = _DECODER.raw_decode(text.decode("utf-8") if isinstance(text, bytes) else text)[0]
+        if type(data) is not dict:
+            raise ValueError(f"bad clip record: {data!r:.100}")
+        if data.keys() <= _RECORD_FIELDS:
             record = cls(**data)
-        except TypeError:  # written by another version: keep the fields this one knows
-            record = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-        if record.format not in FORMATS or record.file != os.path.basename(record.file):
+        else:  # written by another version: keep the fields this one knows
+            record = cls(**{k: data[k] for k in _RECORD_FIELDS if k in data})
+        file = record.file
+        if record.format not in FORMATS or type(file) is not str or "/" in file or file[:1] in (".", ""):
             raise ValueError(f"bad clip record: {data!r}")
         return record
+
+
+_RECORD_FIELDS = frozenset(ClipRecord.__dataclass_fields__)
 
 
 def lookup(cache_dir: str | Path, clip: Clip) -> tuple[ClipRecord, str] | None:
@@ -140,18 +152,23 @@ def lookup(cache_dir: str | Path, clip: Clip) -> tuple[ClipRecord, str] | None:
     """
     if clip.start_s is None:
         return None
-    folder = os.path.join(os.fspath(cache_dir), shard_of(clip.ytid))
+    folder = f"{os.fspath(cache_dir)}/{hashlib.sha1(clip.ytid.encode()).hexdigest()[:2]}/"
     try:
-        fd = os.open(os.path.join(folder, clip.key + RECORD_SUFFIX), os.O_RDONLY)  # 3x cheaper than open()
+        fd = os.open(f"{folder}{clip.key}{RECORD_SUFFIX}", os.O_RDONLY)  # 3x cheaper than open()
         try:
-            raw = os.read(fd, 1 << 16)
+            raw = os.read(fd, _RECORD_READ)
+            while len(raw) % _RECORD_READ == 0 and raw:  # a record larger than one read (a big ``extra``)
+                more = os.read(fd, _RECORD_READ)
+                if not more:
+                    break
+                raw += more
         finally:
             os.close(fd)
         record = ClipRecord.from_json(raw)
-        path = os.path.join(folder, record.file)
+        path = folder + record.file
         if os.stat(path).st_size != record.size:
             return None
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, RecursionError):
         return None
     return record, path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,15 @@ class ClipOutcome:
     reason: str = ""
     message: str = ""
     attempts: int = 0
-    #: The audio file: the user's own copy (``reason == "local"``) or the cached clip.
-    path: Path | None = None
+    #: Where the audio is: the user's own copy (``reason == "local"``) or the cached clip. Kept as given
+    #: (often a plain string): a cached re-run makes one outcome per clip, 50,000 at a time.
+    location: str | os.PathLike | None = None
     short_by_s: float = 0.0
+
+    @property
+    def path(self) -> Path | None:
+        """The audio file, if the clip has one."""
+        return None if self.location is None else Path(self.location)
 
     def describe_failure(self) -> str:
         """Why the clip has no audio after this run, in a few words ("" if it has)."""

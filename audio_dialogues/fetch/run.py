@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..files import TMP_PREFIX
+from ..sources.annotations import gc_paused
 from ..sources.clips import Clip
 from . import cache as clip_cache
 from . import journal, locking, network
@@ -111,9 +112,9 @@ class _Run:
             path = clip_cache.clip_dir(self.cache_dir, clip) / record.file
             if not o.reverify:
                 # Another process fetched it while we waited for its lock: reuse the result.
-                return ClipOutcome(clip, SKIPPED, "fetched_by_other_process", path=path)
+                return ClipOutcome(clip, SKIPPED, "fetched_by_other_process", location=path)
             if self._still_valid(clip, record):
-                return ClipOutcome(clip, SKIPPED, "cached", path=path, short_by_s=record.short_by_s)
+                return ClipOutcome(clip, SKIPPED, "cached", location=path, short_by_s=record.short_by_s)
             clip_cache.record_path(self.cache_dir, clip).unlink(missing_ok=True)
             path.unlink(missing_ok=True)
         with self._gone_lock:
@@ -313,45 +314,48 @@ def fetch_clips(
         raise FetchError(f"cookies file {options.cookies} does not exist")
     local = _LocalAudio(audio_dirs, cache_dir) if audio_dirs else None
 
-    unique: dict[str, Clip] = {}
-    for clip in clips:
-        unique.setdefault(clip.key, clip)
-    mine = list(select_shard(unique.values(), options.num_shards, options.shard_index))
-    report = FetchReport(cache_dir=cache_dir, ffmpeg=ffmpeg, other_shards=len(unique) - len(mine))
+    # Tens of thousands of outcomes, none in a cycle: a collection pass would rescan them all, repeatedly.
+    with gc_paused():
+        unique: dict[str, Clip] = {}
+        for clip in clips:
+            unique.setdefault(clip.key, clip)
+        mine = list(select_shard(unique.values(), options.num_shards, options.shard_index))
+        report = FetchReport(cache_dir=cache_dir, ffmpeg=ffmpeg, other_shards=len(unique) - len(mine))
 
-    cache_str = str(cache_dir)
-    lookup, satisfied_by, outcomes = clip_cache.lookup, options.satisfied_by, report.outcomes
-    state: journal.JournalState | None = None  # read only once a clip is not cached
-    todo: dict[str, list[Clip]] = {}
-    for clip in mine:
-        if local is not None:
-            path = local.find(clip)
-            if path is not None:
-                outcomes.append(ClipOutcome(clip, SKIPPED, "local", path=path))
+        cache_str = str(cache_dir)
+        lookup, satisfied_by, outcomes = clip_cache.lookup, options.satisfied_by, report.outcomes
+        state: journal.JournalState | None = None  # read only once a clip is not cached
+        todo: dict[str, list[Clip]] = {}
+        for clip in mine:
+            if local is not None:
+                path = local.find(clip)
+                if path is not None:
+                    outcomes.append(ClipOutcome(clip, SKIPPED, "local", location=path))
+                    continue
+            if clip.start_s is None:
+                outcomes.append(ClipOutcome(
+                    clip, PERMANENT, "unknown_times",
+                    "the clip's time window is unknown: give the source metadata (AudioSet strong labels, "
+                    "MusicCaps CSV)"))
                 continue
-        if clip.start_s is None:
-            outcomes.append(ClipOutcome(
-                clip, PERMANENT, "unknown_times",
-                "the clip's time window is unknown: give the source metadata (AudioSet strong labels, MusicCaps CSV)"))
-            continue
-        if not options.reverify:
-            found = lookup(cache_str, clip)
-            if found is not None and satisfied_by(found[0]):
-                outcomes.append(ClipOutcome(clip, SKIPPED, "cached", path=Path(found[1]),
-                                            short_by_s=found[0].short_by_s))
-                continue
-        if not options.retry_failed:
-            if state is None:
-                state = journal.load(cache_dir)
-                report.journal_stats = state.stats
-            clip_state = state.get(clip)
-            known = clip_state.latest if clip_state is not None and clip_state.status == PERMANENT else None
-            known = known or state.video_failure(clip.ytid)
-            if known is not None:
-                outcomes.append(ClipOutcome(clip, PERMANENT, known.reason, known.message,
-                                            attempts=clip_state.attempts if clip_state else 0))
-                continue
-        todo.setdefault(clip.ytid, []).append(clip)
+            if not options.reverify:
+                found = lookup(cache_str, clip)
+                if found is not None and satisfied_by(found[0]):
+                    outcomes.append(ClipOutcome(clip, SKIPPED, "cached", location=found[1],
+                                                short_by_s=found[0].short_by_s))
+                    continue
+            if not options.retry_failed:
+                if state is None:
+                    state = journal.load(cache_dir)
+                    report.journal_stats = state.stats
+                clip_state = state.get(clip)
+                known = clip_state.latest if clip_state is not None and clip_state.status == PERMANENT else None
+                known = known or state.video_failure(clip.ytid)
+                if known is not None:
+                    outcomes.append(ClipOutcome(clip, PERMANENT, known.reason, known.message,
+                                                attempts=clip_state.attempts if clip_state else 0))
+                    continue
+            todo.setdefault(clip.ytid, []).append(clip)
 
     locking.sweep(clip_cache.work_dir(cache_dir))
     run = _Run(cache_dir, options, ffmpeg)

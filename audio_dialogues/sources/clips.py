@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Exactly 11 ASCII characters; use with ``fullmatch`` (``$`` would also accept a trailing newline).
 YTID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
@@ -58,6 +58,9 @@ class Clip:
     ytid: str
     start_s: float | None = None
     end_s: float | None = None
+    #: A stable, filename-safe key: ``<ytid>_<start ms>_<end ms>`` (or the bare ytid when untimed). Computed
+    #: once: it names the clip in every cache lookup, journal line and report.
+    key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_ytid(self.ytid)
@@ -72,6 +75,8 @@ class Clip:
                             f"a clip is at least {MIN_CLIP_S} s")
         object.__setattr__(self, "start_s", start)
         object.__setattr__(self, "end_s", end)
+        key = self.ytid if start is None or end is None else f"{self.ytid}_{round(start * 1000)}_{round(end * 1000)}"
+        object.__setattr__(self, "key", key)
 
     @property
     def has_times(self) -> bool:
@@ -80,13 +85,6 @@ class Clip:
     @property
     def duration_s(self) -> float | None:
         return None if self.start_s is None or self.end_s is None else self.end_s - self.start_s
-
-    @property
-    def key(self) -> str:
-        """A stable, filename-safe key: ``<ytid>_<start ms>_<end ms>`` (or the bare ytid when untimed)."""
-        if self.start_s is None or self.end_s is None:
-            return self.ytid
-        return f"{self.ytid}_{round(self.start_s * 1000)}_{round(self.end_s * 1000)}"
 
     def to_dict(self) -> dict:
         return {"ytid": self.ytid, "start_s": self.start_s, "end_s": self.end_s}
