@@ -203,3 +203,22 @@ def test_paper_classes_count_their_ontology_sub_classes(tmp_path: Path) -> None:
     build_repo_folder(tmp_path / "without", data, ["audioset"])
     text = (tmp_path / "without" / "README.md").read_text()
     assert "| Speech | 25.00% | 32.72% |" in text and "| Musical instrument | 0.00% | 20.88% |" in text
+
+
+def test_clip_availability_names_the_fetch_journals_reasons(tmp_path: Path) -> None:
+    """A clip the journal records as permanently unavailable is counted under that status and reason."""
+    from audio_dialogues.fetch import journal
+
+    resolver = AudioResolver([SAMPLE["audio_dir"]])
+    clips = {c.key: c for split in ("train", "test") for r in _records("music", split) for c in r.clips}
+    missing = [c for c in clips.values() if resolver.resolve(c) is None]
+    assert missing
+    cache = tmp_path / "cache"
+    journal.host_journal(cache).append(journal.JournalEntry.for_clip(missing[0], journal.PERMANENT,
+                                                                     reason="video_unavailable"))
+    build_repo_folder(tmp_path / "out", SAMPLE["data_dir"], ["music"], audio_cache_dir=str(cache), **{
+        k: v for k, v in _options().items() if k != "audio_dir"})
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert f"0 of {len(clips)}\ndistinct clips had audio" in text and "1 fetch journal(s) read" in text
+    assert "| permanent | video_unavailable | 1 |" in text
+    assert f"| pending | - | {len(clips) - 1} |" in text

@@ -35,6 +35,7 @@ from ..files import describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
+from ..sources.records import audio_folders
 from .availability import Availability, clip_availability
 from .card import CardInputs, render_card
 from .layout import DATA_DIR, PLOTS_DIR, audio_column, clip_file_name
@@ -240,10 +241,12 @@ def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], 
            metadata_options: dict, repo_id: str | None) -> FolderReport:
     _prepare_output(root)
     audio_dirs = [audio_dir] if isinstance(audio_dir, (str, Path)) else list(audio_dir or [])
-    resolver = AudioResolver(audio_dirs, resolve_cache_dir(audio_cache_dir))
+    cache_dir = resolve_cache_dir(audio_cache_dir)
     report = FolderReport(root=root, embed_audio=embed_audio)
     plots: dict[str, dict[str, str]] = {}
     for config, split_paths in files.items():
+        # the builder's folders: the user's, then those of the authors' release files (audio lies beside them)
+        resolver = AudioResolver(audio_folders(config, data_dir, audio_dirs), cache_dir)
         metadata = open_source_metadata(metadata_sources(config, **metadata_options))
         folder = root / DATA_DIR / config
         folder.mkdir(parents=True, exist_ok=True)
