@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, Split
         r = report[split]
         dropped = "; ".join(f"{n} {why}" for why, n in r.dropped.items()) or "none"
         turns = [len(t) for t in ds["turns"]]
-        spread = f"{statistics.mean(turns):.2f} (min {min(turns)}, max {max(turns)})" if turns else "-"
+        spread = f"{sum(turns) / len(turns):.2f} (min {min(turns)}, max {max(turns)})" if turns else "-"
         lines.append(f"{split:>5}: {ds.num_rows} dialogues of {r.records} records; dropped: {dropped}; "
                      f"turns per dialogue {spread}")
         if r.unlisted:
