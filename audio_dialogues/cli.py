@@ -267,8 +267,29 @@ def _sample_rate(text: str) -> int | None:
 
 
 def _config_clips(args: argparse.Namespace) -> list:
-    """The distinct clips of ``args.config`` over the chosen split(s) (``all``: every split with annotations)."""
-    return records.distinct_clips(read_records(args, args.config))
+    """The distinct clips of ``args.config`` over the chosen split(s) (``all``: every split with annotations).
+
+    Remembered in the clip cache while the annotation and metadata files stay as they are (a re-run of
+    50,000 cached clips would otherwise spend most of its time validating annotations it read before).
+    """
+    from .fetch.cache import resolve_cache_dir
+    from .fetch.clip_lists import config_clips
+    from .sources.annotations import split_files
+    from .sources.metadata import is_url, metadata_sources
+
+    def read() -> list:
+        return records.distinct_clips(read_records(args, args.config))
+
+    metadata = [f for files in metadata_sources(args.config, **source_kwargs(args)).values() for f in files]
+    if args.download_metadata or any(is_url(str(f)) for f in metadata):
+        return read()
+    try:
+        files = split_files(args.config, data_dir=args.data_dir)
+    except AnnotationError:
+        return read()  # which says what is wrong with the annotation folder
+    splits = list(files) if args.split == "all" else [args.split]
+    inputs = [*(p for split in splits for p in files.get(split, [])), *metadata]
+    return config_clips(resolve_cache_dir(args.audio_cache_dir), args.config, splits, inputs, read)
 
 
 def _run_fetch(args: argparse.Namespace) -> int:

@@ -331,3 +331,41 @@ def test_fetch_and_status_find_the_users_audio_as_prepare_does(server, tmp_path)
         [sys.executable, "-m", "audio_dialogues.cli", "status", "audioset", "--data-dir", str(data),
          "--audio-cache-dir", str(cache)], capture_output=True, text=True, env=env())
     assert "ok         3" in status.stdout and "pending    1" in status.stdout, status.stdout
+
+
+# --- the cached re-run's fast path: the clip list of unchanged annotations ----------------------
+
+
+def test_a_rerun_reuses_the_clip_list_until_an_input_changes(server, tmp_path, monkeypatch, capsys):
+    """Reading and validating annotations is most of a cached re-run; their clip list is kept per input state."""
+    from audio_dialogues import cli
+    from audio_dialogues.sources import records
+
+    clips = make_clips(server, "index", 3)
+    data = write_annotations(tmp_path / "data", clips)
+    cache = tmp_path / "cache"
+    args = ["fetch", "audioset", "--data-dir", str(data), "--audio-cache-dir", str(cache), "--url-template",
+            server.url_template("m4a"), "--no-progress"]
+    reads = []
+    real = records.read_records
+    monkeypatch.setattr(records, "read_records", lambda *a, **k: reads.append(1) or real(*a, **k))
+    assert cli.main(args) == 0 and len(reads) == 1
+    assert cli.main(args) == 0 and len(reads) == 1  # unchanged files: the stored list
+    assert "3 already cached" in capsys.readouterr().out
+    # An edit (even keeping the size) is read and validated again; a bad record is still an error.
+    path = data / "audioset_test.jsonl"
+    text = path.read_text()
+    path.write_text(text.replace('"start_s": 2.0', '"start_s": 3.0', 1))
+    assert cli.main(args) == 0 and len(reads) == 2
+    assert "1 fetched, 2 already cached" in capsys.readouterr().out
+    path.write_text(text.replace('"start_s": 2.0', '"start_s": "2"', 1))
+    with pytest.raises(SystemExit) as usage:
+        cli.main(args)
+    assert usage.value.code == 2 and "start_s" in capsys.readouterr().err and len(reads) == 3
+    # A damaged stored list is ignored and replaced, never trusted.
+    path.write_text(text)
+    assert cli.main(args) == 0 and len(reads) == 4
+    (stored,) = (cache / "index").glob("clips-audioset-*.json")
+    stored.write_text('[["abcdefghijk\\n", 0, 10]]')
+    assert cli.main(args) == 0 and len(reads) == 5
+    assert "3 already cached" in capsys.readouterr().out

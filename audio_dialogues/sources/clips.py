@@ -41,6 +41,8 @@ def check_ytid(ytid: object) -> str:
 def _check_time(name: str, value: object) -> float | None:
     if value is None:
         return None
+    if (type(value) is float or type(value) is int) and 0 <= value <= MAX_TIME_S:  # the common case, fast
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ClipError(f"{name} must be a number of seconds, got {value!r}")
     value = float(value)

@@ -1,0 +1,67 @@
+"""The clips a config's annotations name, remembered in the clip cache until an input file changes.
+
+``fetch`` and ``status`` need only the distinct clips of a config, yet reading and validating 50,000
+records (turns, events, metadata joins) costs seconds: most of a re-run whose clips are all cached.
+After one full read, the clip list is stored under ``<cache>/index/`` keyed on the state of every
+input file (path, size, modification and change times, inode) and on this package's version, so an
+edited, replaced or touched annotation or metadata file is read and validated again in full. Only
+local inputs qualify: with metadata from URLs the files are always read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..files import OutputError, atomic_write
+from ..sources.clips import Clip, ClipError
+
+INDEX_DIRNAME = "index"
+_FORMAT = 1
+
+
+def _state_key(config: str, splits: Iterable[str], inputs: Iterable[str | os.PathLike]) -> str | None:
+    """A digest of the inputs' identities and states; ``None`` if one is missing (let the full read say so)."""
+    from .. import __version__
+
+    digest = hashlib.blake2b(f"{_FORMAT}\0{__version__}\0{config}\0{','.join(splits)}".encode(), digest_size=16)
+    for path in inputs:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        digest.update(f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
+                      f"{st.st_ino}".encode())
+    return digest.hexdigest()
+
+
+def config_clips(cache_dir: str | os.PathLike, config: str, splits: Iterable[str],
+                 inputs: Iterable[str | os.PathLike], read: Callable[[], list[Clip]]) -> list[Clip]:
+    """``read()``, or the list it returned before for these very input files.
+
+    A stored list that cannot be read or does not hold valid clips is ignored (and replaced); one that
+    cannot be written is simply not stored.
+    """
+    splits, inputs = list(splits), list(inputs)
+    key = _state_key(config, splits, inputs)
+    path = Path(cache_dir) / INDEX_DIRNAME / f"clips-{config}-{key}.json"
+    if key is not None:
+        try:
+            with open(path, "rb") as f:
+                return [Clip(ytid, start, end) for ytid, start, end in json.load(f)]
+        except (OSError, ValueError, TypeError, RecursionError, ClipError):
+            pass
+    clips = read()
+    if key is not None:
+        try:
+            with atomic_write(path) as f:
+                json.dump([[c.ytid, c.start_s, c.end_s] for c in clips], f, separators=(",", ":"))
+        except OutputError:
+            return clips  # a read-only cache: the next run reads the annotations again
+        for old in path.parent.glob(f"clips-{config}-*.json"):  # lists of earlier states of the inputs
+            if old != path:
+                old.unlink(missing_ok=True)
+    return clips
