@@ -420,6 +420,15 @@ CASES = [
     Case("CLI: meta event time of the wrong type", {"audioset_train.jsonl": [with_meta(event(start_s=[1]))]},
          cli("prepare", "audioset", "--data-dir", "{d}"), "audioset_train.jsonl:1",
          ("meta.sound_events[0].start_s must be a number",)),
+    # -- clip ids and windows, and the clip cache
+    Case("ytid with a zero-width space",
+         {"audioset_train.jsonl": [record(clips=[{**CLIP, "ytid": "abc_DEF-12\u200b"}])]}, read("audioset"),
+         "audioset_train.jsonl:1", ("U+200B",)),
+    Case("a window too short to be a clip", {"audioset_train.jsonl": [record(clips=[{**CLIP, "end_s": 30.2}])]},
+         read("audioset"), "audioset_train.jsonl:1", ("a clip is at least 0.5 s",)),
+    Case("CLI: clip cache that is a file", {"audioset_test.jsonl": [RECORD], "cache": "not a folder"},
+         cli("fetch", "audioset", "--data-dir", "{d}", "--audio-cache-dir", "{d}/cache", "--url-template",
+             "http://127.0.0.1:9/{{ytid}}.m4a", "--no-progress"), "cache", ("a file stands where a folder should be",)),
 ]
 
 
