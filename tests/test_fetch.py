@@ -566,3 +566,19 @@ def test_clips_the_user_has_are_not_downloaded(media, tmp_path):
     assert media.requests["userHas0001.m4a"] == media.requests["userHas0002.m4a"] == 0
     assert "2 in your audio folders" in report.summary()
     assert clip_cache.cached_clip(cache, have) is None  # nothing copied into the cache
+
+
+def test_a_proxy_from_the_environment_is_where_the_reachability_check_connects(media, tmp_path, monkeypatch):
+    """Behind a proxy set in the environment (honoured by yt-dlp and ffmpeg), the video host itself may not
+    resolve: the offline check must connect to the proxy, not declare the network unreachable."""
+    from audio_dialogues.fetch import network
+
+    serve(media, "envproxy001", "m4a")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{media.port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    opts = FetchOptions(url_template="http://media.invalid/media/{ytid}.m4a", workers=1, max_attempts=1)
+    assert network.endpoint(opts) == ("127.0.0.1", media.port) and network.unreachable(opts) is None
+    report = fetch_clips([Clip("envproxy001", 1.0, 3.0)], cache_dir=tmp_path, options=opts, progress=False)
+    assert report.ok == 1, report.summary()
+    assert media.proxied["envproxy001.m4a"] >= 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from .options import FetchOptions
 
@@ -19,9 +20,20 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "socks": 1080, "socks4": 1080, "sock
 CONNECT_TIMEOUT_S = 15.0
 
 
+def _proxy(options: FetchOptions) -> str | None:
+    """The proxy downloads go through: ``options.proxy``, else the environment's (``https_proxy`` ...),
+    which yt-dlp and ffmpeg both honour."""
+    if options.proxy:
+        return options.proxy
+    target = urlsplit(options.url("x" * 11))
+    env = getproxies()
+    proxy = env.get(target.scheme.lower()) or env.get("all")
+    return proxy if proxy and not proxy_bypass(target.hostname or "") else None
+
+
 def endpoint(options: FetchOptions) -> tuple[str, int] | None:
-    """The host and port every download connects to first: the proxy if one is set, else the video host."""
-    url = options.proxy or options.url("x" * 11)
+    """The host and port every download connects to first: the proxy if there is one, else the video host."""
+    url = _proxy(options) or options.url("x" * 11)
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if not parts.hostname:
         return None
@@ -38,7 +50,7 @@ def unreachable(options: FetchOptions, timeout_s: float = CONNECT_TIMEOUT_S) -> 
     if target is None:
         return None  # not a network URL (e.g. file://): nothing to check
     host, port = target
-    via = " (the proxy)" if options.proxy else ""
+    via = " (the proxy)" if _proxy(options) else ""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as err:
