@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocoevalcap.bleu import bleu_scorer
 from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider import cider_scorer
 from pycocoevalcap.rouge.rouge import Rouge
@@ -304,7 +305,7 @@ class ItemScores:
     ``Bleu(4)`` computes on the group alone. ROUGE-L is per item by definition. CIDEr's idf depends on
     the corpus, so it is computed for each corpus (the whole, or a config of it) from the kept n-gram
     counts: the references' are BLEU's (for one reference its clipping counts are its counts, in the
-    same order), the predictions' are counted once here.
+    same order), and the predictions' are counted once for both scorers.
     """
 
     references: list[str]
@@ -347,10 +348,26 @@ def score_items(references: Sequence[str], predictions: Sequence[str], tokenizer
                               "remove these references")
     preds = tokenize(predictions, tokenizer)
     bleu = BleuScorer(n=4)
-    for ref, pred in zip(refs, preds, strict=True):  # what Bleu(4).compute_score does, kept per item
-        bleu += (pred, [ref])
+    prediction_counts = []
+    for ref, pred in zip(refs, preds, strict=True):
+        cooked_ref = bleu_scorer.cook_refs([ref])
+        testlen, counts = bleu_scorer.precook(pred, 4, True)
+        bleu.crefs.append(cooked_ref)
+        bleu.ctest.append(_cook_test(testlen, counts, cooked_ref))
+        prediction_counts.append(counts)  # CIDEr's cook_test is the same precook: counted once for both
     _, rouge = Rouge().compute_score(_coco(refs), _coco(preds))
-    return ItemScores(refs, preds, bleu, np.asarray(rouge), [cider_scorer.cook_test(p) for p in preds])
+    return ItemScores(refs, preds, bleu, np.asarray(rouge), prediction_counts)
+
+
+def _cook_test(testlen: int, counts: dict, cooked_ref: tuple) -> dict:
+    """``bleu_scorer.cook_test(pred, cooked_ref)`` (as ``BleuScorer += (pred, [ref])`` calls it) from the
+    prediction's n-gram counts, which CIDEr needs too; the equality tests against ``Bleu(4)`` guard it."""
+    reflen, refmaxcounts = cooked_ref
+    correct = [0] * 4
+    for ngram, count in counts.items():
+        correct[len(ngram) - 1] += min(refmaxcounts.get(ngram, 0), count)
+    return {"reflen": reflen, "testlen": testlen, "guess": [max(0, testlen - k + 1) for k in range(1, 5)],
+            "correct": correct}
 
 
 def _cider(items: ItemScores, idx: Sequence[int] | None = None) -> np.ndarray:
