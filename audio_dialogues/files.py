@@ -30,18 +30,26 @@ class OutputError(OSError):
     """An output file cannot be written (bad path, no permission, full disk); the message says which."""
 
 
+#: Errors of reading or writing that are the place's fault, not the data's, in words a user acts on.
+FAULTS = {
+    errno.ENOSPC: "the disk is full (no space left on device)",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "a file size limit was hit (ulimit -f)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied (not writable or not readable by you)",
+    errno.EPERM: "permission denied (operation not permitted)",
+    errno.ENOTDIR: "a file stands where a folder should be",
+    errno.EISDIR: "this path is a folder, not a file",
+    errno.EIO: "an I/O error (failing disk?)",
+}
+
+
 def describe_os_error(path: str | os.PathLike, err: OSError) -> str:
-    """``path: what went wrong`` in words a user acts on (a full disk is named as such)."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        what = "the disk is full (no space left on the device)"
-    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        what = "permission denied (read-only or not yours)"
-    elif err.errno == errno.ENOTDIR or (err.errno == errno.EEXIST and err.filename != os.fspath(path)):
-        what = "a parent of this path is a file, not a folder"
-    elif err.errno == errno.EISDIR:
-        what = "this path is a folder, not a file"
+    """``path: what went wrong``, with the causes a user can fix (a full disk, a read-only one) named as such."""
+    if err.errno == errno.EEXIST and err.filename != os.fspath(path):
+        what = FAULTS[errno.ENOTDIR]  # making a parent folder where a file stands
     else:
-        what = err.strerror or str(err)
+        what = FAULTS.get(err.errno or 0) or err.strerror or str(err)
     return f"{path}: {what}"
 
 

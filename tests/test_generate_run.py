@@ -19,7 +19,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-import audio_dialogues  # noqa: F401 - registers the "audio_dialogues" name with load_dataset
+import audio_dialogues
 from audio_dialogues.cli import main
 from audio_dialogues.generate import GenerateOptions, generate
 from audio_dialogues.generate.journal import JOURNAL_NAME, OutputLock
@@ -83,6 +83,7 @@ def test_outputs_load_through_the_builder_with_provenance(tmp_path: Path, server
         assert split["turns_histogram"] == ({"1": n} if name.startswith("comparison") else {"4": n})
         assert split["usage"]["prompt_tokens"] > 0
     assert data["splits"]["audioset_train"]["paper"] == 76_642
+    assert data["package_version"] == audio_dialogues.__version__  # the published card's provenance names it
     assert data["usage"]["prompt_tokens"] == report.this_run.prompt_tokens
     expected_cost = (data["usage"]["prompt_tokens"] * 1.0 + data["usage"]["completion_tokens"] * 2.0) / 1e6
     assert data["cost_usd"] == pytest.approx(expected_cost, abs=1e-6)

@@ -176,7 +176,7 @@ def test_output_dir_refuses_a_folder_it_did_not_write(tmp_path: Path, capsys: py
                      "--musiccaps-csv", SAMPLE["musiccaps_csv"], "--output-dir", str(tmp_path)]) == 1
     assert "notes.txt" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    with pytest.raises(PublishError, match="a parent of this path is a file"):
+    with pytest.raises(PublishError, match="a file stands where a folder should be"):
         build_repo_folder(tmp_path / "notes.txt" / "out", SAMPLE["data_dir"], ["music"])
 
 

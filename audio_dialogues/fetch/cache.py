@@ -32,7 +32,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..files import OutputError, atomic_write
+from ..files import FAULTS, OutputError, atomic_write
 from ..sources.clips import Clip
 
 CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
@@ -43,19 +43,6 @@ _RECORD_READ = 4096
 WORK_DIRNAME = ".work"
 #: The free space a cache must still have: less, after a failed write, means the disk is full.
 PROBE_BYTES = 64 * 1024
-
-#: Errors of writing into the cache that are the cache's, not a clip's, named for a user.
-_FAULTS = {
-    errno.ENOSPC: "the disk is full (no space left on device)",
-    errno.EDQUOT: "the disk quota is exhausted",
-    errno.EFBIG: "a file size limit was hit (ulimit -f)",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied (not writable)",
-    errno.EPERM: "permission denied (operation not permitted)",
-    errno.ENOTDIR: "a file stands where a folder should be",
-    errno.EEXIST: "a file stands where a folder should be",
-    errno.EIO: "an I/O error (failing disk?)",
-}
 
 
 def default_cache_dir() -> Path:
@@ -209,7 +196,7 @@ def cache_fault(cache_dir: str | Path, err: OSError) -> str | None:
     """What is wrong with the cache if ``err`` says it cannot be written, else ``None`` (another error)."""
     if isinstance(err, OutputError):  # a record or journal write; its message names the path and the cause
         return f"the clip cache {cache_dir} cannot be written: {err}"
-    what = _FAULTS.get(err.errno or 0)
+    what = FAULTS.get(err.errno or 0) if err.errno != errno.EEXIST else FAULTS[errno.ENOTDIR]
     if what is None:
         return None
     where = err.filename or cache_dir

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from .items import PAPER_SIZES
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ class GenerationReport:
     def to_dict(self) -> dict[str, Any]:
         total = self.total_usage()
         return {
+            "package_version": __version__,
             "complete": self.complete,
             "interrupted": self.interrupted,
             "pending_requests": self.pending,
