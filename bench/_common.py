@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import string
 import sys
 import time
@@ -181,3 +182,22 @@ class Verdicts:
     @property
     def exit_code(self) -> int:
         return 0 if all(ok for *_, ok in self.lines) else 1
+
+
+def status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this interpreter, and of any child it waited for.
+
+    ``VmHWM`` rather than ``getrusage(RUSAGE_SELF)``: Linux carries ``ru_maxrss`` across ``fork`` + ``execve``,
+    so a child would report the *parent's* RSS at fork time when that is larger (here: the parent holding
+    all generated records). ``VmHWM`` belongs to the address space made by ``execve``.
+    """
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return max(status_bytes("VmHWM"), children)

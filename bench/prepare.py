@@ -5,7 +5,7 @@ length; strong-label events in ``meta``) and one ``Y<ytid>.wav`` per clip (hard 
 prepare reads each file's header, never decodes), then runs ``audio_dialogues.dataset.api.prepare`` in a fresh
 interpreter with its own empty cache, ``--repeat`` times per size (the fastest repeat counts, the
 highest peak RSS counts). Each child reports its own times and its peak RSS (``VmHWM``, see
-:func:`_peak_rss_bytes` for why not ``ru_maxrss``); the parent also times the whole child, imports
+:func:`_common.peak_rss_bytes` for why not ``ru_maxrss``); the parent also times the whole child, imports
 included, since that is what a user waits for.
 
 Targets: the largest size (160k) in <= 60 s of wall time on 2 cores, peak RSS <= 1.5 GB, time linear in
@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -46,7 +45,9 @@ from _common import (  # noqa: E402
     canonical_record,
     isolate_caches,
     measure_contention,
+    peak_rss_bytes,
     random_ytids,
+    status_bytes,
     table,
 )
 
@@ -65,25 +66,6 @@ RESULT_PREFIX = "BENCH_RESULT "
 # ---------------------------------------------------------------------------------------------- child side
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _peak_rss_bytes() -> int:
-    """Peak RSS of this interpreter, and of any child it waited for.
-
-    ``VmHWM`` rather than ``getrusage(RUSAGE_SELF)``: Linux carries ``ru_maxrss`` across ``fork`` + ``execve``,
-    so a child would report the *parent's* RSS at fork time when that is larger (here: the parent holding
-    all generated records). ``VmHWM`` belongs to the address space made by ``execve``.
-    """
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return max(_status_bytes("VmHWM"), children)
-
-
 def _arrow_files(cache_dir: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in cache_dir.rglob("*.arrow")} if cache_dir.is_dir() else {}
 
@@ -99,7 +81,7 @@ def child(spec: dict) -> dict:
                 n += sum(1 for line in f if json.loads(line))
         names = {e.name for e in os.scandir(spec["audio_dir"])}
         return {"run_s": time.perf_counter() - t0, "records": n, "files": len(names), "import_s": 0.0,
-                "rss_after_import": _status_bytes("VmRSS"), "peak_rss": _peak_rss_bytes()}
+                "rss_after_import": status_bytes("VmRSS"), "peak_rss": peak_rss_bytes()}
     if task == "cached_floor":
         import datasets
 
@@ -107,7 +89,7 @@ def child(spec: dict) -> dict:
         t0 = time.perf_counter()
         n = sum(len(datasets.Dataset.from_file(str(p))) for p in arrow)
         return {"run_s": time.perf_counter() - t0, "records": n, "import_s": 0.0,
-                "rss_after_import": _status_bytes("VmRSS"), "peak_rss": _peak_rss_bytes()}
+                "rss_after_import": status_bytes("VmRSS"), "peak_rss": peak_rss_bytes()}
     if task == "first_floor":
         t0 = time.perf_counter()
         with open(Path(spec["data_dir"]) / "audioset_train.jsonl", encoding="utf-8") as f:
@@ -116,7 +98,7 @@ def child(spec: dict) -> dict:
             header = f.read(64)
         first = time.perf_counter() - t0
         return {"run_s": first, "first_s": first, "records": int(header[:4] == b"RIFF"), "import_s": 0.0,
-                "rss_after_import": _status_bytes("VmRSS"), "peak_rss": _peak_rss_bytes()}
+                "rss_after_import": status_bytes("VmRSS"), "peak_rss": peak_rss_bytes()}
     if task == "stream":  # a training script has imported its libraries before it starts a stream
         import importlib.util
 
@@ -130,7 +112,7 @@ def child(spec: dict) -> dict:
     from audio_dialogues.dataset.builder import builder_hash
 
     import_s = time.perf_counter() - t0
-    rss_after_import = _status_bytes("VmRSS")
+    rss_after_import = status_bytes("VmRSS")
     kwargs = {"data_dir": spec["data_dir"], "audio_dir": spec["audio_dir"], "cache_dir": spec["cache_dir"],
               "audio_cache_dir": spec["audio_cache_dir"]}
     out: dict = {"import_s": import_s, "rss_after_import": rss_after_import, "code": builder_hash()}
@@ -163,7 +145,7 @@ def child(spec: dict) -> dict:
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(30)
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(20)
-    out["peak_rss"] = _peak_rss_bytes()
+    out["peak_rss"] = peak_rss_bytes()
     return out
 
 

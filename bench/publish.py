@@ -29,7 +29,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Verdicts, canonical_record, dialogue_turns, measure_contention, random_ytids, table  # noqa: E402
+from _common import (  # noqa: E402
+    Verdicts,
+    canonical_record,
+    dialogue_turns,
+    measure_contention,
+    random_ytids,
+    status_bytes,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_PUSH_S = 60.0
@@ -40,14 +48,6 @@ TOKEN = "hf_test_token_audio_dialogues"  # what tests/hub_server.py accepts
 
 
 # ---------------------------------------------------------------------------------------------- child side
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def child(spec: dict) -> dict:
@@ -62,7 +62,7 @@ def child(spec: dict) -> dict:
             with open(Path(spec["data_dir"]) / name, encoding="utf-8") as f:
                 rows.extend(json.loads(line) for line in f)
         pq.write_table(pa.Table.from_pylist(rows), Path(spec["out"]) / "floor.parquet")
-        return {"wall_s": time.perf_counter() - t0, "records": len(rows), "peak_rss": _status_bytes("VmHWM")}
+        return {"wall_s": time.perf_counter() - t0, "records": len(rows), "peak_rss": status_bytes("VmHWM")}
     from audio_dialogues.publish import push
     from audio_dialogues.publish.repo_folder import build_repo_folder  # noqa: F401 - what a push imports
 
@@ -70,11 +70,11 @@ def child(spec: dict) -> dict:
         import huggingface_hub  # noqa: F401
         import matplotlib.pyplot  # noqa: F401
 
-        return {"wall_s": time.perf_counter() - t0, "peak_rss": _status_bytes("VmHWM")}
+        return {"wall_s": time.perf_counter() - t0, "peak_rss": status_bytes("VmHWM")}
     result = push(spec["repo"], spec["data_dir"], [spec["config"]], embed_audio=spec["embed"],
                   audio_dir=spec.get("audio_dir"))
     rows = sum(o.rows for splits in result.report.splits.values() for o in splits.values())
-    return {"wall_s": time.perf_counter() - t0, "peak_rss": _status_bytes("VmHWM"), "rows": rows,
+    return {"wall_s": time.perf_counter() - t0, "peak_rss": status_bytes("VmHWM"), "rows": rows,
             "changed": result.changed, "commit": result.commit,
             "missing_audio": sum(o.missing_audio for s in result.report.splits.values() for o in s.values())}
 

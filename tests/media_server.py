@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from audio_dialogues.sources.clips import Clip
+
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024
 _CONTENT_TYPES = {".flac": "audio/flac", ".m4a": "audio/mp4", ".wav": "audio/wav", ".ogg": "audio/ogg",
@@ -367,3 +369,28 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- what fetch tests serve and the annotations that name it --------------------------------------
+
+#: Length of the clips :func:`make_clips` asks for, in seconds.
+CLIP_S = 4.0
+
+
+def make_clips(server: MediaServer, prefix: str, n: int) -> list[Clip]:
+    """``n`` clips of distinct ids (with ``_`` and ``-``, as YouTube's), each served from the server's source."""
+    clips = [Clip(f"{prefix}{i:03d}_-x"[:11].ljust(11, "x"), 2.0, 2.0 + CLIP_S) for i in range(n)]
+    assert len({c.ytid for c in clips}) == n
+    for clip in clips:
+        server.add(f"{clip.ytid}.m4a", server.source)
+    return clips
+
+
+def write_annotations(folder: Path, clips: list[Clip]) -> Path:
+    """A canonical-shape ``audioset_test.jsonl``: one record per clip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "audioset_test.jsonl", "w") as f:
+        for i, clip in enumerate(clips):
+            f.write(json.dumps({"id": f"r{i}", "clips": [clip.to_dict()],
+                                "turns": [{"user": "What is it?", "assistant": "A sweep."}]}) + "\n")
+    return folder

@@ -16,7 +16,6 @@ Where ``unshare`` is not permitted those tests skip, except under ``CI``, where 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shlex
 import signal
@@ -32,10 +31,9 @@ import soundfile as sf
 from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.sources.clips import Clip
-from tests.media_server import MediaServer, chirp, write_media
+from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, write_annotations, write_media
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP_S = 4.0
 
 
 def _unshare_works() -> bool:
@@ -57,22 +55,6 @@ def server(tmp_path_factory):
     with MediaServer() as srv:
         srv.source = source
         yield srv
-
-
-def make_clips(server: MediaServer, prefix: str, n: int) -> list[Clip]:
-    clips = [Clip(f"{prefix}{i:03d}".ljust(11, "x"), 2.0, 2.0 + CLIP_S) for i in range(n)]
-    for clip in clips:
-        server.add(f"{clip.ytid}.m4a", server.source)
-    return clips
-
-
-def write_annotations(folder: Path, clips: list[Clip]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "audioset_test.jsonl", "w") as f:
-        for i, clip in enumerate(clips):
-            f.write(json.dumps({"id": f"r{i}", "clips": [clip.to_dict()],
-                                "turns": [{"user": "What is it?", "assistant": "A sweep."}]}) + "\n")
-    return folder
 
 
 def fetch_cmd(url_template: str, data: Path, cache: Path, *extra: str) -> list[str]:

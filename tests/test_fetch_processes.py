@@ -21,9 +21,7 @@ import soundfile as sf
 from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.sources.clips import Clip
-from tests.media_server import MediaServer, chirp, write_media
-
-CLIP_S = 4.0
+from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, write_annotations, write_media
 
 
 @pytest.fixture(scope="module")
@@ -33,24 +31,6 @@ def server(tmp_path_factory):
     with MediaServer() as srv:
         srv.source = source
         yield srv
-
-
-def make_clips(server: MediaServer, prefix: str, n: int) -> list[Clip]:
-    clips = [Clip(f"{prefix}{i:03d}_-x"[:11].ljust(11, "x"), 2.0, 2.0 + CLIP_S) for i in range(n)]
-    assert len({c.ytid for c in clips}) == n
-    for clip in clips:
-        server.add(f"{clip.ytid}.m4a", server.source)
-    return clips
-
-
-def write_annotations(folder: Path, clips: list[Clip]) -> Path:
-    """A canonical-shape ``audioset_test.jsonl``: one record per clip."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "audioset_test.jsonl", "w") as f:
-        for i, clip in enumerate(clips):
-            f.write(json.dumps({"id": f"r{i}", "clips": [clip.to_dict()],
-                                "turns": [{"user": "What is it?", "assistant": "A sweep."}]}) + "\n")
-    return folder
 
 
 def cli(*args: str) -> list[str]:
