@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(pred_path, "w") as f:
             f.writelines(json.dumps({"id": i, "turn": t, "prediction": p}) + "\n" for i, t, _, p in rows)
         for _ in range(args.rounds):
-            tokenizer._scan.cache_clear()  # a cold tokenizer, as in a fresh process
+            tokenizer.clear_cache()  # a cold tokenizer, as in a fresh process
             cpu, wall, report = timed(lambda: evaluate(pred_path, ref_path, tokenizer="python"))
             best["evaluate"] = [min(cpu, best["evaluate"][0]), min(wall, best["evaluate"][1])]
             cpu, wall, direct = baseline(references, predictions)

@@ -280,13 +280,10 @@ def _scan(chunk: str, tail: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def _tail(chunk: str, following: re.Match | None, after_following: str) -> str:
-    """What follows ``chunk``, reduced to what the lexer's lookahead rules can tell apart (so the
-    per-chunk cache stays small): the next word itself only after "X.", else the class of its first
-    character."""
-    if following is None:
-        return ""
-    word = following.group()
+def _tail(chunk: str, word: str, after_following: str) -> str:
+    """What follows ``chunk`` (the next chunk ``word``), reduced to what the lexer's lookahead rules can tell
+    apart (so the per-chunk cache stays small): the next word itself only after "X.", else the class of its
+    first character."""
     if chunk.endswith(".") and _SENTENCE_START_CHUNK.match(word):
         return " " + word + after_following
     c = word[0]
@@ -299,18 +296,26 @@ def _tail(chunk: str, following: re.Match | None, after_following: str) -> str:
     return " " + c
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _words(chunk: str, tail: str) -> tuple[str, ...]:
+    """The words :func:`python_ptb_tokenize` keeps of one chunk: its tokens lower-cased, punctuation dropped."""
+    return tuple(w for w in (tok.lower() for tok in _scan(chunk, tail)) if w not in PUNCTUATIONS)
+
+
+def clear_cache() -> None:
+    """Forget every chunk seen (benchmarks use it to time a cold tokenizer, as in a fresh process)."""
+    _scan.cache_clear()
+    _words.cache_clear()
+
+
 def python_ptb_tokenize(text: str) -> str:
     """``text`` tokenised as coco-caption does: PTB tokens, lower-cased, punctuation dropped, space-joined."""
-    text = _LINE_BREAKS.sub(" ", text)
-    chunks = list(_CHUNKS.finditer(text))
+    chunks = _CHUNKS.findall(_LINE_BREAKS.sub(" ", text))
+    last = len(chunks) - 1
     words: list[str] = []
-    for i, match in enumerate(chunks):
-        following = chunks[i + 1] if i + 1 < len(chunks) else None
-        after_following = " " if i + 2 < len(chunks) else ""
-        for tok in _scan(match.group(), _tail(match.group(), following, after_following)):
-            tok = tok.lower()
-            if tok not in PUNCTUATIONS:
-                words.append(tok)
+    for i, chunk in enumerate(chunks):
+        tail = _tail(chunk, chunks[i + 1], " " if i + 1 < last else "") if i < last else ""
+        words.extend(_words(chunk, tail))
     return " ".join(words)
 
 
