@@ -26,6 +26,8 @@ import socket
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -375,6 +377,15 @@ if __name__ == "__main__":
 
 #: Length of the clips :func:`make_clips` asks for, in seconds.
 CLIP_S = 4.0
+
+
+@contextmanager
+def source_server(folder: Path) -> Iterator[MediaServer]:
+    """A running server whose ``source`` is one 12 s AAC file, which :func:`make_clips` serves under every id."""
+    source = write_media(folder / "src.m4a", 12.0, 44100)
+    with MediaServer() as srv:
+        srv.source = source
+        yield srv
 
 
 def make_clips(server: MediaServer, prefix: str, n: int) -> list[Clip]:

@@ -31,7 +31,7 @@ import soundfile as sf
 from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.sources.clips import Clip
-from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, write_annotations, write_media
+from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, source_server, write_annotations, write_media
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,10 +50,7 @@ needs_unshare = pytest.mark.skipif(not UNSHARE and not os.environ.get("CI"),
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("media")
-    source = write_media(folder / "src.m4a", 12.0, 44100)
-    with MediaServer() as srv:
-        srv.source = source
+    with source_server(tmp_path_factory.mktemp("media")) as srv:
         yield srv
 
 

@@ -21,15 +21,12 @@ import soundfile as sf
 from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.sources.clips import Clip
-from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, write_annotations, write_media
+from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, source_server, write_annotations
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("media")
-    source = write_media(folder / "src.m4a", 12.0, 44100)
-    with MediaServer() as srv:
-        srv.source = source
+    with source_server(tmp_path_factory.mktemp("media")) as srv:
         yield srv
 
 

@@ -335,6 +335,8 @@ CASES = [
          "ontology.json[0]", ("a class must be an object",)),
     Case("ontology: name not a string", {"ontology.json": '[{"id": "/m/a", "name": "A"}, {"id": "/m/x", "name": 7}]'},
          metadata("ontology", "ontology.json"), "ontology.json[1]", ("name must be a non-empty string, got 7",)),
+    Case("ontology: child_ids a string", {"ontology.json": '[{"id": "/m/x", "name": "X", "child_ids": "/m/y"}]'},
+         metadata("ontology", "ontology.json"), "ontology.json[0]", ("child_ids must be a list of class ids",)),
     Case("ontology: lone surrogate in a name", {"ontology.json": '[{"id": "/m/x", "name": "Dog \\ud800"}]'},
          metadata("ontology", "ontology.json"), "ontology.json[0].name", ("holds a lone UTF-16 surrogate",)),
     Case("ontology: deeply nested", {"ontology.json": NESTED}, metadata("ontology", "ontology.json"),

@@ -34,7 +34,7 @@ from ..fetch.cache import resolve_cache_dir
 from ..files import describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
-from ..sources.metadata import PathOrUrl, is_url, metadata_sources, open_source_metadata
+from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
 from ..sources.records import audio_folders
 from .availability import Availability, clip_availability
 from .card import CardInputs, render_card
@@ -250,8 +250,8 @@ def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], 
         metadata = open_source_metadata(metadata_sources(config, **metadata_options))
         folder = root / DATA_DIR / config
         folder.mkdir(parents=True, exist_ok=True)
-        ontology = [f for f in metadata_sources(config, **metadata_options).get("ontology", []) if not is_url(f)]
-        named = ontology_members(ontology[0] if ontology else None, CARDS[config].paper_class_shares)
+        children = metadata.class_children if metadata is not None else {}
+        named = ontology_members(children, CARDS[config].paper_class_shares)
         report.splits[config], report.stats[config] = {}, {}
         clips: dict[str, Clip] = {}
         for split, paths in split_paths.items():

@@ -8,11 +8,8 @@ that the data does not hold; the paper's figures sit beside them in the card, ta
 from __future__ import annotations
 
 import collections
-import json
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -108,26 +105,17 @@ def _classes(config: str, table: pa.Table) -> collections.Counter:
     return collections.Counter()
 
 
-def ontology_members(ontology: str | os.PathLike | None, names: Iterable[str]) -> dict[str, set[str]]:
-    """Each of ``names`` with all its sub-classes in the AudioSet ontology (by name), as the paper counts them.
-
-    Without a readable local ontology each name stands for itself.
-    """
-    names = list(names)
-    try:
-        classes = json.loads(Path(ontology).read_text(encoding="utf-8-sig")) if ontology else []
-        by_id = {c["id"]: c for c in classes}
-        by_name = {c["name"]: c for c in classes}
-    except (OSError, ValueError, TypeError, KeyError):
-        by_id, by_name = {}, {}
+def ontology_members(children: Mapping[str, Sequence[str]], names: Iterable[str]) -> dict[str, set[str]]:
+    """Each of ``names`` with all its sub-classes (``children``: class name -> sub-class names, from the
+    AudioSet ontology), as the paper counts them. Without an ontology each name stands for itself."""
     members = {}
     for name in names:
-        found, todo = {name}, list(by_name.get(name, {}).get("child_ids") or [])
+        found, todo = {name}, list(children.get(name, ()))
         while todo:
-            child = by_id.get(todo.pop())
-            if isinstance(child, dict) and child.get("name") not in found:
-                found.add(child["name"])
-                todo.extend(child.get("child_ids") or [])
+            child = todo.pop()
+            if child not in found:
+                found.add(child)
+                todo.extend(children.get(child, ()))
         members[name] = found
     return members
 

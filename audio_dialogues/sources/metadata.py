@@ -82,6 +82,8 @@ class SourceMetadata:
     strong: dict[str, dict[int, tuple[Clip, list[SoundEvent]]]] = field(default_factory=dict)
     music: dict[str, MusicCapsEntry] = field(default_factory=dict)
     label_names: dict[str, str] = field(default_factory=dict)
+    #: ontology class name -> names of its direct sub-classes (what "Speech" counts in the paper's shares)
+    class_children: dict[str, list[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.strong or self.music)
@@ -220,8 +222,9 @@ def _merge_frames(events: list[SoundEvent]) -> list[SoundEvent]:
 
 
 def read_ontology(path: Path, into: SourceMetadata | None = None) -> SourceMetadata:
-    """Read the AudioSet ontology (a JSON list of classes) for its ``id`` -> ``name`` mapping."""
+    """Read the AudioSet ontology (a JSON list of classes): its ``id`` -> ``name`` mapping and its hierarchy."""
     meta = into if into is not None else SourceMetadata()
+    children: dict[str, list[str]] = {}
     classes = load_json(path, MetadataError)
     if not isinstance(classes, list):
         raise MetadataError(f"{path}: not an AudioSet ontology: expected a JSON list of {{'id', 'name'}} "
@@ -235,8 +238,14 @@ def read_ontology(path: Path, into: SourceMetadata | None = None) -> SourceMetad
         for key in ("id", "name"):
             if not isinstance(c.get(key), str) or not c[key].strip():
                 raise MetadataError(f"{where}: {key} must be a non-empty string, got {c.get(key)!r:.60}{FIX_CLASS}")
+        kids = c.get("child_ids", [])
+        if not isinstance(kids, list) or not all(isinstance(k, str) for k in kids):
+            raise MetadataError(f"{where}: child_ids must be a list of class ids, got {kids!r:.60}{FIX_CLASS}")
         names[c["id"]] = c["name"]
+        children[c["name"]] = kids
     meta.label_names.update(names)
+    for name, kids in children.items():
+        meta.class_children[name] = [meta.label_names[k] for k in kids if k in meta.label_names]
     return meta
 
 
