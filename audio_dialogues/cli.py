@@ -523,7 +523,8 @@ def _add_publish_commands(commands: argparse._SubParsersAction) -> None:
                       help="embed each clip's audio as a standard Audio column (only for audio you may share)")
     push.add_argument("--audio-dir", action="append", default=[], metavar="DIR", help="local audio folder (repeatable)")
     push.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE)")
-    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--private", action="store_true",
+                      help="create the repo private; an existing public repo is refused, not published to")
     push.add_argument("--revision", metavar="BRANCH", help="branch to push to (created from main if missing)")
     push.add_argument("--commit-message", metavar="TEXT", help="commit title")
     push.add_argument("--output-dir", metavar="DIR", help="write the repo folder here and upload nothing")

@@ -276,6 +276,19 @@ def test_package_loads_published_repos_like_a_local_release(published: HubServer
     assert "AUDIO_DIALOGUES_REPO" in message
 
 
+def test_a_private_push_to_a_public_repo_is_refused(published: HubServer, capsys: pytest.CaptureFixture) -> None:
+    """create_repo(exist_ok=True) keeps an existing repo's visibility: --private must not publish publicly."""
+    head, commits = published.head(ANNOTATIONS), published.commit_count(ANNOTATIONS)
+    capsys.readouterr()
+    assert push(ANNOTATIONS, "--private") == 1
+    err = capsys.readouterr().err
+    assert f"{ANNOTATIONS} already exists and is public" in err and "Traceback" not in err
+    assert not published.repos[ANNOTATIONS].private
+    assert published.head(ANNOTATIONS) == head and published.commit_count(ANNOTATIONS) == commits
+    assert push(WITH_AUDIO, "--private", "--revision", "v1", "--config", "music", "--config", "comparison",
+                "--embed-audio") == 0  # an existing private repo takes private pushes
+
+
 @pytest.mark.timeout(240)
 def test_a_failed_upload_leaves_the_branch_unchanged_and_a_rerun_completes(
         hub_client: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
