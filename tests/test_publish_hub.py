@@ -279,11 +279,13 @@ def test_package_loads_published_repos_like_a_local_release(published: HubServer
 def test_a_private_push_to_a_public_repo_is_refused(published: HubServer, capsys: pytest.CaptureFixture) -> None:
     """create_repo(exist_ok=True) keeps an existing repo's visibility: --private must not publish publicly."""
     head, commits = published.head(ANNOTATIONS), published.commit_count(ANNOTATIONS)
-    capsys.readouterr()
-    assert push(ANNOTATIONS, "--private") == 1
-    err = capsys.readouterr().err
-    assert f"{ANNOTATIONS} already exists and is public" in err and "Traceback" not in err
-    assert not published.repos[ANNOTATIONS].private
+    branches = set(published.repos[ANNOTATIONS].branches)
+    for revision in ([], ["--revision", "private-try"]):
+        capsys.readouterr()
+        assert push(ANNOTATIONS, "--private", *revision) == 1
+        err = capsys.readouterr().err
+        assert f"{ANNOTATIONS} already exists and is not private" in err and "Traceback" not in err
+    assert not published.repos[ANNOTATIONS].private and set(published.repos[ANNOTATIONS].branches) == branches
     assert published.head(ANNOTATIONS) == head and published.commit_count(ANNOTATIONS) == commits
     assert push(WITH_AUDIO, "--private", "--revision", "v1", "--config", "music", "--config", "comparison",
                 "--embed-audio") == 0  # an existing private repo takes private pushes

@@ -64,16 +64,16 @@ def upload_folder(
     branch = revision or "main"
     try:
         url = str(api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True))
-        if branch != "main":
-            api.create_branch(repo_id, repo_type=REPO_TYPE, branch=branch, exist_ok=True)
-        info = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch)
-        if private and not info.private:  # create_repo(exist_ok=True) leaves an existing repo as it is
+        # create_repo(exist_ok=True) leaves an existing repo as it is: check before anything is written to it.
+        if private and not api.repo_info(repo_id, repo_type=REPO_TYPE).private:
             raise PublishError(
-                f"{repo_id} already exists and is public, so a private push would publish this version "
+                f"{repo_id} already exists and is not private, so a private push would publish this version "
                 "publicly; nothing was sent. Make the repo private first (its settings page on the Hub, or "
                 f"HfApi().update_repo_settings({repo_id!r}, private=True, repo_type='dataset')), or push without "
                 "--private")
-        head = info.sha
+        if branch != "main":
+            api.create_branch(repo_id, repo_type=REPO_TYPE, branch=branch, exist_ok=True)
+        head = api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch).sha
         info = api.upload_folder(
             repo_id=repo_id, repo_type=REPO_TYPE, folder_path=str(folder), revision=branch,
             commit_message=commit_message or "Publish Audio Dialogues with audio-dialogues",
