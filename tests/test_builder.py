@@ -7,7 +7,11 @@ on torchcodec unless it is installed.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -19,6 +23,7 @@ import audio_dialogues
 from audio_dialogues.dataset.api import prepare
 from audio_dialogues.dataset.builder import AudioDialogues, MissingAudioError
 from audio_dialogues.dataset.decoding import SoundfileAudio
+from tests.tools import needs_unshare
 
 SAMPLE = audio_dialogues.sample_paths()
 SAMPLE_DATA = Path(SAMPLE["data_dir"])
@@ -272,3 +277,25 @@ def test_undecodable_local_audio_is_found_at_prepare_with_record_and_clip(tmp_pa
     assert kept[0]["audio"] is None
     _, report = prepare("music", cache_dir=str(tmp_path / "hf2"), missing_audio="keep", **inputs)
     assert report["test"].missing_clips == 1
+
+
+@needs_unshare
+def test_builds_from_a_read_only_install(tmp_path: Path) -> None:
+    """The package on a read-only mount (a container's system site-packages) builds and loads.
+
+    datasets 3.6 created ``<site-packages>/audio_dialogues.lock`` whenever a builder was made, so there every
+    load failed with "Read-only file system". The mount is real: a user namespace binds the package's
+    parent folder read-only, and a fresh interpreter loads the sample from it.
+    """
+    parent = Path(audio_dialogues.__file__).resolve().parents[1]
+    (parent / "audio_dialogues.lock").unlink(missing_ok=True)
+    code = ("import audio_dialogues, datasets, json, sys; "
+            "ds = datasets.load_dataset('audio_dialogues', 'music', split='test', cache_dir=sys.argv[1], "
+            "**audio_dialogues.sample_paths()); print(json.dumps([ds.num_rows, ds[0]['audio']['sampling_rate']]))")
+    script = f"mount --bind -o ro {shlex.quote(str(parent))} {shlex.quote(str(parent))} && exec \"$@\""
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, "-c", code,
+                          str(tmp_path / "hf")], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(parent)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])[0] == EXPECTED_SIZES["music", "test"][1]
+    assert not (parent / "audio_dialogues.lock").exists()

@@ -32,20 +32,9 @@ from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.sources.clips import Clip
 from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, source_server, write_annotations, write_media
+from tests.tools import needs_unshare
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _unshare_works() -> bool:
-    try:
-        return subprocess.run(["unshare", "-rmn", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-UNSHARE = _unshare_works()
-needs_unshare = pytest.mark.skipif(not UNSHARE and not os.environ.get("CI"),
-                                   reason="user namespaces (unshare -r) are not permitted here")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import shutil
+import subprocess
 from types import ModuleType
 
 import pytest
@@ -37,3 +38,15 @@ def require_module(name: str, why: str = "") -> ModuleType:
     if importlib.util.find_spec(name) is None:
         _missing(f"no Python module '{name}'" + (f" ({why})" if why else ""))
     return importlib.import_module(name)
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rmn", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+#: For tests that make a fault real with a user namespace (read-only or tiny mounts); under CI they must run.
+needs_unshare = pytest.mark.skipif(not _unshare_works() and not IN_CI,
+                                   reason="user namespaces (unshare -r) are not permitted here")

@@ -18,7 +18,9 @@ message of that failure is datasets', so the README and :func:`audio_dialogues.l
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 import types
 import warnings
@@ -37,10 +39,36 @@ _MARK = "_audio_dialogues_hook"
 hooked: bool | None = None
 
 
+def _no_lock_beside_the_package() -> None:
+    """Stop datasets < 4 from creating ``<site-packages>/audio_dialogues.lock`` whenever a builder is made.
+
+    Its ``extend_dataset_builder_for_streaming`` locks the grandparent folder of the builder's file while it
+    reads the file's relative imports: meant for a downloaded loading script in the datasets cache, it
+    guards nothing in an installed package, and where site-packages is read-only (a container's system
+    install) it made every load fail. Files of this package are not locked; every other file still is.
+    """
+    streaming = sys.modules.get("datasets.streaming")
+    original = getattr(streaming, "lock_importable_file", None)
+    if original is None or getattr(original, _MARK, False):
+        return
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os.sep
+
+    @functools.wraps(original)
+    def lock_importable_file(importable_local_file: str) -> Any:
+        if os.path.realpath(importable_local_file).startswith(package):
+            return contextlib.nullcontext()
+        return original(importable_local_file)
+
+    setattr(lock_importable_file, _MARK, True)
+    streaming.lock_importable_file = lock_importable_file
+
+
 def wrap(datasets_load: types.ModuleType) -> bool:
     """Wrap ``datasets_load.dataset_module_factory``; True when ``load_dataset`` now finds our builder."""
     global hooked
     import inspect
+
+    _no_lock_beside_the_package()
 
     try:
         original = datasets_load.dataset_module_factory
