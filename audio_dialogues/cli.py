@@ -85,7 +85,9 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, split: bool = True,
     parser.add_argument("--strong-labels", action="append", metavar="TSV",
                         help="AudioSet strong-label TSV (path or URL); repeat for train and eval")
     parser.add_argument("--musiccaps-csv", metavar="CSV", help="MusicCaps metadata CSV (path or URL)")
-    parser.add_argument("--ontology", metavar="JSON", help="AudioSet ontology JSON (path or URL), to name labels")
+    parser.add_argument("--ontology", action="append", metavar="FILE",
+                        help="AudioSet ontology JSON or the strong-label release's mid_to_display_name.tsv (path or "
+                             "URL), to name labels; repeat to give both")
     parser.add_argument("--download-metadata", action="store_true",
                         help="fetch missing metadata from its official URLs (cached)")
 

@@ -119,3 +119,19 @@ def test_missing_sources_are_clear_errors(sources: dict, tmp_path: Path) -> None
         generate(GenerateOptions(tmp_path / "o", model="m", musiccaps_csv=sources["musiccaps_csv"]))
     with pytest.raises(GenerateError, match="give --model"):
         generate(GenerateOptions(tmp_path / "o", **sources))
+
+
+def test_classes_the_ontology_does_not_name_are_refused_before_any_prompt(sources: dict, tmp_path: Path) -> None:
+    """ontology.json alone leaves some strong-label classes unnamed; the release's class-name TSV names them."""
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps([{"id": "/t/dog", "name": "Dog"}, {"id": "/t/siren", "name": "Siren"}]))
+    options = GenerateOptions(tmp_path / "out", model="m", dry_run=True, **{**sources, "ontology": [str(partial)]})
+    with pytest.raises(GenerateError, match=r"use 3 class ids that the ontology files .* do not name: "
+                                            r"/t/\w+ \(\d+ events\).*mid_to_display_name.tsv") as refused:
+        generate(options, out=lambda _: None)
+    assert "/t/dog" not in str(refused.value)
+    names = tmp_path / "mid_to_display_name.tsv"
+    names.write_text("/t/speech\tSpeech\n/t/rain\tRain\n/t/bell\tBell\n")
+    named = GenerateOptions(tmp_path / "out", **{**sources, "ontology": [str(partial), str(names)]})
+    texts = [i.text for group in build_items(named, read_sources(named)).values() for i in group]
+    assert any("Sound of Rain" in t for t in texts) and not any("/t/" in t for t in texts)

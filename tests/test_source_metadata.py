@@ -15,9 +15,11 @@ import pytest
 import audio_dialogues
 from audio_dialogues.sources.clips import Clip
 from audio_dialogues.sources.metadata import (
+    CLASS_NAMES_URL,
     MUSICCAPS_URL,
     ONTOLOGY_URL,
     STRONG_LABELS_URLS,
+    MetadataError,
     load_source_metadata,
     metadata_sources,
     read_musiccaps,
@@ -59,9 +61,9 @@ def test_metadata_urls_are_downloaded_once_and_cached(online: MediaServer, tmp_p
 
 def test_download_metadata_fills_only_what_is_missing_with_official_urls() -> None:
     assert metadata_sources("audioset", download_metadata=True) == {
-        "strong_labels": list(STRONG_LABELS_URLS), "ontology": [ONTOLOGY_URL]}
+        "strong_labels": list(STRONG_LABELS_URLS), "ontology": [ONTOLOGY_URL, CLASS_NAMES_URL]}
     assert metadata_sources("comparison", strong_labels="local.tsv", download_metadata=True) == {
-        "strong_labels": ["local.tsv"], "ontology": [ONTOLOGY_URL]}
+        "strong_labels": ["local.tsv"], "ontology": [ONTOLOGY_URL, CLASS_NAMES_URL]}
     assert metadata_sources("music", download_metadata=True, strong_labels="ignored.tsv") == {
         "musiccaps_csv": [MUSICCAPS_URL]}
     assert metadata_sources("music") == {}
@@ -144,3 +146,24 @@ def test_framed_and_event_files_of_one_segment_combine_the_same_in_either_order(
     key = lambda e: (e["start_s"], e["end_s"])  # noqa: E731
     assert sorted(one, key=key) == sorted(other, key=key) == [
         {"label": "/m/04rlf", "start_s": 0.5, "end_s": 1.5}, {"label": "/m/04rlf", "start_s": 0.96, "end_s": 2.88}]
+
+
+def test_the_strong_label_releases_class_names_name_what_the_ontology_does_not(tmp_path: Path) -> None:
+    """``mid_to_display_name.tsv`` (no header, ``id<TAB>name``) is an ``ontology`` file too, told apart by content."""
+    strong = tmp_path / "strong.tsv"
+    strong.write_text("segment_id\tstart_time_seconds\tend_time_seconds\tlabel\n"
+                      "abcdefghijk_30000\t0.5\t2.0\t/m/09x0r\nabcdefghijk_30000\t3.0\t4.0\t/t/dd00134\n")
+    ontology = tmp_path / "ontology.json"
+    ontology.write_text('[{"id": "/m/09x0r", "name": "Speech"}]')
+    names = tmp_path / "cached-download-without-extension"
+    names.write_text("\ufeff/m/09x0r\tSpeech\n/t/dd00134\tCar passing by\n")
+    clip = Clip("abcdefghijk", 30.0, 40.0)
+    alone = load_source_metadata(strong_labels=[strong], ontology=[ontology])
+    assert [e["label"] for e in alone.sound_events(clip)] == ["Speech", "/t/dd00134"]
+    both = load_source_metadata(strong_labels=[strong], ontology=[ontology, names])
+    assert [e["label"] for e in both.sound_events(clip)] == ["Speech", "Car passing by"]
+
+    bad = tmp_path / "names.tsv"
+    bad.write_text("/m/09x0r\tSpeech\nSpeech only\n")
+    with pytest.raises(MetadataError, match=r"names.tsv:2: expected '<class id>\\t<name>'"):
+        load_source_metadata(ontology=[bad])

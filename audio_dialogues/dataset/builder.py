@@ -96,7 +96,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
     missing_audio: str = "drop"
     strong_labels: PathOrUrl | list[PathOrUrl] | None = None
     musiccaps_csv: PathOrUrl | None = None
-    ontology: PathOrUrl | None = None
+    ontology: PathOrUrl | list[PathOrUrl] | None = None
     download_metadata: bool = False
     download_audio: bool = False
     fetch_options: dict[str, Any] = field(default_factory=dict)

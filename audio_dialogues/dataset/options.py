@@ -82,7 +82,8 @@ def _option_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
                           f"one of {', '.join(map(repr, MISSING_AUDIO_POLICIES))}"),
         "strong_labels": (is_paths, "a path or URL of a strong-label TSV, or a list of them"),
         "musiccaps_csv": (is_paths, "a path or URL of the MusicCaps CSV"),
-        "ontology": (is_paths, "a path or URL of the AudioSet ontology JSON"),
+        "ontology": (is_paths, "a path or URL of the AudioSet ontology JSON or of the strong-label release's "
+                                "mid_to_display_name.tsv, or a list of them"),
         "download_metadata": (lambda v: isinstance(v, bool), "True or False"),
         "download_audio": (lambda v: isinstance(v, bool), "True or False"),
         "fetch_options": (_fetch_options, "a dict of FetchOptions fields"),

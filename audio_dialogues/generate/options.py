@@ -89,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--strong-labels", action="append", default=[], metavar="[SPLIT=]TSV",
                      help="AudioSet strong-label TSV (path or URL), repeatable; 'test=' or 'train=' names the "
                           "split, else a file name containing 'eval' is test")
-    src.add_argument("--ontology", action="append", default=[], metavar="JSON", help="AudioSet ontology JSON")
+    src.add_argument("--ontology", action="append", default=[], metavar="FILE",
+                     help="AudioSet ontology JSON and/or the strong-label release's mid_to_display_name.tsv")
     src.add_argument("--musiccaps-csv", action="append", default=[], metavar="CSV",
                      help="MusicCaps CSV; its is_audioset_eval rows are test")
     src.add_argument("--limit", type=int, help="at most N items per config and split (a small run)")

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from ..files import atomic_write
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
-from ..sources.metadata import SourceMetadata, open_source_metadata
+from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
 from .embedders import make_embedder
 from .filters import PhraseFilter, SimilarityScorer, assistant_text, default_phrases, dialogue_fingerprint, read_phrases
@@ -89,8 +90,26 @@ def read_sources(options: GenerateOptions) -> Sources:
         for split, files in strong_label_splits(options.strong_labels).items():
             strong[split] = open_source_metadata({"strong_labels": files}) if files else SourceMetadata()
     names = open_source_metadata({"ontology": list(options.ontology)}).label_names if needs_strong else {}
+    _check_named(strong, names, options.ontology)
     music = open_source_metadata({"musiccaps_csv": list(options.musiccaps_csv)}) if "music" in options.configs else None
     return Sources(strong, names, music)
+
+
+def _check_named(strong: dict[str, SourceMetadata], names: dict[str, str], ontology: Sequence[str]) -> None:
+    """Refuse events whose class the ontology files do not name: their prompts would show machine ids.
+
+    ontology.json alone does not name every class of the strong labels; the release's own
+    mid_to_display_name.tsv does, and ``--ontology`` takes it beside ontology.json.
+    """
+    unnamed = Counter(e.label for meta in strong.values() for by_start in meta.strong.values()
+                      for _, events in by_start.values() for e in events if e.label not in names)
+    if unnamed:
+        shown = ", ".join(f"{label} ({n:,} events)" for label, n in unnamed.most_common(5))
+        raise GenerateError(
+            f"{unnamed.total():,} strong-label events use {len(unnamed):,} class ids that the ontology files "
+            f"({', '.join(ontology)}) do not name: {shown}{', ...' if len(unnamed) > 5 else ''}. Their prompts would "
+            f"show the ids instead of sound names. Add the strong-label release's class names, "
+            f"--ontology mid_to_display_name.tsv ({CLASS_NAMES_URL}), beside ontology.json")
 
 
 def _segments(meta: SourceMetadata) -> list[tuple[Any, list]]:

@@ -31,6 +31,8 @@ STRONG_LABELS_URLS = (
     "http://storage.googleapis.com/us_audioset/youtube_corpus/strong/audioset_eval_strong.tsv",
 )
 ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontology.json"
+#: The strong-label release's own class names: it labels some classes ontology.json does not list.
+CLASS_NAMES_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/strong/mid_to_display_name.tsv"
 MUSICCAPS_URL = "https://huggingface.co/datasets/google/MusicCaps/resolve/main/musiccaps-public.csv"
 
 PathOrUrl = str | Path
@@ -249,6 +251,28 @@ def read_ontology(path: Path, into: SourceMetadata | None = None) -> SourceMetad
     return meta
 
 
+def read_class_names(path: Path, into: SourceMetadata | None = None) -> SourceMetadata:
+    """Read ``mid_to_display_name.tsv`` of the strong-label release: ``<class id>\t<name>`` lines, no header.
+
+    The strong labels use classes that ontology.json does not list; this file names every one of them.
+    """
+    meta = into if into is not None else SourceMetadata()
+    for line, row in csv_rows(path, MetadataError, delimiter="\t", quoting=csv.QUOTE_NONE):
+        if len(row) != 2 or not row[0].startswith("/") or not row[1].strip():
+            raise MetadataError(f"{path}:{line}: expected '<class id>\\t<name>' (e.g. '/m/09x0r\\tSpeech') as in "
+                                f"the strong-label release's mid_to_display_name.tsv, got {row!r:.80}{FIX_LINE}")
+        meta.label_names[row[0]] = row[1].strip()
+    return meta
+
+
+def read_class_names_or_ontology(path: Path, into: SourceMetadata | None = None) -> SourceMetadata:
+    """An ``--ontology`` file: ontology.json, or mid_to_display_name.tsv (told apart by content: cached
+    downloads have no file extension)."""
+    with open(path, "rb") as f:
+        start = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return (read_ontology if start[:1] in (b"[", b"{", b"") else read_class_names)(path, into)
+
+
 def _parse_aspects(where: str, text: str) -> tuple[str, ...]:
     """MusicCaps stores aspects as a Python list literal (``"['a', 'b']"``); parse it without eval."""
     if not text.strip():
@@ -319,7 +343,7 @@ def load_source_metadata(
     for path in musiccaps_csv:
         read_musiccaps(path, meta)
     for path in ontology:
-        read_ontology(path, meta)
+        read_class_names_or_ontology(path, meta)
     return meta
 
 
@@ -358,7 +382,7 @@ def metadata_sources(
         if download_metadata and not sources["strong_labels"]:
             sources["strong_labels"] = list(STRONG_LABELS_URLS)
         if download_metadata and not sources["ontology"]:
-            sources["ontology"] = [ONTOLOGY_URL]
+            sources["ontology"] = [ONTOLOGY_URL, CLASS_NAMES_URL]
     return {kind: files for kind, files in sources.items() if files}
 
 
