@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from audio_dialogues.generate import GenerateError, GenerateOptions, generate
-from audio_dialogues.generate.items import comparison_items, events_line, format_seconds
+from audio_dialogues.generate.items import comparison_count, comparison_items, events_line, format_seconds
 from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES, PromptError, load_template, templates
 from audio_dialogues.generate.run import build_items, read_sources, strong_label_splits
 from audio_dialogues.sources.clips import Clip
@@ -135,3 +135,15 @@ def test_classes_the_ontology_does_not_name_are_refused_before_any_prompt(source
     named = GenerateOptions(tmp_path / "out", **{**sources, "ontology": [str(partial), str(names)]})
     texts = [i.text for group in build_items(named, read_sources(named)).values() for i in group]
     assert any("Sound of Rain" in t for t in texts) and not any("/t/" in t for t in texts)
+
+
+def test_default_comparison_groups_are_the_papers_or_one_per_clip_of_a_smaller_pool(
+        sources: dict, tmp_path: Path) -> None:
+    """12 train and 4 test clips make 12 and 4 groups by default, not the paper's 64,085 / 16,249."""
+    options = GenerateOptions(tmp_path / "out", configs=("comparison",), **sources)
+    items = build_items(options, read_sources(options))
+    assert (len(items["comparison", "train"]), len(items["comparison", "test"])) == (12, 4)
+    given = GenerateOptions(tmp_path / "out", configs=("comparison",), comparison_groups={"train": 30}, **sources)
+    items = build_items(given, read_sources(given))
+    assert (len(items["comparison", "train"]), len(items["comparison", "test"])) == (30, 4)
+    assert comparison_count("train", 200_000, None) == 64_085 and comparison_count("test", 20_000, 100) == 100

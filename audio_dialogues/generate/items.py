@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..sources.annotations import SPLITS
 from ..sources.clips import Clip
 from ..sources.metadata import MusicCapsEntry, SoundEvent
 
@@ -171,7 +170,12 @@ def comparison_items(
     return groups
 
 
-def comparison_counts(limit: int | None, groups: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Groups per split: given, else the paper's sizes, capped by ``limit``."""
-    counts = {split: (groups or {}).get(split, PAPER_SIZES["comparison"][split]) for split in SPLITS}
-    return {split: min(n, limit) if limit is not None else n for split, n in counts.items()}
+def comparison_count(split: str, pool: int, limit: int | None, groups: Mapping[str, int] | None = None) -> int:
+    """Groups of a split: as given; else the paper's size, or one per clip of a smaller pool; capped by ``limit``.
+
+    The paper's sizes come from the whole strong-label splits (each clip in about one to three groups). Drawn
+    from a few hundred clips, they would put each clip in hundreds of groups: a bill for near-duplicates.
+    """
+    given = (groups or {}).get(split)
+    count = given if given is not None else min(PAPER_SIZES["comparison"][split], pool)
+    return count if limit is None else min(count, limit)

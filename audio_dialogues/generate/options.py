@@ -95,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="MusicCaps CSV; its is_audioset_eval rows are test")
     src.add_argument("--limit", type=int, help="at most N items per config and split (a small run)")
     src.add_argument("--comparison-groups", type=_split_counts, metavar="N|train=N,test=M",
-                     help="comparison groups per split (default: the paper's 64,085 / 16,249)")
+                     help="comparison groups per split (default: the paper's 64,085 / 16,249, at most one per clip "
+                          "of the split)")
     src.add_argument("--comparison-music-fraction", type=float, default=0.0, metavar="P",
                      help="chance that a comparison member is a MusicCaps clip (default 0)")
     src.add_argument("--descriptors", default="none", metavar="none|llm|FILE",

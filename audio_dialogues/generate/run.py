@@ -27,7 +27,7 @@ from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_meta
 from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
 from .embedders import make_embedder
 from .filters import PhraseFilter, SimilarityScorer, assistant_text, default_phrases, dialogue_fingerprint, read_phrases
-from .items import Item, audioset_items, comparison_counts, comparison_items, music_items
+from .items import Item, audioset_items, comparison_count, comparison_items, music_items
 from .journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, request_key
 from .options import GenerateError, GenerateOptions
 from .parsing import parse_descriptor, parse_dialogue
@@ -125,7 +125,6 @@ def build_items(
     """The items of every requested config and split, ``--limit`` applied, comparison groups drawn."""
     items: dict[tuple[str, str], list[Item]] = {}
     limit = options.limit
-    counts = comparison_counts(limit, options.comparison_groups)
     music_by_split: dict[str, list[Item]] = {split: [] for split in SPLITS}
     if sources.music is not None:
         all_music = sorted(music_items(sources.music.music.values()), key=lambda i: i.key)
@@ -141,8 +140,9 @@ def build_items(
             items["music", split] = music_by_split[split][:limit]
         if "comparison" in options.configs:
             mixed = music_by_split[split] if options.comparison_music_fraction > 0 else []
+            count = comparison_count(split, len(pool), limit, options.comparison_groups)
             items["comparison", split] = comparison_items(
-                pool, split, counts[split], seed=options.seed, music=mixed,
+                pool, split, count, seed=options.seed, music=mixed,
                 music_fraction=options.comparison_music_fraction)
     return {key: value for key, value in items.items() if value}
 
