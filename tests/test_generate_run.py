@@ -278,3 +278,37 @@ def test_a_bad_filter_option_fails_before_any_request(tmp_path: Path, server: Op
     assert "/no/such/model: sentence-transformers model folder does not exist" in err
     assert "missing.txt: cannot read the phrases file" in err and "Traceback" not in err
     assert server.requests == 0
+
+
+def test_the_total_covers_every_journaled_answer_descriptors_included(tmp_path: Path, server: OpenAIServer,
+                                                                      sources: dict) -> None:
+    """The total is the whole journal (dialogues, descriptors, answers no current item uses), on every run."""
+    first = generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
+    journal = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
+    paid = {"prompt_tokens": sum(e["usage"]["prompt_tokens"] for e in journal),
+            "completion_tokens": sum(e["usage"]["completion_tokens"] for e in journal)}
+    described = [e for e in journal if e["kind"] == "descriptor"]
+    assert len(described) == 5 and all(e["usage"]["prompt_tokens"] > 0 for e in described)
+    data = first.to_dict()
+    assert data["usage"] == paid == first.this_run.to_dict()  # this process paid for every answer there is
+    assert data["cost_usd"] == data["this_run"]["cost_usd"] == pytest.approx(
+        (paid["prompt_tokens"] * 1.0 + paid["completion_tokens"] * 2.0) / 1e6, abs=1e-6)
+    assert data["descriptors"]["usage"]["prompt_tokens"] == sum(e["usage"]["prompt_tokens"] for e in described)
+    # The re-run pays nothing and reports the same total, descriptors included (the cache file answers them).
+    again = generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
+    assert again.this_run.to_dict() == {"prompt_tokens": 0, "completion_tokens": 0}
+    assert again.to_dict()["usage"] == paid
+    assert again.to_dict()["descriptors"]["usage"] == data["descriptors"]["usage"]
+    # A smaller run over the same folder still counts what the folder cost, its unused answers shown apart.
+    fewer = generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", limit=2,
+                             embedder="none"))
+    fewer_data = fewer.to_dict()
+    unused = 5 + 16 - 4 - fewer_data["descriptors"]["classes"]
+    assert fewer_data["usage"] == paid and fewer_data["unused_answers"]["answers"] == unused > 12
+    parts = [*(s["usage"] for s in fewer_data["splits"].values()), fewer_data["descriptors"]["usage"],
+             fewer_data["unused_answers"]["usage"]]
+    assert sum(p["prompt_tokens"] for p in parts) == paid["prompt_tokens"]
+    markdown = (tmp_path / "out" / "generation_report.md").read_text()
+    assert f"| **total** | {paid['prompt_tokens']:,} |" in markdown and f"| unused answers ({unused}) |" in markdown
+    assert server.requests == 5 + 16
+

@@ -1,8 +1,10 @@
 """The generation report: what each stage kept per config and split, what it cost, and why things went.
 
 Written as ``generation_report.json`` and a markdown twin ``generation_report.md`` beside the outputs.
-Token counts and cost cover every journaled answer the outputs use (paid in this run or an earlier
-one); ``this_run`` says what this invocation itself paid.
+The total tokens and cost cover every answer the output folder's journal holds, paid in this run or an
+earlier one: the dialogues each subset uses, the descriptor answers, and answers no current item uses
+(from another ``--limit``, model or prompt), each shown on its own so the parts add up to the total.
+``this_run`` says what this invocation itself paid, so it never exceeds the total.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class GenerationReport:
     this_run: Usage = field(default_factory=Usage)
     client: dict[str, Any] = field(default_factory=dict)
     descriptors: dict[str, int] = field(default_factory=dict)
+    #: Tokens of the descriptor answers this run's descriptors come from.
+    descriptor_usage: Usage = field(default_factory=Usage)
+    #: Journaled answers that no current item or class uses, and their tokens.
+    unused_answers: int = 0
+    unused_usage: Usage = field(default_factory=Usage)
     failed_requests: Counter = field(default_factory=Counter)
     pending: int = 0
     interrupted: bool = False
@@ -106,9 +113,10 @@ class GenerationReport:
         c["backoff_waited_s"] = round(c.get("backoff_waited_s", 0.0) + stats.waited_s, 3)
 
     def total_usage(self) -> Usage:
+        """Every journaled answer: the subsets' dialogues, the descriptors and the unused answers."""
         total = Usage()
-        for report in self.splits.values():
-            total.add(report.usage.prompt_tokens, report.usage.completion_tokens)
+        for usage in [*(report.usage for report in self.splits.values()), self.descriptor_usage, self.unused_usage]:
+            total.add(usage.prompt_tokens, usage.completion_tokens)
         return total
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,7 +134,10 @@ class GenerationReport:
             "this_run": {**self.this_run.to_dict(),
                          "cost_usd": round(self.this_run.cost(self.price_in, self.price_out), 6)},
             "client": self.client,
-            "descriptors": self.descriptors,
+            "descriptors": {**self.descriptors, "usage": self.descriptor_usage.to_dict(),
+                            "cost_usd": round(self.descriptor_usage.cost(self.price_in, self.price_out), 6)},
+            "unused_answers": {"answers": self.unused_answers, "usage": self.unused_usage.to_dict(),
+                               "cost_usd": round(self.unused_usage.cost(self.price_in, self.price_out), 6)},
             "wall_time_s": round(self.wall_time_s, 3),
             "outputs": self.outputs,
             "stages": STAGE_HELP,
@@ -170,6 +181,14 @@ class GenerationReport:
             usage = split["usage"]
             lines.append(f"| {name} | {usage['prompt_tokens']:,} | {usage['completion_tokens']:,} | "
                          f"{split['cost_usd']:.4f} |")
+        for name, part in (("descriptors", data["descriptors"]),
+                           (f"unused answers ({self.unused_answers})", data["unused_answers"])):
+            usage = part["usage"]
+            if usage["prompt_tokens"] or usage["completion_tokens"]:
+                lines.append(f"| {name} | {usage['prompt_tokens']:,} | {usage['completion_tokens']:,} | "
+                             f"{part['cost_usd']:.4f} |")
+        lines.append(f"| **total** | {data['usage']['prompt_tokens']:,} | {data['usage']['completion_tokens']:,} | "
+                     f"{data['cost_usd']:.4f} |")
         return "\n".join(lines) + "\n"
 
     def summary(self) -> str:

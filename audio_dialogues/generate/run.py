@@ -263,10 +263,14 @@ def _send(jobs: Sequence[Job], options: GenerateOptions, journal: Journal, repor
 
 def resolve_descriptors(options: GenerateOptions, classes: Sequence[str], journal: Journal,
                         report: GenerationReport, settings: ModelSettings,
-                        log: Callable[[str], None]) -> dict[str, str]:
-    """Descriptors per class from the user's file, from the LLM (cached beside the output), or none."""
+                        log: Callable[[str], None]) -> tuple[dict[str, str], set[str]]:
+    """Descriptors per class from the user's file, from the LLM (cached beside the output), or none.
+
+    Returns them and the journal keys of the descriptor requests this run makes (answered or not), whose
+    journaled answers the report counts under ``descriptors``. A dry run sends and writes nothing.
+    """
     if options.descriptors == "none":
-        return {}
+        return {}, set()
     if options.descriptors != "llm":
         path = Path(options.descriptors)
         try:
@@ -275,26 +279,44 @@ def resolve_descriptors(options: GenerateOptions, classes: Sequence[str], journa
             raise GenerateError(f"{path}: cannot read descriptors (a JSON object class -> text): {e}") from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise GenerateError(f"{path}: descriptors must be a JSON object mapping class names to strings")
-        return data
+        return data, set()
     cache_path = options.output_dir / DESCRIPTORS_NAME
-    cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
+    except (OSError, ValueError) as e:
+        raise GenerateError(f"{cache_path}: cannot read the descriptor cache ({e}); delete it: the journal "
+                            "keeps every answer, so it is rebuilt at no cost") from None
     jobs = []
     for name in classes:
-        if name in cache:
-            continue
         messages = descriptor_messages(name)
         key = request_key(settings.body(messages), f"descriptor:{name}")
         jobs.append(Job("descriptor", name, "descriptor", "-", messages, key))
-    if jobs and not options.dry_run:
-        _send(jobs, options, journal, report, settings, log)
-        for job in jobs:
-            entry = journal.get(job.key)
-            if entry and entry.get("parsed"):
-                cache[job.name] = entry["parsed"]
+    needed = [job for job in jobs if job.name not in cache and job.key not in journal]
+    if needed and not options.dry_run:
+        _send(needed, options, journal, report, settings, log)
+    learned = False
+    for job in jobs:
+        entry = journal.get(job.key)
+        if entry is None:
+            continue
+        report.descriptor_usage.add(entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"])
+        if job.name not in cache and entry.get("parsed"):
+            cache[job.name] = entry["parsed"]
+            learned = True
+    if learned and not options.dry_run:
         _write_atomic(cache_path, json.dumps(cache, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     report.descriptors = {"classes": len(classes), "described": sum(1 for c in classes if c in cache),
-                          "requested": 0 if options.dry_run else len(jobs)}
-    return {name: cache[name] for name in classes if name in cache}
+                          "requested": 0 if options.dry_run else len(needed)}
+    return {name: cache[name] for name in classes if name in cache}, {job.key for job in jobs}
+
+
+def count_unused(journal: Journal, used: set[str], report: GenerationReport) -> None:
+    """Add the journaled answers no current request uses to the report, so its total covers the whole journal."""
+    for key, entry in journal.entries.items():
+        if key not in used:
+            report.unused_answers += 1
+            usage = entry.get("usage") or {}
+            report.unused_usage.add(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -469,9 +491,10 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
             items = build_items(options, sources)
         phrase_filter, scorer = (None, None) if options.dry_run else filters(options)
         descriptors: dict[str, str] = {}
+        descriptor_keys: set[str] = set()
         if options.descriptors != "none":
             classes = classes_in(items)
-            descriptors = resolve_descriptors(options, classes, journal, report, settings, log)
+            descriptors, descriptor_keys = resolve_descriptors(options, classes, journal, report, settings, log)
             if descriptors:
                 items = build_items(options, sources, descriptors)
         jobs = {}
@@ -488,6 +511,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
         else:
             report.pending += sum(1 for job in jobs.values() if job.key not in journal)
         finish(options, items, jobs, journal, report, prompt_hashes, phrase_filter, scorer, log)
+        count_unused(journal, descriptor_keys | {job.key for job in jobs.values()}, report)
         report.wall_time_s = time.perf_counter() - started
         _write_atomic(options.output_dir / REPORT_JSON, report.to_json())
         _write_atomic(options.output_dir / REPORT_MD, report.to_markdown())
