@@ -100,9 +100,11 @@ def test_prompts_render_examples_then_the_item_and_hash_the_template(tmp_path: P
         load_template(bad)
 
 
-def test_dry_run_prints_prompts_and_an_estimate_without_a_model(sources: dict, tmp_path: Path) -> None:
+def test_dry_run_prints_prompts_and_an_estimate_and_writes_nothing(sources: dict, tmp_path: Path) -> None:
     printed: list[str] = []
-    options = GenerateOptions(tmp_path / "out", dry_run=True, price_in=2.0, price_out=8.0, limit=4,
+    with pytest.raises(GenerateError, match="a dry run needs it too: journaled answers are keyed by the model"):
+        generate(GenerateOptions(tmp_path / "out", dry_run=True, progress=False, **sources))
+    options = GenerateOptions(tmp_path / "out", model="m", dry_run=True, price_in=2.0, price_out=8.0, limit=4,
                               comparison_groups={"train": 4, "test": 4}, progress=False, **sources)
     estimate = generate(options, out=printed.append)
     text = "\n".join(printed)
@@ -111,7 +113,7 @@ def test_dry_run_prints_prompts_and_an_estimate_without_a_model(sources: dict, t
     assert estimate["prompt_tokens"] > 0 and estimate["completion_tokens_max"] == estimate["requests"] * 1024
     expected = (estimate["prompt_tokens"] * 2.0 + estimate["completion_tokens"] * 8.0) / 1e6
     assert estimate["cost_usd"] == round(expected, 4)
-    assert not (tmp_path / "out" / "audioset_train.jsonl").exists()
+    assert not (tmp_path / "out").exists()  # no folder, lock or journal: a dry run writes nothing
 
 
 def test_missing_sources_are_clear_errors(sources: dict, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from audio_dialogues.generate.journal import JOURNAL_NAME, OutputLock
 from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES
 from tests.generate_sources import write_sources
 from tests.openai_server import OpenAIServer
+from tests.tools import needs_unshare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -312,3 +314,81 @@ def test_the_total_covers_every_journaled_answer_descriptors_included(tmp_path: 
     assert f"| **total** | {paid['prompt_tokens']:,} |" in markdown and f"| unused answers ({unused}) |" in markdown
     assert server.requests == 5 + 16
 
+
+def test_a_dry_run_counts_the_journaled_answers_and_writes_nothing(tmp_path: Path, server: OpenAIServer,
+                                                                  sources: dict, capsys: pytest.CaptureFixture
+                                                                  ) -> None:
+    out = tmp_path / "out"
+    args = cli(out, server, sources, "--quiet", "--descriptors", "llm")[3:]
+    assert main([*args, "--dry-run"]) == 0
+    assert "requests to send: 21 (already answered in the journal: 0)" in capsys.readouterr().out
+    assert not out.exists()  # no folder, no lock, no journal
+    assert main(args) == 0
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    (out / "descriptors.json").unlink()  # the journal still answers every class
+    assert main([*args, "--dry-run"]) == 0
+    assert "requests to send: 0 (already answered in the journal: 16)" in capsys.readouterr().out
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == [
+        entry for entry in before if entry[0] != "descriptors.json"]
+    no_model = [a for a in args if a != "m" and a != "--model"]
+    assert main([*no_model, "--dry-run"]) == 1
+    assert "a dry run needs it too" in capsys.readouterr().err
+
+
+# --- output folders that cannot be written: one clear error, exit 1, the journal intact -----------------------
+
+
+def in_namespace(setup: str, cmd: list[str], after: str = "") -> subprocess.CompletedProcess:
+    """Run ``cmd`` in a user and mount namespace (``unshare -rm``) after ``setup``; ``after`` runs there too."""
+    script = f"set -e; {setup}; set +e; {shlex.join(cmd)}; rc=$?; {after or 'true'}; exit $rc"
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, env=env(),
+                          timeout=120, cwd=ROOT)
+
+
+def test_an_output_dir_blocked_by_a_file_is_one_clear_error(tmp_path: Path, server: OpenAIServer, sources: dict,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    assert main(cli(afile, server, sources, "--quiet")[3:]) == 1
+    assert main(cli(afile / "sub", server, sources, "--quiet")[3:]) == 1
+    err = capsys.readouterr().err
+    assert f"{afile}: the output folder is a file, not a folder" in err
+    assert f"{afile / 'sub'}: a file stands where a folder should be" in err
+    assert "Traceback" not in err and server.requests == 0 and afile.read_text() == "not a folder"
+
+
+@needs_unshare
+def test_a_read_only_output_dir_is_named_and_a_dry_run_still_works(tmp_path: Path, server: OpenAIServer,
+                                                                   sources: dict) -> None:
+    """A read-only bind mount (EROFS, as a real read-only file system gives) over the outputs' parent."""
+    ro = tmp_path / "ro"
+    (ro / "existing").mkdir(parents=True)
+    mount = f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro}"
+    for out in (ro / "new", ro / "existing"):
+        done = in_namespace(mount, cli(out, server, sources, "--quiet"))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "the file system is read-only" in done.stderr and str(out) in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        dry = in_namespace(mount, cli(out, server, sources, "--quiet", "--dry-run"))
+        assert dry.returncode == 0 and "requests to send: 16" in dry.stdout, dry.stderr
+    assert server.requests == 0 and sorted(p.name for p in ro.iterdir()) == ["existing"]
+
+
+@needs_unshare
+def test_a_full_disk_stops_the_run_with_the_journal_intact_and_the_re_run_resumes(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    """A 12 kB tmpfs (really full: ENOSPC, short writes) holds a few answers; the run must stop cleanly there."""
+    out, kept = tmp_path / "out", tmp_path / "kept"
+    out.mkdir()
+    kept.mkdir()
+    done = in_namespace(f"mount -t tmpfs -o size=12k tmpfs {out}", cli(out, server, sources, "--concurrency", "1"),
+                        after=f"cp -a {out}/. {kept}/")  # the tmpfs goes away with the namespace
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{out / JOURNAL_NAME}: the disk is full" in done.stderr and "run the same command again" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = (kept / JOURNAL_NAME).read_bytes().splitlines(keepends=True)
+    assert 0 < len(lines) < 16 and all(line.endswith(b"\n") and json.loads(line) for line in lines)
+    answered = server.stats()["answered"]
+    assert main(cli(kept, server, sources, "--quiet")[3:]) == 0  # resumes where the disk filled up
+    assert server.repeated == answered - len(lines) and len(server.answered) == 16  # only the unjournaled one
+    assert len((kept / "audioset_train.jsonl").read_text().splitlines()) == 12

@@ -6,12 +6,17 @@ key is there. Each line goes to the kernel in one ``write`` on an ``O_APPEND`` d
 can at worst leave a torn last line, which the next open cuts off; ``fsync`` runs at most every
 ``fsync_interval`` seconds (and on close), which bounds what a power cut, not a kill, can lose.
 
+A write that fails (a full disk, a read-only or vanished folder) is cut back to the last whole line and
+stops the journal: every later ``append`` raises the same :class:`~audio_dialogues.files.OutputError`, so
+no line is ever written after a torn one and the answers journaled before stay readable.
+
 A lock on the folder (``.generate.lock``, released by the OS when its holder dies) keeps two runs from
 writing the same journal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,6 +28,7 @@ from typing import Any
 
 import filelock
 
+from ..files import OutputError, describe_os_error
 from .options import GenerateError
 
 JOURNAL_NAME = "journal.jsonl"
@@ -73,6 +79,9 @@ class OutputLock:
                 f"{self.path.parent}: another `audio-dialogues generate` run is using this output folder "
                 f"(lock {self.path}); wait for it to finish or choose another --output-dir"
             ) from None
+        except OSError as e:
+            raise OutputError(f"{describe_os_error(self.path, e)}: cannot lock the output folder, so nothing can be "
+                              "written there; choose another --output-dir") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -80,21 +89,35 @@ class OutputLock:
 
 
 class Journal:
-    """Append-only JSON Lines of responses, indexed by request key in memory."""
+    """Append-only JSON Lines of responses, indexed by request key in memory.
 
-    def __init__(self, path: Path, fsync_interval: float = 1.0) -> None:
+    ``read_only`` reads what is there (a missing file is an empty journal) and never creates, cuts or
+    appends to the file: what a dry run needs.
+    """
+
+    def __init__(self, path: Path, fsync_interval: float = 1.0, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.fsync_interval = fsync_interval
         self.entries: dict[str, dict] = {}
         self.torn_bytes = 0
-        self._load()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._failure: OutputError | None = None
+        self._fd = -1
+        self._size = self._load(cut_torn=not read_only)
+        if not read_only:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise OutputError(f"{describe_os_error(self.path, e)}: cannot open the journal for writing") from None
         self._last_sync = time.monotonic()
 
-    def _load(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
+    def _load(self, cut_torn: bool) -> int:
+        """Read the entries; returns the size of the whole lines (a torn last line is cut when ``cut_torn``)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            raise OutputError(f"{describe_os_error(self.path, e)}: cannot read the journal") from None
         good = 0
         for lineno, line in enumerate(_lines(data), start=1):
             raw, end, complete = line
@@ -111,10 +134,15 @@ class Journal:
                 break
             self.entries[entry["key"]] = entry
             good = end
-        if good < len(data):
+        if good < len(data) and cut_torn:
             self.torn_bytes = len(data) - good
-            with open(self.path, "r+b") as f:
-                f.truncate(good)
+            try:
+                with open(self.path, "r+b") as f:
+                    f.truncate(good)
+            except OSError as e:
+                raise OutputError(f"{describe_os_error(self.path, e)}: cannot cut the torn last line of the "
+                                  "journal") from None
+        return good
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries
@@ -123,20 +151,46 @@ class Journal:
         return self.entries.get(key)
 
     def append(self, entry: dict) -> None:
-        """Write ``entry`` (which has a ``key``) in one system call; fsync when the interval has passed."""
+        """Write ``entry`` (which has a ``key``) in one system call; fsync when the interval has passed.
+
+        On a failed write the file is cut back to its last whole line and :class:`OutputError` is raised
+        (now and on every later call): a full disk stops the run with the journal intact.
+        """
+        if self._failure is not None:
+            raise self._failure
+        if self._fd < 0:
+            raise OutputError(f"{self.path}: the journal was opened read-only or is closed")
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        os.write(self._fd, line)
+        written = 0
+        try:
+            while written < len(line):  # a short write (a nearly full disk) is finished or fails with ENOSPC
+                written += os.write(self._fd, line[written:])
+            now = time.monotonic()
+            if now - self._last_sync >= self.fsync_interval:
+                os.fsync(self._fd)
+                self._last_sync = now
+        except OSError as e:
+            if written < len(line):
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+            self._failure = OutputError(
+                f"{describe_os_error(self.path, e)}. The {len(self.entries):,} entries written before are kept; "
+                "fix the cause and run the same command again to resume")
+            raise self._failure from None
+        self._size += written
         self.entries[entry["key"]] = entry
-        now = time.monotonic()
-        if now - self._last_sync >= self.fsync_interval:
-            os.fsync(self._fd)
-            self._last_sync = now
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                if self._failure is None:
+                    raise OutputError(f"{describe_os_error(self.path, e)}: the journal's last entries may not "
+                                      "have reached the disk") from None
+            finally:
+                os.close(fd)
 
     def __enter__(self) -> Journal:
         return self

@@ -8,6 +8,7 @@ from the journal at the end of every run, interrupted or not; the report says wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..files import atomic_write
+from ..files import OutputError, atomic_write, describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
@@ -470,8 +471,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
     started = time.perf_counter()
     _check(options)
     options.output_dir = Path(options.output_dir)
-    options.output_dir.mkdir(parents=True, exist_ok=True)
-    settings = ModelSettings(options.model or "(dry run)", options.temperature, options.max_tokens, options.seed)
+    settings = ModelSettings(options.model, options.temperature, options.max_tokens, options.seed)
     chosen = templates(options.prompt_files)
     prompt_hashes = {config: chosen[config].digest for config in CONFIGS}
     report = GenerationReport(
@@ -483,7 +483,13 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
                   "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm},
         price_in=options.price_in, price_out=options.price_out)
     log = (lambda message: print(message, file=sys.stderr)) if options.progress else (lambda message: None)
-    with OutputLock(options.output_dir), Journal(options.output_dir / JOURNAL_NAME) as journal:
+    with contextlib.ExitStack() as stack:
+        if options.dry_run:  # reads the journal if there is one; creates, locks and writes nothing
+            journal = stack.enter_context(Journal(options.output_dir / JOURNAL_NAME, read_only=True))
+        else:
+            make_output_dir(options.output_dir)
+            stack.enter_context(OutputLock(options.output_dir))
+            journal = stack.enter_context(Journal(options.output_dir / JOURNAL_NAME))
         if journal.torn_bytes:
             log(f"journal: cut a torn last line ({journal.torn_bytes} bytes) left by an interrupted run")
         with gc_paused():  # millions of small acyclic objects: collections would rescan them all, for nothing
@@ -519,12 +525,25 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
     return report
 
 
+def make_output_dir(path: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be (a file in the way, read-only, no permission)."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: the output folder is a file, not a folder; choose another --output-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{describe_os_error(path, e)}: cannot create the output folder; "
+                          "choose another --output-dir") from None
+
+
 def _check(options: GenerateOptions) -> None:
     unknown = [c for c in options.configs if c not in CONFIGS]
     if unknown:
         raise GenerateError(f"unknown config(s) {unknown}; expected some of {', '.join(CONFIGS)}")
-    if not options.dry_run and not options.model:
-        raise GenerateError("give --model (the model name the endpoint serves)")
+    if not options.model:
+        raise GenerateError("give --model (the model name the endpoint serves)" + (
+            "; a dry run needs it too: journaled answers are keyed by the model, so what is left to pay depends "
+            "on it" if options.dry_run else ""))
     if options.concurrency < 1:
         raise GenerateError(f"--concurrency must be at least 1, got {options.concurrency}")
     if options.limit is not None and options.limit < 1:
