@@ -88,6 +88,8 @@ class OpenAIServer:
             self.repeated = 0
             self.authorization: str | None = None
             self.first_request_at: float | None = None
+            #: When each chat request arrived (wall clock), to check rate limits per window.
+            self.arrivals: list[float] = []
             self.last_answer_at: float | None = None
 
     def fault(self, match: str, *kinds: str) -> None:
@@ -127,8 +129,9 @@ class OpenAIServer:
             self.authorization = request.headers.get("Authorization")
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.arrivals.append(time.time())
             if self.first_request_at is None:
-                self.first_request_at = time.time()
+                self.first_request_at = self.arrivals[-1]
             hold = self.hold_after is not None and sum(self.answered.values()) >= self.hold_after
         try:
             if hold:

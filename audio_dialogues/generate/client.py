@@ -125,8 +125,7 @@ class ChatClient:
         if self._rpm is not None:
             await self._rpm.acquire()
         if self._tpm is not None:
-            need = estimate_tokens(messages) + self.settings.max_tokens
-            await self._tpm.acquire(min(need, self._tpm.max_rate))
+            await _acquire_all(self._tpm, estimate_tokens(messages) + self.settings.max_tokens)
 
     def _delay(self, attempt: int, response: Any = None) -> float:
         server = retry_after_s(response)
@@ -189,6 +188,19 @@ def _per_second_bucket(per_minute: float) -> AsyncLimiter:
     """
     capacity = max(1.0, per_minute / 60)
     return AsyncLimiter(capacity, capacity * 60 / per_minute)
+
+
+async def _acquire_all(bucket: AsyncLimiter, amount: float) -> None:
+    """Take ``amount`` from the bucket, in chunks of at most its capacity when it holds less than that.
+
+    A request may need more tokens than the one-second bucket holds (a long prompt plus ``max_tokens``
+    against a small TPM quota); charging only a bucket's worth would let such requests out at the
+    request rate, several times over the quota.
+    """
+    while amount > 0:
+        chunk = min(amount, bucket.max_rate)
+        await bucket.acquire(chunk)
+        amount -= chunk
 
 
 def _http_client(timeout_s: float) -> Any:
