@@ -55,7 +55,7 @@ def test_an_openai_compatible_embeddings_endpoint() -> None:
 @pytest.mark.parametrize("spec,message", [
     ("bogus", "unknown embedder 'bogus'"),
     ("sentence-transformers:/no/such/model", "/no/such/model: sentence-transformers model folder does not exist"),
-    ("clap:/no/such.pt", "clap:CHECKPOINT needs local audio"),
+    ("clap:/no/such.pt", "/no/such.pt: CLAP checkpoint does not exist"),
 ])
 def test_bad_specs_are_clear_errors(spec: str, message: str) -> None:
     with pytest.raises(EmbedderError, match=message):

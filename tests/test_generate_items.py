@@ -149,3 +149,27 @@ def test_default_comparison_groups_are_the_papers_or_one_per_clip_of_a_smaller_p
     items = build_items(given, read_sources(given))
     assert (len(items["comparison", "train"]), len(items["comparison", "test"])) == (30, 4)
     assert comparison_count("train", 200_000, None) == 64_085 and comparison_count("test", 20_000, 100) == 100
+
+
+def test_comparison_alone_mixes_music_when_asked(sources: dict, tmp_path: Path) -> None:
+    """``--config comparison --comparison-music-fraction P`` reads MusicCaps too (it was silently left out)."""
+    options = GenerateOptions(tmp_path / "out", configs=("comparison",), comparison_music_fraction=0.5,
+                              comparison_groups={"train": 20, "test": 0}, **sources)
+    items = build_items(options, read_sources(options))
+    members = [clip.ytid for item in items["comparison", "train"] for clip in item.clips]
+    assert any(ytid.startswith("M") for ytid in members) and any(ytid.startswith("T") for ytid in members)
+    with pytest.raises(GenerateError, match="--comparison-music-fraction 0.5 mixes MusicCaps clips"):
+        GenerateOptions(tmp_path / "out", configs=("comparison",), comparison_music_fraction=0.5,
+                        strong_labels=sources["strong_labels"], ontology=sources["ontology"])
+
+
+def test_dry_run_refuses_what_the_real_run_would(sources: dict, tmp_path: Path) -> None:
+    """A bad embedder or a missing phrases file fails the dry run too, before anything is read or printed."""
+    printed: list[str] = []
+    for bad, message in (({"embedder": "bogus"}, "unknown embedder 'bogus'"),
+                         ({"embedder": "sentence-transformers:/no/such/model"}, "model folder does not exist"),
+                         ({"phrases_file": str(tmp_path / "missing.txt")}, "missing.txt: cannot read the phrases")):
+        with pytest.raises(GenerateError, match=message):
+            generate(GenerateOptions(tmp_path / "out", model="m", dry_run=True, progress=False, **bad, **sources),
+                     out=printed.append)
+    assert printed == []

@@ -26,10 +26,11 @@ import pytest
 import audio_dialogues
 from audio_dialogues.dataset.builder import MissingAudioError
 from audio_dialogues.dataset.options import ConfigError
+from audio_dialogues.generate import GenerateError, GenerateOptions
 from audio_dialogues.sources.annotations import AnnotationError, read_split
 from audio_dialogues.sources.metadata import MetadataError, load_source_metadata
 
-PACKAGE_ERRORS = (AnnotationError, MetadataError, ConfigError, MissingAudioError)
+PACKAGE_ERRORS = (AnnotationError, MetadataError, ConfigError, MissingAudioError, GenerateError)
 REPO = Path(__file__).resolve().parents[1]
 
 TURNS = [{"user": "What is it?", "assistant": "A dog barking."}]
@@ -65,6 +66,16 @@ def read(config: str = "music", split: str = "train") -> Callable[[Path], Any]:
 
 def metadata(kind: str, name: str) -> Callable[[Path], Any]:
     return lambda d: load_source_metadata(**{kind: [d / name]})
+
+
+def generate_options(**options: Any) -> Callable[[Path], Any]:
+    """The generate options of the Python API: they check their ranges when made, as the CLI does."""
+    return lambda d: GenerateOptions(d / "out", **options)
+
+
+def generate_cli(*args: str) -> Cli:
+    """``generate`` with the least it needs to reach option checks (no sources: those are read later)."""
+    return Cli(("generate", "--output-dir", "{d}/out", "--model", "m", "--quiet", *args))
 
 
 def load(config: str = "music", **options: Any) -> Callable[[Path], Any]:
@@ -422,6 +433,37 @@ CASES = [
     Case("CLI: meta event time of the wrong type", {"audioset_train.jsonl": [with_meta(event(start_s=[1]))]},
          cli("prepare", "audioset", "--data-dir", "{d}"), "audioset_train.jsonl:1",
          ("meta.sound_events[0].start_s must be a number",)),
+    # -- generate: numeric options out of range (Python API and command line), checks a dry run skipped
+    Case("generate: tpm negative", {}, generate_options(tpm=-1), None, ("--tpm must be a number greater than 0",)),
+    Case("generate: tpm NaN", {}, generate_options(tpm=float("nan")), None, ("--tpm", "got nan")),
+    Case("generate: rpm zero", {}, generate_options(rpm=0), None, ("--rpm must be a number greater than 0",)),
+    Case("generate: max_attempts zero", {}, generate_options(max_attempts=0), None,
+         ("--max-attempts must be a whole number of at least 1, got 0",)),
+    Case("generate: max_tokens negative", {}, generate_options(max_tokens=-5), None,
+         ("--max-tokens must be a whole number of at least 1, got -5",)),
+    Case("generate: temperature negative", {}, generate_options(temperature=-3), None,
+         ("--temperature must be a number from 0 to 2, got -3",)),
+    Case("generate: timeout zero", {}, generate_options(timeout_s=0), None,
+         ("--timeout must be a number greater than 0, got 0",)),
+    Case("generate: price negative", {}, generate_options(price_in=-1), None,
+         ("--price-in must be a number of at least 0, got -1",)),
+    Case("generate: similarity threshold 7", {}, generate_options(similarity_threshold=7), None,
+         ("--similarity-threshold must be a number from -1 to 1, got 7",)),
+    Case("generate: concurrency zero", {}, generate_options(concurrency=0), None,
+         ("--concurrency must be a whole number of at least 1, got 0",)),
+    Case("generate: concurrency a string", {}, generate_options(concurrency="8"), None, ("--concurrency", "got '8'")),
+    Case("generate: music fraction without MusicCaps", {}, generate_options(comparison_music_fraction=0.5), None,
+         ("--comparison-music-fraction 0.5", "give --musiccaps-csv")),
+    Case("CLI: generate --tpm -1", {}, generate_cli("--tpm", "-1"), None, ("--tpm must be a number greater than 0",)),
+    Case("CLI: generate --max-attempts 0", {}, generate_cli("--max-attempts", "0"), None,
+         ("--max-attempts must be a whole number of at least 1",)),
+    Case("CLI: generate --comparison-music-fraction without MusicCaps", {},
+         generate_cli("--comparison-music-fraction", "0.5"), None, ("give --musiccaps-csv",)),
+    Case("CLI: generate --dry-run with an unknown embedder", {}, generate_cli("--dry-run", "--embedder", "bogus"),
+         None, ("unknown embedder 'bogus'",)),
+    Case("CLI: generate --dry-run with a missing phrases file", {},
+         generate_cli("--dry-run", "--phrases-file", "{d}/missing.txt"), "missing.txt",
+         ("cannot read the phrases file",)),
     # -- clip ids and windows, and the clip cache
     Case("ytid with a zero-width space",
          {"audioset_train.jsonl": [record(clips=[{**CLIP, "ytid": "abc_DEF-12\u200b"}])]}, read("audioset"),

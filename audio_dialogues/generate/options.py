@@ -6,6 +6,7 @@ Kept free of heavy imports so that the command line can list ``generate`` withou
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,55 @@ class GenerateOptions:
     dry_run: bool = False
     show_prompts: int = 1
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values no run can use, naming the option and its allowed range (the CLI and the API alike).
+
+        Checked here, before any file is read or request sent: a negative TPM would hang the rate limiter,
+        zero attempts would fail every item, and a negative price would print a negative cost.
+        """
+        for name, (flag, low, high, low_allowed, whole) in _RANGES.items():
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            kind = "a whole number" if whole else "a number"
+            if high is not None:
+                allowed = f"from {low:g} to {high:g}"
+            else:
+                allowed = f"of at least {low:g}" if low_allowed else f"greater than {low:g}"
+            number = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+            if (not number or not math.isfinite(value) or (value < low if low_allowed else value <= low)
+                    or (high is not None and value > high)):
+                hint = " (omit it for no limit)" if name in _OPTIONAL else ""
+                raise GenerateError(f"{flag} must be {kind} {allowed}{hint}, got {value!r}")
+        if self.comparison_music_fraction > 0 and not self.musiccaps_csv:
+            raise GenerateError(f"--comparison-music-fraction {self.comparison_music_fraction:g} mixes MusicCaps "
+                                "clips into comparison groups: give --musiccaps-csv too")
+
+
+#: Numeric options: field -> (its flag, lowest value, highest value or None, whether the lowest itself is allowed,
+#: whole numbers only). The highest temperature is the one OpenAI's API accepts.
+_RANGES: dict[str, tuple[str, float, float | None, bool, bool]] = {
+    "temperature": ("--temperature", 0, 2, True, False),
+    "max_tokens": ("--max-tokens", 1, None, True, True),
+    "concurrency": ("--concurrency", 1, None, True, True),
+    "rpm": ("--rpm", 0, None, False, False),
+    "tpm": ("--tpm", 0, None, False, False),
+    "timeout_s": ("--timeout", 0, None, False, False),
+    "max_attempts": ("--max-attempts", 1, None, True, True),
+    "backoff_s": ("backoff_s", 0, None, True, False),
+    "limit": ("--limit", 1, None, True, True),
+    "comparison_music_fraction": ("--comparison-music-fraction", 0, 1, True, False),
+    "similarity_threshold": ("--similarity-threshold", -1, 1, True, False),
+    "price_in": ("--price-in", 0, None, True, False),
+    "price_out": ("--price-out", 0, None, True, False),
+    "show_prompts": ("show_prompts", 0, None, True, True),
+}
+#: Options whose None means "no limit".
+_OPTIONAL = {"rpm", "tpm", "limit"}
 
 
 def _split_counts(text: str) -> dict[str, int]:

@@ -26,7 +26,7 @@ from ..files import OutputError, atomic_write, describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
-from .embedders import make_embedder
+from .embedders import check_spec, make_embedder
 from .filters import PhraseFilter, SimilarityScorer, assistant_text, default_phrases, dialogue_fingerprint, read_phrases
 from .items import Item, audioset_items, comparison_count, comparison_items, music_items
 from .journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, request_key
@@ -92,7 +92,9 @@ def read_sources(options: GenerateOptions) -> Sources:
             strong[split] = open_source_metadata({"strong_labels": files}) if files else SourceMetadata()
     names = open_source_metadata({"ontology": list(options.ontology)}).label_names if needs_strong else {}
     _check_named(strong, names, options.ontology)
-    music = open_source_metadata({"musiccaps_csv": list(options.musiccaps_csv)}) if "music" in options.configs else None
+    mixed = "comparison" in options.configs and options.comparison_music_fraction > 0
+    wants_music = "music" in options.configs or mixed
+    music = open_source_metadata({"musiccaps_csv": list(options.musiccaps_csv)}) if wants_music else None
     return Sources(strong, names, music)
 
 
@@ -335,20 +337,25 @@ def _record(item: Item, turns: Sequence[tuple[str, str]], entry: dict, provenanc
             "turns": [{"user": u, "assistant": a} for u, a in turns], "meta": meta}
 
 
-def filters(options: GenerateOptions) -> tuple[PhraseFilter, SimilarityScorer | None]:
-    """The phrase filter and the similarity scorer, made before any request so that a bad option costs nothing."""
-    phrases = [] if options.replace_phrases else default_phrases()
+def phrases(options: GenerateOptions) -> list[str]:
+    """The low-confidence phrases in use: Audio Flamingo's lists and/or the user's file."""
+    chosen = [] if options.replace_phrases else default_phrases()
     if options.phrases_file:
         try:
-            phrases += read_phrases(options.phrases_file)
+            chosen += read_phrases(options.phrases_file)
         except (OSError, UnicodeDecodeError) as e:
             raise GenerateError(f"{options.phrases_file}: cannot read the phrases file: {e}") from None
+    return chosen
+
+
+def filters(options: GenerateOptions) -> tuple[PhraseFilter, SimilarityScorer | None]:
+    """The phrase filter and the similarity scorer, made before any request so that a bad option costs nothing."""
     scorer = None
     if options.embedder != "none":
         embedder = make_embedder(options.embedder, base_url=options.embedding_base_url or options.base_url,
                                  api_key_env=options.api_key_env, resolve_audio=_audio_resolver(options))
         scorer = SimilarityScorer(embedder, Journal(options.output_dir / SIMILARITY_CACHE))
-    return PhraseFilter(phrases), scorer
+    return PhraseFilter(phrases(options)), scorer
 
 
 def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], jobs: dict[tuple[str, str, str], Job],
@@ -544,12 +551,10 @@ def _check(options: GenerateOptions) -> None:
         raise GenerateError("give --model (the model name the endpoint serves)" + (
             "; a dry run needs it too: journaled answers are keyed by the model, so what is left to pay depends "
             "on it" if options.dry_run else ""))
-    if options.concurrency < 1:
-        raise GenerateError(f"--concurrency must be at least 1, got {options.concurrency}")
-    if options.limit is not None and options.limit < 1:
-        raise GenerateError(f"--limit must be at least 1, got {options.limit}")
-    if not 0.0 <= options.comparison_music_fraction <= 1.0:
-        raise GenerateError("--comparison-music-fraction must be between 0 and 1")
+    options.validate()  # again: fields may have changed since the options were made
+    # What the filters would refuse, refused before the sources are read, and in a dry run too.
+    check_spec(options.embedder)
+    phrases(options)
 
 
 def options_dict(options: GenerateOptions) -> dict[str, Any]:
