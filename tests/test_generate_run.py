@@ -392,3 +392,25 @@ def test_a_full_disk_stops_the_run_with_the_journal_intact_and_the_re_run_resume
     assert main(cli(kept, server, sources, "--quiet")[3:]) == 0  # resumes where the disk filled up
     assert server.repeated == answered - len(lines) and len(server.answered) == 16  # only the unjournaled one
     assert len((kept / "audioset_train.jsonl").read_text().splitlines()) == 12
+
+
+def test_music_rows_with_an_empty_caption_or_repeated_are_counted_as_not_built(
+        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture) -> None:
+    csv_path = Path(sources["musiccaps_csv"][0])
+    rows = csv_path.read_text().splitlines()
+    rows += [rows[2], rows[2], rows[1],  # M0001 (train) twice more, M0000 (test) once more
+             "Mempty0000x,0,10,/m/04rlf,\"['quiet']\",\"  \",0,False,False",
+             "Mempty0001x,0,10,/m/04rlf,\"[]\",,0,False,True"]
+    csv_path.write_text("\n".join(rows) + "\n")
+    report = generate(options(tmp_path, server, sources, configs=("music",), embedder="none"), out=print)
+    splits = report.to_dict()["splits"]
+    empty, repeated = ("empty caption (nothing to describe)",
+                       "duplicate row (the same clip listed again; built once)")
+    assert splits["music_train"]["not_built"] == {repeated: 2, empty: 1}
+    assert splits["music_test"]["not_built"] == {empty: 1, repeated: 1}
+    assert splits["music_train"]["stages"]["items"] == 4 and splits["music_test"]["stages"]["items"] == 2
+    summary = capsys.readouterr().out
+    assert f"music_train: 4 -> 4 -> 4 -> 4 -> 4 -> 4 (paper 3,358); source rows not built: 2 x {repeated}, " \
+           f"1 x {empty}" in summary
+    markdown = (tmp_path / "out" / "generation_report.md").read_text()
+    assert f"## Source rows not built into items\n\n- music_test: 1 x {empty}" in markdown

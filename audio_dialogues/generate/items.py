@@ -14,9 +14,11 @@ from __future__ import annotations
 import functools
 import random
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..sources.annotations import SPLITS
 from ..sources.clips import Clip
 from ..sources.metadata import MusicCapsEntry, SoundEvent
 
@@ -106,17 +108,39 @@ def music_text(caption: str) -> str:
     return f"Music description: {caption.strip()}"
 
 
+#: Why a MusicCaps row is not an item; the report counts them per split.
+EMPTY_CAPTION = "empty caption (nothing to describe)"
+REPEATED_ROW = "duplicate row (the same clip listed again; built once)"
+
+
+def music_split(entry: MusicCapsEntry) -> str:
+    """MusicCaps' own split: its ``is_audioset_eval`` rows are test."""
+    return "test" if entry.is_audioset_eval else "train"
+
+
 def music_items(entries: Iterable[MusicCapsEntry], split: str | None = None) -> list[Item]:
-    """One item per MusicCaps row; ``split`` None takes each row's ``is_audioset_eval`` (True: test)."""
+    """One item per MusicCaps row with a caption; ``split`` None takes each row's own (:func:`music_split`)."""
     items = []
     for entry in entries:
-        row_split = split or ("test" if entry.is_audioset_eval else "train")
+        row_split = split or music_split(entry)
         if not entry.caption.strip():
             continue
         meta = {"caption": entry.caption, "aspects": list(entry.aspects)}
         caption = entry.caption.strip()
         items.append(Item(entry.clip.key, "music", row_split, (entry.clip,), music_text(caption), caption, meta))
     return items
+
+
+def music_rows_not_built(entries: Iterable[MusicCapsEntry], repeats: Iterable[MusicCapsEntry]
+                         ) -> dict[str, Counter[str]]:
+    """Per split, the MusicCaps rows that became no item, by reason (see :func:`music_items`)."""
+    out: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
+    for entry in entries:
+        if not entry.caption.strip():
+            out[music_split(entry)][EMPTY_CAPTION] += 1
+    for entry in repeats:
+        out[music_split(entry)][REPEATED_ROW] += 1
+    return out
 
 
 def comparison_items(

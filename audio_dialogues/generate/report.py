@@ -58,6 +58,8 @@ class SplitReport:
     rejects: Counter = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     similarity: list[float] = field(default_factory=list)
+    #: Source rows of this split that became no item, by reason (an empty caption, a repeated row).
+    not_built: Counter = field(default_factory=Counter)
 
     def reject(self, reason: str) -> None:
         self.rejects[reason] += 1
@@ -66,6 +68,7 @@ class SplitReport:
         scores = sorted(self.similarity)
         return {
             "stages": dict(self.stages),
+            "not_built": dict(self.not_built.most_common()),
             "paper": PAPER_SIZES[self.config][self.split],
             "turns_histogram": {str(k): self.turns[k] for k in sorted(self.turns)},
             "rejects": dict(self.rejects.most_common()),
@@ -171,6 +174,10 @@ class GenerationReport:
         for name, split in data["splits"].items():
             hist = split["turns_histogram"]
             lines.append(f"| {name} | " + " | ".join(str(hist.get(str(k), 0)) for k in range(1, 5)) + " |")
+        not_built = [f"- {name}: {n} x {reason}" for name, split in data["splits"].items()
+                     for reason, n in split["not_built"].items()]
+        if not_built:
+            lines += ["", "## Source rows not built into items", "", *not_built]
         lines += ["", "## Rejects by reason", ""]
         for name, split in data["splits"].items():
             for reason, n in split["rejects"].items():
@@ -197,7 +204,9 @@ class GenerationReport:
         lines = []
         for name, split in data["splits"].items():
             stages = " -> ".join(f"{split['stages'][s]}" for s in STAGES)
-            lines.append(f"{name}: {stages} (paper {split['paper']:,})")
+            not_built = ", ".join(f"{n} x {reason}" for reason, n in split["not_built"].items())
+            lines.append(f"{name}: {stages} (paper {split['paper']:,})"
+                         + (f"; source rows not built: {not_built}" if not_built else ""))
         lines.append(f"tokens {data['usage']['prompt_tokens']:,} in / {data['usage']['completion_tokens']:,} out, "
                      f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f}), "
                      f"{self.wall_time_s:.1f} s")

@@ -28,7 +28,7 @@ from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_meta
 from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
 from .embedders import check_spec, make_embedder
 from .filters import PhraseFilter, SimilarityScorer, assistant_text, default_phrases, dialogue_fingerprint, read_phrases
-from .items import Item, audioset_items, comparison_count, comparison_items, music_items
+from .items import Item, audioset_items, comparison_count, comparison_items, music_items, music_rows_not_built
 from .journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, request_key
 from .options import GenerateError, GenerateOptions
 from .parsing import parse_descriptor, parse_dialogue
@@ -502,6 +502,11 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
         with gc_paused():  # millions of small acyclic objects: collections would rescan them all, for nothing
             sources = read_sources(options)
             items = build_items(options, sources)
+        if "music" in options.configs and sources.music is not None:
+            not_built = music_rows_not_built(sources.music.music.values(), sources.music.music_repeats)
+            for split, reasons in not_built.items():
+                if reasons:
+                    report.split("music", split).not_built.update(reasons)
         phrase_filter, scorer = (None, None) if options.dry_run else filters(options)
         descriptors: dict[str, str] = {}
         descriptor_keys: set[str] = set()

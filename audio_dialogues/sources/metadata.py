@@ -83,6 +83,8 @@ class SourceMetadata:
     #: ytid -> {start ms -> (clip, events)}; a ytid may have several strong-label segments.
     strong: dict[str, dict[int, tuple[Clip, list[SoundEvent]]]] = field(default_factory=dict)
     music: dict[str, MusicCapsEntry] = field(default_factory=dict)
+    #: MusicCaps rows that repeat an earlier row of the same clip exactly: kept once, listed here to be counted.
+    music_repeats: list[MusicCapsEntry] = field(default_factory=list)
     label_names: dict[str, str] = field(default_factory=dict)
     #: ontology class name -> names of its direct sub-classes (what "Speech" counts in the paper's shares)
     class_children: dict[str, list[str]] = field(default_factory=dict)
@@ -327,6 +329,8 @@ def read_musiccaps(path: Path, into: SourceMetadata | None = None) -> SourceMeta
                 "a guess: keep one of the rows")
         if earlier is None:
             meta.music[clip.ytid] = entry
+        else:
+            meta.music_repeats.append(entry)
     return meta
 
 
