@@ -63,6 +63,8 @@ def embedding_for(text: str, dim: int = 64) -> list[float]:
 class OpenAIServer:
     def __init__(self, latency_s: float = 0.0, retry_after_s: float = 0.05) -> None:
         self.latency_s = latency_s
+        #: Seconds each embeddings request takes (a slow embedder, for interrupting a run while it scores).
+        self.embedding_latency_s = 0.0
         self.retry_after_s = retry_after_s
         self.hold_after: int | None = None
         self.faults: dict[str, deque[str]] = {}
@@ -84,6 +86,7 @@ class OpenAIServer:
             self.seen: Counter[str] = Counter()
             self.statuses: Counter[str] = Counter()
             self.embedding_requests = 0
+            self.embedded_texts = 0
             #: Requests that arrived for a request already answered: what a paying user must never see.
             self.repeated = 0
             self.authorization: str | None = None
@@ -188,6 +191,9 @@ class OpenAIServer:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         with self._lock:
             self.embedding_requests += 1
+            self.embedded_texts += len(texts)
+        if self.embedding_latency_s:
+            await asyncio.sleep(self.embedding_latency_s)
         data = [{"object": "embedding", "index": i, "embedding": embedding_for(t)} for i, t in enumerate(texts)]
         return web.json_response({"object": "list", "data": data, "model": body.get("model"),
                                   "usage": {"prompt_tokens": 0, "total_tokens": 0}})

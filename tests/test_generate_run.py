@@ -414,3 +414,38 @@ def test_music_rows_with_an_empty_caption_or_repeated_are_counted_as_not_built(
            f"1 x {empty}" in summary
     markdown = (tmp_path / "out" / "generation_report.md").read_text()
     assert f"## Source rows not built into items\n\n- music_test: 1 x {empty}" in markdown
+
+
+def test_ctrl_c_while_scoring_keeps_the_scores_and_writes_the_outputs(tmp_path: Path, server: OpenAIServer) -> None:
+    """A slow embedder (each embeddings request of the stand-in server takes 0.4 s): SIGINT once some batches
+    are scored stops after the batch in progress; what is scored is cached, written and reported."""
+    sources = write_sources(tmp_path / "src", train=100, test=4)
+    out = tmp_path / "out"
+    server.embedding_latency_s = 0.4
+    args = [*cli(out, server, sources, "--concurrency", "8"), "--embedder", "openai:emb",
+            "--similarity-threshold", "0"]
+    cache = out / "similarity_cache.jsonl"
+    proc = subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while journal_lines(cache.parent) < 104 or not cache.exists() or not cache.read_bytes().count(b"\n"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "stopping: finishing the batch being scored" in stderr and "Traceback" not in stderr
+    assert "NOT COMPLETE" in stdout and "dialogues not yet scored (interrupted)" in stdout
+    scored = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert 0 < len(scored) < 100 and len(scored) % 32 == 0  # whole batches, each cached when it was done
+    report = json.loads((out / "generation_report.json").read_text())
+    train = report["splits"]["audioset_train"]
+    assert report["interrupted"] and train["unscored"] == 100 - len(scored)
+    assert report["splits"]["audioset_test"]["unscored"] == 4  # the split after the interrupt is not scored
+    assert len((out / "audioset_train.jsonl").read_text().splitlines()) == len(scored) == train["stages"]["duplicates"]
+    # The re-run scores only the rest (two texts per pair) and completes.
+    server.embedding_latency_s = 0.0
+    before = server.embedded_texts
+    assert main(args[3:] + ["--quiet"]) == 0
+    assert server.embedded_texts - before == 2 * (104 - len(scored)) and server.repeated == 0
+    assert len(cache.read_text().splitlines()) == 104
+    assert len((out / "audioset_train.jsonl").read_text().splitlines()) == 100

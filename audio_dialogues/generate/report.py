@@ -60,6 +60,8 @@ class SplitReport:
     similarity: list[float] = field(default_factory=list)
     #: Source rows of this split that became no item, by reason (an empty caption, a repeated row).
     not_built: Counter = field(default_factory=Counter)
+    #: Dialogues left out because scoring was interrupted before them (a re-run scores them).
+    unscored: int = 0
 
     def reject(self, reason: str) -> None:
         self.rejects[reason] += 1
@@ -69,6 +71,7 @@ class SplitReport:
         return {
             "stages": dict(self.stages),
             "not_built": dict(self.not_built.most_common()),
+            "unscored": self.unscored,
             "paper": PAPER_SIZES[self.config][self.split],
             "turns_histogram": {str(k): self.turns[k] for k in sorted(self.turns)},
             "rejects": dict(self.rejects.most_common()),
@@ -103,7 +106,10 @@ class GenerationReport:
 
     @property
     def complete(self) -> bool:
-        return not self.interrupted and self.pending == 0 and not self.failed_requests
+        return not self.interrupted and self.pending == 0 and not self.failed_requests and not self.unscored_total()
+
+    def unscored_total(self) -> int:
+        return sum(report.unscored for report in self.splits.values())
 
     def add_client_stats(self, stats: ClientStats) -> None:
         """Add one request phase's counters (descriptors, then dialogues) to the run's."""
@@ -129,6 +135,7 @@ class GenerationReport:
             "complete": self.complete,
             "interrupted": self.interrupted,
             "pending_requests": self.pending,
+            "unscored_dialogues": self.unscored_total(),
             "failed_requests": dict(self.failed_requests.most_common()),
             "settings": self.settings,
             "prices_per_million": {"input": self.price_in, "output": self.price_out},
@@ -161,9 +168,10 @@ class GenerationReport:
             f"- tokens: {data['usage']['prompt_tokens']:,} in, {data['usage']['completion_tokens']:,} out; "
             f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f})",
         ]
-        if self.pending or self.failed_requests:
+        if self.pending or self.failed_requests or self.unscored_total():
             failed = ", ".join(f"{n} x {reason}" for reason, n in self.failed_requests.most_common())
-            lines.append(f"- pending requests: {self.pending}; failed: {failed or 'none'}")
+            lines.append(f"- pending requests: {self.pending}; failed: {failed or 'none'}; "
+                         f"dialogues not yet scored: {self.unscored_total()}")
         lines += ["", "## Counts after each stage", "",
                   "| subset | " + " | ".join(STAGES) + " | paper |", "|---" * (len(STAGES) + 2) + "|"]
         for name, split in data["splits"].items():
@@ -211,7 +219,9 @@ class GenerationReport:
                      f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f}), "
                      f"{self.wall_time_s:.1f} s")
         if not data["complete"]:
+            unscored = f", {self.unscored_total()} dialogues not yet scored" if self.unscored_total() else ""
             lines.append(f"NOT COMPLETE: {self.pending} requests pending, "
-                         f"{sum(self.failed_requests.values())} failed" + (" (interrupted)" if self.interrupted else "")
+                         f"{sum(self.failed_requests.values())} failed{unscored}"
+                         + (" (interrupted)" if self.interrupted else "")
                          + "; run the same command again to continue without paying twice")
         return "\n".join(lines)

@@ -27,7 +27,15 @@ from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
 from .embedders import check_spec, make_embedder
-from .filters import PhraseFilter, SimilarityScorer, assistant_text, default_phrases, dialogue_fingerprint, read_phrases
+from .filters import (
+    PhraseFilter,
+    ScoringStop,
+    SimilarityScorer,
+    assistant_text,
+    default_phrases,
+    dialogue_fingerprint,
+    read_phrases,
+)
 from .items import Item, audioset_items, comparison_count, comparison_items, music_items, music_rows_not_built
 from .journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, request_key
 from .options import GenerateError, GenerateOptions
@@ -361,61 +369,74 @@ def filters(options: GenerateOptions) -> tuple[PhraseFilter, SimilarityScorer | 
 def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], jobs: dict[tuple[str, str, str], Job],
            journal: Journal, report: GenerationReport, prompt_hashes: dict[str, str],
            phrase_filter: PhraseFilter, scorer: SimilarityScorer | None, log: Callable[[str], None]) -> None:
-    """Parse, filter and write every config/split from the journal; fill the report's stages."""
-    for config in CONFIGS:
-        seen: set[str] = set()
-        for split in SPLITS:
-            group = items.get((config, split))
-            if not group:
-                continue
-            stats = report.split(config, split)
-            stats.stages["items"] = len(group)
-            kept: list[tuple[Item, tuple, dict]] = []
-            for item in group:
-                entry = journal.get(jobs[config, split, item.key].key)
-                if entry is None:
+    """Parse, filter and write every config/split from the journal; fill the report's stages.
+
+    Ctrl-C while scoring stops the scoring (see :class:`ScoringStop`); the dialogues left unscored are
+    counted, not written, and the run is reported as interrupted.
+    """
+    stop = ScoringStop(log)
+    with stop if scorer is not None else contextlib.nullcontext():
+        for config in CONFIGS:
+            seen: set[str] = set()
+            for split in SPLITS:
+                group = items.get((config, split))
+                if not group:
                     continue
-                stats.stages["answered"] += 1
-                stats.usage.add(entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"])
-                turns, reason = _judge(config, entry.get("text"), entry.get("finish_reason"))
-                if reason:
-                    stats.reject(reason)
-                    continue
-                stats.stages["parsed"] += 1
-                phrase = phrase_filter.match(turns)
-                if phrase:
-                    stats.reject(f"low-confidence phrase {phrase!r}")
-                    continue
-                stats.stages["phrases"] += 1
-                kept.append((item, turns, entry))
-            scores: list[float | None] = [None] * len(kept)
-            if scorer is not None and kept:
-                log(f"scoring {len(kept)} {config}/{split} dialogues with {scorer.embedder.name}")
-                scores = scorer.scores([(item, assistant_text(turns)) for item, turns, _ in kept])
-            records = []
-            for (item, turns, entry), score in zip(kept, scores, strict=True):
-                if scorer is not None:
-                    if score is None:
-                        stats.reject("similarity could not be scored (no local audio)")
+                stats = report.split(config, split)
+                stats.stages["items"] = len(group)
+                kept: list[tuple[Item, tuple, dict]] = []
+                for item in group:
+                    entry = journal.get(jobs[config, split, item.key].key)
+                    if entry is None:
                         continue
-                    stats.similarity.append(score)
-                    if score < options.similarity_threshold:
-                        stats.reject(f"similarity below {options.similarity_threshold}")
+                    stats.stages["answered"] += 1
+                    stats.usage.add(entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"])
+                    turns, reason = _judge(config, entry.get("text"), entry.get("finish_reason"))
+                    if reason:
+                        stats.reject(reason)
                         continue
-                stats.stages["similarity"] += 1
-                fingerprint = dialogue_fingerprint(turns)
-                if fingerprint in seen:
-                    stats.reject("exact duplicate of an earlier dialogue")
-                    continue
-                seen.add(fingerprint)
-                stats.stages["duplicates"] += 1
-                stats.turns[len(turns)] += 1
-                provenance = {**report.settings["model_settings"], "prompt_hash": prompt_hashes[config],
-                              "embedder": scorer.embedder.name if scorer else None}
-                records.append(_record(item, turns, entry, provenance, score))
-            path = options.output_dir / f"{config}_{split}.jsonl"
-            _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-            report.outputs.append(path.name)
+                    stats.stages["parsed"] += 1
+                    phrase = phrase_filter.match(turns)
+                    if phrase:
+                        stats.reject(f"low-confidence phrase {phrase!r}")
+                        continue
+                    stats.stages["phrases"] += 1
+                    kept.append((item, turns, entry))
+                scores: dict[int, float | None] = {}
+                if scorer is not None and kept:
+                    if not stop.stopped:
+                        log(f"scoring {len(kept)} {config}/{split} dialogues with {scorer.embedder.name}")
+                    scores = scorer.scores([(item, assistant_text(turns)) for item, turns, _ in kept], stop)
+                records = []
+                for index, (item, turns, entry) in enumerate(kept):
+                    score = scores.get(index)
+                    if scorer is not None:
+                        if index not in scores:
+                            stats.unscored += 1
+                            continue
+                        if score is None:
+                            stats.reject("similarity could not be scored (no local audio)")
+                            continue
+                        stats.similarity.append(score)
+                        if score < options.similarity_threshold:
+                            stats.reject(f"similarity below {options.similarity_threshold}")
+                            continue
+                    stats.stages["similarity"] += 1
+                    fingerprint = dialogue_fingerprint(turns)
+                    if fingerprint in seen:
+                        stats.reject("exact duplicate of an earlier dialogue")
+                        continue
+                    seen.add(fingerprint)
+                    stats.stages["duplicates"] += 1
+                    stats.turns[len(turns)] += 1
+                    provenance = {**report.settings["model_settings"], "prompt_hash": prompt_hashes[config],
+                                  "embedder": scorer.embedder.name if scorer else None}
+                    records.append(_record(item, turns, entry, provenance, score))
+                path = options.output_dir / f"{config}_{split}.jsonl"
+                _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+                report.outputs.append(path.name)
+    if stop.stopped:
+        report.interrupted = True
     if scorer is not None:
         scorer.cache.close()
 
