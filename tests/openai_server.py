@@ -11,6 +11,8 @@ name (header) or last message contains ``substring`` fail in that order. Kinds: 
 ``timeout`` (answers too late), ``drop`` (closes the connection), ``empty``, ``malformed``, ``long``
 (cut at max tokens), or any other string, sent as the completion text.
 
+``api_key`` set makes every request without that bearer key fail with 401, as a hosted API does.
+
 ``hold_after=N`` answers N requests and then holds every later one open until the server stops: a run
 killed then has requests in flight but none answered and unjournaled, which makes repeats countable.
 
@@ -67,6 +69,8 @@ class OpenAIServer:
         self.embedding_latency_s = 0.0
         self.retry_after_s = retry_after_s
         self.hold_after: int | None = None
+        #: When set, a request without ``Authorization: Bearer <api_key>`` gets OpenAI's 401 answer.
+        self.api_key: str | None = None
         self.faults: dict[str, deque[str]] = {}
         self.port = 0
         self._lock = threading.Lock()
@@ -137,6 +141,11 @@ class OpenAIServer:
                 self.first_request_at = self.arrivals[-1]
             hold = self.hold_after is not None and sum(self.answered.values()) >= self.hold_after
         try:
+            if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                self.statuses["401"] += 1
+                return web.json_response({"error": {"message": "Incorrect API key provided.",
+                                                    "type": "invalid_request_error", "code": "invalid_api_key"}},
+                                         status=401)
             if hold:
                 await asyncio.sleep(3600)
             if self.latency_s:

@@ -7,11 +7,19 @@ to a closed port on 127.0.0.1, or to a host name that cannot resolve (``.invalid
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
 
-from audio_dialogues.generate.client import ChatClient, ModelSettings, estimate_tokens
+from audio_dialogues.generate.client import (
+    ChatClient,
+    ClientStats,
+    EndpointUnusable,
+    ModelSettings,
+    RequestFailed,
+    estimate_tokens,
+)
 from tests.openai_server import OpenAIServer
 
 
@@ -47,3 +55,65 @@ def test_tpm_charges_the_whole_request_when_it_needs_more_than_a_seconds_worth(s
         allowed = per_second * (at - started + 1) + 0.05 * per_second
         assert sent * need <= allowed, (sent, at - started)
     assert arrivals[-1] - started >= (n * need - per_second) / per_second - 0.05
+
+
+MESSAGES = [{"role": "user", "content": "Say something about a dog."}]
+
+
+def closed_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+def attempt(base_url: str, **client: object) -> tuple[BaseException | None, ClientStats]:
+    """One completion through a fresh client; what it raised (None when answered) and its counters."""
+
+    async def run() -> tuple[BaseException | None, ClientStats]:
+        chat = ChatClient(ModelSettings("m", max_tokens=8), base_url=base_url, backoff_s=0.01, **client)
+        try:
+            await chat.complete(MESSAGES)
+        except (RequestFailed, EndpointUnusable) as e:
+            return e, chat.stats
+        finally:
+            await chat.close()
+        return None, chat.stats
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("url,label", [(None, "connection refused"),
+                                       ("http://audio-dialogues-test.invalid/v1", "host name not resolved (")])
+def test_refused_and_unresolved_are_connection_failures_not_timeouts(url: str | None, label: str) -> None:
+    """The aiohttp transport reports both as connect timeouts; the OS error underneath names them."""
+    error, stats = attempt(url or closed_url(), max_attempts=2)
+    assert isinstance(error, RequestFailed) and str(error).startswith(label) and "after 2 attempts" in str(error)
+    assert [reason.startswith(label) for reason in stats.retry_reasons] == [True]
+
+
+def test_an_endpoint_that_never_answers_stops_the_client_after_the_watched_attempts() -> None:
+    error, stats = attempt(closed_url(), max_attempts=6, fail_fast_after=3)
+    assert isinstance(error, EndpointUnusable) and error.attempts == 3 and stats.requests == 3
+    assert error.failure.label == "connection refused" and error.base_url.endswith("/v1")
+
+
+def test_transient_faults_and_failures_after_a_success_keep_their_retries(server: OpenAIServer) -> None:
+    """429s before the first answer disarm the watch; a server gone after an answer is retried, not condemned."""
+    server.fault("dog", "429", "429", "429")
+    server.retry_after_s = 0.01
+    error, stats = attempt(server.base_url, max_attempts=4, fail_fast_after=2)
+    assert error is None and stats.retry_reasons == {"HTTP 429": 3}
+
+    async def answered_then_gone() -> BaseException:
+        chat = ChatClient(ModelSettings("m", max_tokens=8), base_url=server.base_url, backoff_s=0.01,
+                          max_attempts=3, fail_fast_after=2)
+        try:
+            await chat.complete(MESSAGES)
+            server.stop()
+            with pytest.raises(RequestFailed) as raised:
+                await chat.complete(MESSAGES)
+            return raised.value
+        finally:
+            await chat.close()
+
+    assert str(asyncio.run(answered_then_gone())) == "connection refused after 3 attempts"

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -449,3 +450,80 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_writes_the_outputs(tmp_path: 
     assert server.embedded_texts - before == 2 * (104 - len(scored)) and server.repeated == 0
     assert len(cache.read_text().splitlines()) == 104
     assert len((out / "audioset_train.jsonl").read_text().splitlines()) == 100
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["wrong key", "no key", "no /v1", "no server", "unknown host"])
+def test_an_unusable_endpoint_stops_at_once_naming_the_fix_and_the_rerun_resumes(
+        tmp_path: Path, server: OpenAIServer, sources: dict, case: str, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real client, real HTTP: the stand-in server (401 for a wrong key, 404 off /v1), a closed port on
+    127.0.0.1 and a ``.invalid`` host (reserved, never resolves). Three answers are journaled first; the
+    broken run stops after the first attempts with one paragraph and exit 1, keeps them, and once the
+    cause is fixed the same command resumes without asking any answer twice."""
+    out = tmp_path / "out"
+    args = cli(out, server, sources, "--quiet", "--concurrency", "3")[3:]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-right")
+    server.api_key = "sk-right"
+    assert main([*args, "--limit", "3"]) == 0  # answers for three items per split
+    journaled = journal_lines(out)
+    assert journaled == 6
+    broken = {"wrong key": [], "no key": [], "no /v1": ["--base-url", server.base_url[: -len("/v1")]],
+              "no server": ["--base-url", f"http://127.0.0.1:{closed_port()}/v1"],
+              "unknown host": ["--base-url", "http://audio-dialogues-test.invalid/v1"]}[case]
+    if case == "wrong key":
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    elif case == "no key":
+        monkeypatch.delenv("OPENAI_API_KEY")
+    capsys.readouterr()
+    before = server.requests
+    started = time.perf_counter()
+    assert main([*args, *broken]) == 1
+    elapsed = time.perf_counter() - started
+    err = capsys.readouterr().err
+    expected = {"wrong key": ("HTTP 401: Incorrect API key", "OPENAI_API_KEY is set", "--api-key-env"),
+                "no key": ("HTTP 401", "OPENAI_API_KEY is not set"),
+                "no /v1": ("HTTP 404", "/v1"),
+                "no server": ("connection refused", "start the server"),
+                "unknown host": ("host name not resolved", "does not resolve")}[case]
+    for fragment in (*expected, "stopped: the endpoint", "cannot serve this run", "the first 5 attempts"):
+        assert fragment in err, err
+    assert "Traceback" not in err and "run the same command again" not in err
+    assert len(err.strip().splitlines()) == 1 and elapsed < 20
+    # At most the attempts the check needs, plus what the other workers had already sent.
+    assert server.requests - before <= (5 + 2 if case in ("wrong key", "no key", "no /v1") else 0)
+    assert journal_lines(out) == journaled
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-right")
+    assert main(args) == 0
+    assert server.repeated == 0 and len(server.answered) == 16
+
+
+def test_a_small_run_whose_every_attempt_is_refused_says_why(tmp_path: Path, server: OpenAIServer, sources: dict,
+                                                             capsys: pytest.CaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-in server asking for a key: two items, fewer attempts than the watch waits for, both 401."""
+    server.api_key = "sk-right"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    assert main([*cli(tmp_path / "out", server, sources, "--quiet", "--limit", "1")[3:]]) == 1
+    err = capsys.readouterr().err
+    assert "the first 2 attempts all failed with HTTP 401" in err and "OPENAI_API_KEY is set" in err
+    assert server.requests == 2
+
+
+def test_the_summary_of_an_incomplete_run_names_its_failure_reasons(tmp_path: Path, server: OpenAIServer,
+                                                                    sources: dict) -> None:
+    """Stand-in server: two items answer 500 until their attempts run out, after other items were answered."""
+    server.fault("T0003", "500", "500")
+    server.fault("T0007", "500", "500")
+    printed: list[str] = []
+    report = generate(options(tmp_path, server, sources, configs=("audioset",), embedder="none", max_attempts=2,
+                              concurrency=1), out=printed.append)
+    assert not report.complete and report.failed_requests == {"HTTP 500 after 2 attempts": 2}
+    summary = "\n".join(printed)
+    assert "NOT COMPLETE: 2 requests pending, 2 failed (2 x HTTP 500 after 2 attempts)" in summary, summary

@@ -1,10 +1,14 @@
 """Chat completions from any OpenAI-compatible endpoint, with rate limits and retries we can account for.
 
 The official ``openai`` client does the HTTP (and the API key); its own retries are off so that every attempt, wait and
-``Retry-After`` is ours to honour and count. 429, 408/409, 5xx, timeouts and dropped connections are
+``Retry-After`` is ours to honour and count. 429, 408/409, 5xx, timeouts and connection errors are
 retried with exponential backoff and jitter (or exactly the server's ``Retry-After``); other 4xx fail
 at once, since they would fail again. Requests-per-minute and tokens-per-minute limits are leaky
 buckets; tokens are counted the way hosted APIs do, prompt estimate plus ``max_tokens``.
+
+An endpoint that cannot serve the run at all (a wrong key, a wrong URL, no server) would otherwise fail
+every item one by one, retries included: until one attempt succeeds, an :class:`EndpointWatch` stops the
+client once enough attempts have all failed in the same such way.
 """
 
 from __future__ import annotations
@@ -12,7 +16,11 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
+import socket
+import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +40,94 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
 
 class RequestFailed(RuntimeError):
     """A request that got no usable response after its retries; nothing was journaled, so a re-run retries."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt, classified."""
+
+    #: What the endpoint watch compares: ``HTTP 401``, ``connection refused``, ``timeout`` ...
+    kind: str
+    #: For the report: the kind with its detail (the server's message, the transport's exception).
+    label: str
+    #: Whether another attempt may succeed.
+    retry: bool
+    #: Whether, while nothing has succeeded, it says the endpoint cannot serve this run at all.
+    fatal_first: bool
+    status: int | None = None
+
+
+class EndpointUnusable(RuntimeError):
+    """The first attempts of a run all failed the same way, one that says the endpoint cannot serve it."""
+
+    def __init__(self, failure: Failure, attempts: int, base_url: str) -> None:
+        super().__init__(f"{base_url}: the first {attempts} attempts all failed with {failure.label}")
+        self.failure, self.attempts, self.base_url = failure, attempts, base_url
+
+
+@dataclass
+class EndpointWatch:
+    """Watches the attempts until one succeeds; says the endpoint is unusable once ``threshold`` have all
+    failed with one kind of fatal-first failure (a 401, 404, refused connection, unknown host ...).
+
+    A success, a transient failure (429, 5xx, timeout) or a second kind disarms it for good: from then on
+    failures are retried as usual, since the endpoint has shown it can answer or the fault may pass.
+    """
+
+    threshold: int
+    armed: bool = True
+    failed_attempts: int = 0
+    first: Failure | None = None
+
+    def succeeded(self) -> None:
+        self.armed = False
+
+    def failed(self, failure: Failure) -> None:
+        if not self.armed:
+            return
+        if not failure.fatal_first or (self.first is not None and failure.kind != self.first.kind):
+            self.armed = False
+            return
+        self.first = self.first or failure
+        self.failed_attempts += 1
+
+    @property
+    def tripped(self) -> bool:
+        return self.armed and self.failed_attempts >= self.threshold
+
+    @property
+    def every_attempt_failed(self) -> bool:
+        """Nothing succeeded and every attempt failed with one fatal-first kind (however few there were)."""
+        return self.armed and self.failed_attempts > 0
+
+
+def classify(error: openai.OpenAIError) -> Failure:
+    """What a failed attempt says: retried or not, and whether it condemns an endpoint that never answered.
+
+    The transports disagree on names: the aiohttp one reports a refused connection or an unknown host as
+    a connect *timeout*, so the exception chain is searched for the OS error underneath.
+    """
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        if status in (408, 409, 429) or status >= 500:
+            return Failure(f"HTTP {status}", f"HTTP {status}", retry=True, fatal_first=False, status=status)
+        detail = _short(re.sub(r"^Error code: \d+( - )?", "", error.message))  # the client's prefix repeats the status
+        return Failure(f"HTTP {status}", f"HTTP {status}: {detail}" if detail else f"HTTP {status}", retry=False,
+                       fatal_first=True, status=status)
+    for cause in _chain(error):
+        if isinstance(cause, ConnectionRefusedError):
+            return Failure("connection refused", "connection refused", retry=True, fatal_first=True)
+        if isinstance(cause, socket.gaierror):
+            return Failure("host name not resolved", f"host name not resolved ({cause.strerror or cause})",
+                           retry=True, fatal_first=True)
+        if isinstance(cause, ssl.SSLError):
+            return Failure("TLS error", f"TLS error ({cause.reason or type(cause).__name__})", retry=True,
+                           fatal_first=True)
+    if isinstance(error, openai.APITimeoutError):
+        return Failure("timeout", f"timeout ({_root_cause(error)})", retry=True, fatal_first=False)
+    if isinstance(error, openai.APIConnectionError):
+        return Failure("connection error", f"connection error ({_root_cause(error)})", retry=True, fatal_first=False)
+    return Failure("invalid response", f"invalid response ({_short(str(error))})", retry=True, fatal_first=False)
 
 
 @dataclass(frozen=True)
@@ -107,8 +203,10 @@ class ChatClient:
         max_backoff_s: float = 60.0,
         rpm: float | None = None,
         tpm: float | None = None,
+        fail_fast_after: int | None = None,
     ) -> None:
         self.settings = settings
+        self.watch = EndpointWatch(fail_fast_after) if fail_fast_after else None
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -117,6 +215,7 @@ class ChatClient:
         self._tpm = _per_second_bucket(tpm) if tpm else None
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s,
                                           max_retries=0, http_client=_http_client(timeout_s))
+        self.base_url = str(self._client.base_url).rstrip("/")
 
     async def close(self) -> None:
         await self._client.close()
@@ -134,32 +233,35 @@ class ChatClient:
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
     async def complete(self, messages: list[dict[str, str]], headers: dict[str, str] | None = None) -> Completion:
-        """One completion; retried on transient failures; :class:`RequestFailed` when they run out."""
+        """One completion; retried on transient failures; :class:`RequestFailed` when they run out.
+
+        Raises :class:`EndpointUnusable` when the endpoint watch trips.
+        """
         body = self.settings.body(messages)
         options = {"headers": headers} if headers else {}
         started = time.perf_counter()
-        reason = "no attempt"
+        label = "no attempt"
         for attempt in range(1, self.max_attempts + 1):
             await self._throttle(messages)
             self.stats.requests += 1
-            response = None
             try:
                 # The client's generic POST: ``chat.completions.create`` first walks every message through
                 # its TypedDict transformer, which cost more CPU than the whole HTTP exchange here.
                 result = await self._client.post("/chat/completions", cast_to=ChatCompletion, body=body,
                                                  options=options)
-            except openai.APIStatusError as e:
-                status = e.status_code
-                if status not in (408, 409, 429) and status < 500:
-                    raise RequestFailed(f"HTTP {status}: {_short(e.message)}") from None
-                reason, response = f"HTTP {status}", e.response
-            except openai.APITimeoutError as e:
-                reason = f"timeout ({_root_cause(e)})"
-            except openai.APIConnectionError as e:
-                reason = f"connection error ({_root_cause(e)})"
-            except openai.APIResponseValidationError as e:
-                reason = f"invalid response ({_short(str(e))})"
+            except (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError) as e:
+                failure = classify(e)
+                label = failure.label
+                if self.watch is not None:
+                    self.watch.failed(failure)
+                    if self.watch.tripped:
+                        raise EndpointUnusable(failure, self.watch.failed_attempts, self.base_url) from None
+                if not failure.retry:
+                    raise RequestFailed(label) from None
+                response = getattr(e, "response", None)
             else:
+                if self.watch is not None:
+                    self.watch.succeeded()
                 choice = result.choices[0] if result.choices else None
                 usage = result.usage
                 return Completion(
@@ -173,11 +275,11 @@ class ChatClient:
                 )
             if attempt == self.max_attempts:
                 break
-            self.stats.retried(reason)
+            self.stats.retried(label)
             delay = self._delay(attempt, response)
             self.stats.waited_s += delay
             await asyncio.sleep(delay)
-        raise RequestFailed(f"{reason} after {self.max_attempts} attempts")
+        raise RequestFailed(f"{label} after {self.max_attempts} attempts")
 
 
 def _per_second_bucket(per_minute: float) -> AsyncLimiter:
@@ -218,11 +320,20 @@ def _http_client(timeout_s: float) -> Any:
         return None
 
 
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The exception and those it was raised from or during, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
 def _root_cause(error: BaseException) -> str:
     """The innermost exception's class: the transports disagree on what to call a dropped connection."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return type(error).__name__
+    *_, root = _chain(error)
+    return type(root).__name__
 
 
 def _short(text: str, limit: int = 200) -> str:

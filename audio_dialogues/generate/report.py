@@ -220,8 +220,9 @@ class GenerationReport:
                      f"{self.wall_time_s:.1f} s")
         if not data["complete"]:
             unscored = f", {self.unscored_total()} dialogues not yet scored" if self.unscored_total() else ""
+            top = "; ".join(f"{n} x {reason}" for reason, n in self.failed_requests.most_common(3))
             lines.append(f"NOT COMPLETE: {self.pending} requests pending, "
-                         f"{sum(self.failed_requests.values())} failed{unscored}"
+                         f"{sum(self.failed_requests.values())} failed" + (f" ({top})" if top else "") + unscored
                          + (" (interrupted)" if self.interrupted else "")
                          + "; run the same command again to continue without paying twice")
         return "\n".join(lines)

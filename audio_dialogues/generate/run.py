@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..files import OutputError, atomic_write, describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
-from .client import ChatClient, Completion, ModelSettings, RequestFailed, estimate_tokens
+from .client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
 from .embedders import check_spec, make_embedder
 from .filters import (
     PhraseFilter,
@@ -192,8 +192,43 @@ def _judge(config: str, text: str | None, finish_reason: str | None) -> tuple[tu
     return parsed.turns, parsed.reason
 
 
+#: The fewest failed attempts (and at least ``concurrency``) that stop a run whose endpoint never answered.
+FAIL_FAST_ATTEMPTS = 5
+
+
+def unusable_endpoint(error: EndpointUnusable, options: GenerateOptions) -> GenerateError:
+    """One paragraph for an endpoint that cannot serve the run: where, what it answered and the likely fix."""
+    failure, var = error.failure, options.api_key_env
+    if failure.status in (401, 403):
+        state = ("is not set" if not os.environ.get(var) else
+                 "is set, so the key it holds is wrong, expired or not allowed this model")
+        fix = (f"the endpoint refuses the API key: the variable {var} {state}; export a valid key in it, or name "
+               "the variable that holds one with --api-key-env")
+    elif failure.status == 404:
+        fix = (f"nothing serves chat completions at {error.base_url}/chat/completions: the base URL usually ends "
+               f"with /v1 (e.g. http://127.0.0.1:8000/v1); if it does, check that the endpoint serves the model "
+               f"{options.model!r}")
+    elif failure.status is not None:
+        fix = ("the endpoint rejects the requests themselves (see its message): check --model, --max-tokens and "
+               "--temperature against what it accepts")
+    elif failure.kind == "connection refused":
+        fix = "nothing listens at that host and port: start the server (and wait until it is up), or correct --base-url"
+    elif failure.kind == "host name not resolved":
+        fix = "the host name in --base-url does not resolve: check its spelling, and the network or proxy"
+    else:
+        fix = "the TLS handshake failed: a local server usually speaks http://, not https://"
+    return GenerateError(
+        f"stopped: the endpoint {error.base_url} cannot serve this run: the first {error.attempts} attempts all "
+        f"failed with {failure.label}, and none succeeded. Likely fix: {fix}. Nothing was paid for; answers "
+        "already in the journal are kept, and the same command resumes once this is fixed.")
+
+
 class _Runner:
-    """Sends the jobs with ``concurrency`` workers; first Ctrl-C drains in-flight requests, second abandons."""
+    """Sends the jobs with ``concurrency`` workers; first Ctrl-C drains in-flight requests, second abandons.
+
+    An endpoint that fails every attempt in a way that will not pass (see :class:`EndpointWatch`) stops the
+    run at once with :func:`unusable_endpoint`'s message instead of failing each item after its retries.
+    """
 
     def __init__(self, options: GenerateOptions, journal: Journal, report: GenerationReport,
                  settings: ModelSettings, log: Callable[[str], None]) -> None:
@@ -201,6 +236,7 @@ class _Runner:
         self.stop = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.interrupts = 0
+        self.unusable: EndpointUnusable | None = None
 
     def _interrupt(self) -> None:
         self.interrupts += 1
@@ -219,7 +255,8 @@ class _Runner:
         api_key = os.environ.get(self.options.api_key_env)
         client = ChatClient(self.settings, base_url=self.options.base_url, api_key=api_key,
                             timeout_s=self.options.timeout_s, max_attempts=self.options.max_attempts,
-                            backoff_s=self.options.backoff_s, rpm=self.options.rpm, tpm=self.options.tpm)
+                            backoff_s=self.options.backoff_s, rpm=self.options.rpm, tpm=self.options.tpm,
+                            fail_fast_after=max(self.options.concurrency, FAIL_FAST_ATTEMPTS))
         loop = asyncio.get_running_loop()
         handled = []
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -242,6 +279,13 @@ class _Runner:
                     self.report.failed_requests[str(e)] += 1
                     bar.update()
                     continue
+                except EndpointUnusable as e:
+                    self.unusable = e
+                    self.stop.set()
+                    for task in self.tasks:
+                        if task is not asyncio.current_task():
+                            task.cancel()
+                    return
                 self.journal.append(_entry(job, completion, self.settings))
                 self.report.this_run.add(completion.prompt_tokens, completion.completion_tokens)
                 bar.update()
@@ -254,11 +298,19 @@ class _Runner:
         finally:
             for task in self.tasks:
                 task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
             bar.close()
             for sig in handled:
                 loop.remove_signal_handler(sig)
             self.report.add_client_stats(client.stats)
             await client.close()
+        watch = client.watch
+        if (self.unusable is None and not self.report.interrupted and watch and watch.every_attempt_failed
+                and watch.first is not None):
+            # Fewer attempts than the watch needs were made (a small run), and every one failed the same way.
+            self.unusable = EndpointUnusable(watch.first, watch.failed_attempts, client.base_url)
+        if self.unusable is not None:
+            raise unusable_endpoint(self.unusable, self.options)
 
 
 def _send(jobs: Sequence[Job], options: GenerateOptions, journal: Journal, report: GenerationReport,
