@@ -123,6 +123,9 @@ def _add_core_commands(commands: argparse._SubParsersAction) -> None:
     prepare = commands.add_parser("prepare", help="prepare a config from annotation files and local audio")
     prepare.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(prepare, split=False)
+    prepare.add_argument("--split", choices=("train", "test", "all"), default="all",
+                         help="the split to report on; every split is prepared, and one where no dialogue has "
+                              "audio is prepared empty, but naming it here is an error")
     prepare.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
                          help="local audio folder, searched before the clip cache (repeatable)")
     prepare.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, "
@@ -156,6 +159,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
     datasets, report = prepare(
         args.config,
+        None if args.split == "all" else args.split,
         data_dir=args.data_dir,
         audio_dir=args.audio_dir or None,
         audio_cache_dir=args.audio_cache_dir,

@@ -299,3 +299,52 @@ def test_builds_from_a_read_only_install(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])[0] == EXPECTED_SIZES["music", "test"][1]
     assert not (parent / "audio_dialogues.lock").exists()
+
+
+def _test_split_without_audio(tmp_path: Path) -> dict:
+    """The sample's music train split (2 of 3 dialogues with audio) and a test split whose clips have no audio."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(SAMPLE_DATA / "music_train.jsonl", data)
+    with open(data / "music_test.jsonl", "w") as f:
+        for i, ytid in enumerate(["Zz99Yy88Xx0", "Zz99Yy88Xx1"]):
+            f.write(json.dumps({"id": f"gone-{i}", "clips": [{"ytid": ytid, "start_s": 0.0, "end_s": 10.0}],
+                                "turns": [{"user": "What plays?", "assistant": "A flute."}]}) + "\n")
+    return {**SAMPLE, "data_dir": str(data), "audio_cache_dir": str(tmp_path / "clips")}
+
+
+def test_a_split_without_audio_never_blocks_the_split_asked_for(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    inputs = _test_split_without_audio(tmp_path)
+    cache = str(tmp_path / "hf")
+    train = audio_dialogues.load("music", split="train", cache_dir=cache, **inputs)
+    assert train.num_rows == 2
+    assert "music/test: no audio for any of its 2 records (no audio found: 2)" in caplog.text
+    assert "prepared as an empty split" in caplog.text
+    # every split is prepared (as datasets does); the empty one says why in its report
+    splits, report = prepare("music", cache_dir=cache, **inputs)
+    assert splits["train"].num_rows == 2 and splits["test"].num_rows == 0
+    assert splits["test"].features == splits["train"].features
+    assert (report["test"].records, report["test"].kept, report["test"].dropped) == (2, 0, {"no audio found": 2})
+    assert report["train"].dropped == {"no audio found": 1}
+    # asking for the empty split by name is the clear error, also from the cached copy and through load_dataset
+    message = r"music/test: no audio for any of its 2 records \(no audio found: 2\); searched .*sample/audio"
+    with pytest.raises(MissingAudioError, match=message):
+        audio_dialogues.load("music", split="test", cache_dir=cache, **inputs)
+    with pytest.raises(MissingAudioError, match=message):
+        prepare("music", "test", cache_dir=cache, **inputs)
+    with pytest.raises(MissingAudioError, match=message):
+        datasets.load_dataset("audio_dialogues", "music", split="train[:1]+test", cache_dir=cache, **inputs)
+    assert datasets.load_dataset("audio_dialogues", "music", split="train", cache_dir=cache, **inputs).num_rows == 2
+    # missing_audio="error" stays strict: any record without audio stops the prepare, asked-for split or not
+    with pytest.raises(MissingAudioError, match=r"music_train.jsonl:3 .*Wd3-Xs2_Za1"):
+        audio_dialogues.load("music", split="test", cache_dir=cache, missing_audio="error", **inputs)
+
+
+def test_no_split_with_audio_is_an_error_when_all_are_asked_for(tmp_path: Path) -> None:
+    inputs = _test_split_without_audio(tmp_path)
+    inputs["audio_dir"] = str(tmp_path / "no-audio-here")
+    os.mkdir(inputs["audio_dir"])
+    with pytest.raises(MissingAudioError, match=r"music/train: no audio for any of its 3 records.*; "
+                                                r"music/test: no audio for any of its 2 records"):
+        prepare("music", cache_dir=str(tmp_path / "hf"), **inputs)

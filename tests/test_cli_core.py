@@ -60,6 +60,29 @@ def test_prepare_with_missing_audio_error_fails_with_the_record(tmp_path: Path) 
     assert "music_train.jsonl:3 (id 'mu-train-lullaby'): no audio for clip Wd3-Xs2_Za1 [90s, 100s)" in done.stderr
 
 
+def test_prepare_is_not_blocked_by_a_split_without_audio_unless_it_names_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "music_train.jsonl").write_text(Path(SAMPLE["data_dir"], "music_train.jsonl").read_text())
+    (data / "music_test.jsonl").write_text("".join(
+        json.dumps({"id": f"gone-{i}", "clips": [{"ytid": f"Zz99Yy88Xx{i}", "start_s": 0.0, "end_s": 10.0}],
+                    "turns": [{"user": "What plays?", "assistant": "A flute."}]}) + "\n" for i in range(2)))
+    args = ["prepare", "music", "--data-dir", str(data), "--audio-dir", SAMPLE["audio_dir"], "--musiccaps-csv",
+            SAMPLE["musiccaps_csv"], "--audio-cache-dir", str(tmp_path / "clips"), "--cache-dir", str(tmp_path / "hf")]
+    every = run(*args, cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    assert "train: 2 dialogues of 3 records; dropped: 1 no audio found" in every.stdout
+    assert " test: 0 dialogues of 2 records; dropped: 2 no audio found" in every.stdout
+    assert "no dialogue has audio, so the split is empty; searched " in every.stdout
+    assert "music/test: no audio for any of its 2 records" in every.stderr  # logged as it is prepared
+    train = run(*args, "--split", "train", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr
+    assert "train: 2 dialogues of 3 records" in train.stdout and " test:" not in train.stdout
+    test = run(*args, "--split", "test", cwd=tmp_path)
+    assert test.returncode == 1 and "Traceback" not in test.stderr
+    assert "error: music/test: no audio for any of its 2 records (no audio found: 2); searched " in test.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("prepare", "speech", "--data-dir", ".", cwd=tmp_path).returncode == 2
     assert run("prepare", "music", cwd=tmp_path).returncode == 2

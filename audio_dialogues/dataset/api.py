@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -13,7 +12,7 @@ from typing import Any
 
 import datasets
 
-from .builder import REPORT_FILENAME, AudioDialogues, SplitReport, builder_hash
+from .builder import AudioDialogues, SplitReport, builder_hash
 from .registration import DATASET_NAME
 
 
@@ -43,17 +42,24 @@ def load(
 
 
 def prepare(
-    config: str = "music", *, download_mode: datasets.DownloadMode | str | None = None, **kwargs: Any
+    config: str = "music",
+    split: str | None = None,
+    *,
+    download_mode: datasets.DownloadMode | str | None = None,
+    **kwargs: Any,
 ) -> tuple[datasets.DatasetDict, dict[str, SplitReport]]:
-    """Prepare (or reuse from cache) every split of ``config``; also say what was dropped and why."""
+    """Prepare (or reuse from cache) every split of ``config``; also say what was dropped and why.
+
+    Every split is prepared, as datasets does; a split where no record has audio is prepared empty, its
+    report saying why. ``split`` names the one split wanted (returned alone, with its report): then that
+    split being empty raises :class:`MissingAudioError`, as it does when no split has audio.
+    """
     b = builder(config, **kwargs)
     b.download_and_prepare(download_mode=download_mode)
-    report = getattr(b, "report", None)
-    if report is None:  # served from cache: the report was saved beside the data
-        path = os.path.join(b.cache_dir, REPORT_FILENAME)
-        with open(path) as f:
-            report = {split: SplitReport(**r) for split, r in json.load(f).items()}
-    return b.as_dataset(), report
+    report = b.split_reports()
+    if split is None:
+        return b.as_dataset(), report
+    return datasets.DatasetDict({split: b.as_dataset(split=split)}), {split: report[split]}
 
 
 #: ``<options id>-<input digest>-<resolution digest>``: the config id of a prepared copy (see the builder).

@@ -289,6 +289,39 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
                                "audio_dialogues.dataset.api.clean()) deletes them", len(stale), self.dataset_name,
                                sum(c.size_bytes for c in stale) / 1e6, self._cache_dir_root)
 
+    def split_reports(self) -> dict[str, SplitReport]:
+        """What preparing each split kept and dropped: from this run, else saved beside the prepared data."""
+        report = getattr(self, "report", None)
+        if report is None:
+            try:
+                with open(os.path.join(self._output_dir, REPORT_FILENAME), encoding="utf-8") as f:
+                    report = {split: SplitReport(**r) for split, r in json.load(f).items()}
+            except (OSError, ValueError, TypeError):
+                return {}  # prepared by other means (an explicit output_dir of another builder)
+        return report
+
+    def as_dataset(self, split: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """datasets' ``as_dataset``, refusing a split asked for by name that no audio could fill.
+
+        Preparing keeps such a split, empty, so that it never blocks the others; asking for it (or for
+        every split, when none has audio) raises :class:`MissingAudioError` with the reasons counted then.
+        """
+        reports = self.split_reports()
+        asked = _split_names(split) if split is not None else [s for s, r in reports.items() if r.records]
+        empty = [s for s in asked if s in reports and reports[s].without_audio]
+        if empty and (split is not None or len(empty) == len(asked)):
+            raise MissingAudioError("; ".join(reports[s].no_audio_message(f"{self.config.name}/{s}") for s in empty))
+        return super().as_dataset(split, *args, **kwargs)
+
+    def _as_dataset(self, split: Any, *args: Any, **kwargs: Any) -> datasets.Dataset:
+        # datasets cannot read a split of no rows ("corresponds to no data"); an empty split is a table of none.
+        info = self.info.splits.get(str(split)) if self.info.splits else None
+        if info is not None and info.num_examples == 0:
+            features = self.info.features
+            return datasets.Dataset.from_dict({name: [] for name in features}, features=features, info=self.info.copy(),
+                                              split=str(split))
+        return super()._as_dataset(split, *args, **kwargs)
+
     def _dataset_dir(self) -> str:
         """The folder holding every prepared copy of this dataset (one subfolder per config id)."""
         return os.path.join(self._cache_dir_root, os.path.dirname(self._relative_data_dir(False, False)))
@@ -391,13 +424,14 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             with gc_paused():
                 kept = list(resolve_records(records, resolver, config.missing_audio, report, fetch_failures))
             del records
-            if report.records and not kept:
-                raise MissingAudioError(
-                    f"{config.name}/{split}: no audio for any of its {report.records} records "
-                    f"({', '.join(report.dropped)}); searched {resolver.searched()}. Pass audio_dir, fetch the "
-                    "clips (download_audio=True or `audio-dialogues fetch`), or use missing_audio='keep' for text only"
-                )
-            log_drops(f"{config.name}/{split}", report)
+            if report.without_audio:
+                # Prepared empty rather than refused: a split nobody asked for must not block the others.
+                # Asking for it by name raises (:meth:`as_dataset`), with this report's reasons.
+                report.searched = resolver.searched()
+                logger.warning("%s; prepared as an empty split (asking for it by name raises MissingAudioError)",
+                               report.no_audio_message(f"{config.name}/{split}"))
+            else:
+                log_drops(f"{config.name}/{split}", report)
             resolved[split] = (kept, report)
         return resolved, ResolutionState.of(resolver)
 
@@ -529,6 +563,13 @@ def _check_builder_kwargs(kwargs: dict[str, Any]) -> None:
             if not (isinstance(split, str) and is_paths(files)):
                 raise ConfigError(f"option data_files={data_files!r:.80} is not valid: data_files takes a path, a "
                                   "list of paths, or a dict of split name -> path(s), e.g. {'train': 'train.jsonl'}")
+
+
+def _split_names(split: Any) -> list[str]:
+    """The split names in a split argument of ``as_dataset``: ``"test"``, ``"train[:10%]+test"``, a list of these."""
+    if isinstance(split, (list, tuple)):
+        return [name for s in split for name in _split_names(s)]
+    return [part.split("[")[0].strip() for part in str(split).split("+")]
 
 
 @dataclass(frozen=True)

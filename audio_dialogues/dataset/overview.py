@@ -44,6 +44,8 @@ def summarise(config: str, splits: datasets.DatasetDict, report: dict[str, Split
         spread = f"{sum(turns) / len(turns):.2f} (min {min(turns)}, max {max(turns)})" if turns else "-"
         lines.append(f"{split:>5}: {ds.num_rows} dialogues of {r.records} records; dropped: {dropped}; "
                      f"turns per dialogue {spread}")
+        if r.without_audio:
+            lines.append(f"       no dialogue has audio, so the split is empty; searched {r.searched}")
         if r.unlisted:
             lines.append(f"       {r.unlisted} release records have no single row in the source metadata (not "
                          f"listed, or in several segments: no clip window or labels; first: {r.first_unlisted})")

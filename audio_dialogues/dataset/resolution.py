@@ -44,6 +44,20 @@ class SplitReport:
     unlisted: int = 0
     #: Where the first of them is (``file[index]``), to look at.
     first_unlisted: str = ""
+    #: Where audio was looked for, set when no record has any: the message of an empty split names it.
+    searched: str = ""
+
+    @property
+    def without_audio(self) -> bool:
+        """Records, but none kept: every one was dropped for want of usable audio (the split is empty)."""
+        return self.records > 0 and self.kept == 0
+
+    def no_audio_message(self, where: str) -> str:
+        """Why ``where`` (``config/split``) is empty and what would fill it."""
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.dropped.items())
+        return (f"{where}: no audio for any of its {self.records} records ({reasons}); searched "
+                f"{self.searched or 'the audio folders and the clip cache'}. Pass audio_dir, fetch the clips "
+                "(download_audio=True or `audio-dialogues fetch`), or use missing_audio='keep' for text only")
 
 
 def describe_clip(clip: Clip) -> str:
