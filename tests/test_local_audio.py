@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_dialogues.dataset.local_audio import AudioIndex, AudioResolver
+import audio_dialogues
+from audio_dialogues.dataset.local_audio import AudioIndex, AudioResolver, UnusableAudioError
 from audio_dialogues.dataset.resolution import ResolutionState
+from audio_dialogues.fetch.cache import ClipRecord, audio_path, read_record, write_record
 from audio_dialogues.sources.clips import Clip
 
 YTID = "a_b-c_d-e_f"  # '_' and '-' everywhere
@@ -149,8 +153,6 @@ def test_a_file_longer_than_its_clip_is_cut_to_the_window(tmp_path: Path) -> Non
 
 
 def test_undecodable_and_too_short_local_files_are_named(tmp_path: Path) -> None:
-    from audio_dialogues.dataset.local_audio import UnusableAudioError
-
     touch(tmp_path / "bad", f"Y{YTID}.wav")  # b"x": not audio
     with pytest.raises(UnusableAudioError, match=rf"Y{YTID}.wav: not readable audio"):
         AudioResolver([tmp_path / "bad"], cache_dir=tmp_path / "cache").resolve(CLIP)
@@ -159,7 +161,8 @@ def test_undecodable_and_too_short_local_files_are_named(tmp_path: Path) -> None
     with pytest.raises(UnusableAudioError, match="the file is empty"):
         AudioResolver([tmp_path / "empty"], cache_dir=tmp_path / "cache").resolve(CLIP)
     wav(tmp_path / "short" / f"{YTID}.wav", 20.0)  # longer than the clip, but the window starts at 30 s
-    with pytest.raises(UnusableAudioError, match=r"holds 20.00 s, more than the 10 s clip .* but not its window"):
+    with pytest.raises(UnusableAudioError, match=r"holds 20.00 s, more than the 10 s clip .* but not its window "
+                                                 r"\[30 s, 40 s\) of the video, which needs 40.00 s"):
         AudioResolver([tmp_path / "short"], cache_dir=tmp_path / "cache").resolve(CLIP)
 
 
@@ -168,3 +171,101 @@ def test_relative_folders_give_absolute_paths(tmp_path: Path, monkeypatch: pytes
     monkeypatch.chdir(tmp_path)
     found = AudioIndex(["rel"]).find(CLIP)
     assert found == str(tmp_path / "rel" / f"Y{YTID}.wav")
+
+
+RATE = 8_000
+
+
+def video(path: Path, seconds: float, window_hz: float, window: tuple[float, float] = (30.0, 40.0)) -> Path:
+    """A whole-video WAV: a 300 Hz tone, except ``window_hz`` inside ``window`` (so a cut says where it came from)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * RATE)) / RATE
+    hz = np.where((t >= window[0]) & (t < window[1]), window_hz, 300.0)
+    sf.write(path, (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), RATE, subtype="PCM_16")
+    return path
+
+
+def pitch(samples: np.ndarray, rate: int = RATE) -> float:
+    """The dominant frequency of ``samples`` in Hz."""
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.argmax(spectrum) * rate / len(samples))
+
+
+def test_a_cut_follows_its_source_file(tmp_path: Path) -> None:
+    """A cut is reused only while it is a cut of the same, unchanged file: a rewritten source (same size, new
+    mtime) and another folder's file of the same clip are both cut again; a downloaded clip is never replaced."""
+    clip = Clip("-1LrH01Ei1w", 30.0, 40.0)
+    cache = tmp_path / "clips"
+    source = video(tmp_path / "w1" / "wavs" / "-1LrH01Ei1w.wav", 60.0, 1000.0)
+    cut = AudioResolver([tmp_path / "w1" / "wavs"], cache_dir=cache).resolve(clip)
+    assert pitch(sf.read(cut)[0]) == pytest.approx(1000.0, abs=1)
+    record = read_record(cache, clip)
+    assert record is not None and record.extra["cut_from"] == str(source)
+    cut_mtime = cut.stat().st_mtime_ns
+    assert AudioResolver([tmp_path / "w1" / "wavs"], cache_dir=cache).resolve(clip) == cut
+    assert cut.stat().st_mtime_ns == cut_mtime  # unchanged source: the cut is reused, not made again
+
+    before = source.stat()
+    video(source, 60.0, 2000.0)  # rewritten in place: same size, a later mtime
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert source.stat().st_size == before.st_size
+    again = AudioResolver([tmp_path / "w1" / "wavs"], cache_dir=cache).resolve(clip)
+    assert again == cut and pitch(sf.read(again)[0]) == pytest.approx(2000.0, abs=1)
+
+    video(tmp_path / "w3" / "wavs" / "-1LrH01Ei1w.wav", 60.0, 3000.0)  # another folder's file of the same clip
+    other = AudioResolver([tmp_path / "w3" / "wavs"], cache_dir=cache).resolve(clip)
+    assert pitch(sf.read(other)[0]) == pytest.approx(3000.0, abs=1)
+    assert read_record(cache, clip).extra["cut_from"] == str(tmp_path / "w3" / "wavs" / "-1LrH01Ei1w.wav")
+
+    downloaded = Clip("Zx3_kQ9-LmA", 30.0, 40.0)
+    path = audio_path(cache, downloaded, "flac")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(10 * RATE, dtype=np.float32), RATE, format="FLAC")
+    write_record(cache, downloaded, ClipRecord(file=path.name, size=path.stat().st_size, format="flac",
+                                               sample_rate=RATE, channels=1, frames=10 * RATE,
+                                               requested_sample_rate=None))
+    video(tmp_path / "w4" / "Zx3_kQ9-LmA.wav", 60.0, 1000.0)
+    assert AudioResolver([tmp_path / "w4"], cache_dir=cache).resolve(downloaded) == path
+    assert not sf.read(path)[0].any()  # the download stays what it was
+
+
+def test_a_rewritten_whole_video_gives_the_new_window_on_the_next_load(tmp_path: Path) -> None:
+    """Through the real builder: the prepared copy is made again from a fresh cut, and a fresh datasets cache
+    over another folder holding a different file of the same video gets that file's window."""
+    data = tmp_path / "data"
+    data.mkdir()
+    record = {"id": "r0", "clips": [{"ytid": "-1LrH01Ei1w", "start_s": 30.0, "end_s": 40.0}],
+              "turns": [{"user": "What plays?", "assistant": "A tone."}]}
+    (data / "music_test.jsonl").write_text(json.dumps(record) + "\n")
+    source = video(tmp_path / "w1" / "wavs" / "-1LrH01Ei1w.wav", 60.0, 1000.0)
+    options = {"data_dir": str(data), "audio_cache_dir": str(tmp_path / "clips"),
+               "musiccaps_csv": audio_dialogues.sample_paths()["musiccaps_csv"]}
+
+    def load(folder: Path, hf: str) -> float:
+        rows = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path / hf), audio_dir=str(folder),
+                                    **options)
+        return pitch(rows[0]["audio"]["array"], rows[0]["audio"]["sampling_rate"])
+
+    assert load(tmp_path / "w1" / "wavs", "hf") == pytest.approx(1000.0, abs=1)
+    before = source.stat()
+    video(source, 60.0, 2000.0)
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert load(tmp_path / "w1" / "wavs", "hf") == pytest.approx(2000.0, abs=1)
+    video(tmp_path / "w3" / "wavs" / "-1LrH01Ei1w.wav", 60.0, 3000.0)
+    assert load(tmp_path / "w3" / "wavs", "hf3") == pytest.approx(3000.0, abs=1)
+    assert load(tmp_path / "w1" / "wavs", "hf") == pytest.approx(2000.0, abs=1)  # w1's copy is cut again
+
+
+def test_a_whole_video_too_short_for_the_window_is_refused(tmp_path: Path) -> None:
+    """A 35 s video cannot give [30 s, 40 s): refused with both lengths, nothing written to the cache; a video
+    short of the window's end by less than the fetch tolerance still gives the clip."""
+    clip = Clip("-1OlgJWehn8", 30.0, 40.0)
+    video(tmp_path / "short" / "-1OlgJWehn8.wav", 35.0, 1000.0)
+    with pytest.raises(UnusableAudioError, match=r"-1OlgJWehn8.wav: holds 35.00 s, .* window \[30 s, 40 s\) of "
+                                                 r"the video, which needs 40.00 s") as err:
+        AudioResolver([tmp_path / "short"], cache_dir=tmp_path / "clips").resolve(clip)
+    assert err.value.reason == "audio file does not hold the clip's window"
+    assert read_record(tmp_path / "clips", clip) is None
+    video(tmp_path / "nearly" / "-1OlgJWehn8.wav", 39.97, 1000.0)
+    cut = AudioResolver([tmp_path / "nearly"], cache_dir=tmp_path / "clips").resolve(clip)
+    assert sf.info(str(cut)).frames == int(9.97 * RATE)

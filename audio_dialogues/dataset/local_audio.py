@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fetch.cache import ClipRecord, audio_path, cached_clip, write_record
+from ..fetch.cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
+from ..fetch.options import FetchOptions
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 
 #: What the builder does with a record whose audio is not found (defined here so the CLI need not import datasets).
@@ -46,6 +47,8 @@ _FEW_FOLDERS = 8
 _TIME_TOLERANCE_S = 0.0015
 #: A file this much longer than its clip holds more than the clip (encoder padding is ~0.05 s).
 LONGER_THAN_CLIP_S = 0.5
+#: How much of a window a file may lack and still give the clip: the same allowance a fetched clip gets.
+WINDOW_TOLERANCE_S = FetchOptions.tolerance_s
 _HEADER_BYTES = 4096
 
 PathLike = str | os.PathLike
@@ -302,16 +305,39 @@ def audio_length(path: str) -> float | None:
 # --- cutting a window out of a longer file -------------------------------------------------------
 
 
-def cut_window(source: str, clip: Clip, offset_s: float, cache_dir: Path) -> Path:
+def source_identity(path: str) -> dict[str, int]:
+    """What a cut records of its source, and must still find there to be reused: size and mtime.
+
+    The same facts the prepared copies are keyed on (:class:`.resolution.ResolutionState`): a file
+    rewritten in place, or another file moved to the same name, changes at least one of them.
+    """
+    st = os.stat(path)
+    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+def is_cut_of(record: ClipRecord, source: str, identity: dict[str, int]) -> bool:
+    """Whether ``record`` is a cut of exactly this ``source`` file as it is now."""
+    extra = record.extra
+    return (extra.get("cut_from") == source and extra.get("source_size") == identity["source_size"]
+            and extra.get("source_mtime_ns") == identity["source_mtime_ns"])
+
+
+def cut_window(source: str, clip: Clip, offset_s: float, cache_dir: Path,
+               identity: dict[str, int] | None = None) -> Path:
     """Write ``[offset_s, offset_s + clip duration)`` of ``source`` into the clip cache as ``clip``; its path.
 
     Stored exactly as a download of ``clip`` would be (FLAC plus its record, audio renamed into place
-    before the record is written), so ``fetch`` and ``status`` count it as present. libsndfile formats
-    are cut by frames; containers by ffmpeg.
+    before the record is written), so ``fetch`` and ``status`` count it as present. A record already
+    there (a cut of another file, or of this file before it changed) is removed before the new audio
+    is renamed into place, so no record ever describes audio it was not written for. The record names
+    the source with its :func:`source_identity` (``identity``, taken before reading it). libsndfile
+    formats are cut by frames; containers by ffmpeg. A window the file cannot fill (its header claimed
+    more than it holds) is refused with both lengths named.
     """
     import soundfile as sf
 
     assert clip.duration_s is not None
+    identity = identity if identity is not None else source_identity(source)
     final = audio_path(cache_dir, clip, "flac")
     tmp = final.with_name(f".tmp-{clip.key}-cut-{os.getpid()}.flac")
     try:
@@ -333,14 +359,18 @@ def cut_window(source: str, clip: Clip, offset_s: float, cache_dir: Path) -> Pat
                 rate = f.samplerate
             sf.write(tmp, data, rate, format="FLAC", subtype=subtype)
         info = sf.info(str(tmp))
-        if info.frames == 0:
-            raise UnusableAudioError(f"{source}: holds nothing at {offset_s:g} s, where clip {clip.key} starts",
-                                     reason="audio file does not hold the clip's window")
+        if info.frames < (clip.duration_s - WINDOW_TOLERANCE_S) * info.samplerate:
+            raise UnusableAudioError(
+                f"{source}: its header says it holds the {clip.duration_s:g} s window of clip {clip.key} from "
+                f"{offset_s:g} s, but only {info.frames / info.samplerate:.3f} s of it could be read (truncated file)",
+                reason="audio file does not hold the clip's window")
+        record_path(cache_dir, clip).unlink(missing_ok=True)
         os.replace(tmp, final)
         write_record(cache_dir, clip, ClipRecord(
             file=final.name, size=final.stat().st_size, format="flac", sample_rate=info.samplerate,
             channels=info.channels, frames=info.frames, requested_sample_rate=None,
-            url=Path(source).as_uri(), fetched_at=time.time(), extra={"cut_from": source, "offset_s": offset_s}))
+            url=Path(source).as_uri(), fetched_at=time.time(),
+            extra={"cut_from": source, "offset_s": offset_s, **identity}))
     except OSError as err:
         raise UnusableAudioError(f"{source}: holds more than clip {clip.key}, and its window could not be "
                                  f"written to the clip cache {cache_dir}: {err.strerror or err}",
@@ -383,7 +413,11 @@ class AudioResolver:
         return None
 
     def _checked(self, entry: _Entry, clip: Clip) -> Path:
-        """``entry``'s file if it is the clip; its window cut into the cache if it holds more."""
+        """``entry``'s file if it is the clip; its window cut into the cache if it holds more.
+
+        A cut in the cache is reused only while it is a cut of this very file, unchanged since
+        (:func:`is_cut_of`); a clip the cache holds from a download is used as it is.
+        """
         length = audio_length(entry.path)
         duration = clip.duration_s
         if length is None or duration is None or length <= duration + LONGER_THAN_CLIP_S:
@@ -391,18 +425,24 @@ class AudioResolver:
         assert clip.start_s is not None
         # A bare name holding more than the clip is the whole video; a windowed name starts at the clip.
         offset = clip.start_s if entry.start is None else 0.0
-        if offset >= length:
+        if offset + duration > length + WINDOW_TOLERANCE_S:
             raise UnusableAudioError(
                 f"{entry.path}: holds {length:.2f} s, more than the {duration:g} s clip {clip.key} but not its "
-                f"window [{clip.start_s:g} s, {clip.end_s:g} s) of the video",
+                f"window [{clip.start_s:g} s, {clip.end_s:g} s) of the video, which needs {offset + duration:.2f} s",
                 reason="audio file does not hold the clip's window")
         if self.cache_dir is None:
             raise UnusableAudioError(f"{entry.path}: holds {length:.2f} s, more than the {duration:g} s clip "
                                      f"{clip.key}, and there is no clip cache to cut its window into",
                                      reason="window could not be cut into the clip cache")
-        cut = cached_clip(self.cache_dir, clip)
-        if cut is None:
-            cut = cut_window(entry.path, clip, offset, self.cache_dir)
+        try:
+            identity = source_identity(entry.path)
+        except OSError as err:
+            raise UnusableAudioError(f"{entry.path}: cannot be read ({err.strerror or err})") from None
+        found = lookup(self.cache_dir, clip)
+        if found is not None and ("cut_from" not in found[0].extra or is_cut_of(found[0], entry.path, identity)):
+            cut = Path(found[1])
+        else:
+            cut = cut_window(entry.path, clip, offset, self.cache_dir, identity)
         self.files[str(cut)] = None
         return cut
 
