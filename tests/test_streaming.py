@@ -116,3 +116,41 @@ def test_missing_audio_policies_hold_in_a_stream(many: dict, tmp_path: Path, cap
     assert kept[-1]["id"] == "no-audio" and kept[-1]["audio"] is None
     with pytest.raises(FileNotFoundError, match=r"music_test.jsonl:24 \(id 'no-audio'\): no audio for clip Wd3"):
         list(audio_dialogues.load("music", split="test", streaming=True, missing_audio="error", **inputs))
+
+
+def test_torchcodec_audio_round_trips_through_pickle(many: dict, torchcodec: ModuleType) -> None:
+    """An example's decoder object pickles by name and opens again with the same samples, decoded or not yet."""
+    import pickle
+
+    from audio_dialogues.dataset import decoding
+
+    example = next(iter(audio_dialogues.load("music", split="test", streaming=True, decoder="torchcodec", **many)))
+    audio = example["audio"]
+    assert type(audio) is decoding.StableAudioDecoder
+    assert type(audio).__module__ == "audio_dialogues.dataset.decoding"
+    assert type(audio).__qualname__ == "StableAudioDecoder"
+    assert pickle.loads(pickle.dumps(type(audio))) is type(audio)
+    fresh = pickle.loads(pickle.dumps(audio))  # not decoded yet: reopened from its path
+    assert type(fresh) is type(audio)
+    reference = audio["array"]
+    assert len(reference) == 160_000
+    import numpy as np
+
+    np.testing.assert_array_equal(fresh["array"], reference)
+    decoded = pickle.loads(pickle.dumps(audio))  # decoded: the samples travel along
+    np.testing.assert_array_equal(decoded["array"], reference)
+    assert decoded["sampling_rate"] == audio["sampling_rate"]
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_dataloader_workers_send_torchcodec_examples(many: dict, torch: ModuleType, torchcodec: ModuleType) -> None:
+    """Workers hand whole examples (decoder objects included) to the main process, which gets every one."""
+    stream = audio_dialogues.load("music", split="test", streaming=True, decoder="torchcodec", **many)
+    loader = torch.utils.data.DataLoader(stream, batch_size=4, num_workers=2, timeout=120,
+                                         collate_fn=lambda batch: batch)
+    seen = Counter()
+    for batch in loader:
+        for example in batch:
+            seen[example["id"]] += 1
+            assert len(example["audio"]["array"]) == 160_000
+    assert seen == Counter(f"r{i:03d}" for i in range(N_RECORDS))

@@ -183,15 +183,34 @@ class TorchcodecAudio(datasets.Audio):
     def decode_example(self, value: dict, token_per_repo_id: Any = None) -> Any:
         decoder = super().decode_example(value, token_per_repo_id=token_per_repo_id)
         decoder.__class__ = _stable_decoder_class()
+        decoder._audio_dialogues_feature = self
         return decoder
+
+
+def _reopen_decoder(feature: TorchcodecAudio, encoded: dict, samples: tuple[np.ndarray, int] | None) -> Any:
+    """A pickled :class:`StableAudioDecoder` made again: its source reopened, its decoded samples (if any) kept."""
+    decoder = feature.decode_example(dict(encoded))
+    if samples is not None:
+        decoder.__dict__["_audio_dialogues_samples"] = samples
+    return decoder
 
 
 @functools.cache
 def _stable_decoder_class() -> type:
+    """The class, made on first use: it subclasses datasets' ``AudioDecoder``, whose import loads torchcodec.
+
+    It is published as this module's ``StableAudioDecoder`` (see :func:`__getattr__`), so pickle and
+    ``repr`` find it by name.
+    """
     from datasets.features._torchcodec import AudioDecoder
 
     class StableAudioDecoder(AudioDecoder):
-        """datasets' ``AudioDecoder`` whose ``["array"]`` and ``["sampling_rate"]`` come from one decode."""
+        """datasets' ``AudioDecoder`` whose ``["array"]`` and ``["sampling_rate"]`` come from one decode.
+
+        Picklable (DataLoader workers send examples to the main process): torchcodec's native decoder state
+        cannot cross processes (unpickled, it crashes the interpreter), so a pickle carries the encoded source
+        (path or bytes), the feature's options and the samples if already decoded, and is opened anew.
+        """
 
         def __getitem__(self, key: str) -> Any:
             if key in ("array", "sampling_rate"):
@@ -206,7 +225,20 @@ def _stable_decoder_class() -> type:
                 return cached[0] if key == "array" else cached[1]
             return super().__getitem__(key)
 
+        def __reduce__(self) -> tuple:
+            feature = self.__dict__.get("_audio_dialogues_feature") or TorchcodecAudio(num_channels=1)
+            return _reopen_decoder, (feature, self._hf_encoded, self.__dict__.get("_audio_dialogues_samples"))
+
+    StableAudioDecoder.__module__ = __name__
+    StableAudioDecoder.__qualname__ = "StableAudioDecoder"
     return StableAudioDecoder
+
+
+def __getattr__(name: str) -> Any:
+    """``StableAudioDecoder`` on first access (importing torchcodec then), like any module-level class."""
+    if name == "StableAudioDecoder":
+        return _stable_decoder_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 with warnings.catch_warnings():  # register_feature is flagged experimental; its behaviour is what we test
