@@ -8,8 +8,8 @@ paying user cares about: requests, requests in flight (and the most at once), an
 
 Faults are queued per item: ``fault(substring, "429", "500", ...)`` makes the next requests whose item
 name (header) or last message contains ``substring`` fail in that order. Kinds: ``429`` (with ``Retry-After``), ``500``,
-``timeout`` (answers too late), ``drop`` (closes the connection), ``empty``, ``malformed``, ``long``
-(cut at max tokens), or any other string, sent as the completion text.
+``400``, ``403``, ``404`` (refused), ``timeout`` (answers too late), ``drop`` (closes the connection), ``empty``,
+``malformed``, ``long`` (cut at max tokens), or any other string, sent as the completion text.
 
 ``api_key`` set makes every request without that bearer key fail with 401, as a hosted API does.
 
@@ -159,6 +159,10 @@ class OpenAIServer:
             if fault == "500":
                 self.statuses["500"] += 1
                 return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+            if fault in ("400", "403", "404"):
+                self.statuses[fault] += 1
+                error = {"message": f"refused with {fault}", "type": "invalid_request_error"}
+                return web.json_response({"error": error}, status=int(fault))
             if fault == "timeout":
                 await asyncio.sleep(30)
             if fault == "drop":

@@ -527,3 +527,17 @@ def test_the_summary_of_an_incomplete_run_names_its_failure_reasons(tmp_path: Pa
     assert not report.complete and report.failed_requests == {"HTTP 500 after 2 attempts": 2}
     summary = "\n".join(printed)
     assert "NOT COMPLETE: 2 requests pending, 2 failed (2 x HTTP 500 after 2 attempts)" in summary, summary
+
+
+def test_refusals_after_an_answered_phase_are_counted_not_blamed_on_the_endpoint(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    """Stand-in server: the descriptor requests are answered, then every dialogue request gets a 400.
+
+    The endpoint has shown that it works, so the run does not stop as unusable: each item fails on its own
+    and the summary names the reason."""
+    server.fault("dialogue:", *["400"] * 16)
+    printed: list[str] = []
+    report = generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none",
+                              concurrency=2), out=printed.append)
+    assert report.failed_requests == {"HTTP 400: refused with 400": 16} and server.requests == 5 + 16
+    assert "16 failed (16 x HTTP 400: refused with 400)" in "\n".join(printed)

@@ -249,6 +249,10 @@ class _Runner:
             for task in self.tasks:
                 task.cancel()
 
+    def _answered_before(self) -> bool:
+        """Whether an earlier phase of this run (the descriptors) was answered: then the endpoint works."""
+        return bool(self.report.this_run.prompt_tokens or self.report.this_run.completion_tokens)
+
     async def run(self, jobs: Sequence[Job]) -> None:
         if not jobs:
             return
@@ -256,7 +260,8 @@ class _Runner:
         client = ChatClient(self.settings, base_url=self.options.base_url, api_key=api_key,
                             timeout_s=self.options.timeout_s, max_attempts=self.options.max_attempts,
                             backoff_s=self.options.backoff_s, rpm=self.options.rpm, tpm=self.options.tpm,
-                            fail_fast_after=max(self.options.concurrency, FAIL_FAST_ATTEMPTS))
+                            fail_fast_after=None if self._answered_before() else
+                            max(self.options.concurrency, FAIL_FAST_ATTEMPTS))
         loop = asyncio.get_running_loop()
         handled = []
         for sig in (signal.SIGINT, signal.SIGTERM):
