@@ -436,6 +436,7 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_writes_the_outputs(tmp_path: 
     assert proc.returncode == 130, stderr
     assert "stopping: finishing the batch being scored" in stderr and "Traceback" not in stderr
     assert "NOT COMPLETE" in stdout and "dialogues not yet scored (interrupted)" in stdout
+    assert "audioset_test: 4 -> 4 -> 4 -> 4 -> 0 -> 0 (paper 1,442); 4 not yet scored" in stdout
     scored = [json.loads(line) for line in cache.read_text().splitlines()]
     assert 0 < len(scored) < 100 and len(scored) % 32 == 0  # whole batches, each cached when it was done
     report = json.loads((out / "generation_report.json").read_text())
@@ -541,3 +542,28 @@ def test_refusals_after_an_answered_phase_are_counted_not_blamed_on_the_endpoint
                               concurrency=2), out=printed.append)
     assert report.failed_requests == {"HTTP 400: refused with 400": 16} and server.requests == 5 + 16
     assert "16 failed (16 x HTTP 400: refused with 400)" in "\n".join(printed)
+
+
+def test_a_second_ctrl_c_abandons_the_batch_being_scored(tmp_path: Path, server: OpenAIServer) -> None:
+    """Real SIGINTs to this process while a batch waits on a slow embeddings endpoint (2 s per request)."""
+    import threading
+
+    from audio_dialogues.generate.embedders import openai_embedder
+    from audio_dialogues.generate.filters import ScoringStop, SimilarityScorer
+    from audio_dialogues.generate.items import Item
+    from audio_dialogues.generate.journal import Journal
+
+    server.embedding_latency_s = 2.0
+    pairs = [(Item(f"k{i}", "music", "train", (), f"calm piano {i}", f"calm piano {i}"), f"a piano {i}")
+             for i in range(40)]
+    messages: list[str] = []
+    with Journal(tmp_path / "cache.jsonl") as cache, ScoringStop(messages.append) as stop:
+        scorer = SimilarityScorer(openai_embedder("emb", server.base_url), cache)
+        for delay in (0.3, 0.6):
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        scores = scorer.scores(pairs, stop)
+        assert time.monotonic() - started < 1.5  # the batch was abandoned, not waited for
+    assert scores == {} and stop.requests == 2 and messages[0].startswith("stopping:")
+    assert (tmp_path / "cache.jsonl").read_text() == ""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

@@ -214,6 +214,7 @@ class GenerationReport:
             stages = " -> ".join(f"{split['stages'][s]}" for s in STAGES)
             not_built = ", ".join(f"{n} x {reason}" for reason, n in split["not_built"].items())
             lines.append(f"{name}: {stages} (paper {split['paper']:,})"
+                         + (f"; {split['unscored']} not yet scored" if split["unscored"] else "")
                          + (f"; source rows not built: {not_built}" if not_built else ""))
         lines.append(f"tokens {data['usage']['prompt_tokens']:,} in / {data['usage']['completion_tokens']:,} out, "
                      f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f}), "
