@@ -182,7 +182,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flt.add_argument("--audio-dir", dest="audio_dirs", action="append", default=[],
                      help="local audio for clap:CHECKPOINT (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print rendered prompts and a token and cost estimate; call no model")
+                        help="print rendered prompts and a token and cost estimate of what the journal has not "
+                             "answered yet; call no model, write nothing (needs --model: answers are keyed by it)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

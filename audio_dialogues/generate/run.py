@@ -492,7 +492,7 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                 path = options.output_dir / f"{config}_{split}.jsonl"
                 _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
                 report.outputs.append(path.name)
-    if stop.stopped:
+    if stop.stopped and report.unscored_total():  # a stop asked once all was scored changed nothing
         report.interrupted = True
     if scorer is not None:
         scorer.cache.close()
