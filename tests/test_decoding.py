@@ -90,3 +90,60 @@ def test_integer_reads_give_the_plain_samples(tmp_path: Path, fmt: str, subtype:
         assert got_rate == rate and array.dtype == np.float32 and array.flags.c_contiguous
         np.testing.assert_array_equal(array, _plain(str(path), rate))
     np.testing.assert_array_equal(decode_file(path.read_bytes(), 16_000)[0], _plain(path.read_bytes(), 16_000))
+
+
+@pytest.fixture(scope="module")
+def ten_seconds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 10 s clip as FLAC and WAV, and copies cut short (their headers still say 10 s)."""
+    folder = tmp_path_factory.mktemp("truncated")
+    rng = np.random.default_rng(7)
+    t = np.arange(160_000) / 16_000
+    signal = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    files = {}
+    for fmt in ("flac", "wav"):
+        whole = folder / f"whole.{fmt}"
+        sf.write(whole, signal, 16_000, subtype="PCM_16")
+        files[fmt] = whole
+    for cut in (20_000, 50_001, 150_000):  # small cuts read silently short, others break off mid-stream
+        files[f"flac_{cut}"] = folder / f"cut{cut}.flac"
+        files[f"flac_{cut}"].write_bytes(files["flac"].read_bytes()[:cut])
+    files["wav_cut"] = folder / "cut.wav"
+    files["wav_cut"].write_bytes(files["wav"].read_bytes()[:100_000])
+    files["wav_piped"] = folder / "piped.wav"  # written to a pipe: the data size is a placeholder, not a promise
+    with open(files["wav_piped"], "wb") as out:
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(files["wav"]), "-f", "wav", "pipe:1"],
+                       stdout=out, check=True)
+    return files
+
+
+@pytest.mark.parametrize("name", ["flac_20000", "flac_50001", "flac_150000", "wav_cut"])
+def test_truncated_audio_is_never_returned_short(ten_seconds: dict[str, Path], name: str) -> None:
+    """The fast decoder refuses a file that holds less than its header says, naming the file and both lengths."""
+    from audio_dialogues.dataset.decoding import AudioDecodeError
+
+    path = ten_seconds[name]
+    pattern = rf"{path.name}: truncated: its header promises 10.000 s of audio, the file holds \d\.\d{{3}} s"
+    with pytest.raises(AudioDecodeError, match=pattern):
+        decode_file(str(path), 16_000)
+    with pytest.raises(AudioDecodeError, match=r"<bytes>: truncated: its header promises 10.000 s"):
+        decode_file(path.read_bytes(), None)
+    with pytest.raises(AudioDecodeError, match=pattern):
+        SoundfileAudio().decode_example({"path": str(path), "bytes": None})
+
+
+def test_whole_files_still_decode_in_full(ten_seconds: dict[str, Path]) -> None:
+    for name in ("flac", "wav", "wav_piped"):
+        assert len(decode_file(str(ten_seconds[name]), None)[0]) == 160_000
+        assert len(decode_file(ten_seconds[name].read_bytes(), 8_000)[0]) == 80_000
+
+
+@pytest.mark.parametrize("name", ["flac_20000", "flac_50001", "flac_150000", "wav_cut"])
+def test_torchcodec_refuses_truncated_audio_too(ten_seconds: dict[str, Path], name: str,
+                                                torchcodec: object) -> None:
+    from audio_dialogues.dataset.decoding import AudioDecodeError, TorchcodecAudio
+
+    feature = TorchcodecAudio(num_channels=1)
+    with pytest.raises(AudioDecodeError, match=rf"{ten_seconds[name].name}: (truncated|torchcodec could not)"):
+        feature.decode_example({"path": str(ten_seconds[name]), "bytes": None})["array"]
+    for whole in ("flac", "wav", "wav_piped"):
+        assert len(feature.decode_example({"path": str(ten_seconds[whole]), "bytes": None})["array"]) == 160_000

@@ -269,3 +269,41 @@ def test_a_whole_video_too_short_for_the_window_is_refused(tmp_path: Path) -> No
     video(tmp_path / "nearly" / "-1OlgJWehn8.wav", 39.97, 1000.0)
     cut = AudioResolver([tmp_path / "nearly"], cache_dir=tmp_path / "clips").resolve(clip)
     assert sf.info(str(cut)).frames == int(9.97 * RATE)
+
+
+def test_a_truncated_wav_is_refused_at_prepare(tmp_path: Path) -> None:
+    """A WAV holding fewer bytes than its data header promises is refused when resolved (file size arithmetic,
+    nothing decoded), through load() too; a chunk after the data, or a pipe's placeholder size, is no truncation."""
+    from audio_dialogues.dataset.resolution import MissingAudioError
+
+    clip = Clip("-1OlgJWehn8", 30.0, 40.0)
+    whole = wav(tmp_path / "whole" / "-1OlgJWehn8_30_40.wav", 10.0)
+    cut = tmp_path / "cut" / whole.name
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[:100_000])
+    with pytest.raises(UnusableAudioError, match=r"-1OlgJWehn8_30_40.wav: truncated: its header promises 10.000 s "
+                                                 r"of audio, the file holds 6.247 s") as err:
+        AudioResolver([cut.parent], cache_dir=tmp_path / "clips").resolve(clip)
+    assert err.value.reason == "undecodable audio"
+
+    trailing = tmp_path / "trailing" / whole.name
+    trailing.parent.mkdir()
+    trailing.write_bytes(whole.read_bytes() + b"LIST\x04\x00\x00\x00INFO")
+    assert AudioResolver([trailing.parent], cache_dir=tmp_path / "clips").resolve(clip) == trailing
+    piped = tmp_path / "piped" / whole.name
+    piped.parent.mkdir()
+    data = bytearray(whole.read_bytes())
+    data[4:8] = data[40:44] = b"\xff\xff\xff\xff"  # RIFF and data sizes as a writer to a pipe leaves them
+    piped.write_bytes(bytes(data))
+    assert AudioResolver([piped.parent], cache_dir=tmp_path / "clips").resolve(clip) == piped
+
+    (tmp_path / "data").mkdir()
+    record = {"id": "r0", "clips": [{"ytid": clip.ytid, "start_s": 30.0, "end_s": 40.0}],
+              "turns": [{"user": "What plays?", "assistant": "A tone."}]}
+    (tmp_path / "data" / "music_test.jsonl").write_text(json.dumps(record) + "\n")
+    with pytest.raises(MissingAudioError, match=r"music_test.jsonl:1 \(id 'r0'\): undecodable audio for clip "
+                                                r".*truncated: its header promises 10.000 s"):
+        audio_dialogues.load("music", split="test", cache_dir=str(tmp_path / "hf"), audio_dir=str(cut.parent),
+                             data_dir=str(tmp_path / "data"), missing_audio="error",
+                             audio_cache_dir=str(tmp_path / "clips"),
+                             musiccaps_csv=audio_dialogues.sample_paths()["musiccaps_csv"])

@@ -28,6 +28,8 @@ import soundfile as sf
 import soxr
 from datasets.features.features import register_feature
 
+from .local_audio import HEADER_BYTES, WINDOW_TOLERANCE_S, truncation, wav_data
+
 DECODERS = ("soundfile", "torchcodec", "none")
 #: soundfile (libsndfile) cannot open these containers; they go through an ffmpeg process instead.
 _FFMPEG_ONLY = (".m4a", ".webm", ".mp4", ".aac")
@@ -95,25 +97,81 @@ def _decode_with_ffmpeg(source: str | bytes, sampling_rate: int | None) -> tuple
 _EXACT_PCM = {"PCM_16": (np.int16, np.float32(2.0**-15)), "PCM_24": (np.int32, np.float32(2.0**-31))}
 
 
-def _read(source: str | bytes) -> tuple[np.ndarray, int]:
-    """All frames of a file libsndfile reads, as float32 ``(frames, channels)``."""
-    with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source) as f:
+class AudioDecodeError(RuntimeError):
+    """Audio that cannot be decoded, or decodes to less than its header promises; the message names the file."""
+
+
+def _wav_truncation(source: str | bytes, name: str) -> str | None:
+    """Why a WAV file is truncated (it holds fewer bytes than its ``data`` header promises), else None.
+
+    libsndfile reports only the frames present in such a file, so its own count cannot tell.
+    """
+    if isinstance(source, bytes):
+        head, size = source[:HEADER_BYTES], len(source)
+    else:
+        with open(source, "rb") as f:
+            head, size = f.read(HEADER_BYTES), os.fstat(f.fileno()).st_size
+    data = wav_data(head, size)
+    if data is None or data[1] >= data[0]:
+        return None
+    promised, present, block_align, rate = data
+    return truncation(name, promised // block_align / rate, present // block_align / rate)
+
+
+def _readable_frames(source: str | bytes) -> int:
+    """How many frames decode before a damaged file's stream breaks off (for the message; read in blocks)."""
+    frames = 0
+    try:
+        with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source) as f:
+            for block in f.blocks(blocksize=1 << 12, dtype="int16"):
+                frames += len(block)
+    except sf.LibsndfileError:
+        pass
+    return frames
+
+
+def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
+    """All frames of a file libsndfile reads, as float32 ``(frames, channels)``; None if libsndfile cannot open it.
+
+    Raises :class:`AudioDecodeError` when fewer frames are read than the header promises (a truncated
+    FLAC still says its full length) or the stream breaks off, so short audio is never returned.
+    """
+    name = source if isinstance(source, str) else "<bytes>"
+    try:
+        f = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except sf.LibsndfileError:
+        return None
+    with f:
+        if f.format == "WAV" and (why := _wav_truncation(source, name)):
+            raise AudioDecodeError(why)
         exact = _EXACT_PCM.get(f.subtype)
+        try:
+            data = f.read(dtype=exact[0] if exact else "float32", always_2d=True)
+        except sf.LibsndfileError as err:
+            readable = _readable_frames(source)
+            raise AudioDecodeError(f"{truncation(name, f.frames / f.samplerate, readable / f.samplerate)} "
+                                   f"(decoding broke off: {err})") from err
+        if len(data) < f.frames:
+            raise AudioDecodeError(truncation(name, f.frames / f.samplerate, len(data) / f.samplerate))
         if exact is None:
-            return f.read(dtype="float32", always_2d=True), f.samplerate
-        data = f.read(dtype=exact[0], always_2d=True).astype(np.float32)
+            return data, f.samplerate
+        data = data.astype(np.float32)
         data *= exact[1]  # in place: one buffer of a clip's size fewer to allocate and fault in
         return data, f.samplerate
 
 
 def decode_file(source: str | bytes, sampling_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Decode a path or encoded bytes to mono float32 at ``sampling_rate`` (native when None)."""
+    """Decode a path or encoded bytes to mono float32 at ``sampling_rate`` (native when None).
+
+    Never returns less audio than the file's header promises: :class:`AudioDecodeError` names the file
+    and both lengths instead. (Containers decoded by ffmpeg carry no exact promise and are not checked.)
+    """
     if isinstance(source, str) and source.lower().endswith(_FFMPEG_ONLY):
         return _decode_with_ffmpeg(source, sampling_rate)
-    try:
-        data, rate = _read(source)
-    except sf.LibsndfileError:
+    read = _read(source)
+    if read is None:
         return _decode_with_ffmpeg(source, sampling_rate)
+    data, rate = read
     array = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if sampling_rate is not None and sampling_rate != rate:
         array = soxr.resample(array, rate, sampling_rate, quality="HQ")
@@ -160,13 +218,13 @@ class SoundfileAudio(datasets.Audio):
                 data = f.read()
         try:
             array, rate = decode_file(data if data is not None else path, self.sampling_rate)
+        except AudioDecodeError as err:
+            if data is None:  # the message already names the path
+                raise
+            raise AudioDecodeError(f"cannot decode audio {path or '<bytes>'}: {err}") from err
         except (sf.LibsndfileError, RuntimeError, OSError) as err:
             raise AudioDecodeError(f"cannot decode audio {path or '<bytes>'}: {err}") from err
         return {"path": path, "array": array, "sampling_rate": rate}
-
-
-class AudioDecodeError(RuntimeError):
-    """Audio that cannot be decoded; the message names the file."""
 
 
 @dataclass
@@ -185,6 +243,23 @@ class TorchcodecAudio(datasets.Audio):
         decoder.__class__ = _stable_decoder_class()
         decoder._audio_dialogues_feature = self
         return decoder
+
+
+def _check_length(metadata: Any, name: str, got_s: float, encoded: dict) -> None:
+    """Refuse lossless audio that decoded to less than its header promises (a truncated FLAC or WAV).
+
+    Only FLAC and PCM: for them the header's length is exact, where for lossy formats ffmpeg may estimate
+    it. ffmpeg measures a WAV file by its size, so a WAV's own ``data`` header is read too.
+    """
+    promised = metadata.duration_seconds_from_header
+    codec = metadata.codec or ""
+    if promised and (codec == "flac" or codec.startswith("pcm_")) and got_s < promised - WINDOW_TOLERANCE_S:
+        raise AudioDecodeError(truncation(name, promised, got_s))
+    source = encoded.get("bytes") or encoded.get("path")
+    if codec.startswith("pcm_") and source and (isinstance(source, bytes) or os.path.isfile(source)):
+        why = _wav_truncation(source, name)
+        if why:
+            raise AudioDecodeError(why)
 
 
 def _reopen_decoder(feature: TorchcodecAudio, encoded: dict, samples: tuple[np.ndarray, int] | None) -> Any:
@@ -216,11 +291,17 @@ def _stable_decoder_class() -> type:
             if key in ("array", "sampling_rate"):
                 cached = self.__dict__.get("_audio_dialogues_samples")
                 if cached is None:
-                    samples = self.get_all_samples()
+                    name = getattr(self.metadata, "path", None) or "<bytes>"
+                    try:
+                        samples = self.get_all_samples()
+                    except RuntimeError as err:
+                        first = (str(err).strip().splitlines() or [""])[-1]
+                        raise AudioDecodeError(f"{name}: torchcodec could not decode it ({first})") from err
                     data = samples.data.cpu().numpy()
                     mixed = data.ndim > 1 and data.shape[0] > 1
                     array = data.mean(axis=0, dtype=np.float32) if mixed else data.reshape(-1)
                     cached = (np.ascontiguousarray(array, dtype=np.float32), int(samples.sample_rate))
+                    _check_length(self.metadata, name, len(array) / cached[1], self._hf_encoded)
                     self.__dict__["_audio_dialogues_samples"] = cached
                 return cached[0] if key == "array" else cached[1]
             return super().__getitem__(key)

@@ -49,7 +49,7 @@ _TIME_TOLERANCE_S = 0.0015
 LONGER_THAN_CLIP_S = 0.5
 #: How much of a window a file may lack and still give the clip: the same allowance a fetched clip gets.
 WINDOW_TOLERANCE_S = FetchOptions.tolerance_s
-_HEADER_BYTES = 4096
+HEADER_BYTES = 4096
 
 PathLike = str | os.PathLike
 
@@ -221,8 +221,17 @@ def _match(entry: _Entry, clip: Clip) -> int | None:
 # --- how long is a file: its header, read cheaply ------------------------------------------------
 
 
-def _wav_length(head: bytes, size: int) -> float | None:
-    """Seconds of a RIFF/WAVE file from its ``fmt `` and ``data`` chunk headers (None: not found in ``head``)."""
+#: ``data`` chunk sizes that a writer to a pipe leaves when it cannot seek back: no promise of a length.
+_WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
+
+
+def wav_data(head: bytes, size: int) -> tuple[int, int, int, int] | None:
+    """``(bytes promised, bytes present, block align, rate)`` of a RIFF/WAVE file's ``data`` chunk.
+
+    From the ``fmt `` and ``data`` chunk headers in ``head`` and the file's ``size`` (None: not found in
+    ``head``). A file holding fewer bytes than its ``data`` header promises was cut short (a bad copy, a
+    full disk); libsndfile then quietly reports only what is there. A placeholder size promises nothing.
+    """
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     pos, rate, block_align = 12, 0, 0
@@ -234,9 +243,15 @@ def _wav_length(head: bytes, size: int) -> float | None:
         elif chunk == b"data":
             if not rate or not block_align:
                 return None
-            return min(length, size - pos - 8) // block_align / rate  # a truncated file holds less than it says
+            present = max(0, size - pos - 8)
+            return (present if length in _WAV_UNKNOWN_SIZES else length), present, block_align, rate
         pos += 8 + length + (length & 1)
     return None
+
+
+def truncation(path: str, promised_s: float, present_s: float) -> str:
+    """The one wording of a file that holds less than its header promises."""
+    return f"{path}: truncated: its header promises {promised_s:.3f} s of audio, the file holds {present_s:.3f} s"
 
 
 def _flac_length(head: bytes) -> float | None:
@@ -269,12 +284,13 @@ def audio_length(path: str) -> float | None:
     WAV and FLAC headers are parsed directly (a few microseconds; opening the file with libsndfile
     costs ~50x more, which at 160k files is minutes); other formats ask libsndfile, containers it cannot
     open ask ffmpeg. ``None``: the file does not record its length. Raises :class:`UnusableAudioError`
-    for an empty file or one that no reader accepts.
+    for an empty file, one that no reader accepts, and a WAV file holding fewer bytes than its header
+    promises (file size arithmetic: truncated).
     """
     try:  # os-level calls: a Python file object costs more than the whole header check
         fd = os.open(path, os.O_RDONLY)
         try:
-            head = os.read(fd, _HEADER_BYTES)
+            head = os.read(fd, HEADER_BYTES)
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
@@ -283,8 +299,11 @@ def audio_length(path: str) -> float | None:
     if not head:
         raise UnusableAudioError(f"{path}: the file is empty")
     ext = path.rpartition(".")[2].lower()
-    if ext == "wav" and (length := _wav_length(head, size)) is not None:
-        return length
+    if ext == "wav" and (data := wav_data(head, size)) is not None:
+        promised, present, block_align, rate = data
+        if present < promised:
+            raise UnusableAudioError(truncation(path, promised // block_align / rate, present // block_align / rate))
+        return promised // block_align / rate
     if ext == "flac" and (length := _flac_length(head)) is not None:
         return length
     if ext not in FFMPEG_ONLY_EXTENSIONS:
