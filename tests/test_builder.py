@@ -320,7 +320,7 @@ def test_a_split_without_audio_never_blocks_the_split_asked_for(tmp_path: Path,
     train = audio_dialogues.load("music", split="train", cache_dir=cache, **inputs)
     assert train.num_rows == 2
     assert "music/test: no audio for any of its 2 records (no audio found: 2)" in caplog.text
-    assert "prepared as an empty split" in caplog.text
+    assert "Prepared as an empty split" in caplog.text
     # every split is prepared (as datasets does); the empty one says why in its report
     splits, report = prepare("music", cache_dir=cache, **inputs)
     assert splits["train"].num_rows == 2 and splits["test"].num_rows == 0

@@ -50,3 +50,15 @@ def _unshare_works() -> bool:
 #: For tests that make a fault real with a user namespace (read-only or tiny mounts); under CI they must run.
 needs_unshare = pytest.mark.skipif(not _unshare_works() and not IN_CI,
                                    reason="user namespaces (unshare -r) are not permitted here")
+
+
+def permissions_bind() -> list[str]:
+    """A command prefix under which file permissions apply to the command, even when the tests run as root.
+
+    Root reads and writes anything (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH); ``setpriv`` drops both from the
+    command's capability bounding set. Skips without ``setpriv`` (fails in CI).
+    """
+    if os.geteuid() != 0:
+        return []
+    return [require_tool("setpriv", "to make permissions apply to root"), "--bounding-set",
+            "-dac_override,-dac_read_search"]

@@ -37,7 +37,7 @@ from datasets.download.streaming_download_manager import StreamingDownloadManage
 
 from .. import __version__
 from ..fetch.cache import cached_clip, resolve_cache_dir
-from ..files import atomic_write
+from ..files import FAULTS, OutputError, atomic_write, describe_os_error
 from ..publish.source import embedded_audio_dirs, iter_published_part, read_published
 from ..sources.annotations import (
     CONFIGS,
@@ -54,7 +54,7 @@ from .cards import CARDS, HOMEPAGE, LICENSE
 from .decoding import audio_feature
 from .local_audio import AudioResolver
 from .options import ConfigError, check_options, is_paths
-from .resolution import MissingAudioError, ResolutionState, SplitReport, log_drops, resolve_records
+from .resolution import NO_AUDIO_ADVICE, MissingAudioError, ResolutionState, SplitReport, log_drops, resolve_records
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,12 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         # `repo_id` is a DatasetBuilder argument (a Hub namespace for the cache folder); here it names the
         # published repo the annotations come from, so it goes to the config instead.
         self._published_repo_id = kwargs.pop("repo_id", None)
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except OSError as err:
+            if err.errno not in FAULTS or not err.filename:
+                raise
+            raise _cache_error(err) from None
         #: datasets' own config id (the options); the content and resolution digests are added on prepare.
         self.options_id = self.config_id
         self._resolved: dict[str, tuple[list[tuple[Record, list[Path | None]]], SplitReport]] | None = None
@@ -278,7 +283,13 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             mode = datasets.DownloadMode(kwargs.get("download_mode") or datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
             self._key_on_contents(reuse=mode == datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
         generated = self._resolved is not None
-        super().download_and_prepare(output_dir, *args, **kwargs)
+        try:
+            super().download_and_prepare(output_dir, *args, **kwargs)
+        except OSError as err:
+            root = os.path.abspath(output_dir or self._cache_dir_root)
+            if err.errno not in FAULTS or not os.path.abspath(str(err.filename or "/")).startswith(root):
+                raise
+            raise _cache_error(err) from None
         self._resolved = None
         if generated:
             from .api import superseded_copies
@@ -310,7 +321,8 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         asked = _split_names(split) if split is not None else [s for s, r in reports.items() if r.records]
         empty = [s for s in asked if s in reports and reports[s].without_audio]
         if empty and (split is not None or len(empty) == len(asked)):
-            raise MissingAudioError("; ".join(reports[s].no_audio_message(f"{self.config.name}/{s}") for s in empty))
+            raise MissingAudioError("; ".join(reports[s].no_audio_message(f"{self.config.name}/{s}") for s in empty)
+                                    + f". {NO_AUDIO_ADVICE}")
         return super().as_dataset(split, *args, **kwargs)
 
     def _as_dataset(self, split: Any, *args: Any, **kwargs: Any) -> datasets.Dataset:
@@ -384,9 +396,13 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             known = memo.get(key)
             if not (isinstance(known, list) and known[:4] == identity):
                 content = hashlib.blake2b()
-                with open(key, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - consumed within the loop
-                        content.update(block)
+                try:
+                    with open(key, "rb") as f:
+                        for block in iter(lambda: f.read(1 << 20), b""):  # noqa: B023 - consumed within the loop
+                            content.update(block)
+                except OSError:  # no permission: reading the file to prepare says so, naming it
+                    digest.update(f"{key}\0unreadable\n".encode())
+                    continue
                 known = identity + [content.hexdigest()]
                 memo[key] = known
                 changed = True
@@ -428,8 +444,8 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
                 # Prepared empty rather than refused: a split nobody asked for must not block the others.
                 # Asking for it by name raises (:meth:`as_dataset`), with this report's reasons.
                 report.searched = resolver.searched()
-                logger.warning("%s; prepared as an empty split (asking for it by name raises MissingAudioError)",
-                               report.no_audio_message(f"{config.name}/{split}"))
+                logger.warning("%s. Prepared as an empty split (asking for it by name raises MissingAudioError). %s",
+                               report.no_audio_message(f"{config.name}/{split}"), NO_AUDIO_ADVICE)
             else:
                 log_drops(f"{config.name}/{split}", report)
             resolved[split] = (kept, report)
@@ -563,6 +579,12 @@ def _check_builder_kwargs(kwargs: dict[str, Any]) -> None:
             if not (isinstance(split, str) and is_paths(files)):
                 raise ConfigError(f"option data_files={data_files!r:.80} is not valid: data_files takes a path, a "
                                   "list of paths, or a dict of split name -> path(s), e.g. {'train': 'train.jsonl'}")
+
+
+def _cache_error(err: OSError) -> OutputError:
+    """A datasets cache folder that cannot be written, named with the cause (the lock or folder datasets made)."""
+    return OutputError(f"{describe_os_error(err.filename, err)}; the datasets cache (cache_dir=, --cache-dir, "
+                       "$HF_DATASETS_CACHE) must be a folder you can write")
 
 
 def _split_names(split: Any) -> list[str]:

@@ -22,6 +22,7 @@ clip would go. Every consumer (both decoders, chat export, the Hub) then sees th
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
 import re
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from ..fetch.cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
 from ..fetch.options import FetchOptions
+from ..files import describe_os_error
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 
 #: What the builder does with a record whose audio is not found (defined here so the CLI need not import datasets).
@@ -52,6 +54,7 @@ WINDOW_TOLERANCE_S = FetchOptions.tolerance_s
 HEADER_BYTES = 4096
 
 PathLike = str | os.PathLike
+logger = logging.getLogger(__name__)
 
 
 class UnusableAudioError(Exception):
@@ -115,6 +118,10 @@ class AudioIndex:
     names are sorted; a ytid's files are then found by bisection (names start with the ytid or ``Y`` +
     ytid) and parsed only when that ytid is looked up.
     Only names without an audio extension are checked for being subfolders.
+
+    A folder given that cannot be listed (no permission) is an error naming it. A subfolder that
+    cannot be listed is skipped with a warning naming it (a disk's root holds an unreadable
+    ``lost+found``): its clips count as not found, and :attr:`unreadable` lists it.
     """
 
     def __init__(self, folders: Sequence[PathLike] = ()) -> None:
@@ -122,17 +129,31 @@ class AudioIndex:
         self.folders = [Path(os.path.abspath(f)) for f in folders]
         #: Every folder listed (the roots and their subfolders): adding or removing a file changes one's mtime.
         self.dirs: list[str] = []
+        #: Subfolders skipped because they could not be listed.
+        self.unreadable: list[str] = []
         self._folder_rank: list[int] = []
         listed: list[list[str]] = []
         for folder_rank, folder in enumerate(self.folders):
-            if not folder.is_dir():
-                raise FileNotFoundError(f"audio_dir {folder} is not a directory")
             stack = [str(folder)]
             while stack:
                 current = stack.pop()
+                try:
+                    names = os.listdir(current)
+                except (FileNotFoundError, NotADirectoryError):
+                    if current == str(folder):
+                        raise FileNotFoundError(f"audio_dir {folder} is not a directory") from None
+                    continue  # removed since its parent was listed
+                except OSError as err:
+                    if current == str(folder):  # no permission, here or on a parent folder
+                        from .options import ConfigError  # options.py imports this module
+
+                        raise ConfigError(f"audio_dir {describe_os_error(current, err)}") from None
+                    logger.warning("audio_dir: skipped subfolder %s; clips there count as not found",
+                                   describe_os_error(current, err))
+                    self.unreadable.append(current)
+                    continue
                 self.dirs.append(current)
                 self._folder_rank.append(folder_rank)
-                names = os.listdir(current)
                 audio = [n for n in names if n.lower().endswith(_AUDIO_SUFFIXES)]
                 listed.append(audio)
                 if len(audio) < len(names):
@@ -468,4 +489,6 @@ class AudioResolver:
     def searched(self) -> str:
         """Where this resolver looks, for messages."""
         folders = ", ".join(map(str, self.index.folders)) or "no audio_dir"
+        if self.index.unreadable:
+            folders += f" (skipped, not readable: {', '.join(self.index.unreadable)})"
         return f"{folders} and the clip cache {self.cache_dir}"

@@ -53,11 +53,14 @@ class SplitReport:
         return self.records > 0 and self.kept == 0
 
     def no_audio_message(self, where: str) -> str:
-        """Why ``where`` (``config/split``) is empty and what would fill it."""
+        """Why ``where`` (``config/split``) is empty; :data:`NO_AUDIO_ADVICE` says what would fill it."""
         reasons = ", ".join(f"{reason}: {n}" for reason, n in self.dropped.items())
         return (f"{where}: no audio for any of its {self.records} records ({reasons}); searched "
-                f"{self.searched or 'the audio folders and the clip cache'}. Pass audio_dir, fetch the clips "
-                "(download_audio=True or `audio-dialogues fetch`), or use missing_audio='keep' for text only")
+                f"{self.searched or 'the audio folders and the clip cache'}")
+
+
+NO_AUDIO_ADVICE = ("Pass audio_dir, fetch the clips (download_audio=True or `audio-dialogues fetch`), or use "
+                   "missing_audio='keep' for text only")
 
 
 def describe_clip(clip: Clip) -> str:
@@ -127,7 +130,8 @@ class ResolutionState:
     """What a resolution depended on: the files it used, the clips it could not find, the folders it walked.
 
     :meth:`fingerprint` hashes their current state (size and mtime of each file, whether each missing
-    clip is in the cache now, each folder's mtime, which changes when a file is added or removed there).
+    clip is in the cache now, each folder's mtime, which changes when a file is added or removed there,
+    and whether each subfolder that could not be listed can be now: a permission change leaves mtimes be).
     Equal fingerprints mean resolving again would give the same answer, at the cost of one ``stat`` per
     file instead of reading every record and walking every folder.
     """
@@ -136,11 +140,13 @@ class ResolutionState:
     missing: list[tuple[str, float, float]]
     dirs: list[str]
     cache_dir: str | None
+    unreadable: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, resolver: AudioResolver) -> ResolutionState:
         return cls(list(resolver.files), [(c.ytid, c.start_s, c.end_s) for c in resolver.missing],  # type: ignore[misc]
-                   list(resolver.index.dirs), None if resolver.cache_dir is None else str(resolver.cache_dir))
+                   list(resolver.index.dirs), None if resolver.cache_dir is None else str(resolver.cache_dir),
+                   list(resolver.index.unreadable))
 
     def fingerprint(self) -> str:
         digest = hashlib.blake2b(digest_size=8)
@@ -149,14 +155,26 @@ class ResolutionState:
         if self.cache_dir is not None:
             present = bytes(cached_clip(self.cache_dir, Clip(*m)) is not None for m in self.missing)
             digest.update(present)
+        digest.update(bytes(_listable(d) for d in self.unreadable))
         return digest.hexdigest()
 
     def to_json(self) -> dict:
-        return {"files": self.files, "missing": self.missing, "dirs": self.dirs, "cache_dir": self.cache_dir}
+        return {"files": self.files, "missing": self.missing, "dirs": self.dirs, "cache_dir": self.cache_dir,
+                "unreadable": self.unreadable}
 
     @classmethod
     def from_json(cls, data: dict) -> ResolutionState:
-        return cls(list(data["files"]), [tuple(m) for m in data["missing"]], list(data["dirs"]), data["cache_dir"])
+        return cls(list(data["files"]), [tuple(m) for m in data["missing"]], list(data["dirs"]), data["cache_dir"],
+                   list(data.get("unreadable", [])))
+
+
+def _listable(folder: str) -> bool:
+    """Whether ``folder`` can be listed now (opening it for reading is enough; nothing is read)."""
+    try:
+        os.close(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
+    except OSError:
+        return False
+    return True
 
 
 def _stat_into(digest: hashlib._Hash, paths: Sequence[str]) -> None:

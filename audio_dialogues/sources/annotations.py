@@ -98,6 +98,16 @@ def split_files(
     split with two candidate files is an error (which one is current would be a guess).
     """
     check_config(config)
+    try:
+        return _split_files(config, data_dir, data_files)
+    except OSError as err:  # a folder that cannot be searched (no permission): the files in it cannot be seen
+        folder = Path(err.filename).parent if data_files and err.filename else data_dir
+        raise AnnotationError(f"annotation folder {describe_os_error(folder or '', err)}") from None
+
+
+def _split_files(
+    config: str, data_dir: str | os.PathLike | None, data_files: DataFiles | None
+) -> dict[str, list[Path]]:
     if data_files:
         files = {}
         for split, paths in data_files.items():
