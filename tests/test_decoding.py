@@ -107,6 +107,10 @@ def ten_seconds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for cut in (20_000, 50_001, 150_000):  # small cuts read silently short, others break off mid-stream
         files[f"flac_{cut}"] = folder / f"cut{cut}.flac"
         files[f"flac_{cut}"].write_bytes(files["flac"].read_bytes()[:cut])
+    tone = folder / "tone.flac"  # a pure tone compresses well: a cut here makes libsndfile lose sync part-way
+    sf.write(tone, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16_000, subtype="PCM_16")
+    files["tone_cut"] = folder / "tone_cut.flac"
+    files["tone_cut"].write_bytes(tone.read_bytes()[:20_000])
     files["wav_cut"] = folder / "cut.wav"
     files["wav_cut"].write_bytes(files["wav"].read_bytes()[:100_000])
     files["wav_piped"] = folder / "piped.wav"  # written to a pipe: the data size is a placeholder, not a promise
@@ -116,7 +120,7 @@ def ten_seconds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("name", ["flac_20000", "flac_50001", "flac_150000", "wav_cut"])
+@pytest.mark.parametrize("name", ["flac_20000", "flac_50001", "flac_150000", "tone_cut", "wav_cut"])
 def test_truncated_audio_is_never_returned_short(ten_seconds: dict[str, Path], name: str) -> None:
     """The fast decoder refuses a file that holds less than its header says, naming the file and both lengths."""
     from audio_dialogues.dataset.decoding import AudioDecodeError
@@ -137,7 +141,7 @@ def test_whole_files_still_decode_in_full(ten_seconds: dict[str, Path]) -> None:
         assert len(decode_file(ten_seconds[name].read_bytes(), 8_000)[0]) == 80_000
 
 
-@pytest.mark.parametrize("name", ["flac_20000", "flac_50001", "flac_150000", "wav_cut"])
+@pytest.mark.parametrize("name", ["flac_20000", "flac_50001", "flac_150000", "tone_cut", "wav_cut"])
 def test_torchcodec_refuses_truncated_audio_too(ten_seconds: dict[str, Path], name: str,
                                                 torchcodec: object) -> None:
     from audio_dialogues.dataset.decoding import AudioDecodeError, TorchcodecAudio

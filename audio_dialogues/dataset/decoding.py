@@ -130,6 +130,23 @@ def _readable_frames(source: str | bytes) -> int:
     return frames
 
 
+def _second_opinion(source: str | bytes, name: str, frames: int, rate: int,
+                    err: sf.LibsndfileError) -> tuple[np.ndarray, int]:
+    """A stream libsndfile gave up on part-way: ffmpeg's decode if that holds the whole length, else the error.
+
+    ffmpeg gets past some damage libsndfile stops at (a bad frame inside an MP3); a file that was cut
+    short, it cannot complete either.
+    """
+    try:
+        array, native = _decode_with_ffmpeg(source, None)
+    except RuntimeError:
+        array, native = np.zeros(0, dtype=np.float32), rate
+    if native == rate and len(array) >= frames - WINDOW_TOLERANCE_S * rate:
+        return array[:, None], native
+    readable = _readable_frames(source)
+    raise AudioDecodeError(f"{truncation(name, frames / rate, readable / rate)} (decoding broke off: {err})") from err
+
+
 def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
     """All frames of a file libsndfile reads, as float32 ``(frames, channels)``; None if libsndfile cannot open it.
 
@@ -148,9 +165,7 @@ def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
         try:
             data = f.read(dtype=exact[0] if exact else "float32", always_2d=True)
         except sf.LibsndfileError as err:
-            readable = _readable_frames(source)
-            raise AudioDecodeError(f"{truncation(name, f.frames / f.samplerate, readable / f.samplerate)} "
-                                   f"(decoding broke off: {err})") from err
+            return _second_opinion(source, name, f.frames, f.samplerate, err)
         if len(data) < f.frames:
             raise AudioDecodeError(truncation(name, f.frames / f.samplerate, len(data) / f.samplerate))
         if exact is None:
