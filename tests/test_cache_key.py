@@ -102,3 +102,41 @@ def test_superseded_copies_are_listed_and_cleaned(inputs: dict, tmp_path: Path) 
     done = subprocess.run([sys.executable, "-m", "audio_dialogues.cli", "clean", "--cache-dir", str(hf)],
                           capture_output=True, text=True)
     assert done.returncode == 0 and "deleted 0 superseded prepared copies" in done.stdout
+
+
+def test_relative_paths_run_from_two_folders_never_share_a_copy(inputs: dict, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """``audio_dir="audio"`` names a different folder in each working directory, so each gets its own copy."""
+    for name, leave_out in (("a", None), ("b", "bN5-hR7_wK1.flac")):
+        shutil.copytree(SAMPLE["audio_dir"], tmp_path / name / "audio")
+        if leave_out:
+            (tmp_path / name / "audio" / leave_out).unlink()
+    relative = {**inputs, "audio_dir": "audio"}
+    monkeypatch.chdir(tmp_path / "a")
+    assert sorted(_load(relative, tmp_path / "hf")["id"]) == ["mu-train-arpeggio", "mu-train-chords"]
+    monkeypatch.chdir(tmp_path / "b")
+    from_b = _load(relative, tmp_path / "hf")
+    assert from_b["id"] == ["mu-train-arpeggio"]
+    assert from_b[0]["audio"]["path"].startswith(str(tmp_path / "b" / "audio"))
+    # neither copy supersedes the other: both stay, and nothing says otherwise
+    assert len(prepared_copies(tmp_path / "hf")) == 2 and superseded_copies(tmp_path / "hf") == []
+    assert "superseded" not in caplog.text
+
+
+def test_superseded_copies_are_logged_only_when_there_are_some(inputs: dict, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    hf = tmp_path / "hf"
+    # what a killed prepare leaves: datasets' unfinished folder, with its dataset_info.json already written
+    killed = hf / "audio_dialogues" / "music-0123456789abcdef-0123456789abcdef-0123456789abcdef" / "1.0.0"
+    (killed / "9f8e7d6c5b4a3210.incomplete").mkdir(parents=True)
+    (killed / "9f8e7d6c5b4a3210.incomplete" / "dataset_info.json").write_text("{}")
+    _load(inputs, hf)
+    _load(inputs, hf, "audioset")
+    assert "superseded" not in caplog.text
+    assert prepared_copies(hf) and superseded_copies(hf) == [] and clean(hf) == []
+    assert (killed / "9f8e7d6c5b4a3210.incomplete").exists()  # never touched
+    annotation = Path(inputs["data_dir"]) / "music_train.jsonl"
+    annotation.write_text(annotation.read_text() + "\n")
+    _load(inputs, hf)
+    assert "1 superseded prepared copies of audio_dialogues" in caplog.text

@@ -83,6 +83,8 @@ def prepared_copies(cache_dir: str | os.PathLike | None = None) -> list[Prepared
     copies = []
     for info in root.glob("*/*/*/dataset_info.json"):
         folder = info.parent
+        if folder.name.endswith(".incomplete"):
+            continue  # a copy being prepared (or left by a killed prepare), not a copy
         config_id = folder.parent.parent.name
         match = _CONFIG_ID_RE.match(config_id)
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

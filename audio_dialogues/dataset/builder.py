@@ -169,9 +169,14 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         return split_files(self.name, data_dir=self.data_dir, data_files=data_files)
 
     def create_config_id(self, config_kwargs: dict, custom_features: Any = None) -> str:
-        """datasets' id of the options, once they are checked; the builder adds the content digests on prepare."""
+        """datasets' id of the options, once they are checked; the builder adds the content digests on prepare.
+
+        Local paths count as absolute: ``audio_dir="wavs"`` run from two folders names two different folders,
+        and a copy prepared from one must never be served to the other (datasets keys on the text given).
+        """
         self.validate()
-        return super().create_config_id(config_kwargs, custom_features)
+        absolute = {k: _absolute(v) if k in _PATH_OPTIONS else v for k, v in config_kwargs.items()}
+        return super().create_config_id(absolute, custom_features)
 
     def input_files(self) -> tuple[list[Path], list[str]]:
         """The local annotation and metadata files whose contents the prepared data depends on, and the URLs."""
@@ -181,6 +186,18 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
             annotation_files = []  # reported with its full message when the splits are generated
         sources = [f for files in self.metadata_sources().values() for f in files]
         return annotation_files + [Path(f) for f in sources if not is_url(f)], [f for f in sources if is_url(f)]
+
+
+#: Options naming local files or folders (metadata options may also be URLs, which stay as they are).
+_PATH_OPTIONS = ("data_dir", "audio_dir", "audio_cache_dir", "strong_labels", "musiccaps_csv", "ontology")
+
+
+def _absolute(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_absolute(v) for v in value]
+    if isinstance(value, (str, os.PathLike)) and not is_url(str(value)):
+        return os.path.abspath(value)
+    return value
 
 
 def _features(config: AudioDialoguesConfig) -> datasets.Features:
