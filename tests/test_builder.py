@@ -348,3 +348,24 @@ def test_no_split_with_audio_is_an_error_when_all_are_asked_for(tmp_path: Path) 
     with pytest.raises(MissingAudioError, match=r"music/train: no audio for any of its 3 records.*; "
                                                 r"music/test: no audio for any of its 2 records"):
         prepare("music", cache_dir=str(tmp_path / "hf"), **inputs)
+
+
+def test_load_dataset_without_the_import_offline_names_the_fix(tmp_path: Path) -> None:
+    """Without ``import audio_dialogues`` nothing of the package runs; offline, datasets falls back to the cache
+    folder the package's prepared copies are in, and lists its folders as the available configs: one names
+    the fix. The process is fresh, so the name really is unregistered there."""
+    cache = str(tmp_path / "hf")
+    audio_dialogues.load("music", split="test", cache_dir=cache, **SAMPLE)
+    audio_dialogues.load("audioset", split="test", cache_dir=cache, **SAMPLE)  # the hint sorts before it too
+    code = ("import sys, datasets; datasets.load_dataset('audio_dialogues', 'music', cache_dir=sys.argv[1], "
+            "data_dir=sys.argv[2]); print('audio_dialogues' in sys.modules)")
+    # a relative data_dir (an absolute one fails earlier, in datasets' check of data_dir against a Hub repo)
+    done = subprocess.run([sys.executable, "-c", code, cache, SAMPLE_DATA.name], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=SAMPLE_DATA.parent)
+    assert done.returncode != 0
+    assert "Couldn't find cache for audio_dialogues for config 'music-" in done.stderr
+    assert "Available configs in the cache: ['Import-audio_dialogues-before-load_dataset', 'audioset-" in done.stderr
+    # the hint is not a prepared copy: nothing counts, cleans or loads it
+    from audio_dialogues.dataset.api import clean, prepared_copies
+
+    assert len(prepared_copies(cache)) == 2 and clean(cache) == []

@@ -12,7 +12,7 @@ from typing import Any
 
 import datasets
 
-from .builder import AudioDialogues, SplitReport, builder_hash
+from .builder import IMPORT_HINT, AudioDialogues, SplitReport, builder_hash
 from .registration import DATASET_NAME
 
 
@@ -83,8 +83,8 @@ def prepared_copies(cache_dir: str | os.PathLike | None = None) -> list[Prepared
     copies = []
     for info in root.glob("*/*/*/dataset_info.json"):
         folder = info.parent
-        if folder.name.endswith(".incomplete"):
-            continue  # a copy being prepared (or left by a killed prepare), not a copy
+        if folder.parent.parent.name == IMPORT_HINT or folder.name.endswith(".incomplete"):
+            continue  # not a copy: the hint for load_dataset without the import, or a copy being prepared
         config_id = folder.parent.parent.name
         match = _CONFIG_ID_RE.match(config_id)
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())

@@ -63,6 +63,9 @@ REPORT_FILENAME = "audio_dialogues_report.json"
 RESOLUTION_FILENAME = "audio_dialogues_resolution.json"
 #: Beside the prepared copies of the dataset: digests of input files, by their stat identity.
 DIGESTS_FILENAME = "audio_dialogues_input_digests.json"
+#: A folder beside the prepared copies, named for what fixes ``load_dataset`` without the import (offline);
+#: capitalised so that it sorts before every config in datasets' list of the folders.
+IMPORT_HINT = "Import-audio_dialogues-before-load_dataset"
 __all__ = ["AudioDialogues", "AudioDialoguesConfig", "MissingAudioError", "SplitReport", "builder_hash"]
 _VERSION = datasets.Version("1.0.0")
 _BATCH_SIZE = 1_000
@@ -309,6 +312,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             raise _cache_error(err) from None
         self._resolved = None
         if generated:
+            _leave_import_hint(self._dataset_dir())
             from .api import superseded_copies
 
             stale = superseded_copies(self._cache_dir_root)
@@ -596,6 +600,26 @@ def _check_builder_kwargs(kwargs: dict[str, Any]) -> None:
             if not (isinstance(split, str) and is_paths(files)):
                 raise ConfigError(f"option data_files={data_files!r:.80} is not valid: data_files takes a path, a "
                                   "list of paths, or a dict of split name -> path(s), e.g. {'train': 'train.jsonl'}")
+
+
+def _leave_import_hint(dataset_dir: str) -> None:
+    """Put :data:`IMPORT_HINT` among the prepared copies, where datasets looks when nothing registered the name.
+
+    ``load_dataset("audio_dialogues", ...)`` in a process that never ran ``import audio_dialogues`` asks the
+    Hub for a repo of that name; offline, datasets falls back to this folder of the cache and fails with
+    ``Couldn't find cache for audio_dialogues for config ...``, listing the folders here as the available
+    configs. The hint's name is then in that list, saying what to do. It holds a ``dataset_info.json``
+    naming no config, so datasets never mistakes it for data.
+    """
+    info = os.path.join(dataset_dir, IMPORT_HINT, "0.0.0", "0", "dataset_info.json")
+    if os.path.exists(info):
+        return
+    try:
+        with atomic_write(info) as f:
+            json.dump({"config_name": "", "description": "Not data: run `import audio_dialogues` before "
+                       "datasets.load_dataset('audio_dialogues', ...), or call audio_dialogues.load(...)."}, f)
+    except OutputError as err:
+        logger.debug("could not leave the import hint: %s", err)
 
 
 def _cache_error(err: OSError) -> OutputError:

@@ -13,7 +13,9 @@ release changes that function's shape, loading still works, a warning says so, a
 :func:`audio_dialogues.load` remains the way in.
 
 Without ``import audio_dialogues`` nothing runs, and datasets treats the name as a Hub repo id; the
-message of that failure is datasets', so the README and :func:`audio_dialogues.load` are the fix.
+message of that failure is datasets', so the README and :func:`audio_dialogues.load` are the fix. Offline,
+datasets then lists the folders beside the prepared copies, one of which names the fix
+(:data:`audio_dialogues.dataset.builder.IMPORT_HINT`).
 """
 
 from __future__ import annotations
