@@ -439,7 +439,8 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(export)
     export.add_argument("--format", required=True, choices=("af-chat", "af3-chat", "qwen-audio", "openai-messages"),
-                        help="af-chat / af3-chat: Audio Flamingo 2 / 3; qwen-audio: Qwen2-Audio; "
+                        help="af-chat: Audio Flamingo's chat model (its chat manifest); af3-chat: Audio Flamingo 3; "
+                             "qwen-audio: Qwen-Audio-Chat (ChatML, clips as <audio>PATH</audio>); "
                              "openai-messages: OpenAI chat messages with audio input")
     export.add_argument("--output", required=True, metavar="FILE", help="the file to write (whole or not at all)")
     export.add_argument("--audio-dir", action="append", default=[], metavar="DIR",

@@ -82,7 +82,7 @@ def test_af_chat_manifest_parses_back_to_its_template(dataset, capsys):
     code, output = _export(dataset, "audioset", "af-chat")
     assert code == 0
     out = capsys.readouterr().out
-    assert "wrote 3 dialogues" in out and "dropped 1 without local audio (1 clips missing)" in out
+    assert "wrote 3 dialogues" in out and "dropped 1: 1 no audio found (1 clips without usable audio)" in out
     manifest = json.loads(output.read_text())
     assert set(manifest) == {"dataset_path", "split", "split_path", "flamingo_task", "total_num", "data"}
     assert manifest["flamingo_task"] == "dialog_AudioSetSL-Dialog" and manifest["split"] == "test"
@@ -212,7 +212,9 @@ def test_missing_audio_drop_counts_and_error_names_record_and_clip(dataset, caps
     code = main(["export", "audioset", "--data-dir", str(dataset["data"]), "--format", "af3-chat",
                  "--output", str(dataset["tmp"] / "none.json"), "--audio-dir", str(empty),
                  "--audio-cache-dir", str(dataset["tmp"] / "cache")])
-    assert code == 1 and "no dialogue has local audio" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 1 and "no dialogue has usable local audio (dropped 4 no audio found); pass audio folders" in err
+    assert "replace the files" not in err
 
 
 def _records(n: int):
@@ -270,3 +272,27 @@ def test_export_resolves_exactly_as_the_builder(dataset, tmp_path):
     assert set(report["test"].dropped) == {"undecodable audio", "no audio found"}
     cut = items[0]["sound"][1]  # the 40 s file is never handed over as the 10 s clip: its window is
     assert cut.startswith(str(cache)) and sf.info(cut).duration == 10.0
+
+
+def test_export_says_why_dialogues_were_dropped(dataset, capsys):
+    """Files that are there but cannot be decoded are called so, not "without local audio"."""
+    dataset["files"][YTIDS[1]].write_bytes(b"RIFF and nothing a decoder could read")
+    code, _ = _export(dataset, "audioset", "af3-chat")
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "wrote 2 dialogues" in out
+    assert "dropped 2: 1 undecodable audio, 1 no audio found (2 clips without usable audio)" in out
+    for ytid in (YTIDS[0], YTIDS[2]):
+        dataset["files"][ytid].write_bytes(b"")
+    code, _ = _export(dataset, "audioset", "af3-chat")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "audioset/test: no dialogue has usable local audio (dropped 3 undecodable audio, 1 no audio found); " in err
+    assert "pass audio folders (--audio-dir) or fetch the clips first; replace the files that cannot serve" in err
+
+
+def test_export_help_names_the_formats_it_writes(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "qwen-audio: Qwen-Audio-Chat (ChatML, clips as <audio>PATH</audio>)" in text and "Qwen2" not in text

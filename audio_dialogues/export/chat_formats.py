@@ -38,12 +38,19 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
 from ..dataset.local_audio import AudioResolver
-from ..dataset.resolution import MissingAudioError, SplitReport, log_drops, resolve_records
+from ..dataset.resolution import (
+    NO_AUDIO,
+    NO_AUDIO_NO_TIMES,
+    MissingAudioError,
+    SplitReport,
+    log_drops,
+    resolve_records,
+)
 from ..files import atomic_write
 from ..sources.clips import Clip
 
@@ -73,15 +80,23 @@ class ExportReport:
     format: str
     output: Path
     written: int
-    #: Dialogues left out because some of their clips have no local audio (``missing_audio="drop"``).
+    #: Dialogues left out because some of their clips have no usable local audio (``missing_audio="drop"``).
     dropped: int
+    #: Clips of those dialogues without usable audio.
     missing_clips: int
+    #: ``dropped`` by reason (``no audio found``, ``undecodable audio``, ...), as the builder counts them.
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         text = f"{self.format}: wrote {self.written} dialogues to {self.output}"
         if self.dropped:
-            text += f"; dropped {self.dropped} without local audio ({self.missing_clips} clips missing)"
+            text += (f"; dropped {self.dropped}: {_reasons(self.reasons)} ({self.missing_clips} clips without "
+                     "usable audio)")
         return text
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items())
 
 
 @dataclass(frozen=True)
@@ -271,11 +286,17 @@ def export_chat(
         except MissingAudioError as err:  # not an output problem: keep it from being reported as one
             raise ExportError(f"{err} (missing_audio='error'; 'drop' leaves such dialogues out)") from None
         if written == 0 and report.dropped:  # an empty export is a mistake, never a file to train on
-            raise ExportError(f"{config}/{split}: no dialogue has local audio ({sum(report.dropped.values())} "
-                              "dropped); pass audio folders (--audio-dir) or fetch the clips first")
+            fixes = []
+            if set(report.dropped) & {NO_AUDIO, NO_AUDIO_NO_TIMES}:
+                fixes.append("pass audio folders (--audio-dir) or fetch the clips first")
+            if set(report.dropped) - {NO_AUDIO, NO_AUDIO_NO_TIMES}:
+                fixes.append("replace the files that cannot serve (--missing-audio error names the first record "
+                             "and file)")
+            raise ExportError(f"{config}/{split}: no dialogue has usable local audio (dropped "
+                              f"{_reasons(report.dropped)}); {'; '.join(fixes)}")
         f.write(writer.footer(written))
     log_drops(f"{fmt} export of {config}/{split}", report)
-    return ExportReport(fmt, output, written, sum(report.dropped.values()), report.missing_clips)
+    return ExportReport(fmt, output, written, sum(report.dropped.values()), report.missing_clips, report.dropped)
 
 
 def _write_item(f: IO[str], writer: _Writer, index: int, dialogue: _Dialogue) -> None:
