@@ -225,13 +225,18 @@ def load_json(path: str | os.PathLike, error: type[Exception] = ValueError) -> A
         line = raw[: err.start].count(b"\n") + 1
         raise error(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
     except json.JSONDecodeError as err:
-        raise error(f"{path}:{err.lineno}:{err.colno}: malformed JSON: {err.msg}") from None
+        raise error(f"{path}:{err.lineno}: malformed JSON: {describe_json_error(err)}") from None
     except (RecursionError, ValueError) as err:
         long_number = re.search(rb"\d{%d}" % (sys.get_int_max_str_digits() + 1), raw)
         line = raw[: long_number.start()].count(b"\n") + 1 if long_number and isinstance(err, ValueError) else None
         raise error(_json_failure(f"{path}:{line}" if line else str(path), err)) from None
     _check_surrogates(text, value, str(path), error)
     return value
+
+
+def describe_json_error(err: json.JSONDecodeError) -> str:
+    """json's reason with the column, as a phrase: some reasons end in "at" ("Invalid control character at")."""
+    return f"{err.msg}{' column' if err.msg.endswith(' at') else ' at column'} {err.colno}"
 
 
 def iter_jsonl(
@@ -262,7 +267,7 @@ def iter_jsonl(
                 hint = " (this looks like a JSON array: write one JSON object per line, or name the file .json)"
             elif lineno == 1 and head == "{":
                 hint = " (a pretty-printed JSON object? write one object per line)"
-            raise error(f"{where}: malformed JSON Lines record: {err.msg}{hint}") from None
+            raise error(f"{where}: malformed JSON Lines record: {describe_json_error(err)}{hint}") from None
         except (RecursionError, ValueError) as err:
             raise error(_json_failure(where, err)) from None
         _check_surrogates(line, value, where, error)

@@ -83,6 +83,25 @@ def test_prepare_is_not_blocked_by_a_split_without_audio_unless_it_names_it(tmp_
     assert "error: music/test: no audio for any of its 2 records (no audio found: 2); searched " in test.stderr
 
 
+def test_json_errors_read_as_one_phrase_with_the_column(tmp_path: Path) -> None:
+    """json's reasons that end in "at" ("Invalid control character at") get the column, not a doubled "at"."""
+    journal = tmp_path / "other-machine.jsonl"
+    journal.write_text('{"a": "\x01"}\n')
+    status = run("status", "--audio-cache-dir", str(tmp_path / "cache"), "--journal", str(journal), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "not JSON (Invalid control character at column 8)" in status.stderr and "at at" not in status.stderr
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "music_train.jsonl").write_text('{"id": "\x02"}\n')
+    (data / "music_test.json").write_text('[{"id": "a"},\n {"id" "b"}]')
+    for split, expected in (("train", "music_train.jsonl:1: malformed JSON Lines record: Invalid control character "
+                                      "at column 9"),
+                            ("test", "music_test.json:2: malformed JSON: Expecting ':' delimiter at column 8")):
+        done = run("export", "music", "--split", split, "--data-dir", str(data), "--format", "af3-chat",
+                   "--output", str(tmp_path / "out.json"), cwd=tmp_path)
+        assert done.returncode == 1 and expected in done.stderr, done.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("prepare", "speech", "--data-dir", ".", cwd=tmp_path).returncode == 2
     assert run("prepare", "music", cwd=tmp_path).returncode == 2

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..files import atomic_write
+from ..files import atomic_write, describe_json_error
 from ..sources.clips import Clip
 
 OK = "ok"
@@ -344,7 +344,7 @@ def read_entries(paths: Iterable[str | Path], stats: ReadStats | None = None) ->
                 try:
                     yield JournalEntry.from_dict(json.loads(line))
                 except json.JSONDecodeError as err:
-                    stats.skip(f"{path}:{lineno}", f"not JSON ({err.msg} at column {err.colno})")
+                    stats.skip(f"{path}:{lineno}", f"not JSON ({describe_json_error(err)})")
                 except RecursionError:
                     stats.skip(f"{path}:{lineno}", "JSON nested too deeply")
                 except (ValueError, TypeError) as err:
