@@ -30,14 +30,22 @@ DESCRIPTION = ("The Audio Dialogues dataset (arXiv 2404.07616): build it from an
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds "(default: ...)" to an option's help, unless the help already says it or there is no default."""
+    """Adds "(default: ...)" to an option's help, unless the help already says it or there is no default.
+
+    No default: ``None``, an empty list (repeatable options) or a flag's ``False``. A default of ``0`` or
+    ``0.0`` is a default and is shown (``0 in (False,)`` is true in Python, hence the identity checks).
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("default" in text or action.default in (None, False, [], argparse.SUPPRESS)
-                or not action.option_strings):
+        if "default" in text or not action.option_strings or not has_default(action):
             return text
         return text + " (default: %(default)s)"
+
+
+def has_default(action: argparse.Action) -> bool:
+    value = action.default
+    return not (value is None or value is False or value is argparse.SUPPRESS or value == [])
 
 
 class Parser(argparse.ArgumentParser):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import audio_dialogues
-from audio_dialogues.cli import build_parser
+from audio_dialogues.cli import build_parser, has_default
 
 SAMPLE = audio_dialogues.sample_paths()
 
@@ -120,11 +120,17 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help and action.help.strip(), f"{name} {action.dest}: no help text"
+            if action.option_strings and has_default(action):
+                shown = parser._get_formatter()._expand_help(action)
+                assert "default" in shown, f"{name} {action.option_strings[-1]}: default {action.default!r} not shown"
         text = parser.format_help()
         assert "`" not in text and "issue" not in text, f"{name} --help shows raw markup:\n{text}"
     for name in ("export", "evaluate"):
         split = " ".join(commands[name].format_help().split())
         assert "--split {train,test} which split's dialogues (default: test)" in split
+    fetch = " ".join(commands["fetch"].format_help().split())
+    assert "seconds each worker waits before each download (default: 0.0)" in fetch
+    assert "which shard this machine fetches (0-based) (default: 0)" in fetch
 
 
 def test_top_level_help_has_no_raw_markup(tmp_path: Path) -> None:
