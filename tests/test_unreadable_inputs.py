@@ -104,3 +104,28 @@ def test_a_datasets_cache_that_cannot_be_written_is_named(folder: Path, cache: s
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"error: {folder / 'read-only'}" in done.stderr and "permission denied" in done.stderr
     assert "the datasets cache (cache_dir=, --cache-dir, $HF_DATASETS_CACHE) must be a folder you can" in done.stderr
+
+
+def test_an_unreadable_ontology_is_one_paragraph_naming_it(tmp_path: Path) -> None:
+    ontology = tmp_path / "ontology.json"
+    shutil.copy(SAMPLE["ontology"], ontology)
+    ontology.chmod(0)
+    try:
+        done = run("prepare", "audioset", "--data-dir", SAMPLE["data_dir"], "--audio-dir", SAMPLE["audio_dir"],
+                   "--strong-labels", SAMPLE["strong_labels"], "--ontology", str(ontology), "--audio-cache-dir",
+                   str(tmp_path / "clips"), "--cache-dir", str(tmp_path / "hf"), cwd=tmp_path)
+    finally:
+        ontology.chmod(0o644)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"error: {ontology}: permission denied" in done.stderr
+
+
+def test_preparing_a_split_the_annotations_lack_names_the_splits_they_have(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    shutil.copy(Path(SAMPLE["data_dir"]) / "music_train.jsonl", tmp_path / "data")
+    done = subprocess.run([sys.executable, "-m", "audio_dialogues.cli", "prepare", "music", "--split", "test",
+                           "--data-dir", str(tmp_path / "data"), "--audio-dir", SAMPLE["audio_dir"],
+                           "--audio-cache-dir", str(tmp_path / "clips"), "--cache-dir", str(tmp_path / "hf")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "error: music: the annotations given have no 'test' split; they have train" in done.stderr

@@ -13,6 +13,7 @@ from typing import Any
 import datasets
 
 from .builder import IMPORT_HINT, AudioDialogues, SplitReport, builder_hash
+from .options import ConfigError
 from .registration import DATASET_NAME
 
 
@@ -59,6 +60,9 @@ def prepare(
     report = b.split_reports()
     if split is None:
         return b.as_dataset(), report
+    if split not in report:
+        raise ConfigError(f"{config}: the annotations given have no {split!r} split; they have "
+                          f"{', '.join(sorted(report)) or 'none'}")
     return datasets.DatasetDict({split: b.as_dataset(split=split)}), {split: report[split]}
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..files import csv_rows, load_json
+from ..files import csv_rows, describe_os_error, load_json
 from .clips import AUDIOSET_SEGMENT_S, Clip, ClipError
 
 #: Official locations, used when ``download_metadata=True`` and no file is given.
@@ -270,8 +270,11 @@ def read_class_names(path: Path, into: SourceMetadata | None = None) -> SourceMe
 def read_class_names_or_ontology(path: Path, into: SourceMetadata | None = None) -> SourceMetadata:
     """An ``--ontology`` file: ontology.json, or mid_to_display_name.tsv (told apart by content: cached
     downloads have no file extension)."""
-    with open(path, "rb") as f:
-        start = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    try:
+        with open(path, "rb") as f:
+            start = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as e:
+        raise MetadataError(describe_os_error(path, e)) from None
     return (read_ontology if start[:1] in (b"[", b"{", b"") else read_class_names)(path, into)
 
 
