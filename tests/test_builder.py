@@ -361,7 +361,9 @@ def test_load_dataset_without_the_import_offline_names_the_fix(tmp_path: Path) -
             "data_dir=sys.argv[2]); print('audio_dialogues' in sys.modules)")
     # a relative data_dir (an absolute one fails earlier, in datasets' check of data_dir against a Hub repo)
     done = subprocess.run([sys.executable, "-c", code, cache, SAMPLE_DATA.name], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=SAMPLE_DATA.parent)
+                          timeout=300, cwd=SAMPLE_DATA.parent,
+                          # no loading script cached by earlier tests: datasets 3.6 would run it (and succeed)
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")})
     assert done.returncode != 0
     assert "Couldn't find cache for audio_dialogues for config 'music-" in done.stderr
     assert "Available configs in the cache: ['Import-audio_dialogues-before-load_dataset', 'audioset-" in done.stderr

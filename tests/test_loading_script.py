@@ -8,6 +8,10 @@ the script's module is checked.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -39,3 +43,19 @@ def test_loading_script_builds_the_same_data_as_the_package(tmp_path: Path, stre
     for row, ref in zip(rows, via_package, strict=True):
         assert row["clips"] == ref["clips"] and row["turns"] == ref["turns"]
         assert [len(a["array"]) for a in row["audios"]] == [len(a["array"]) for a in ref["audios"]]
+
+
+
+@pytest.mark.skipif(DATASETS_MAJOR >= 4, reason="datasets>=4 removed loading scripts; tox env datasets36 runs this")
+def test_a_cached_copy_of_the_script_loads_by_name_offline(tmp_path: Path) -> None:
+    """After the script ran once, datasets 3.x offline runs its cached copy for the bare name (no import of the
+    package first), passing that name as ``repo_id``: it is not a published repo, and the load works."""
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    code = ("import sys, json, datasets; ds = datasets.load_dataset(sys.argv[1], 'music', split='test', "
+            "cache_dir=sys.argv[2], trust_remote_code=True, **json.loads(sys.argv[3])); print(ds.num_rows)")
+    sample = json.dumps(audio_dialogues.sample_paths())
+    for name, offline in ((str(SCRIPT), {}), ("audio_dialogues", {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})):
+        done = subprocess.run([sys.executable, "-c", code, name, str(tmp_path / "hf"), sample], capture_output=True,
+                              text=True, timeout=300, env={**env, **offline}, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert int(done.stdout.strip().splitlines()[-1]) == 2

@@ -54,6 +54,7 @@ from .cards import CARDS, HOMEPAGE, LICENSE
 from .decoding import audio_feature
 from .local_audio import AudioResolver
 from .options import ConfigError, check_options, is_paths
+from .registration import DATASET_NAME
 from .resolution import NO_AUDIO_ADVICE, MissingAudioError, ResolutionState, SplitReport, log_drops, resolve_records
 
 logger = logging.getLogger(__name__)
@@ -254,8 +255,11 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         if "sampling_rate" in kwargs and kwargs["sampling_rate"] is None:
             kwargs["sampling_rate"] = "native"
         # `repo_id` is a DatasetBuilder argument (a Hub namespace for the cache folder); here it names the
-        # published repo the annotations come from, so it goes to the config instead.
+        # published repo the annotations come from, so it goes to the config instead. datasets 3.x passes the
+        # name given to load_dataset as repo_id when it runs a cached copy of the loading script: not a repo.
         self._published_repo_id = kwargs.pop("repo_id", None)
+        if self._published_repo_id == DATASET_NAME:
+            self._published_repo_id = None
         try:
             super().__init__(*args, **kwargs)
         except OSError as err:
