@@ -11,6 +11,8 @@ name (header) or last message contains ``substring`` fail in that order. Kinds: 
 ``400``, ``403``, ``404`` (refused), ``timeout`` (answers too late), ``drop`` (closes the connection), ``empty``,
 ``malformed``, ``long`` (cut at max tokens), or any other string, sent as the completion text.
 
+``report_usage = False`` leaves token usage out of the answers, as some local servers do.
+
 ``api_key`` set makes every request without that bearer key fail with 401, as a hosted API does.
 
 ``hold_after=N`` answers N requests and then holds every later one open until the server stops: a run
@@ -69,6 +71,8 @@ class OpenAIServer:
         self.embedding_latency_s = 0.0
         self.retry_after_s = retry_after_s
         self.hold_after: int | None = None
+        #: False leaves ``usage`` out of every answer, as some local servers do.
+        self.report_usage = True
         #: When set, a request without ``Authorization: Bearer <api_key>`` gets OpenAI's 401 answer.
         self.api_key: str | None = None
         self.faults: dict[str, deque[str]] = {}
@@ -182,10 +186,10 @@ class OpenAIServer:
                 "id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", "test-model"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                "usage": {"prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
-                          "completion_tokens": len(text) // 4,
-                          "total_tokens": 0},
             }
+            if self.report_usage:
+                payload["usage"] = {"prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
+                                    "completion_tokens": len(text) // 4, "total_tokens": 0}
             response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             await response.prepare(request)
             await response.write(json.dumps(payload).encode())

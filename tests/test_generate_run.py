@@ -23,7 +23,7 @@ import pytest
 
 import audio_dialogues
 from audio_dialogues.cli import main
-from audio_dialogues.generate import GenerateOptions, generate
+from audio_dialogues.generate import GenerateError, GenerateOptions, generate
 from audio_dialogues.generate.journal import JOURNAL_NAME, OutputLock
 from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES
 from tests.generate_sources import write_sources
@@ -270,6 +270,21 @@ def test_llm_descriptors_are_asked_once_per_class_and_cached(tmp_path: Path, ser
     (out / "descriptors.json").unlink()  # even without the cache file, the journal has every answer
     generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
     assert server.requests == 21 and json.loads((out / "descriptors.json").read_text()) == cache
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"Dog": "loud",\n  "Bell": }', "descriptors.json:2: malformed JSON"),
+    ('["Dog"]', "descriptors.json: the descriptor cache is not a JSON object"),
+])
+def test_a_damaged_descriptor_cache_is_named_by_file_and_line_before_any_request(
+        tmp_path: Path, server: OpenAIServer, sources: dict, text: str, expected: str) -> None:
+    """Stand-in server; the cache beside the outputs is damaged: one error naming it and how to recover."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "descriptors.json").write_text(text)
+    with pytest.raises(GenerateError) as caught:
+        generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
+    assert expected in str(caught.value) and "delete it" in str(caught.value), caught.value
+    assert server.requests == 0
 
 
 def test_a_bad_filter_option_fails_before_any_request(tmp_path: Path, server: OpenAIServer, sources: dict,
@@ -530,18 +545,66 @@ def test_the_summary_of_an_incomplete_run_names_its_failure_reasons(tmp_path: Pa
     assert "NOT COMPLETE: 2 requests pending, 2 failed (2 x HTTP 500 after 2 attempts)" in summary, summary
 
 
+@pytest.mark.parametrize("usage", [True, False], ids=["usage", "no usage"])
 def test_refusals_after_an_answered_phase_are_counted_not_blamed_on_the_endpoint(
-        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+        tmp_path: Path, server: OpenAIServer, sources: dict, usage: bool) -> None:
     """Stand-in server: the descriptor requests are answered, then every dialogue request gets a 400.
 
     The endpoint has shown that it works, so the run does not stop as unusable: each item fails on its own
-    and the summary names the reason."""
+    and the summary names the reason. Answers show it, not token counts: a server that reports no usage
+    has shown it just as well."""
+    server.report_usage = usage
     server.fault("dialogue:", *["400"] * 16)
     printed: list[str] = []
     report = generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none",
                               concurrency=2), out=printed.append)
     assert report.failed_requests == {"HTTP 400: refused with 400": 16} and server.requests == 5 + 16
     assert "16 failed (16 x HTTP 400: refused with 400)" in "\n".join(printed)
+
+
+def test_items_refused_again_on_the_rerun_are_counted_and_the_outputs_rewritten(
+        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture) -> None:
+    """Real ``openai`` client against the stand-in server, through the CLI: two of the 16 items get HTTP 400
+    (a request the server refuses for that item) on every attempt. The first run answers 14 and reports two
+    failed; the re-run sends only those two, refused again. The journal holds this endpoint's answers for
+    this model, so they are counted as failed requests and the outputs and report written again, instead of
+    stopping the run as an unusable endpoint (which would leave it forever incomplete)."""
+    out = tmp_path / "out"
+    args = cli(out, server, sources, "--quiet")[3:]
+    server.fault("T0003", "400", "400")  # one per run: a 400 is not retried
+    server.fault("E0001", "400", "400")
+    assert main(args) == 1  # incomplete
+    first = json.loads((out / "generation_report.json").read_text())
+    assert first["failed_requests"] == {"HTTP 400: refused with 400": 2} and first["pending_requests"] == 2
+    for name in ("generation_report.json", "generation_report.md", "audioset_train.jsonl", "audioset_test.jsonl"):
+        (out / name).unlink()
+    capsys.readouterr()
+    before = server.requests
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert server.requests - before == 2  # a 400 is not retried, and the 14 answers are not asked again
+    assert "cannot serve this run" not in captured.err and "Traceback" not in captured.err, captured.err
+    assert "2 failed (2 x HTTP 400: refused with 400)" in captured.out, captured.out
+    again = json.loads((out / "generation_report.json").read_text())
+    assert again["failed_requests"] == {"HTTP 400: refused with 400": 2} and again["pending_requests"] == 2
+    assert (out / "generation_report.md").exists()
+    written = [line for split in ("train", "test")
+               for line in (out / f"audioset_{split}.jsonl").read_text().splitlines()]
+    assert len(written) == 14 and not any("T0003" in line or "E0001" in line for line in written)
+    assert main(args) == 0  # once the server accepts them, the same command completes
+    assert server.repeated == 0 and len(server.answered) == 16
+
+
+def test_a_small_first_run_refused_item_by_item_is_counted_not_blamed_on_the_endpoint(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    """Stand-in server, empty output folder: both items of a run too small for the endpoint watch get a 400.
+
+    A 400 refuses one request, not the endpoint: unlike the 401s of the small-run test above, the failures
+    are counted per item and the outputs written."""
+    server.fault("dialogue:", "400", "400")
+    report = generate(options(tmp_path, server, sources, configs=("audioset",), embedder="none", limit=1))
+    assert report.failed_requests == {"HTTP 400: refused with 400": 2} and server.requests == 2
+    assert (tmp_path / "out" / "audioset_train.jsonl").read_text() == ""
 
 
 def test_a_second_ctrl_c_abandons_the_batch_being_scored(tmp_path: Path, server: OpenAIServer) -> None:

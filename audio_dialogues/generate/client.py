@@ -56,6 +56,18 @@ class Failure:
     fatal_first: bool
     status: int | None = None
 
+    @property
+    def about_endpoint(self) -> bool:
+        """Whether it says nothing about the request itself, only that the endpoint (its key, URL, host or TLS)
+        cannot serve: a 400 or 422 refuses one request, and another request may well pass."""
+        return self.status in ENDPOINT_STATUSES or self.kind in ENDPOINT_KINDS
+
+
+#: HTTP statuses that condemn the endpoint rather than one request: a refused key, no such route or model.
+ENDPOINT_STATUSES = frozenset({401, 403, 404})
+#: Transport failures of the same kind: nothing can be asked of the endpoint at all.
+ENDPOINT_KINDS = frozenset({"connection refused", "host name not resolved", "TLS error"})
+
 
 class EndpointUnusable(RuntimeError):
     """The first attempts of a run all failed the same way, one that says the endpoint cannot serve it."""
@@ -72,9 +84,12 @@ class EndpointWatch:
 
     A success, a transient failure (429, 5xx, timeout) or a second kind disarms it for good: from then on
     failures are retried as usual, since the endpoint has shown it can answer or the fault may pass.
+    With ``endpoint_only`` (the endpoint answered before), only failures :attr:`Failure.about_endpoint`
+    count: a refused key or a server gone still stop the run, a 400 about one request disarms it.
     """
 
     threshold: int
+    endpoint_only: bool = False
     armed: bool = True
     failed_attempts: int = 0
     first: Failure | None = None
@@ -85,7 +100,8 @@ class EndpointWatch:
     def failed(self, failure: Failure) -> None:
         if not self.armed:
             return
-        if not failure.fatal_first or (self.first is not None and failure.kind != self.first.kind):
+        fatal = failure.fatal_first and (failure.about_endpoint or not self.endpoint_only)
+        if not fatal or (self.first is not None and failure.kind != self.first.kind):
             self.armed = False
             return
         self.first = self.first or failure

@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..files import OutputError, atomic_write, describe_os_error
+from ..files import OutputError, atomic_write, describe_os_error, load_json
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
@@ -166,11 +166,11 @@ def classes_in(items: dict[tuple[str, str], list[Item]]) -> list[str]:
 # --- requests -----------------------------------------------------------------------------------
 
 
-def _entry(job: Job, completion: Completion, settings: ModelSettings) -> dict[str, Any]:
-    """The journal line of one answer: raw text, the parse result or the reject reason, and usage."""
+def _entry(job: Job, completion: Completion, settings: ModelSettings, base_url: str) -> dict[str, Any]:
+    """The journal line of one answer: raw text, the parse result or the reject reason, usage, and the endpoint."""
     entry: dict[str, Any] = {
         "key": job.key, "kind": job.kind, "name": job.name, "config": job.config, "split": job.split,
-        "model": completion.model or settings.model, "text": completion.text,
+        "model": completion.model or settings.model, "base_url": base_url, "text": completion.text,
         "finish_reason": completion.finish_reason,
         "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
         "attempts": completion.attempts, "latency_s": round(completion.latency_s, 4), "at": time.time(),
@@ -227,7 +227,8 @@ class _Runner:
     """Sends the jobs with ``concurrency`` workers; first Ctrl-C drains in-flight requests, second abandons.
 
     An endpoint that fails every attempt in a way that will not pass (see :class:`EndpointWatch`) stops the
-    run at once with :func:`unusable_endpoint`'s message instead of failing each item after its retries.
+    run at once with :func:`unusable_endpoint`'s message instead of failing each item after its retries;
+    once it has answered for this model (:func:`endpoint_proven`), only failures about the endpoint do.
     """
 
     def __init__(self, options: GenerateOptions, journal: Journal, report: GenerationReport,
@@ -249,19 +250,18 @@ class _Runner:
             for task in self.tasks:
                 task.cancel()
 
-    def _answered_before(self) -> bool:
-        """Whether an earlier phase of this run (the descriptors) was answered: then the endpoint works."""
-        return bool(self.report.this_run.prompt_tokens or self.report.this_run.completion_tokens)
-
-    async def run(self, jobs: Sequence[Job]) -> None:
+    async def run(self, jobs: Sequence[Job], known: Iterable[str] = ()) -> None:
+        """Send ``jobs``; ``known`` are the keys of every request of this phase, answered or not."""
         if not jobs:
             return
         api_key = os.environ.get(self.options.api_key_env)
         client = ChatClient(self.settings, base_url=self.options.base_url, api_key=api_key,
                             timeout_s=self.options.timeout_s, max_attempts=self.options.max_attempts,
                             backoff_s=self.options.backoff_s, rpm=self.options.rpm, tpm=self.options.tpm,
-                            fail_fast_after=None if self._answered_before() else
-                            max(self.options.concurrency, FAIL_FAST_ATTEMPTS))
+                            fail_fast_after=max(self.options.concurrency, FAIL_FAST_ATTEMPTS))
+        if client.watch is not None and endpoint_proven(self.journal, set(known), self.settings.model,
+                                                        client.base_url):
+            client.watch.endpoint_only = True
         loop = asyncio.get_running_loop()
         handled = []
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -291,7 +291,7 @@ class _Runner:
                         if task is not asyncio.current_task():
                             task.cancel()
                     return
-                self.journal.append(_entry(job, completion, self.settings))
+                self.journal.append(_entry(job, completion, self.settings, client.base_url))
                 self.report.this_run.add(completion.prompt_tokens, completion.completion_tokens)
                 bar.update()
 
@@ -311,18 +311,35 @@ class _Runner:
             await client.close()
         watch = client.watch
         if (self.unusable is None and not self.report.interrupted and watch and watch.every_attempt_failed
-                and watch.first is not None):
-            # Fewer attempts than the watch needs were made (a small run), and every one failed the same way.
+                and watch.first is not None and watch.first.about_endpoint):
+            # Fewer attempts than the watch needs were made (a small run), and every one failed the same way,
+            # a way that blames the endpoint (a 400 blames the item: those are counted as failed requests).
             self.unusable = EndpointUnusable(watch.first, watch.failed_attempts, client.base_url)
         if self.unusable is not None:
             raise unusable_endpoint(self.unusable, self.options)
+
+
+def endpoint_proven(journal: Journal, known: set[str], model: str, base_url: str) -> bool:
+    """Whether the journal holds an answer this endpoint gave for this model, in this run or an earlier one.
+
+    Then the endpoint has shown it can serve: a failure that is not about the endpoint itself (a 400, say)
+    is about its item, and the run goes on and counts it instead of stopping as :func:`unusable_endpoint`;
+    a refused key or a server gone still stop it. Answers count, not their token usage, which some
+    servers never report. An answer is for this model when its request is one of ``known`` (the key covers
+    the model asked for) or the server named the model so; answers journaled before entries named their
+    endpoint count for any endpoint.
+    """
+    for key, entry in journal.entries.items():
+        if entry.get("base_url", base_url) == base_url and (key in known or entry.get("model") == model):
+            return True
+    return False
 
 
 def _send(jobs: Sequence[Job], options: GenerateOptions, journal: Journal, report: GenerationReport,
           settings: ModelSettings, log: Callable[[str], None]) -> None:
     pending = [job for job in jobs if job.key not in journal]
     if pending:
-        asyncio.run(_Runner(options, journal, report, settings, log).run(pending))
+        asyncio.run(_Runner(options, journal, report, settings, log).run(pending, (job.key for job in jobs)))
     report.pending += sum(1 for job in jobs if job.key not in journal)
 
 
@@ -341,19 +358,19 @@ def resolve_descriptors(options: GenerateOptions, classes: Sequence[str], journa
         return {}, set()
     if options.descriptors != "llm":
         path = Path(options.descriptors)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise GenerateError(f"{path}: cannot read descriptors (a JSON object class -> text): {e}") from None
+        data = load_json(path, GenerateError)
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise GenerateError(f"{path}: descriptors must be a JSON object mapping class names to strings")
         return data, set()
     cache_path = options.output_dir / DESCRIPTORS_NAME
+    rebuilt = "delete it: the journal keeps every answer, so it is rebuilt at no cost"
     try:
-        cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.exists() else {}
-    except (OSError, ValueError) as e:
-        raise GenerateError(f"{cache_path}: cannot read the descriptor cache ({e}); delete it: the journal "
-                            "keeps every answer, so it is rebuilt at no cost") from None
+        cache = load_json(cache_path, GenerateError) if cache_path.exists() else {}
+    except GenerateError as e:
+        raise GenerateError(f"{e}; the descriptor cache cannot be read: {rebuilt}") from None
+    if not isinstance(cache, dict) or not all(isinstance(v, str) for v in cache.values()):
+        raise GenerateError(f"{cache_path}: the descriptor cache is not a JSON object mapping class names to "
+                            f"strings: {rebuilt}")
     jobs = []
     for name in classes:
         messages = descriptor_messages(name)
