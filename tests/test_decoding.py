@@ -151,3 +151,67 @@ def test_torchcodec_refuses_truncated_audio_too(ten_seconds: dict[str, Path], na
         feature.decode_example({"path": str(ten_seconds[name]), "bytes": None})["array"]
     for whole in ("flac", "wav", "wav_piped"):
         assert len(feature.decode_example({"path": str(ten_seconds[whole]), "bytes": None})["array"]) == 160_000
+
+
+@pytest.fixture(scope="module")
+def lossy(ten_seconds: dict[str, Path]) -> dict[str, Path]:
+    """An MP3 with a few KB of ID3 tag and no Xing header (libsndfile estimates its length too long), and files
+    that hold no audio: a Vorbis OGG cut before its first audio page and a WAV with a header only."""
+    folder = ten_seconds["wav"].parent
+    files = {"mp3": folder / "tagged.mp3"}
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(ten_seconds["wav"]),
+                    "-c:a", "libmp3lame", "-b:a", "128k", "-write_xing", "0", "-id3v2_version", "3",
+                    "-metadata", "title=tagged", "-metadata", "comment=" + "a long comment " * 200, str(files["mp3"])],
+                   check=True)
+    tone = folder / "tone.ogg"  # a pure tone: its first audio page lies past the cut, libsndfile finds no length
+    t = np.arange(160_000) / 16_000
+    sf.write(tone, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16_000, format="OGG", subtype="VORBIS")
+    files["ogg_empty"] = folder / "tone_half.ogg"
+    files["ogg_empty"].write_bytes(tone.read_bytes()[: tone.stat().st_size // 2])
+    files["wav_empty"] = folder / "header_only.wav"
+    sf.write(files["wav_empty"], np.zeros(0, dtype=np.float32), 16_000, subtype="PCM_16")
+    return files
+
+
+def test_mp3_with_an_id3_tag_decodes_in_full(lossy: dict[str, Path], ten_seconds: dict[str, Path]) -> None:
+    """libsndfile's frame count of a CBR MP3 without a Xing header is an estimate: it is not held against the decode."""
+    from audio_dialogues.dataset.local_audio import audio_length
+
+    path = lossy["mp3"]
+    info = sf.info(str(path))
+    assert info.frames / info.samplerate > 10.1  # the estimate the old check refused the file by
+    assert audio_length(str(path)) == pytest.approx(info.frames / info.samplerate)  # accepted at prepare
+    reference = decode_file(str(ten_seconds["wav"]), None)[0]
+    array, rate = decode_file(str(path), None)
+    assert rate == 16_000 and abs(len(array) - 160_000) < 0.1 * 16_000
+    window = reference[16_000:48_000]  # the same audio, behind the encoder's delay (a few hundred samples)
+    assert max(np.corrcoef(array[16_000 + lag : 48_000 + lag], window)[0, 1] for lag in range(0, 3000, 1)) > 0.95
+    assert len(decode_file(path.read_bytes(), 8_000)[0]) == pytest.approx(len(array) / 2, abs=2)
+    assert len(SoundfileAudio().decode_example({"path": str(path), "bytes": None})["array"]) == len(array)
+
+
+@pytest.mark.parametrize("name", ["ogg_empty", "wav_empty"])
+def test_no_audio_from_a_non_empty_file_is_an_error(lossy: dict[str, Path], name: str) -> None:
+    """A decode that yields no samples (libsndfile and ffmpeg alike) raises, naming the file, instead of []."""
+    from audio_dialogues.dataset.decoding import AudioDecodeError
+
+    path = lossy[name]
+    with pytest.raises(AudioDecodeError, match=rf"{path.name}: no audio"):
+        decode_file(str(path), 16_000)
+    with pytest.raises(AudioDecodeError, match=r"<bytes>: no audio"):
+        decode_file(path.read_bytes(), None)
+
+
+@pytest.mark.parametrize("name", ["ogg_empty", "wav_empty"])
+def test_torchcodec_refuses_no_audio_too(lossy: dict[str, Path], name: str, torchcodec: object) -> None:
+    from audio_dialogues.dataset.decoding import AudioDecodeError, TorchcodecAudio
+
+    with pytest.raises(AudioDecodeError, match=rf"{lossy[name].name}: (no audio|torchcodec could not)"):
+        TorchcodecAudio(num_channels=1).decode_example({"path": str(lossy[name]), "bytes": None})["array"]
+
+
+def test_torchcodec_decodes_the_tagged_mp3_in_full(lossy: dict[str, Path], torchcodec: object) -> None:
+    from audio_dialogues.dataset.decoding import TorchcodecAudio
+
+    array = TorchcodecAudio(num_channels=1).decode_example({"path": str(lossy["mp3"]), "bytes": None})["array"]
+    assert abs(len(array) - 160_000) < 0.1 * 16_000

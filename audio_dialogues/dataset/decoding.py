@@ -19,6 +19,7 @@ import io
 import os
 import subprocess
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ import soundfile as sf
 import soxr
 from datasets.features.features import register_feature
 
-from .local_audio import HEADER_BYTES, WINDOW_TOLERANCE_S, truncation, wav_data
+from .local_audio import HEADER_BYTES, WINDOW_TOLERANCE_S, read_head, truncation, wav_length
 
 DECODERS = ("soundfile", "torchcodec", "none")
 #: soundfile (libsndfile) cannot open these containers; they go through an ffmpeg process instead.
@@ -101,21 +102,9 @@ class AudioDecodeError(RuntimeError):
     """Audio that cannot be decoded, or decodes to less than its header promises; the message names the file."""
 
 
-def _wav_truncation(source: str | bytes, name: str) -> str | None:
-    """Why a WAV file is truncated (it holds fewer bytes than its ``data`` header promises), else None.
-
-    libsndfile reports only the frames present in such a file, so its own count cannot tell.
-    """
-    if isinstance(source, bytes):
-        head, size = source[:HEADER_BYTES], len(source)
-    else:
-        with open(source, "rb") as f:
-            head, size = f.read(HEADER_BYTES), os.fstat(f.fileno()).st_size
-    data = wav_data(head, size)
-    if data is None or data[1] >= data[0]:
-        return None
-    promised, present, block_align, rate = data
-    return truncation(name, promised // block_align / rate, present // block_align / rate)
+#: libsndfile subtypes (with FLAC) whose frame count the header states exactly. For MP3 libsndfile estimates it
+#: from the file size (ID3 tags and a missing Xing header make it wrong), for OGG it reads the last page.
+_PCM_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW"})
 
 
 def _readable_frames(source: str | bytes) -> int:
@@ -130,62 +119,98 @@ def _readable_frames(source: str | bytes) -> int:
     return frames
 
 
-def _second_opinion(source: str | bytes, name: str, frames: int, rate: int,
-                    err: sf.LibsndfileError) -> tuple[np.ndarray, int]:
-    """A stream libsndfile gave up on part-way: ffmpeg's decode if that holds the whole length, else the error.
+def _second_opinion(source: str | bytes, name: str, promised: int | None, rate: int,
+                    why: str) -> tuple[np.ndarray, int]:
+    """libsndfile gave up part-way or found no audio: ffmpeg's decode if that holds the audio, else the error.
 
-    ffmpeg gets past some damage libsndfile stops at (a bad frame inside an MP3); a file that was cut
-    short, it cannot complete either.
+    ffmpeg gets past some damage libsndfile stops at (a bad frame inside an MP3). Where the header's frame
+    count is exact (``promised``), ffmpeg's decode must hold all of it: a file cut short, ffmpeg cannot
+    complete either. Where it is not, any audio ffmpeg finds is all that can be known.
     """
     try:
         array, native = _decode_with_ffmpeg(source, None)
-    except RuntimeError:
+        ffmpeg_says = f"ffmpeg decoded {len(array) / native:.3f} s"
+    except RuntimeError as err:
         array, native = np.zeros(0, dtype=np.float32), rate
-    if native == rate and len(array) >= frames - WINDOW_TOLERANCE_S * rate:
+        ffmpeg_says = str(err).replace(f"ffmpeg could not decode {name}: ", "ffmpeg: ")
+    if len(array) and native == rate and (promised is None or len(array) >= promised - WINDOW_TOLERANCE_S * rate):
         return array[:, None], native
+    if promised is None:
+        raise AudioDecodeError(f"{name}: {why}; {ffmpeg_says}")
     readable = _readable_frames(source)
-    raise AudioDecodeError(f"{truncation(name, frames / rate, readable / rate)} (decoding broke off: {err})") from err
+    raise AudioDecodeError(f"{truncation(name, promised / rate, readable / rate)} ({why})")
+
+
+def _read_open(f: sf.SoundFile, source: str | bytes, name: str,
+               head: Callable[[], tuple[bytes, int]]) -> tuple[np.ndarray, int]:
+    """All frames of an open file; ``head()``: its first bytes and size, for a WAV's ``data`` header."""
+    exact_length = f.format == "FLAC" or f.subtype in _PCM_SUBTYPES
+    if f.format in ("WAV", "WAVEX") and (wav := wav_length(name, *head())) is not None and wav[1]:
+        raise AudioDecodeError(wav[1])
+    exact = _EXACT_PCM.get(f.subtype)
+    try:
+        data = f.read(dtype=exact[0] if exact else "float32", always_2d=True)
+    except sf.LibsndfileError as err:
+        return _second_opinion(source, name, f.frames if exact_length else None, f.samplerate,
+                               f"decoding broke off: {err}")
+    if exact_length and len(data) < f.frames:
+        raise AudioDecodeError(truncation(name, f.frames / f.samplerate, len(data) / f.samplerate))
+    if not len(data):
+        if exact_length:
+            raise AudioDecodeError(f"{name}: no audio to decode (its header promises 0 samples)")
+        # e.g. a Vorbis file cut short: libsndfile finds neither its length nor any audio
+        return _second_opinion(source, name, None, f.samplerate, "no audio could be decoded (libsndfile read none)")
+    if exact is None:
+        return data, f.samplerate
+    data = data.astype(np.float32)
+    data *= exact[1]  # in place: one buffer of a clip's size fewer to allocate and fault in
+    return data, f.samplerate
 
 
 def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
     """All frames of a file libsndfile reads, as float32 ``(frames, channels)``; None if libsndfile cannot open it.
 
-    Raises :class:`AudioDecodeError` when fewer frames are read than the header promises (a truncated
-    FLAC still says its full length) or the stream breaks off, so short audio is never returned.
+    Raises :class:`AudioDecodeError` when fewer frames are read than an exact header (FLAC, PCM) promises
+    (a truncated FLAC still says its full length) or the stream breaks off, so short audio is never
+    returned. A path is opened once: libsndfile reads from the same descriptor the WAV header and the
+    file size come from.
     """
-    name = source if isinstance(source, str) else "<bytes>"
-    try:
-        f = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except sf.LibsndfileError:
-        return None
-    with f:
-        if f.format == "WAV" and (why := _wav_truncation(source, name)):
-            raise AudioDecodeError(why)
-        exact = _EXACT_PCM.get(f.subtype)
+    if isinstance(source, bytes):
         try:
-            data = f.read(dtype=exact[0] if exact else "float32", always_2d=True)
-        except sf.LibsndfileError as err:
-            return _second_opinion(source, name, f.frames, f.samplerate, err)
-        if len(data) < f.frames:
-            raise AudioDecodeError(truncation(name, f.frames / f.samplerate, len(data) / f.samplerate))
-        if exact is None:
-            return data, f.samplerate
-        data = data.astype(np.float32)
-        data *= exact[1]  # in place: one buffer of a clip's size fewer to allocate and fault in
-        return data, f.samplerate
+            f = sf.SoundFile(io.BytesIO(source))
+        except sf.LibsndfileError:
+            return None
+        with f:
+            return _read_open(f, source, "<bytes>", lambda: (source[:HEADER_BYTES], len(source)))
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        try:
+            f = sf.SoundFile(fd, closefd=False)
+        except sf.LibsndfileError:
+            return None
+        with f:
+            return _read_open(f, source, source, lambda: (os.pread(fd, HEADER_BYTES, 0), os.fstat(fd).st_size))
+    finally:
+        os.close(fd)
 
 
 def decode_file(source: str | bytes, sampling_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Decode a path or encoded bytes to mono float32 at ``sampling_rate`` (native when None).
 
-    Never returns less audio than the file's header promises: :class:`AudioDecodeError` names the file
-    and both lengths instead. (Containers decoded by ffmpeg carry no exact promise and are not checked.)
+    Never returns less audio than an exact header (FLAC, PCM WAV) promises, nor no audio at all:
+    :class:`AudioDecodeError` names the file instead. (MP3, OGG and the containers decoded by ffmpeg
+    carry no exact promise; their length is not checked.)
     """
+    name = source if isinstance(source, str) else "<bytes>"
     if isinstance(source, str) and source.lower().endswith(_FFMPEG_ONLY):
-        return _decode_with_ffmpeg(source, sampling_rate)
-    read = _read(source)
+        read = None
+    else:
+        read = _read(source)
     if read is None:
-        return _decode_with_ffmpeg(source, sampling_rate)
+        array, rate = _decode_with_ffmpeg(source, sampling_rate)
+        if not len(array):
+            raise AudioDecodeError(f"{name}: no audio could be decoded (ffmpeg decoded 0 samples)")
+        return array, rate
     data, rate = read
     array = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if sampling_rate is not None and sampling_rate != rate:
@@ -254,27 +279,45 @@ class TorchcodecAudio(datasets.Audio):
     _type: str = field(default="Audio", init=False, repr=False)
 
     def decode_example(self, value: dict, token_per_repo_id: Any = None) -> Any:
-        decoder = super().decode_example(value, token_per_repo_id=token_per_repo_id)
+        try:
+            decoder = super().decode_example(value, token_per_repo_id=token_per_repo_id)
+        except RuntimeError as err:
+            if not self.decode or not isinstance(value, dict):
+                raise
+            first = (str(err).strip().splitlines() or [""])[-1]
+            name = value.get("path") or "<bytes>"
+            raise AudioDecodeError(f"{name}: torchcodec could not open it ({first})") from err
         decoder.__class__ = _stable_decoder_class()
         decoder._audio_dialogues_feature = self
         return decoder
 
 
-def _check_length(metadata: Any, name: str, got_s: float, encoded: dict) -> None:
-    """Refuse lossless audio that decoded to less than its header promises (a truncated FLAC or WAV).
+def _check_length(metadata: Any, name: str, samples: int, rate: int, encoded: dict) -> None:
+    """Refuse audio that decoded to nothing, or lossless audio that decoded to less than its header promises.
 
-    Only FLAC and PCM: for them the header's length is exact, where for lossy formats ffmpeg may estimate
-    it. ffmpeg measures a WAV file by its size, so a WAV's own ``data`` header is read too.
+    Only FLAC and PCM are held to their header: for them its length is exact, where for lossy formats
+    ffmpeg may estimate it. ffmpeg measures a WAV file by its size, so a WAV's own ``data`` header is read
+    too (one more open of a PCM file: torchcodec reads through ffmpeg, which shares no descriptor).
     """
-    promised = metadata.duration_seconds_from_header
+    if not samples:
+        raise AudioDecodeError(f"{name}: no audio could be decoded (torchcodec decoded 0 samples)")
+    promised, got_s = metadata.duration_seconds_from_header, samples / rate
     codec = metadata.codec or ""
     if promised and (codec == "flac" or codec.startswith("pcm_")) and got_s < promised - WINDOW_TOLERANCE_S:
         raise AudioDecodeError(truncation(name, promised, got_s))
     source = encoded.get("bytes") or encoded.get("path")
-    if codec.startswith("pcm_") and source and (isinstance(source, bytes) or os.path.isfile(source)):
-        why = _wav_truncation(source, name)
-        if why:
-            raise AudioDecodeError(why)
+    if not codec.startswith("pcm_") or not source:
+        return
+    if isinstance(source, bytes):
+        head = source[:HEADER_BYTES], len(source)
+    else:
+        try:
+            head = read_head(source)
+        except OSError:  # a remote path: torchcodec read it through a file object
+            return
+    wav = wav_length(name, *head)
+    if wav is not None and wav[1]:
+        raise AudioDecodeError(wav[1])
 
 
 def _reopen_decoder(feature: TorchcodecAudio, encoded: dict, samples: tuple[np.ndarray, int] | None) -> Any:
@@ -316,7 +359,7 @@ def _stable_decoder_class() -> type:
                     mixed = data.ndim > 1 and data.shape[0] > 1
                     array = data.mean(axis=0, dtype=np.float32) if mixed else data.reshape(-1)
                     cached = (np.ascontiguousarray(array, dtype=np.float32), int(samples.sample_rate))
-                    _check_length(self.metadata, name, len(array) / cached[1], self._hf_encoded)
+                    _check_length(self.metadata, name, len(array), cached[1], self._hf_encoded)
                     self.__dict__["_audio_dialogues_samples"] = cached
                 return cached[0] if key == "array" else cached[1]
             return super().__getitem__(key)

@@ -246,12 +246,11 @@ def _match(entry: _Entry, clip: Clip) -> int | None:
 _WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 
 
-def wav_data(head: bytes, size: int) -> tuple[int, int, int, int] | None:
+def _wav_data(head: bytes, size: int) -> tuple[int, int, int, int] | None:
     """``(bytes promised, bytes present, block align, rate)`` of a RIFF/WAVE file's ``data`` chunk.
 
     From the ``fmt `` and ``data`` chunk headers in ``head`` and the file's ``size`` (None: not found in
-    ``head``). A file holding fewer bytes than its ``data`` header promises was cut short (a bad copy, a
-    full disk); libsndfile then quietly reports only what is there. A placeholder size promises nothing.
+    ``head``). A placeholder size promises nothing.
     """
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
@@ -268,6 +267,33 @@ def wav_data(head: bytes, size: int) -> tuple[int, int, int, int] | None:
             return (present if length in _WAV_UNKNOWN_SIZES else length), present, block_align, rate
         pos += 8 + length + (length & 1)
     return None
+
+
+def wav_length(name: str, head: bytes, size: int) -> tuple[float, str | None] | None:
+    """Seconds a RIFF/WAVE file's ``data`` header promises, and why the file is truncated (None: it is whole).
+
+    ``head``: the file's first :data:`HEADER_BYTES`; ``size``: its size. None: no WAV header in ``head``.
+    A file holding fewer bytes than its ``data`` header promises was cut short (a bad copy, a full disk);
+    libsndfile then quietly reports only what is there, so only this size arithmetic can tell.
+    """
+    data = _wav_data(head, size)
+    if data is None:
+        return None
+    promised, present, block_align, rate = data
+    promised_s = promised // block_align / rate
+    return promised_s, (truncation(name, promised_s, present // block_align / rate) if present < promised else None)
+
+
+def read_head(path: str) -> tuple[bytes, int]:
+    """A file's first :data:`HEADER_BYTES` and its size, from one open.
+
+    os-level calls: a Python file object costs more than the whole header check.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, HEADER_BYTES, 0), os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
 def truncation(path: str, promised_s: float, present_s: float) -> str:
@@ -308,23 +334,17 @@ def audio_length(path: str) -> float | None:
     for an empty file, one that no reader accepts, and a WAV file holding fewer bytes than its header
     promises (file size arithmetic: truncated).
     """
-    try:  # os-level calls: a Python file object costs more than the whole header check
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            head = os.read(fd, HEADER_BYTES)
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
+    try:
+        head, size = read_head(path)
     except OSError as err:
         raise UnusableAudioError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not head:
         raise UnusableAudioError(f"{path}: the file is empty")
     ext = path.rpartition(".")[2].lower()
-    if ext == "wav" and (data := wav_data(head, size)) is not None:
-        promised, present, block_align, rate = data
-        if present < promised:
-            raise UnusableAudioError(truncation(path, promised // block_align / rate, present // block_align / rate))
-        return promised // block_align / rate
+    if ext == "wav" and (wav := wav_length(path, head, size)) is not None:
+        if wav[1]:
+            raise UnusableAudioError(wav[1])
+        return wav[0]
     if ext == "flac" and (length := _flac_length(head)) is not None:
         return length
     if ext not in FFMPEG_ONLY_EXTENSIONS:
