@@ -119,8 +119,14 @@ def test_missing_audio_policies_hold_in_a_stream(many: dict, tmp_path: Path, cap
 
 
 def test_torchcodec_audio_round_trips_through_pickle(many: dict, torchcodec: ModuleType) -> None:
-    """An example's decoder object pickles by name and opens again with the same samples, decoded or not yet."""
+    """An example's decoder object pickles by name; unpickled, it opens its source only when it must.
+
+    A decoded example's samples travel along: it unpickles and answers with its source file gone, opening
+    nothing. One not decoded yet opens its source on first use, so it fails once the file is gone.
+    """
     import pickle
+
+    import numpy as np
 
     from audio_dialogues.dataset import decoding
 
@@ -130,17 +136,52 @@ def test_torchcodec_audio_round_trips_through_pickle(many: dict, torchcodec: Mod
     assert type(audio).__module__ == "audio_dialogues.dataset.decoding"
     assert type(audio).__qualname__ == "StableAudioDecoder"
     assert pickle.loads(pickle.dumps(type(audio))) is type(audio)
-    fresh = pickle.loads(pickle.dumps(audio))  # not decoded yet: reopened from its path
-    assert type(fresh) is type(audio)
+    undecoded = pickle.dumps(audio)
+    fresh = pickle.loads(undecoded)
+    assert type(fresh) is type(audio) and "_decoder" not in fresh.__dict__  # nothing opened by unpickling
     reference = audio["array"]
     assert len(reference) == 160_000
+    np.testing.assert_array_equal(fresh["array"], reference)  # opened from its path on first use
+    decoded = pickle.dumps(audio)
+    source = Path(audio.metadata.path)
+    moved = source.with_name(source.name + ".away")
+    source.rename(moved)
+    try:
+        travelled = pickle.loads(decoded)
+        np.testing.assert_array_equal(travelled["array"], reference)
+        assert travelled["sampling_rate"] == audio["sampling_rate"]
+        assert "_decoder" not in travelled.__dict__ and travelled.metadata.codec == audio.metadata.codec
+        with pytest.raises(decoding.AudioDecodeError, match=rf"{source.name}: torchcodec could not open it"):
+            pickle.loads(undecoded)["array"]
+    finally:
+        moved.rename(source)
+
+
+def test_embedded_torchcodec_audio_pickles_its_samples_not_its_bytes(many: dict, torchcodec: ModuleType) -> None:
+    """Decoded embedded audio pickles without its encoded bytes; the samples answer everything torchcodec would."""
+    import pickle
+
     import numpy as np
 
-    np.testing.assert_array_equal(fresh["array"], reference)
-    decoded = pickle.loads(pickle.dumps(audio))  # decoded: the samples travel along
-    np.testing.assert_array_equal(decoded["array"], reference)
-    assert decoded["sampling_rate"] == audio["sampling_rate"]
+    from audio_dialogues.dataset.decoding import TorchcodecAudio
 
+    encoded = next(Path(many["audio_dir"]).glob("*.flac")).read_bytes()
+    audio = TorchcodecAudio(sampling_rate=16_000, num_channels=1).decode_example({"path": "x.flac", "bytes": encoded})
+    reference = audio["array"]
+    blob = pickle.dumps(audio)
+    assert len(blob) < reference.nbytes + len(encoded) // 2
+    travelled = pickle.loads(blob)
+    assert travelled._hf_encoded["bytes"] is None and "_decoder" not in travelled.__dict__
+    np.testing.assert_array_equal(travelled["array"], reference)
+    assert travelled.metadata.codec == "flac" and travelled["sampling_rate"] == 16_000
+    again = travelled.get_all_samples()  # torchcodec's own API, served from the samples
+    assert again.sample_rate == 16_000
+    np.testing.assert_array_equal(again.data.numpy().reshape(-1), reference)
+    part = travelled.get_samples_played_in_range(1.0, 2.0).data.numpy().reshape(-1)
+    np.testing.assert_array_equal(part, reference[16_000:32_000])
+    undecoded = pickle.loads(pickle.dumps(TorchcodecAudio(num_channels=1).decode_example(
+        {"path": "x.flac", "bytes": encoded})))
+    assert undecoded._hf_encoded["bytes"] == encoded and len(undecoded["array"]) > 0
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create")
 def test_dataloader_workers_send_torchcodec_examples(many: dict, torch: ModuleType, torchcodec: ModuleType) -> None:

@@ -320,11 +320,11 @@ def _check_length(metadata: Any, name: str, samples: int, rate: int, encoded: di
         raise AudioDecodeError(wav[1])
 
 
-def _reopen_decoder(feature: TorchcodecAudio, encoded: dict, samples: tuple[np.ndarray, int] | None) -> Any:
-    """A pickled :class:`StableAudioDecoder` made again: its source reopened, its decoded samples (if any) kept."""
-    decoder = feature.decode_example(dict(encoded))
-    if samples is not None:
-        decoder.__dict__["_audio_dialogues_samples"] = samples
+def _unpickle_decoder(state: dict) -> Any:
+    """A pickled :class:`StableAudioDecoder` made again, unopened: its source opens on first need."""
+    cls = _stable_decoder_class()
+    decoder = cls.__new__(cls)
+    decoder.__dict__.update(state)
     return decoder
 
 
@@ -342,7 +342,8 @@ def _stable_decoder_class() -> type:
 
         Picklable (DataLoader workers send examples to the main process): torchcodec's native decoder state
         cannot cross processes (unpickled, it crashes the interpreter), so a pickle carries the encoded source
-        (path or bytes), the feature's options and the samples if already decoded, and is opened anew.
+        (a path, or bytes unless decoded samples stand in), the feature's options, the stream's metadata and
+        the samples if already decoded; the native decoder is opened again only when needed.
         """
 
         def __getitem__(self, key: str) -> Any:
@@ -364,9 +365,37 @@ def _stable_decoder_class() -> type:
                 return cached[0] if key == "array" else cached[1]
             return super().__getitem__(key)
 
+        def __getattr__(self, name: str) -> Any:
+            """torchcodec's native decoder, missing after unpickling, opened on first use."""
+            if name != "_decoder" or "_hf_encoded" not in self.__dict__:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            state = self.__dict__
+            if state.get("_audio_dialogues_from_samples"):  # the encoded bytes stayed behind: the samples stand in
+                from torchcodec.decoders import AudioDecoder as TorchcodecDecoder
+
+                array, rate = state["_audio_dialogues_samples"]
+                buffer = io.BytesIO()
+                sf.write(buffer, array, rate, format="WAV", subtype="FLOAT")  # float32 WAV: the same samples back
+                native = TorchcodecDecoder(buffer.getvalue(), sample_rate=rate, num_channels=1)._decoder
+            else:
+                native = state["_audio_dialogues_feature"].decode_example(dict(state["_hf_encoded"]))._decoder
+            state["_decoder"] = native
+            return native
+
         def __reduce__(self) -> tuple:
-            feature = self.__dict__.get("_audio_dialogues_feature") or TorchcodecAudio(num_channels=1)
-            return _reopen_decoder, (feature, self._hf_encoded, self.__dict__.get("_audio_dialogues_samples"))
+            """Everything but torchcodec's native decoder; the encoded bytes too, unless the samples can stand in.
+
+            The receiving process opens nothing until something beyond ``["array"]``/``["sampling_rate"]``
+            of a decoded example is asked for (see :meth:`__getattr__`).
+            """
+            state = {key: value for key, value in self.__dict__.items() if key != "_decoder"}
+            feature = state.setdefault("_audio_dialogues_feature", TorchcodecAudio(num_channels=1))
+            encoded = state["_hf_encoded"]
+            if (state.get("_audio_dialogues_samples") is not None and encoded.get("bytes") is not None
+                    and feature.num_channels == 1):  # mono samples are exactly what the decoder would give
+                state["_hf_encoded"] = {**encoded, "bytes": None}
+                state["_audio_dialogues_from_samples"] = True
+            return _unpickle_decoder, (state,)
 
     StableAudioDecoder.__module__ = __name__
     StableAudioDecoder.__qualname__ = "StableAudioDecoder"
