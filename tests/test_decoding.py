@@ -168,6 +168,11 @@ def lossy(ten_seconds: dict[str, Path]) -> dict[str, Path]:
     sf.write(tone, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16_000, format="OGG", subtype="VORBIS")
     files["ogg_empty"] = folder / "tone_half.ogg"
     files["ogg_empty"].write_bytes(tone.read_bytes()[: tone.stat().st_size // 2])
+    noisy = folder / "noisy.ogg"  # cut in half: libsndfile and ffmpeg read its length from the last whole page
+    sf.write(noisy, sf.read(ten_seconds["flac"], dtype="float32")[0], 16_000, format="OGG", subtype="VORBIS")
+    files["ogg"] = noisy
+    files["ogg_cut"] = folder / "noisy_half.ogg"
+    files["ogg_cut"].write_bytes(noisy.read_bytes()[: noisy.stat().st_size // 2])
     files["wav_empty"] = folder / "header_only.wav"
     sf.write(files["wav_empty"], np.zeros(0, dtype=np.float32), 16_000, subtype="PCM_16")
     return files
@@ -215,3 +220,38 @@ def test_torchcodec_decodes_the_tagged_mp3_in_full(lossy: dict[str, Path], torch
 
     array = TorchcodecAudio(num_channels=1).decode_example({"path": str(lossy["mp3"]), "bytes": None})["array"]
     assert abs(len(array) - 160_000) < 0.1 * 16_000
+
+
+def test_ogg_cut_short_is_caught_at_prepare_and_by_both_decoders(lossy: dict[str, Path], torchcodec: object) -> None:
+    """An Ogg file without its last page decodes short without an error in libsndfile and ffmpeg; it is refused."""
+    from audio_dialogues.dataset.decoding import AudioDecodeError, TorchcodecAudio
+    from audio_dialogues.dataset.local_audio import UnusableAudioError, audio_length
+
+    path = lossy["ogg_cut"]
+    assert 0 < sf.info(str(path)).frames < 100_000  # what libsndfile alone would return, short
+    pattern = rf"{path.name}: truncated: its Ogg stream breaks off before its last page"
+    with pytest.raises(UnusableAudioError, match=pattern):
+        audio_length(str(path))
+    with pytest.raises(AudioDecodeError, match=pattern + r", the file holds \d\.\d{3} s"):
+        decode_file(str(path), 16_000)
+    with pytest.raises(AudioDecodeError, match=r"<bytes>: truncated: its Ogg stream"):
+        decode_file(path.read_bytes(), None)
+    with pytest.raises(AudioDecodeError, match=pattern):
+        TorchcodecAudio(num_channels=1).decode_example({"path": str(path), "bytes": None})["array"]
+    whole = lossy["ogg"]
+    assert audio_length(str(whole)) == pytest.approx(10.0, abs=0.01)
+    assert abs(len(decode_file(str(whole), None)[0]) - 160_000) < 100
+    assert abs(len(TorchcodecAudio(num_channels=1).decode_example({"path": str(whole), "bytes": None})["array"])
+               - 160_000) < 100
+
+
+def test_ogg_end_check_reads_pages(lossy: dict[str, Path]) -> None:
+    """Cut inside a page or at a page boundary: cut short. Whole, or followed by bytes that are no page: not."""
+    from audio_dialogues.dataset.local_audio import OGG_TAIL_BYTES, ogg_cut_short
+
+    data = lossy["ogg"].read_bytes()
+    last_page = data.rfind(b"OggS")
+    assert not ogg_cut_short(data[-OGG_TAIL_BYTES:])
+    assert not ogg_cut_short((data + b"TAG" + bytes(125))[-OGG_TAIL_BYTES:])  # an appended tag leaves it open
+    assert ogg_cut_short(data[:last_page][-OGG_TAIL_BYTES:])  # ends after a whole page that does not end the stream
+    assert ogg_cut_short(data[: last_page + 40][-OGG_TAIL_BYTES:])

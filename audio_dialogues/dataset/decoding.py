@@ -29,7 +29,7 @@ import soundfile as sf
 import soxr
 from datasets.features.features import register_feature
 
-from .local_audio import HEADER_BYTES, WINDOW_TOLERANCE_S, read_head, truncation, wav_length
+from .local_audio import WINDOW_TOLERANCE_S, ends_of, ogg_cut_short, ogg_truncation, read_ends, truncation, wav_length
 
 DECODERS = ("soundfile", "torchcodec", "none")
 #: soundfile (libsndfile) cannot open these containers; they go through an ffmpeg process instead.
@@ -142,24 +142,28 @@ def _second_opinion(source: str | bytes, name: str, promised: int | None, rate: 
 
 
 def _read_open(f: sf.SoundFile, source: str | bytes, name: str,
-               head: Callable[[], tuple[bytes, int]]) -> tuple[np.ndarray, int]:
-    """All frames of an open file; ``head()``: its first bytes and size, for a WAV's ``data`` header."""
+               ends: Callable[[], tuple[bytes, int, bytes]]) -> tuple[np.ndarray, int]:
+    """All frames of an open file; ``ends()``: its :func:`.local_audio.ends_of`, for WAV and Ogg checks."""
     exact_length = f.format == "FLAC" or f.subtype in _PCM_SUBTYPES
-    if f.format in ("WAV", "WAVEX") and (wav := wav_length(name, *head())) is not None and wav[1]:
+    if f.format in ("WAV", "WAVEX") and (wav := wav_length(name, *ends()[:2])) is not None and wav[1]:
         raise AudioDecodeError(wav[1])
     exact = _EXACT_PCM.get(f.subtype)
     try:
         data = f.read(dtype=exact[0] if exact else "float32", always_2d=True)
     except sf.LibsndfileError as err:
-        return _second_opinion(source, name, f.frames if exact_length else None, f.samplerate,
-                               f"decoding broke off: {err}")
-    if exact_length and len(data) < f.frames:
-        raise AudioDecodeError(truncation(name, f.frames / f.samplerate, len(data) / f.samplerate))
-    if not len(data):
-        if exact_length:
-            raise AudioDecodeError(f"{name}: no audio to decode (its header promises 0 samples)")
-        # e.g. a Vorbis file cut short: libsndfile finds neither its length nor any audio
-        return _second_opinion(source, name, None, f.samplerate, "no audio could be decoded (libsndfile read none)")
+        data, exact = _second_opinion(source, name, f.frames if exact_length else None, f.samplerate,
+                                      f"decoding broke off: {err}")[0], None
+    else:
+        if exact_length and len(data) < f.frames:
+            raise AudioDecodeError(truncation(name, f.frames / f.samplerate, len(data) / f.samplerate))
+        if not len(data):
+            if exact_length:
+                raise AudioDecodeError(f"{name}: no audio to decode (its header promises 0 samples)")
+            # e.g. a Vorbis file cut short early: libsndfile finds neither its length nor any audio
+            data, exact = _second_opinion(source, name, None, f.samplerate,
+                                          "no audio could be decoded (libsndfile read none)")[0], None
+    if f.format == "OGG" and ogg_cut_short(ends()[2]):
+        raise AudioDecodeError(ogg_truncation(name, len(data) / f.samplerate))
     if exact is None:
         return data, f.samplerate
     data = data.astype(np.float32)
@@ -171,9 +175,9 @@ def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
     """All frames of a file libsndfile reads, as float32 ``(frames, channels)``; None if libsndfile cannot open it.
 
     Raises :class:`AudioDecodeError` when fewer frames are read than an exact header (FLAC, PCM) promises
-    (a truncated FLAC still says its full length) or the stream breaks off, so short audio is never
-    returned. A path is opened once: libsndfile reads from the same descriptor the WAV header and the
-    file size come from.
+    (a truncated FLAC still says its full length), an Ogg stream lacks its last page, or the stream breaks
+    off, so short audio is never returned where it can be told. A path is opened once: libsndfile reads
+    from the same descriptor the WAV header, the Ogg tail and the file size come from.
     """
     if isinstance(source, bytes):
         try:
@@ -181,7 +185,7 @@ def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
         except sf.LibsndfileError:
             return None
         with f:
-            return _read_open(f, source, "<bytes>", lambda: (source[:HEADER_BYTES], len(source)))
+            return _read_open(f, source, "<bytes>", lambda: ends_of(source))
     fd = os.open(source, os.O_RDONLY)
     try:
         try:
@@ -189,7 +193,7 @@ def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
         except sf.LibsndfileError:
             return None
         with f:
-            return _read_open(f, source, source, lambda: (os.pread(fd, HEADER_BYTES, 0), os.fstat(fd).st_size))
+            return _read_open(f, source, source, lambda: ends_of(fd))
     finally:
         os.close(fd)
 
@@ -297,7 +301,8 @@ def _check_length(metadata: Any, name: str, samples: int, rate: int, encoded: di
 
     Only FLAC and PCM are held to their header: for them its length is exact, where for lossy formats
     ffmpeg may estimate it. ffmpeg measures a WAV file by its size, so a WAV's own ``data`` header is read
-    too (one more open of a PCM file: torchcodec reads through ffmpeg, which shares no descriptor).
+    too, and an Ogg file's last page, which a file cut short lacks (one more open of a PCM or Ogg file:
+    torchcodec reads through ffmpeg, which shares no descriptor).
     """
     if not samples:
         raise AudioDecodeError(f"{name}: no audio could be decoded (torchcodec decoded 0 samples)")
@@ -306,18 +311,20 @@ def _check_length(metadata: Any, name: str, samples: int, rate: int, encoded: di
     if promised and (codec == "flac" or codec.startswith("pcm_")) and got_s < promised - WINDOW_TOLERANCE_S:
         raise AudioDecodeError(truncation(name, promised, got_s))
     source = encoded.get("bytes") or encoded.get("path")
-    if not codec.startswith("pcm_") or not source:
+    if not (codec.startswith("pcm_") or codec in ("vorbis", "opus")) or not source:
         return
     if isinstance(source, bytes):
-        head = source[:HEADER_BYTES], len(source)
+        head, size, tail = ends_of(source)
     else:
         try:
-            head = read_head(source)
+            head, size, tail = read_ends(source)
         except OSError:  # a remote path: torchcodec read it through a file object
             return
-    wav = wav_length(name, *head)
+    wav = wav_length(name, head, size)
     if wav is not None and wav[1]:
         raise AudioDecodeError(wav[1])
+    if tail and ogg_cut_short(tail):
+        raise AudioDecodeError(ogg_truncation(name, got_s))
 
 
 def _unpickle_decoder(state: dict) -> Any:

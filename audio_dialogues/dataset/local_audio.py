@@ -284,16 +284,53 @@ def wav_length(name: str, head: bytes, size: int) -> tuple[float, str | None] | 
     return promised_s, (truncation(name, promised_s, present // block_align / rate) if present < promised else None)
 
 
-def read_head(path: str) -> tuple[bytes, int]:
-    """A file's first :data:`HEADER_BYTES` and its size, from one open.
+#: The longest Ogg page (27-byte header, 255 lacing values of 255 bytes each): the last page starts within it.
+OGG_TAIL_BYTES = 27 + 255 + 255 * 255
 
-    os-level calls: a Python file object costs more than the whole header check.
+
+def ends_of(source: int | bytes) -> tuple[bytes, int, bytes]:
+    """The first :data:`HEADER_BYTES`, the size and, for Ogg, the last :data:`OGG_TAIL_BYTES` of a file.
+
+    ``source``: an open file descriptor (read with ``pread``, its offset untouched) or the file's bytes.
     """
+    if isinstance(source, bytes):
+        head, size = source[:HEADER_BYTES], len(source)
+        return head, size, source[-OGG_TAIL_BYTES:] if head[:4] == b"OggS" else b""
+    head, size = os.pread(source, HEADER_BYTES, 0), os.fstat(source).st_size
+    return head, size, os.pread(source, OGG_TAIL_BYTES, max(0, size - OGG_TAIL_BYTES)) if head[:4] == b"OggS" else b""
+
+
+def read_ends(path: str) -> tuple[bytes, int, bytes]:
+    """:func:`ends_of` a path, from one open (os-level calls: a Python file object costs more than the check)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.pread(fd, HEADER_BYTES, 0), os.fstat(fd).st_size
+        return ends_of(fd)
     finally:
         os.close(fd)
+
+
+def ogg_cut_short(tail: bytes) -> bool:
+    """Whether an Ogg file whose last (up to :data:`OGG_TAIL_BYTES`) bytes are ``tail`` was cut short.
+
+    An Ogg stream's last page carries the end-of-stream flag. A file cut short ends inside a page, or
+    after one that does not close its stream; libsndfile and ffmpeg then take its length from the last
+    whole page and decode what is there without an error. Bytes after the last whole page that are not
+    a page (a tag some tool appended) leave the question open: not called cut short.
+    """
+    pos = tail.rfind(b"OggS")
+    while pos >= 0 and (pos + 27 > len(tail) or tail[pos + 4] != 0):  # a page header: version 0
+        pos = tail.rfind(b"OggS", 0, pos)
+    if pos < 0:
+        return False
+    lacing = pos + 27 + tail[pos + 26]
+    end = lacing + sum(tail[pos + 27 : lacing]) if lacing <= len(tail) else len(tail) + 1
+    return end > len(tail) or (end == len(tail) and not tail[pos + 5] & 0x04)
+
+
+def ogg_truncation(name: str, present_s: float | None) -> str:
+    """The wording of an Ogg file cut short (its header holds no length to compare with)."""
+    holds = f", the file holds {present_s:.3f} s" if present_s is not None else ""
+    return f"{name}: truncated: its Ogg stream breaks off before its last page{holds}"
 
 
 def truncation(path: str, promised_s: float, present_s: float) -> str:
@@ -331,11 +368,11 @@ def audio_length(path: str) -> float | None:
     WAV and FLAC headers are parsed directly (a few microseconds; opening the file with libsndfile
     costs ~50x more, which at 160k files is minutes); other formats ask libsndfile, containers it cannot
     open ask ffmpeg. ``None``: the file does not record its length. Raises :class:`UnusableAudioError`
-    for an empty file, one that no reader accepts, and a WAV file holding fewer bytes than its header
-    promises (file size arithmetic: truncated).
+    for an empty file, one that no reader accepts, a WAV file holding fewer bytes than its header
+    promises (file size arithmetic) and an Ogg file whose last page is missing (:func:`ogg_cut_short`).
     """
     try:
-        head, size = read_head(path)
+        head, size, tail = read_ends(path)
     except OSError as err:
         raise UnusableAudioError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not head:
@@ -347,6 +384,8 @@ def audio_length(path: str) -> float | None:
         return wav[0]
     if ext == "flac" and (length := _flac_length(head)) is not None:
         return length
+    if tail and ogg_cut_short(tail):
+        raise UnusableAudioError(ogg_truncation(path, None))
     if ext not in FFMPEG_ONLY_EXTENSIONS:
         import soundfile as sf
 
