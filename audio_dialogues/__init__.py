@@ -9,6 +9,7 @@ as the paper does; :func:`export_chat` writes the chat formats of the models tra
 The package follows the pipeline: :mod:`.sources` (clips, annotations, metadata) -> :mod:`.fetch` (the
 clip cache) -> :mod:`.dataset` (the builder) -> :mod:`.evaluation` / :mod:`.export`. The public names
 below are imported on first use, so that importing the package (and every CLI command) starts fast.
+Every error the package raises on purpose is an :class:`AudioDialoguesError` (see :mod:`.errors`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _PUBLIC = {
     "evaluate": ".evaluation.scoring",
     "export_chat": ".export.chat_formats",
     "fetch_clips": ".fetch",
+    "AudioDialoguesError": ".errors",
+    "UsageError": ".errors",
 }
 
 _registration.install()

@@ -14,10 +14,9 @@ import sys
 from collections.abc import Sequence
 
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
-from .dataset.options import ConfigError
 from .dataset.overview import sample_gaps_note, summarise
-from .files import OutputError
-from .generate import GenerateError, generate
+from .errors import AudioDialoguesError, exit_code
+from .generate import generate
 from .generate.options import add_arguments, from_args
 from .sample import describe_sample, sample_paths
 from .sources import records
@@ -73,11 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (AnnotationError, MetadataError, ConfigError, FileNotFoundError, GenerateError, OutputError) as e:
-        # Bad input (MissingAudioError is a FileNotFoundError) or an output that cannot be written: the
-        # message already names the file, the record and the problem; no traceback.
+    except AudioDialoguesError as e:
+        # The message already names the file, the record or the option and the problem; no traceback.
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)
 
 
 # --- shared: where annotations and their source metadata come from ------------------------------
@@ -363,7 +361,6 @@ def _run_status(args: argparse.Namespace) -> int:
     from .dataset.local_audio import AudioResolver, UnusableAudioError
     from .fetch import cache as clip_cache
     from .fetch import journal
-    from .files import OutputError
 
     cache_dir = clip_cache.resolve_cache_dir(args.audio_cache_dir)
     for path in args.journal:
@@ -404,19 +401,15 @@ def _run_status(args: argparse.Namespace) -> int:
         print(f"  present: {local_n} in your audio folders, {len(present) - local_n} in the cache")
     if state.stats.bad_lines:
         print(state.stats.describe(), file=sys.stderr)
-    try:
-        if args.missing_csv:
-            n = journal.write_missing_csv(summary, args.missing_csv)
-            print(f"{n} missing clips written to {args.missing_csv}")
-        if args.present_csv:
-            n = journal.write_present_csv(clips, present, args.present_csv)
-            print(f"{n} present clips written to {args.present_csv}")
-        if args.write_merged:
-            n = journal.write_merged(state, args.write_merged)
-            print(f"merged journal of {n} clips written to {args.write_merged}")
-    except OutputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.missing_csv:
+        n = journal.write_missing_csv(summary, args.missing_csv)
+        print(f"{n} missing clips written to {args.missing_csv}")
+    if args.present_csv:
+        n = journal.write_present_csv(clips, present, args.present_csv)
+        print(f"{n} present clips written to {args.present_csv}")
+    if args.write_merged:
+        n = journal.write_merged(state, args.write_merged)
+        print(f"merged journal of {n} clips written to {args.write_merged}")
     return 0
 
 
@@ -468,39 +461,30 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.scoring import EvaluationError, evaluate, write_report
-    from .evaluation.tokenizer import TokenizerError
+    from .evaluation.scoring import evaluate, write_report
 
     if (args.references is None) == (args.config is None):
         args.parser.error("give --references, or --config with --data-dir (not both)")
     if args.config and not args.data_dir:
         args.parser.error("--config needs --data-dir (the annotations holding the reference answers)")
-    try:
-        report = evaluate(args.predictions, args.references, config=args.config, split=args.split,
-                          data_dir=args.data_dir, source_metadata=source_kwargs(args), tokenizer=args.tokenizer,
-                          allow_missing=args.allow_missing)
-        write_report(report, json_path=args.output_json, markdown_path=args.output_md)
-    except (EvaluationError, TokenizerError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    report = evaluate(args.predictions, args.references, config=args.config, split=args.split,
+                      data_dir=args.data_dir, source_metadata=source_kwargs(args), tokenizer=args.tokenizer,
+                      allow_missing=args.allow_missing)
+    write_report(report, json_path=args.output_json, markdown_path=args.output_md)
     print(report.to_markdown(), end="")
     return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from .dataset.local_audio import AudioResolver
-    from .export.chat_formats import ExportError, export_chat
+    from .export.chat_formats import export_chat
     from .fetch.cache import resolve_cache_dir
 
     resolver = AudioResolver(audio_folders(args, args.config), resolve_cache_dir(args.audio_cache_dir))
-    try:
-        report = export_chat(
-            read_records(args, args.config), args.format, args.output, config=args.config, split=args.split,
-            resolver=resolver, missing_audio=args.missing_audio, audio_root=args.audio_root,
-            system_prompt=args.system_prompt, openai_audio=args.openai_audio)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    report = export_chat(
+        read_records(args, args.config), args.format, args.output, config=args.config, split=args.split,
+        resolver=resolver, missing_audio=args.missing_audio, audio_root=args.audio_root,
+        system_prompt=args.system_prompt, openai_audio=args.openai_audio)
     print(report.summary())
     return 0
 
@@ -547,20 +531,16 @@ def _add_publish_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from .publish import PublishError, build_repo_folder, push
+    from .publish import build_repo_folder, push
 
     options = {"audio_dir": args.audio_dir, "audio_cache_dir": args.audio_cache_dir, **source_kwargs(args)}
-    try:
-        if args.output_dir:
-            report = build_repo_folder(args.output_dir, args.data_dir, args.config, embed_audio=args.embed_audio,
-                                       repo_id=args.repo_id, **options)
-            print(f"{report.summary()}\nrepo folder written to {report.root} (nothing uploaded)")
-            return 0
-        result = push(args.repo_id, args.data_dir, args.config, embed_audio=args.embed_audio, private=args.private,
-                      revision=args.revision, commit_message=args.commit_message, **options)
-    except PublishError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.output_dir:
+        report = build_repo_folder(args.output_dir, args.data_dir, args.config, embed_audio=args.embed_audio,
+                                   repo_id=args.repo_id, **options)
+        print(f"{report.summary()}\nrepo folder written to {report.root} (nothing uploaded)")
+        return 0
+    result = push(args.repo_id, args.data_dir, args.config, embed_audio=args.embed_audio, private=args.private,
+                  revision=args.revision, commit_message=args.commit_message, **options)
     print(result.summary())
     return 0
 

@@ -22,11 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import AudioDialoguesError
+
 #: How a writer names its temporary files: ``.tmp-<stem>-<pid>-<random>`` next to the final file.
 TMP_PREFIX = ".tmp-"
 
 
-class OutputError(OSError):
+class OutputError(AudioDialoguesError, OSError):
     """An output file cannot be written (bad path, no permission, full disk); the message says which."""
 
 

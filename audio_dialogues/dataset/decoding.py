@@ -29,6 +29,7 @@ import soundfile as sf
 import soxr
 from datasets.features.features import register_feature
 
+from ..errors import AudioDialoguesError
 from .local_audio import WINDOW_TOLERANCE_S, ends_of, ogg_cut_short, ogg_truncation, read_ends, truncation, wav_length
 
 DECODERS = ("soundfile", "torchcodec", "none")
@@ -98,7 +99,7 @@ def _decode_with_ffmpeg(source: str | bytes, sampling_rate: int | None) -> tuple
 _EXACT_PCM = {"PCM_16": (np.int16, np.float32(2.0**-15)), "PCM_24": (np.int32, np.float32(2.0**-31))}
 
 
-class AudioDecodeError(RuntimeError):
+class AudioDecodeError(AudioDialoguesError, RuntimeError):
     """Audio that cannot be decoded, or decodes to less than its header promises; the message names the file."""
 
 

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import AudioDialoguesError
 from ..fetch.cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
 from ..fetch.options import FetchOptions
 from ..files import describe_os_error
@@ -57,7 +58,7 @@ PathLike = str | os.PathLike
 logger = logging.getLogger(__name__)
 
 
-class UnusableAudioError(Exception):
+class UnusableAudioError(AudioDialoguesError):
     """A local file that exists but cannot serve as the clip: unreadable, empty, or not holding its window.
 
     ``reason`` is the short form counted in reports; the message names the file and what is wrong.

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import AudioDialoguesError
 from .local_audio import MISSING_AUDIO_POLICIES
 
 #: Bounds of numeric options: beyond them a value is a typo, not a setting.
@@ -23,7 +24,7 @@ _NONE_ALLOWED = {"data_dir", "audio_dir", "audio_cache_dir", "sampling_rate", "s
                  "ontology", "repo_id", "revision"}
 
 
-class ConfigError(ValueError):
+class ConfigError(AudioDialoguesError, ValueError):
     """An option of the builder with a value it cannot use; the message names the option and the fix."""
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import AudioDialoguesError
 from ..fetch.cache import cached_clip
 from ..sources.annotations import Record
 from ..sources.clips import Clip
@@ -28,7 +29,7 @@ NO_AUDIO = "no audio found"
 NO_AUDIO_NO_TIMES = "no audio found and no clip times (give source metadata to fetch it)"
 
 
-class MissingAudioError(FileNotFoundError):
+class MissingAudioError(AudioDialoguesError, FileNotFoundError):
     """A clip with no usable audio under ``missing_audio="error"``, or a split where no record has audio."""
 
 

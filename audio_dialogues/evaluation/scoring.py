@@ -32,6 +32,7 @@ from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider import cider_scorer
 from pycocoevalcap.rouge.rouge import Rouge
 
+from ..errors import AudioDialoguesError
 from ..files import atomic_write, iter_jsonl
 from .tokenizer import TOKENIZERS, tokenize
 
@@ -40,7 +41,7 @@ PathLike = str | os.PathLike
 _EXAMPLES = 5
 
 
-class EvaluationError(ValueError):
+class EvaluationError(AudioDialoguesError, ValueError):
     """Predictions or references that cannot be scored; the message names the file, record and problem."""
 
 

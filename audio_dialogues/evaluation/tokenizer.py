@@ -39,6 +39,8 @@ from pathlib import Path
 
 from pycocoevalcap.tokenizer import ptbtokenizer as _coco_ptb
 
+from ..errors import AudioDialoguesError
+
 #: Tokens coco-caption removes after tokenising. Note that ``-LRB-`` and friends are listed in upper
 #: case while ``-lowerCase`` emits ``-lrb-``: parentheses therefore survive as tokens, in both paths.
 PUNCTUATIONS = frozenset(_coco_ptb.PUNCTUATIONS)
@@ -51,7 +53,7 @@ _SPACE_CHARS = " \t\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\
 _CHUNKS = re.compile(f"[^{_SPACE_CHARS}\r\n\u2028\u2029\u000b\u000c\u0085]+")
 
 
-class TokenizerError(RuntimeError):
+class TokenizerError(AudioDialoguesError, RuntimeError):
     """The Java tokenizer could not run or returned something that does not line up with its input."""
 
 

@@ -51,6 +51,7 @@ from ..dataset.resolution import (
     log_drops,
     resolve_records,
 )
+from ..errors import AudioDialoguesError
 from ..files import atomic_write
 from ..sources.clips import Clip
 
@@ -67,7 +68,7 @@ QWEN_SYSTEM_PROMPT = "You are a helpful assistant."
 _OPENAI_INLINE_FORMATS = {".wav": "wav", ".mp3": "mp3"}
 
 
-class ExportError(ValueError):
+class ExportError(AudioDialoguesError, ValueError):
     """A dialogue that cannot be written in the requested format; the message says which and why."""
 
 

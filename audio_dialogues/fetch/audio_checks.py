@@ -14,12 +14,13 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ..errors import AudioDialoguesError
 from ..sources.clips import Clip
 
 _BLOCK = 1 << 16
 
 
-class VerificationError(Exception):
+class VerificationError(AudioDialoguesError):
     """A downloaded or cached clip is not the requested segment."""
 
     def __init__(self, message: str, *, permanent: bool = False, reason: str = "verification") -> None:

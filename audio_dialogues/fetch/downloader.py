@@ -12,6 +12,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from ..errors import AudioDialoguesError
 from ..sources.clips import Clip
 from . import journal
 from .options import FetchOptions
@@ -30,7 +31,7 @@ FFMPEG_INPUT_ARGS = ("-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_
 
 
 
-class ClipFailure(Exception):
+class ClipFailure(AudioDialoguesError):
     """A clip attempt failed; ``info`` is what yt-dlp had learnt of the source by then (may be empty)."""
 
     def __init__(self, status: str, reason: str, message: str, *, info: dict | None = None,

@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import AudioDialoguesError, UsageError
 from . import cache as clip_cache
 
 YOUTUBE_URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
 
 
-class FetchError(RuntimeError):
+class FetchError(UsageError, RuntimeError):
     """The fetcher cannot run at all (no ffmpeg, bad options): a usage error."""
 
 
-class FetchStopped(RuntimeError):
+class FetchStopped(AudioDialoguesError, RuntimeError):
     """The run stopped early for a reason that is no clip's fault; nothing was recorded against any clip.
 
     ``report`` holds what was done before the stop (set by :func:`~audio_dialogues.fetch.fetch_clips`).

@@ -28,6 +28,8 @@ import openai
 from aiolimiter import AsyncLimiter
 from openai.types.chat import ChatCompletion
 
+from ..errors import AudioDialoguesError
+
 #: Characters per token, for estimates before any usage comes back (English prose with JSON: ~4).
 CHARS_PER_TOKEN = 4.0
 MAX_RETRY_AFTER_S = 300.0
@@ -38,7 +40,7 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
     return int(sum(len(m["content"]) for m in messages) / CHARS_PER_TOKEN) + 4 * len(messages)
 
 
-class RequestFailed(RuntimeError):
+class RequestFailed(AudioDialoguesError, RuntimeError):
     """A request that got no usable response after its retries; nothing was journaled, so a re-run retries."""
 
 
@@ -69,7 +71,7 @@ ENDPOINT_STATUSES = frozenset({401, 403, 404})
 ENDPOINT_KINDS = frozenset({"connection refused", "host name not resolved", "TLS error"})
 
 
-class EndpointUnusable(RuntimeError):
+class EndpointUnusable(AudioDialoguesError, RuntimeError):
     """The first attempts of a run all failed the same way, one that says the endpoint cannot serve it."""
 
     def __init__(self, failure: Failure, attempts: int, base_url: str) -> None:

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import AudioDialoguesError
 from ..sources.annotations import CONFIGS
 
 
-class GenerateError(ValueError):
+class GenerateError(AudioDialoguesError, ValueError):
     """Options or sources that cannot make a run; the message says which and why."""
 
 

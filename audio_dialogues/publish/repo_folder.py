@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from ..dataset.builder import AudioDialoguesConfig, _example, _features, _List
 from ..dataset.cards import CARDS
 from ..dataset.local_audio import AudioResolver, UnusableAudioError
+from ..errors import AudioDialoguesError
 from ..fetch.cache import resolve_cache_dir
 from ..files import describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
@@ -52,7 +53,7 @@ AUDIO_ROWS_PER_GROUP = 100
 _OWNED = ("README.md", DATA_DIR, PLOTS_DIR)
 
 
-class PublishError(ValueError):
+class PublishError(AudioDialoguesError, ValueError):
     """A version that cannot be built or pushed; the message says what and where."""
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import AudioDialoguesError
 from ..files import describe_os_error, iter_jsonl, load_json
 from .clips import YTID_LENGTH, Clip, ClipError
 from .metadata import EVENT_TIME_TOLERANCE_S, SourceMetadata
@@ -45,7 +46,7 @@ RELEASE_FILES = {"audioset": "dialogues_audioset_thresholded.json", "music": "di
 DataFiles = Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]
 
 
-class AnnotationError(ValueError):
+class AnnotationError(AudioDialoguesError, ValueError):
     """An annotation file or record that cannot be used; the message says where and why."""
 
 

@@ -11,6 +11,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ..errors import AudioDialoguesError
+
 #: Exactly 11 ASCII characters; use with ``fullmatch`` (``$`` would also accept a trailing newline).
 YTID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 YTID_LENGTH = 11
@@ -24,7 +26,7 @@ MIN_CLIP_S = 0.5
 MAX_TIME_S = 24 * 3600.0
 
 
-class ClipError(ValueError):
+class ClipError(AudioDialoguesError, ValueError):
     """A clip reference that cannot name a real YouTube segment."""
 
 

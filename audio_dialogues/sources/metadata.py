@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from ..errors import AudioDialoguesError
 from ..files import csv_rows, describe_os_error, load_json
 from .clips import AUDIOSET_SEGMENT_S, Clip, ClipError
 
@@ -30,6 +31,7 @@ STRONG_LABELS_URLS = (
     "http://storage.googleapis.com/us_audioset/youtube_corpus/strong/audioset_train_strong.tsv",
     "http://storage.googleapis.com/us_audioset/youtube_corpus/strong/audioset_eval_strong.tsv",
 )
+
 ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontology.json"
 #: The strong-label release's own class names: it labels some classes ontology.json does not list.
 CLASS_NAMES_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/strong/mid_to_display_name.tsv"
@@ -50,7 +52,7 @@ FIX_LINE = "; fix or remove the line"
 FIX_CLASS = "; fix the class, or pass the published ontology.json"
 
 
-class MetadataError(ValueError):
+class MetadataError(AudioDialoguesError, ValueError):
     """A source metadata file that cannot be read; the message names the file, the row and the problem."""
 
 

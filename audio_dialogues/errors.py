@@ -1,0 +1,35 @@
+"""The package's one exception hierarchy, and the exit status of each kind of error.
+
+Every error the package raises on purpose is an :class:`AudioDialoguesError`, so a user of the API
+catches the package's errors with one ``except`` (as ``datasets`` users catch ``DatasetsError``).
+Subclasses keep the built-in base callers relied on before (``ValueError`` for bad input, ``OSError``
+for an output that cannot be written, ``FileNotFoundError`` for missing audio), so
+``except ValueError`` goes on working. Exceptions of other libraries are wrapped where they enter
+the package, with the original chained as ``__cause__`` and its reason kept in the message.
+
+Kept free of imports: :mod:`audio_dialogues` and every command import this module.
+"""
+
+from __future__ import annotations
+
+
+class AudioDialoguesError(Exception):
+    """Base of every error the package raises on purpose; the message names the file, record or option."""
+
+
+class UsageError(AudioDialoguesError, ValueError):
+    """Options that cannot be used as given (out of range, not a number, contradicting each other)."""
+
+
+#: Exit status of the command line, decided here once: the first class in this list that an error is an
+#: instance of gives the status. Anything that is an :class:`AudioDialoguesError` and none of these exits 1.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (KeyboardInterrupt, 130),  # Ctrl-C: what was finished is kept; run the same command again
+    (UsageError, 2),  # the command as typed cannot run (as argparse's own errors)
+    (AudioDialoguesError, 1),  # bad input, unreadable input, unwritable output, a run that had to stop
+)
+
+
+def exit_code(error: BaseException) -> int:
+    """The command line's exit status for ``error`` (see :data:`EXIT_CODES`)."""
+    return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
