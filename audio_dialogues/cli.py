@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.overview import sample_gaps_note, summarise
 from .errors import AudioDialoguesError, exit_code
+from .export import FORMATS, OPENAI_AUDIO
 from .generate import generate
 from .generate.options import add_arguments, from_args
 from .sample import describe_sample, sample_paths
@@ -439,10 +440,13 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="write a split's dialogues in an audio language model's chat format")
     export.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(export)
-    export.add_argument("--format", required=True, choices=("af-chat", "af3-chat", "qwen-audio", "openai-messages"),
+    export.add_argument("--format", required=True, choices=FORMATS,
                         help="af-chat: Audio Flamingo's chat model (its chat manifest); af3-chat: Audio Flamingo 3; "
                              "qwen-audio: Qwen-Audio-Chat (ChatML, clips as <audio>PATH</audio>); "
-                             "openai-messages: OpenAI chat messages with audio input")
+                             "hf-messages: transformers processors' apply_chat_template (audio parts with a path); "
+                             "llama-factory: LLaMA-Factory / ms-swift (messages + audios, writes dataset_info.json "
+                             "beside it); openai-messages: OpenAI chat messages with audio input; "
+                             "lhotse: a lhotse CutSet manifest (.jsonl or .jsonl.gz)")
     export.add_argument("--output", required=True, metavar="FILE", help="the file to write (whole or not at all)")
     export.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
                         help="local audio folder, searched before the clip cache (repeatable)")
@@ -454,9 +458,11 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                         help="af-chat: the manifest's dataset_path, names relative to it (default: first --audio-dir, "
                              "else the folder of the authors' release file)")
     export.add_argument("--system-prompt", metavar="TEXT",
-                        help="qwen-audio (default: Qwen's own) and openai-messages (default: none)")
-    export.add_argument("--openai-audio", choices=("url", "inline"), default="url",
-                        help="openai-messages: file:// references (default) or base64 input_audio (wav/mp3)")
+                        help="qwen-audio (default: Qwen's own), hf-messages, llama-factory and openai-messages "
+                             "(default: none)")
+    export.add_argument("--openai-audio", choices=OPENAI_AUDIO, default="inline",
+                        help="openai-messages: base64 input_audio, any clip as WAV or MP3 (default), or file:// "
+                             "audio_url references (vLLM only, started with --allowed-local-media-path)")
     export.set_defaults(run=_run_export)
 
 
