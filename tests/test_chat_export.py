@@ -475,8 +475,9 @@ def test_export_streams_in_constant_memory(tmp_path: Path, fmt):
         assert report.written == n
     if fmt == "lhotse":
         # lhotse's objects leave a few hundred KB in the interpreter's free lists (a full gc returns them), so
-        # its peak is held to a quarter of the output rather than to the small export's peak.
-        assert peaks[1] < (tmp_path / "1000.out").stat().st_size / 4, peaks
+        # its peak (0.4-0.6 MB measured) is held to half the output (about 3.9 MB), which an export holding its
+        # dialogues would exceed, rather than to the small export's peak.
+        assert peaks[1] < (tmp_path / "1000.out").stat().st_size / 2, peaks
     else:  # 20x the dialogues (about 5 MB more output) must not need more memory
         assert peaks[1] < peaks[0] * 1.5 + 64 * 1024, peaks
     text = (tmp_path / f"{sizes[1]}.out").read_text()
