@@ -8,6 +8,8 @@ this server implements ``Range`` (RFC 9110 single ranges), and can misbehave on 
 * answer a status code (404, 410, 429, 503, ...) for the next *n* requests of a file;
 * drop the connection after *k* body bytes for the next *n* responses of a file, having promised the
   full ``Content-Length`` (what a flaky CDN does mid-transfer);
+* trickle a file's body, one byte every 0.2 s, so that no read ever waits long (a whole-request deadline
+  is what ends such a download);
 * count requests and body bytes actually written, per file and in total.
 
 Files are held in memory and served under ``/media/<name>``. Usage::
@@ -25,6 +27,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +68,7 @@ class MediaServer:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._files: dict[str, bytes] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self._trickled: set[str] = set()
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
         self.bytes_sent: Counter[str] = Counter()
@@ -134,9 +138,15 @@ class MediaServer:
         with self._lock:
             self._faults.setdefault(name, []).append(fault)
 
+    def trickle(self, name: str) -> None:
+        """Send ``name``'s body one byte every 0.2 s from now on."""
+        with self._lock:
+            self._trickled.add(name)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._trickled.clear()
 
     def reset_counters(self) -> None:
         with self._lock:
@@ -287,11 +297,15 @@ class MediaServer:
                     return
                 drop_at = server._drop_point(name, len(body), ranged=bool(header))
                 limit = len(body) if drop_at is None else drop_at
+                step = 1 if name in server._trickled else _CHUNK
                 sent = 0
                 try:
                     while sent < limit:
-                        chunk = body[sent:min(limit, sent + _CHUNK)]
+                        chunk = body[sent:min(limit, sent + step)]
                         self.wfile.write(chunk)
+                        if step == 1:
+                            self.wfile.flush()
+                            time.sleep(0.2)
                         sent += len(chunk)
                         server._count(name, len(chunk))
                 except (TimeoutError, BrokenPipeError, ConnectionResetError):

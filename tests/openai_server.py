@@ -8,7 +8,8 @@ paying user cares about: requests, requests in flight (and the most at once), an
 
 Faults are queued per item: ``fault(substring, "429", "500", ...)`` makes the next requests whose item
 name (header) or last message contains ``substring`` fail in that order. Kinds: ``429`` (with ``Retry-After``), ``500``,
-``400``, ``403``, ``404`` (refused), ``timeout`` (answers too late), ``drop`` (closes the connection), ``empty``,
+``400``, ``403``, ``404`` (refused), ``timeout`` (answers too late), ``trickle`` (sends 200 headers, then a
+space every 0.2 s for a minute before the answer: no read ever waits long), ``drop`` (closes the connection), ``empty``,
 ``malformed``, ``long`` (cut at max tokens), or any other string, sent as the completion text.
 
 ``report_usage = False`` leaves token usage out of the answers, as some local servers do.
@@ -69,6 +70,8 @@ class OpenAIServer:
         self.latency_s = latency_s
         #: Seconds each embeddings request takes (a slow embedder, for interrupting a run while it scores).
         self.embedding_latency_s = 0.0
+        #: True makes every answer (chat and embeddings) trickle, as the ``trickle`` fault does.
+        self.trickle = False
         self.retry_after_s = retry_after_s
         self.hold_after: int | None = None
         #: False leaves ``usage`` out of every answer, as some local servers do.
@@ -169,6 +172,9 @@ class OpenAIServer:
                 return web.json_response({"error": error}, status=int(fault))
             if fault == "timeout":
                 await asyncio.sleep(30)
+            if fault == "trickle" or self.trickle:
+                self.statuses["trickle"] += 1
+                return await _trickle(request, {"error": "never sent in time"})
             if fault == "drop":
                 self.statuses["drop"] += 1
                 request.transport.close()
@@ -212,6 +218,8 @@ class OpenAIServer:
         if self.embedding_latency_s:
             await asyncio.sleep(self.embedding_latency_s)
         data = [{"object": "embedding", "index": i, "embedding": embedding_for(t)} for i, t in enumerate(texts)]
+        if self.trickle:
+            return await _trickle(request, {"object": "list", "data": data, "model": body.get("model")})
         return web.json_response({"object": "list", "data": data, "model": body.get("model"),
                                   "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 
@@ -267,6 +275,18 @@ class OpenAIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def _trickle(request: web.Request, payload: dict[str, Any], seconds: float = 60.0) -> web.StreamResponse:
+    """200 headers at once, then a space (valid JSON whitespace) every 0.2 s, then ``payload``."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    for _ in range(int(seconds / 0.2)):
+        await response.write(b" ")
+        await asyncio.sleep(0.2)
+    await response.write(json.dumps(payload).encode())
+    await response.write_eof()
+    return response
 
 
 def main() -> None:

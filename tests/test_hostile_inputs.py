@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,17 @@ import audio_dialogues
 from audio_dialogues.dataset.builder import MissingAudioError
 from audio_dialogues.dataset.options import ConfigError
 from audio_dialogues.generate import GenerateError, GenerateOptions
+from audio_dialogues.generate.embedders import openai_embedder
 from audio_dialogues.sources.annotations import AnnotationError, read_split
-from audio_dialogues.sources.metadata import MetadataError, load_source_metadata
+from audio_dialogues.sources.metadata import (
+    MetadataError,
+    load_source_metadata,
+    metadata_download,
+    open_source_metadata,
+)
+from tests.generate_sources import write_sources
+from tests.media_server import MediaServer
+from tests.openai_server import OpenAIServer
 
 PACKAGE_ERRORS = (AnnotationError, MetadataError, ConfigError, MissingAudioError, GenerateError)
 REPO = Path(__file__).resolve().parents[1]
@@ -520,3 +530,58 @@ def test_hostile_input_is_a_clear_message(tmp_path: Path, case: Case) -> None:
         assert f"{tmp_path / case.where}" in message, message
     for fragment in case.fragments:
         assert fragment in message, message
+
+
+# ---- classes: one check over every member of a class ---------------------------------------------------
+# A peer that trickles its answer (200 headers, then a byte now and then) trips no per-read timeout: every
+# HTTP client of the package must bound the whole request.
+
+TRICKLE_TIMEOUT_S = 1.0
+
+
+def trickled_chat(tmp_path: Path, server: OpenAIServer, media: MediaServer) -> str:
+    """``generate`` from the command line, its chat requests trickled, 2 attempts of 1 s each."""
+    sources = write_sources(tmp_path / "src", train=1, test=1, music=0)
+    server.trickle = True
+    args = ["generate", "--output-dir", "{d}/out", "--model", "m", "--base-url", server.base_url, "--embedder",
+            "none", "--config", "audioset", "--timeout", f"{TRICKLE_TIMEOUT_S:g}", "--max-attempts", "2",
+            "--ontology", sources["ontology"][0]]
+    for path in sources["strong_labels"]:
+        args += ["--strong-labels", path]
+    done = run_cli(tuple(args), tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stdout + done.stderr
+
+
+def trickled_embeddings(tmp_path: Path, server: OpenAIServer, media: MediaServer) -> str:
+    server.trickle = True
+    embedder = openai_embedder("emb", server.base_url, timeout_s=TRICKLE_TIMEOUT_S, max_attempts=2)
+    with pytest.raises(GenerateError) as raised:
+        embedder.embed(["a dog barks"])
+    return str(raised.value)
+
+
+def trickled_metadata(tmp_path: Path, server: OpenAIServer, media: MediaServer) -> str:
+    url = media.add("ontology.json", json.dumps([{"id": "/m/x", "name": "X" * 500}]).encode())
+    media.trickle("ontology.json")
+    download = metadata_download(timeout_s=TRICKLE_TIMEOUT_S)
+    with pytest.raises(MetadataError) as raised:
+        open_source_metadata({"ontology": [url]}, download=download)
+    assert url in str(raised.value)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("client", [trickled_chat, trickled_embeddings, trickled_metadata],
+                         ids=["chat", "embeddings", "metadata download"])
+def test_every_http_client_bounds_a_whole_request(tmp_path: Path, client: Callable[..., str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # datasets downloads from the loopback server only (tests run offline), into this test's folder
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "downloads")
+    with OpenAIServer() as server, MediaServer() as media:
+        started = time.monotonic()
+        message = client(tmp_path, server, media)
+        elapsed = time.monotonic() - started
+    assert f"within {TRICKLE_TIMEOUT_S:g} s" in message, message
+    assert elapsed < 30, elapsed  # the trickle lasts a minute or more; startup and backoff take a few seconds

@@ -49,7 +49,14 @@ from ..sources.annotations import (
     release_folders,
     split_files,
 )
-from ..sources.metadata import PathOrUrl, SourceMetadata, is_url, metadata_sources, open_source_metadata
+from ..sources.metadata import (
+    PathOrUrl,
+    SourceMetadata,
+    is_url,
+    metadata_download,
+    metadata_sources,
+    open_source_metadata,
+)
 from .cards import CARDS, HOMEPAGE, LICENSE
 from .decoding import audio_feature
 from .local_audio import AudioResolver
@@ -447,8 +454,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         config = self.config
         published = config.published() if config.published_repo() else None
         files = published.files if published else config.annotation_files()
-        downloader = datasets.DownloadManager(dataset_name=self.dataset_name)
-        metadata = open_source_metadata(config.metadata_sources(), download=downloader.download)
+        metadata = open_source_metadata(config.metadata_sources(), download=metadata_download(self.dataset_name))
         resolver = AudioResolver(config.audio_dirs + embedded_audio_dirs(config.name, published), config.cache_dir)
         resolved = {}
         for split, paths in files.items():
@@ -580,9 +586,8 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         """Source metadata and the audio resolver, made once per process that streams."""
         if "resolver" not in self._stream_cache:
             config = self.config
-            downloader = datasets.DownloadManager(dataset_name=self.dataset_name)
             self._stream_cache["metadata"] = open_source_metadata(config.metadata_sources(),
-                                                                  download=downloader.download)
+                                                                  download=metadata_download(self.dataset_name))
             published = config.published() if config.published_repo() else None
             self._stream_cache["resolver"] = AudioResolver(
                 config.audio_dirs + embedded_audio_dirs(config.name, published), config.cache_dir)

@@ -20,12 +20,13 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from aiolimiter import AsyncLimiter
+from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
 from ..errors import AudioDialoguesError
@@ -33,6 +34,8 @@ from ..errors import AudioDialoguesError
 #: Characters per token, for estimates before any usage comes back (English prose with JSON: ~4).
 CHARS_PER_TOKEN = 4.0
 MAX_RETRY_AFTER_S = 300.0
+
+T = TypeVar("T")
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
@@ -207,7 +210,8 @@ def retry_after_s(response: Any) -> float | None:
 
 
 class ChatClient:
-    """Sends chat completions with retries, backoff and optional RPM/TPM limits."""
+    """Sends chat completions (and embeddings requests) with retries, backoff, a deadline per attempt and
+    optional RPM/TPM limits."""
 
     def __init__(
         self,
@@ -226,6 +230,7 @@ class ChatClient:
         self.settings = settings
         self.watch = EndpointWatch(fail_fast_after) if fail_fast_after else None
         self.max_attempts = max_attempts
+        self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.stats = ClientStats()
@@ -255,42 +260,58 @@ class ChatClient:
 
         Raises :class:`EndpointUnusable` when the endpoint watch trips.
         """
-        body = self.settings.body(messages)
-        options = {"headers": headers} if headers else {}
         started = time.perf_counter()
+        # The client's generic POST: ``chat.completions.create`` first walks every message through
+        # its TypedDict transformer, which cost more CPU than the whole HTTP exchange here.
+        result, attempt = await self._post("/chat/completions", ChatCompletion, self.settings.body(messages),
+                                           {"headers": headers} if headers else {}, messages)
+        choice = result.choices[0] if result.choices else None
+        usage = result.usage
+        return Completion(
+            text=choice.message.content if choice and choice.message else None,
+            finish_reason=choice.finish_reason if choice else None,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            attempts=attempt,
+            latency_s=time.perf_counter() - started,
+            model=result.model,
+        )
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """The embeddings of ``texts`` in their order, with the same retries and deadline as a completion."""
+        result, _ = await self._post("/embeddings", CreateEmbeddingResponse,
+                                     {"model": self.settings.model, "input": texts}, {},
+                                     [{"content": text} for text in texts])
+        return [d.embedding for d in sorted(result.data, key=lambda d: d.index)]
+
+    async def _post(self, path: str, cast_to: type[T], body: dict[str, Any], options: dict[str, Any],
+                    messages: list[dict[str, str]]) -> tuple[T, int]:
+        """The answer and the attempt that got it; each attempt ends within ``timeout_s`` (see :func:`bounded`)."""
         label = "no attempt"
         for attempt in range(1, self.max_attempts + 1):
             await self._throttle(messages)
             self.stats.requests += 1
+            response = None
             try:
-                # The client's generic POST: ``chat.completions.create`` first walks every message through
-                # its TypedDict transformer, which cost more CPU than the whole HTTP exchange here.
-                result = await self._client.post("/chat/completions", cast_to=ChatCompletion, body=body,
-                                                 options=options)
+                result = await bounded(self._client.post(path, cast_to=cast_to, body=body, options=options),
+                                       self.timeout_s)
+            except RequestTimeout:
+                failure = Failure("timeout", f"timeout (no whole answer within {self.timeout_s:g} s)", retry=True,
+                                  fatal_first=False)
             except (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError) as e:
                 failure = classify(e)
-                label = failure.label
-                if self.watch is not None:
-                    self.watch.failed(failure)
-                    if self.watch.tripped:
-                        raise EndpointUnusable(failure, self.watch.failed_attempts, self.base_url) from None
-                if not failure.retry:
-                    raise RequestFailed(label) from None
                 response = getattr(e, "response", None)
             else:
                 if self.watch is not None:
                     self.watch.succeeded()
-                choice = result.choices[0] if result.choices else None
-                usage = result.usage
-                return Completion(
-                    text=choice.message.content if choice and choice.message else None,
-                    finish_reason=choice.finish_reason if choice else None,
-                    prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                    completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                    attempts=attempt,
-                    latency_s=time.perf_counter() - started,
-                    model=result.model,
-                )
+                return result, attempt
+            label = failure.label
+            if self.watch is not None:
+                self.watch.failed(failure)
+                if self.watch.tripped:
+                    raise EndpointUnusable(failure, self.watch.failed_attempts, self.base_url) from None
+            if not failure.retry:
+                raise RequestFailed(label) from None
             if attempt == self.max_attempts:
                 break
             self.stats.retried(label)
@@ -298,6 +319,23 @@ class ChatClient:
             self.stats.waited_s += delay
             await asyncio.sleep(delay)
         raise RequestFailed(f"{label} after {self.max_attempts} attempts")
+
+
+class RequestTimeout(TimeoutError):
+    """An HTTP request that did not end (its answer read to the last byte) within its deadline."""
+
+
+async def bounded(request: Awaitable[T], timeout_s: float) -> T:
+    """The package's one HTTP timeout policy: ``timeout_s`` bounds a whole request, from connecting to the
+    last byte of the answer, not the wait between two bytes.
+
+    The transports' own timeouts are per read (aiohttp's ``sock_read``, httpx's ``read``): an endpoint that
+    trickles a byte now and then never trips them, and a run would wait forever on it.
+    """
+    try:
+        return await asyncio.wait_for(request, timeout_s)
+    except TimeoutError:
+        raise RequestTimeout(f"no whole answer within {timeout_s:g} s") from None
 
 
 def _per_second_bucket(per_minute: float) -> AsyncLimiter:

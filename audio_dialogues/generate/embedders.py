@@ -14,6 +14,7 @@ chosen per embedder. Choices, by spec string:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -82,18 +83,27 @@ def sentence_transformers_embedder(path: str) -> TextEmbedder:
                         lambda texts: model.encode(texts, batch_size=BATCH, normalize_embeddings=True))
 
 
-def openai_embedder(model: str, base_url: str | None = None, api_key: str | None = None) -> TextEmbedder:
-    import openai
+def openai_embedder(model: str, base_url: str | None = None, api_key: str | None = None, *,
+                    timeout_s: float = 120.0, max_attempts: int = 6) -> TextEmbedder:
+    """Embeddings from an endpoint, through the chat client: the same retries and the same deadline per attempt
+    (``--timeout``), so an endpoint that trickles its answer cannot hold the scoring forever."""
+    from .client import ChatClient, EndpointUnusable, ModelSettings, RequestFailed
 
-    client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=5)
+    async def ask(texts: list[str]) -> list[list[float]]:
+        client = ChatClient(ModelSettings(model), base_url=base_url, api_key=api_key, timeout_s=timeout_s,
+                            max_attempts=max_attempts)
+        try:
+            return await client.embed(texts)
+        finally:
+            await client.close()
 
     def embed(texts: list[str]) -> np.ndarray:
         try:
-            response = client.embeddings.create(model=model, input=texts)
-        except openai.OpenAIError as e:
-            raise EmbedderError(f"embeddings from {client.base_url} (model {model!r}) failed: {e}") from None
-        ordered = sorted(response.data, key=lambda d: d.index)
-        return np.array([d.embedding for d in ordered], dtype=np.float32)
+            vectors = asyncio.run(ask(texts))
+        except (RequestFailed, EndpointUnusable) as e:
+            where = base_url or "the OpenAI API"
+            raise EmbedderError(f"embeddings from {where} (model {model!r}) failed: {e}") from None
+        return np.array(vectors, dtype=np.float32)
 
     return TextEmbedder(f"openai:{model}", embed)
 
@@ -158,6 +168,8 @@ def make_embedder(
     *,
     base_url: str | None = None,
     api_key_env: str = "OPENAI_API_KEY",
+    timeout_s: float = 120.0,
+    max_attempts: int = 6,
     resolve_audio: Callable[[Item], list[Path | None]] | None = None,
 ) -> Embedder | None:
     """The embedder a spec string names (see the module docstring); None for ``none``."""
@@ -170,7 +182,8 @@ def make_embedder(
     if kind == "sentence-transformers":
         return sentence_transformers_embedder(arg)
     if kind == "openai":
-        return openai_embedder(arg, base_url, os.environ.get(api_key_env))
+        return openai_embedder(arg, base_url, os.environ.get(api_key_env), timeout_s=timeout_s,
+                               max_attempts=max_attempts)
     if resolve_audio is None:
         raise EmbedderError("clap:CHECKPOINT needs local audio (give --audio-dir or a clip cache)")
     return ClapEmbedder(arg, resolve_audio)

@@ -435,7 +435,8 @@ def filters(options: GenerateOptions) -> tuple[PhraseFilter, SimilarityScorer | 
     scorer = None
     if options.embedder != "none":
         embedder = make_embedder(options.embedder, base_url=options.embedding_base_url or options.base_url,
-                                 api_key_env=options.api_key_env, resolve_audio=_audio_resolver(options))
+                                 api_key_env=options.api_key_env, timeout_s=options.timeout_s,
+                                 max_attempts=options.max_attempts, resolve_audio=_audio_resolver(options))
         scorer = SimilarityScorer(embedder, Journal(options.output_dir / SIMILARITY_CACHE))
     return PhraseFilter(phrases(options)), scorer
 

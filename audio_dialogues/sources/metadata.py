@@ -36,6 +36,9 @@ ONTOLOGY_URL = "https://raw.githubusercontent.com/audioset/ontology/master/ontol
 #: The strong-label release's own class names: it labels some classes ontology.json does not list.
 CLASS_NAMES_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/strong/mid_to_display_name.tsv"
 MUSICCAPS_URL = "https://huggingface.co/datasets/google/MusicCaps/resolve/main/musiccaps-public.csv"
+#: Seconds one metadata download may take from its request to its last byte (the largest official file,
+#: the strong labels' train TSV, is tens of MB).
+METADATA_TIMEOUT_S = 600.0
 
 PathOrUrl = str | Path
 #: The columns of each published strong-label TSV shape: the event lists (``audioset_train_strong.tsv``,
@@ -395,21 +398,45 @@ def metadata_sources(
     return {kind: files for kind, files in sources.items() if files}
 
 
+def metadata_download(dataset_name: str | None = None,
+                      timeout_s: float = METADATA_TIMEOUT_S) -> Callable[[list[str]], list[str]]:
+    """The datasets download manager's ``download`` (cached), each http(s) download bounded as a whole.
+
+    fsspec's HTTP filesystem reads through aiohttp, whose default timeouts are per read: a server that
+    trickles its answer would hold a load forever. ``total`` bounds the whole request (the package's one
+    HTTP timeout policy; see :func:`audio_dialogues.generate.client.bounded`). URLs on the Hub
+    (``hf://``, ``huggingface.co/.../resolve/``) go through huggingface_hub and its own timeouts.
+    """
+    import aiohttp
+    from datasets import DownloadConfig, DownloadManager
+
+    http = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=timeout_s)}}
+    config = DownloadConfig(storage_options={"http": http, "https": http})
+    manager = DownloadManager(dataset_name=dataset_name, download_config=config)
+
+    def download(urls: list[str]) -> list[str]:
+        paths = []
+        for url in urls:
+            try:
+                paths.append(manager.download(url))
+            except TimeoutError:
+                raise MetadataError(f"{url}: no whole answer within {timeout_s:g} s") from None
+        return paths
+
+    return download
+
+
 def open_source_metadata(
     sources: dict[str, list[str]], download: Callable[[list[str]], list[str]] | None = None
 ) -> SourceMetadata | None:
-    """Fetch (URLs, through ``download``: the datasets download manager, so they are cached) and read."""
+    """Fetch (URLs, through ``download``, by default :func:`metadata_download`) and read."""
     if not sources:
         return None
     local: dict[str, list[Path]] = {}
     for kind, files in sources.items():
         urls = [f for f in files if is_url(f)]
         if urls:
-            if download is None:
-                from datasets import DownloadManager
-
-                download = DownloadManager().download
-            fetched = dict(zip(urls, download(urls), strict=False))
+            fetched = dict(zip(urls, (download or metadata_download())(urls), strict=False))
         local[kind] = [Path(fetched[f]) if is_url(f) else Path(f) for f in files]
         for path in local[kind]:
             if not path.is_file():
