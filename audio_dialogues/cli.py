@@ -17,6 +17,7 @@ from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.overview import sample_gaps_note, summarise
 from .errors import AudioDialoguesError, exit_code
 from .export import FORMATS, OPENAI_AUDIO
+from .files import input_problem
 from .generate import generate
 from .generate.options import add_arguments, from_args
 from .sample import describe_sample, sample_paths
@@ -314,8 +315,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
             workers=args.workers, sleep=args.sleep, rate_limit=args.rate_limit, cookies=args.cookies,
             proxy=args.proxy, retry_failed=args.retry_failed, max_attempts=args.max_attempts,
             num_shards=args.num_shards, shard_index=args.shard_index, reverify=args.reverify)
-        if args.cookies and not os.path.isfile(args.cookies):
-            raise ValueError(f"--cookies {args.cookies}: no such file")
+        if args.cookies and (problem := input_problem(args.cookies)):
+            raise ValueError(f"--cookies {args.cookies}: {problem}")
         for folder in args.audio_dir:
             if not os.path.isdir(folder):
                 raise ValueError(f"--audio-dir {folder}: not a folder")
@@ -365,8 +366,8 @@ def _run_status(args: argparse.Namespace) -> int:
 
     cache_dir = clip_cache.resolve_cache_dir(args.audio_cache_dir)
     for path in args.journal:
-        if not os.path.isfile(path):
-            args.parser.error(f"--journal {path}: no such file")
+        if problem := input_problem(path):
+            args.parser.error(f"--journal {path}: {problem}")
     for folder in args.audio_dir:
         if not os.path.isdir(folder):
             args.parser.error(f"--audio-dir {folder}: not a folder")

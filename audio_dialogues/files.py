@@ -5,7 +5,8 @@ goes through :func:`atomic_write`, so a kill, a full disk or a bad path never le
 file under its final name. Every text input goes through :func:`iter_lines` (JSON Lines through
 :func:`iter_jsonl`, CSV/TSV through :func:`csv_rows`, whole JSON documents through :func:`load_json`),
 so a byte-order mark, a non-UTF-8 line or a malformed record is reported the same way everywhere: file
-and line.
+and line. Every input file, text or audio, is opened through :func:`open_regular`: a FIFO, a socket, a
+device or a symbolic link to one is refused by name, never opened blocking, never read without bound.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import errno
 import json
 import os
 import re
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from .errors import AudioDialoguesError
 
@@ -53,6 +55,72 @@ def describe_os_error(path: str | os.PathLike, err: OSError) -> str:
     else:
         what = FAULTS.get(err.errno or 0) or err.strerror or str(err)
     return f"{path}: {what}"
+
+
+#: What a path is when it is no regular file, by the test of its mode (symbolic links followed).
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_kind(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is when it is not a regular file (``a FIFO (named pipe)`` ...), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(path: str | os.PathLike, kind: str) -> str:
+    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return f"is {kind}{link}, not a regular file"
+
+
+def input_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be an input file, as a predicate (``does not exist``, ``is a FIFO (named pipe), not a
+    regular file`` ...); None for a regular file. Other failures of ``stat`` (no permission) are raised.
+
+    Tells a FIFO or a link to ``/dev/zero`` from a missing file: ``Path.is_file`` says False for both.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "does not exist"
+    kind = special_kind(st.st_mode)
+    return None if kind is None else _not_regular(path, kind)
+
+
+def open_regular(path: str | os.PathLike, error: type[Exception] = ValueError) -> int:
+    """A descriptor of ``path`` opened for reading, which is a regular file; else ``error`` naming the path.
+
+    The package's one way into an input file. It is opened non-blocking (a FIFO without a writer would block
+    ``open`` forever) and refused unless its descriptor is a regular file (a FIFO, a socket, a device, a
+    symbolic link to ``/dev/zero``), so every read of it ends at its size.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ENXIO and (problem := input_problem(path)):  # a socket cannot be opened
+            raise error(f"{os.fspath(path)}: {problem}") from None
+        raise error(describe_os_error(path, err)) from None
+    kind = special_kind(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise error(f"{os.fspath(path)}: {_not_regular(path, kind)}")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def open_input(path: str | os.PathLike, error: type[Exception] = ValueError) -> BinaryIO:
+    """:func:`open_regular` as a binary file object."""
+    return os.fdopen(open_regular(path, error), "rb")
+
+
+def read_input(path: str | os.PathLike, error: type[Exception] = ValueError) -> bytes:
+    """The whole content of a regular file (see :func:`open_regular`)."""
+    with open_input(path, error) as f:
+        try:
+            return f.read()
+        except OSError as err:
+            raise error(describe_os_error(path, err)) from None
 
 
 @contextlib.contextmanager
@@ -102,11 +170,7 @@ def iter_lines(
     the part's line numbers are known.
     """
     path = Path(path)
-    try:
-        f = open(path, "rb")
-    except OSError as err:
-        raise error(describe_os_error(path, err)) from None
-    with f:
+    with open_input(path, error) as f:
         start, stop = 0, None
         if part is not None:
             size = os.fstat(f.fileno()).st_size
@@ -216,10 +280,7 @@ def load_json(path: str | os.PathLike, error: type[Exception] = ValueError) -> A
     nesting deep enough to exhaust the parser and integers too long for Python to convert.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise error(describe_os_error(path, err)) from None
+    raw = read_input(path, error)
     try:
         text = raw.decode("utf-8-sig")
         value = json.loads(text)

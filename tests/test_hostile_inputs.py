@@ -12,9 +12,13 @@ Add a row whenever a new kind of bad input turns up; keep the files tiny so the 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +30,14 @@ import pytest
 
 import audio_dialogues
 from audio_dialogues.dataset.builder import MissingAudioError
+from audio_dialogues.dataset.local_audio import AudioResolver
 from audio_dialogues.dataset.options import ConfigError
+from audio_dialogues.evaluation.scoring import EvaluationError, read_predictions
 from audio_dialogues.generate import GenerateError, GenerateOptions
 from audio_dialogues.generate.embedders import openai_embedder
+from audio_dialogues.generate.prompts import load_template
 from audio_dialogues.sources.annotations import AnnotationError, read_split
+from audio_dialogues.sources.clips import Clip
 from audio_dialogues.sources.metadata import (
     MetadataError,
     load_source_metadata,
@@ -585,3 +593,95 @@ def test_every_http_client_bounds_a_whole_request(tmp_path: Path, client: Callab
         elapsed = time.monotonic() - started
     assert f"within {TRICKLE_TIMEOUT_S:g} s" in message, message
     assert elapsed < 30, elapsed  # the trickle lasts a minute or more; startup and backoff take a few seconds
+
+
+# A special file where an input file belongs: a FIFO would block an open forever, /dev/zero never end a read.
+# Each is refused by name (read as an input) or skipped with a warning naming it (listed in an audio_dir).
+
+
+def fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def unix_socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # the socket file stays after the socket is closed
+
+
+def link_to_dev_zero(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def link_to_fifo(path: Path) -> None:
+    os.mkfifo(path.with_name(path.name + ".pipe"))
+    path.symlink_to(path.name + ".pipe")
+
+
+def char_device(path: Path) -> None:
+    try:
+        os.mknod(path, 0o644 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero's numbers
+    except PermissionError:
+        pytest.skip("making a device file needs CAP_MKNOD")
+
+
+SPECIAL = {"FIFO": (fifo, "a FIFO"), "socket": (unix_socket, "a socket"),
+           "symlink to /dev/zero": (link_to_dev_zero, "a character device (a symbolic link to /dev/zero)"),
+           "symlink to a FIFO": (link_to_fifo, "a FIFO (named pipe) (a symbolic link to"),
+           "character device": (char_device, "a character device")}
+
+
+def within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()``'s result or exception, failing the test if it has not returned within ``seconds`` (its thread is
+    left behind: a blocked ``open`` cannot be interrupted)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+READERS = {
+    "annotation file (data_files)": ("music_train.jsonl",
+                                     lambda p: read_split("music", "train", data_files={"train": str(p)})),
+    "annotation file (data_dir)": ("music_train.jsonl", lambda p: read_split("music", "train", data_dir=p.parent)),
+    "metadata file": ("ontology.json", lambda p: open_source_metadata({"ontology": [str(p)]})),
+    "prompt template": ("prompt.json", lambda p: load_template(p)),
+    "predictions file": ("predictions.jsonl", lambda p: read_predictions(p)),
+}
+
+
+@pytest.mark.parametrize("reader", READERS, ids=list(READERS))
+@pytest.mark.parametrize("kind", SPECIAL, ids=list(SPECIAL))
+def test_a_special_input_file_is_refused_by_name(tmp_path: Path, kind: str, reader: str) -> None:
+    make, what = SPECIAL[kind]
+    name, call = READERS[reader]
+    make(tmp_path / name)
+    with pytest.raises(Exception) as raised:
+        within(10, lambda: call(tmp_path / name))
+    assert isinstance(raised.value, (*PACKAGE_ERRORS, EvaluationError)), repr(raised.value)
+    assert f"{tmp_path / name}: " in str(raised.value) and what in str(raised.value), str(raised.value)
+    assert "does not exist" not in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", SPECIAL, ids=list(SPECIAL))
+def test_a_special_file_named_like_a_clip_is_skipped_with_a_warning(tmp_path: Path, kind: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    make, what = SPECIAL[kind]
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    make(audio / "Yabc_DEF-123.wav")
+    clip = Clip("abc_DEF-123", 30.0, 40.0)
+    with caplog.at_level(logging.WARNING):
+        found = within(10, lambda: AudioResolver([audio], cache_dir=tmp_path / "cache").resolve(clip))
+    assert found is None
+    assert f"skipped {audio / 'Yabc_DEF-123.wav'}: it is {what}" in caplog.text, caplog.text

@@ -307,3 +307,16 @@ def test_a_truncated_wav_is_refused_at_prepare(tmp_path: Path) -> None:
                              data_dir=str(tmp_path / "data"), missing_audio="error",
                              audio_cache_dir=str(tmp_path / "clips"),
                              musiccaps_csv=audio_dialogues.sample_paths()["musiccaps_csv"])
+
+
+@pytest.mark.parametrize("name", [f"{YTID}_30_40.wav", f"{YTID}_30.wav", f"{YTID}_30000.wav"])
+def test_a_windowed_file_shorter_than_its_clip_is_refused(tmp_path: Path, name: str) -> None:
+    """A windowed name starts at the clip's start: 5 s of a 10 s clip lacks the window's end, and is refused
+    with both lengths; short by less than the fetch tolerance, it still gives the clip."""
+    wav(tmp_path / "short" / name, 5.0)
+    with pytest.raises(UnusableAudioError, match=rf"{name}: holds 5.00 s, less than the 10 s clip .* lacks the end "
+                                                 r"of the window \[30 s, 40 s\)") as err:
+        AudioResolver([tmp_path / "short"], cache_dir=tmp_path / "cache").resolve(CLIP)
+    assert err.value.reason == "audio file does not hold the clip's window"
+    wav(tmp_path / "nearly" / name, 9.97)
+    assert AudioResolver([tmp_path / "nearly"], cache_dir=tmp_path / "cache").resolve(CLIP).name == name

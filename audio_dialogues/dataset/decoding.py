@@ -30,7 +30,17 @@ import soxr
 from datasets.features.features import register_feature
 
 from ..errors import AudioDialoguesError
-from .local_audio import WINDOW_TOLERANCE_S, ends_of, ogg_cut_short, ogg_truncation, read_ends, truncation, wav_length
+from ..files import open_regular
+from .local_audio import (
+    WINDOW_TOLERANCE_S,
+    UnusableAudioError,
+    ends_of,
+    ogg_cut_short,
+    ogg_truncation,
+    read_ends,
+    truncation,
+    wav_length,
+)
 
 DECODERS = ("soundfile", "torchcodec", "none")
 #: soundfile (libsndfile) cannot open these containers; they go through an ffmpeg process instead.
@@ -187,7 +197,7 @@ def _read(source: str | bytes) -> tuple[np.ndarray, int] | None:
             return None
         with f:
             return _read_open(f, source, "<bytes>", lambda: ends_of(source))
-    fd = os.open(source, os.O_RDONLY)
+    fd = open_regular(source, AudioDecodeError)
     try:
         try:
             f = sf.SoundFile(fd, closefd=False)
@@ -319,7 +329,7 @@ def _check_length(metadata: Any, name: str, samples: int, rate: int, encoded: di
     else:
         try:
             head, size, tail = read_ends(source)
-        except OSError:  # a remote path: torchcodec read it through a file object
+        except (OSError, UnusableAudioError):  # a remote path: torchcodec read it through a file object
             return
     wav = wav_length(name, head, size)
     if wav is not None and wav[1]:

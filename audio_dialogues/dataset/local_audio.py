@@ -35,7 +35,7 @@ from pathlib import Path
 from ..errors import AudioDialoguesError
 from ..fetch.cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
 from ..fetch.options import FetchOptions
-from ..files import describe_os_error
+from ..files import describe_os_error, input_problem, open_regular, special_kind
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 
 #: What the builder does with a record whose audio is not found (defined here so the CLI need not import datasets).
@@ -115,10 +115,10 @@ def parse_audio_name(stem: str) -> list[tuple[str, float | None, float | None]]:
 class AudioIndex:
     """All recognisable audio files below some folders, by ytid.
 
-    Built for 100k+ files: each folder is listed once (``os.listdir``, names only) and its audio file
-    names are sorted; a ytid's files are then found by bisection (names start with the ytid or ``Y`` +
-    ytid) and parsed only when that ytid is looked up.
-    Only names without an audio extension are checked for being subfolders.
+    Built for 100k+ files: each folder is listed once (``os.scandir``: names and file types, no ``stat`` but for
+    symbolic links) and its audio file names are sorted; a ytid's files are then found by bisection (names start
+    with the ytid or ``Y`` + ytid) and parsed only when that ytid is looked up. An audio name that is no regular
+    file (a FIFO, a socket, a device, a link to one) is skipped with a warning naming it.
 
     A folder given that cannot be listed (no permission) is an error naming it. A subfolder that
     cannot be listed is skipped with a warning naming it (a disk's root holds an unreadable
@@ -139,7 +139,8 @@ class AudioIndex:
             while stack:
                 current = stack.pop()
                 try:
-                    names = os.listdir(current)
+                    with os.scandir(current) as listing:
+                        entries = list(listing)
                 except (FileNotFoundError, NotADirectoryError):
                     if current == str(folder):
                         raise FileNotFoundError(f"audio_dir {folder} is not a directory") from None
@@ -155,13 +156,13 @@ class AudioIndex:
                     continue
                 self.dirs.append(current)
                 self._folder_rank.append(folder_rank)
-                audio = [n for n in names if n.lower().endswith(_AUDIO_SUFFIXES)]
+                audio = []
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.name.lower().endswith(_AUDIO_SUFFIXES) and _regular(entry):
+                        audio.append(entry.name)
                 listed.append(audio)
-                if len(audio) < len(names):
-                    taken = set(audio)
-                    stack.extend(path for n in names if n not in taken
-                                 and os.path.isdir(path := os.path.join(current, n))
-                                 and not os.path.islink(path))
         # One sorted list per folder when there are few folders (no per-name work beyond the sort), else a
         # single list of "<name>\0<folder number>" so a lookup costs two bisections however many folders.
         if len(listed) <= _FEW_FOLDERS:
@@ -220,6 +221,24 @@ class AudioIndex:
     def find(self, clip: Clip) -> str | None:
         entry = self.find_entry(clip)
         return None if entry is None else entry.path
+
+
+def _regular(entry: os.DirEntry) -> bool:
+    """Whether a listed audio name is a regular file (a link to one included); else skipped with a warning.
+
+    A FIFO named like a clip would block the first read of it forever, a link to ``/dev/zero`` never end.
+    The listing's file type answers without a ``stat`` for all but symbolic links.
+    """
+    if entry.is_file(follow_symlinks=False):
+        return True
+    try:
+        kind = special_kind(entry.stat().st_mode)
+    except OSError:  # a dangling link: the file is not there
+        return False
+    if kind is not None:
+        logger.warning("audio_dir: skipped %s: it %s; its clip counts as not found", entry.path,
+                       input_problem(entry.path) or kind)
+    return kind is None
 
 
 def _same(a: float, b: float) -> bool:
@@ -302,8 +321,11 @@ def ends_of(source: int | bytes) -> tuple[bytes, int, bytes]:
 
 
 def read_ends(path: str) -> tuple[bytes, int, bytes]:
-    """:func:`ends_of` a path, from one open (os-level calls: a Python file object costs more than the check)."""
-    fd = os.open(path, os.O_RDONLY)
+    """:func:`ends_of` a path, from one open (os-level calls: a Python file object costs more than the check).
+
+    :class:`UnusableAudioError` for a path that cannot be opened or is no regular file (a FIFO would block).
+    """
+    fd = open_regular(path, UnusableAudioError)
     try:
         return ends_of(fd)
     finally:
@@ -520,7 +542,15 @@ class AudioResolver:
         """
         length = audio_length(entry.path)
         duration = clip.duration_s
-        if length is None or duration is None or length <= duration + LONGER_THAN_CLIP_S:
+        if length is None or duration is None:
+            return Path(entry.path)
+        if entry.start is not None and length + WINDOW_TOLERANCE_S < duration:
+            # A windowed name starts at the clip's start: holding less than the clip, it lacks the window's end.
+            raise UnusableAudioError(
+                f"{entry.path}: holds {length:.2f} s, less than the {duration:g} s clip {clip.key} its name "
+                f"says it starts, so it lacks the end of the window [{clip.start_s:g} s, {clip.end_s:g} s)",
+                reason="audio file does not hold the clip's window")
+        if length <= duration + LONGER_THAN_CLIP_S:
             return Path(entry.path)
         assert clip.start_s is not None
         # A bare name holding more than the clip is the whole video; a windowed name starts at the clip.

@@ -33,7 +33,7 @@ from pycocoevalcap.cider import cider_scorer
 from pycocoevalcap.rouge.rouge import Rouge
 
 from ..errors import AudioDialoguesError
-from ..files import atomic_write, iter_jsonl
+from ..files import atomic_write, input_problem, iter_jsonl
 from .tokenizer import TOKENIZERS, tokenize
 
 PathLike = str | os.PathLike
@@ -140,8 +140,8 @@ class EvaluationReport:
 
 def _iter_jsonl(path: Path, what: str) -> Iterable[tuple[str, dict]]:
     """``(origin, object)`` per non-blank line, streaming; any malformed line is an error naming it."""
-    if not path.is_file():
-        raise EvaluationError(f"{path}: {what} file does not exist")
+    if problem := input_problem(path):
+        raise EvaluationError(f"{path}: {what} file {problem}")
     for where, obj in iter_jsonl(path, EvaluationError):
         if not isinstance(obj, dict):
             hint = " (this looks like a JSON array: write one JSON object per line)" if isinstance(obj, list) else ""

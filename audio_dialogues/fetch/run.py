@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..files import TMP_PREFIX
+from ..files import TMP_PREFIX, input_problem
 from ..sources.annotations import gc_paused
 from ..sources.clips import Clip
 from . import cache as clip_cache
@@ -310,8 +310,8 @@ def fetch_clips(
     options = options or FetchOptions()
     cache_dir = clip_cache.resolve_cache_dir(cache_dir)
     ffmpeg = find_ffmpeg(options.ffmpeg)
-    if options.cookies and not os.path.isfile(os.path.expanduser(options.cookies)):
-        raise FetchError(f"cookies file {options.cookies} does not exist")
+    if options.cookies and (problem := input_problem(os.path.expanduser(options.cookies))):
+        raise FetchError(f"cookies file {options.cookies} {problem}")
     local = _LocalAudio(audio_dirs, cache_dir) if audio_dirs else None
 
     # Tens of thousands of outcomes, none in a cycle: a collection pass would rescan them all, repeatedly.

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..files import read_input
 from .embedders import Embedder
 from .items import Item
 from .journal import Journal
@@ -36,7 +37,7 @@ def default_phrases() -> list[str]:
 
 def read_phrases(path: str | Path) -> list[str]:
     """One phrase per line; blank lines and lines starting with ``#`` are skipped."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = read_input(path, OSError).decode("utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 

@@ -165,7 +165,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     model.add_argument("--rpm", type=float, help="at most this many requests per minute")
     model.add_argument("--tpm", type=float, help="at most this many tokens per minute (prompt estimate + max tokens)")
-    model.add_argument("--timeout", dest="timeout_s", type=float, default=120.0, help="seconds per attempt, up to the answer's last byte")
+    model.add_argument("--timeout", dest="timeout_s", type=float, default=120.0,
+                       help="seconds per attempt, up to the answer's last byte")
     model.add_argument("--max-attempts", type=int, default=6, help="attempts per request (429/5xx/timeouts)")
     model.add_argument("--price-in", type=float, default=0.0, help="dollars per million prompt tokens")
     model.add_argument("--price-out", type=float, default=0.0, help="dollars per million completion tokens")

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import read_input
 from .items import Item
 from .options import GenerateError
 
@@ -119,7 +120,7 @@ def load_template(path: str | Path) -> PromptTemplate:
     """Read a user template (see the module docstring for the shape)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_input(path, PromptError).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PromptError(f"{path}: cannot read a prompt template: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("system"), str) or not data["system"].strip():

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AudioDialoguesError
-from ..files import describe_os_error, iter_jsonl, load_json
+from ..files import describe_os_error, input_problem, iter_jsonl, load_json, open_input
 from .clips import YTID_LENGTH, Clip, ClipError
 from .metadata import EVENT_TIME_TOLERANCE_S, SourceMetadata
 
@@ -116,8 +116,8 @@ def _split_files(
             paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
             files[split] = [Path(p) for p in paths]
             for p in files[split]:
-                if not p.is_file():
-                    raise AnnotationError(f"{p}: annotation file for split {split!r} does not exist")
+                if problem := input_problem(p):
+                    raise AnnotationError(f"{p}: annotation file for split {split!r} {problem}")
         return files
     if data_dir is None:
         raise AnnotationError(
@@ -135,7 +135,10 @@ def _split_files(
         found = [data_dir / f"{config}_{split}{suffix}" for suffix in ANNOTATION_SUFFIXES]
         if split == "train" and config in RELEASE_FILES:
             found.append(data_dir / RELEASE_FILES[config])
-        found = [p for p in found if p.is_file()]
+        found = [p for p in found if os.path.exists(p)]
+        for p in found:
+            if problem := input_problem(p):
+                raise AnnotationError(f"{p}: annotation file {problem}")
         if len(found) > 1:
             raise AnnotationError(f"{data_dir}: both {found[0].name} and {found[1].name} hold the {split} split "
                                   f"of {config!r}; keep one")
@@ -165,7 +168,7 @@ def _iter_raw(
     range of a JSON array); the records before it go to ``skipped`` (JSON Lines: as undecoded lines).
     """
     try:
-        with open(path, "rb") as f:
+        with open_input(path, AnnotationError) as f:
             head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     except OSError as err:
         raise AnnotationError(describe_os_error(path, err)) from None

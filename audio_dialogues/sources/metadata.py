@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import AudioDialoguesError
-from ..files import csv_rows, describe_os_error, load_json
+from ..files import csv_rows, describe_os_error, input_problem, load_json, open_input
 from .clips import AUDIOSET_SEGMENT_S, Clip, ClipError
 
 #: Official locations, used when ``download_metadata=True`` and no file is given.
@@ -276,7 +276,7 @@ def read_class_names_or_ontology(path: Path, into: SourceMetadata | None = None)
     """An ``--ontology`` file: ontology.json, or mid_to_display_name.tsv (told apart by content: cached
     downloads have no file extension)."""
     try:
-        with open(path, "rb") as f:
+        with open_input(path, MetadataError) as f:
             start = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
     except OSError as e:
         raise MetadataError(describe_os_error(path, e)) from None
@@ -439,6 +439,6 @@ def open_source_metadata(
             fetched = dict(zip(urls, (download or metadata_download())(urls), strict=False))
         local[kind] = [Path(fetched[f]) if is_url(f) else Path(f) for f in files]
         for path in local[kind]:
-            if not path.is_file():
-                raise MetadataError(f"{path}: {kind} file does not exist")
+            if problem := input_problem(path):
+                raise MetadataError(f"{path}: {kind} file {problem}")
     return load_source_metadata(**local)
