@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import socket
 import stat
 import subprocess
@@ -33,6 +34,8 @@ from audio_dialogues.dataset.builder import MissingAudioError
 from audio_dialogues.dataset.local_audio import AudioResolver
 from audio_dialogues.dataset.options import ConfigError
 from audio_dialogues.evaluation.scoring import EvaluationError, read_predictions
+from audio_dialogues.fetch import cache as clip_cache
+from audio_dialogues.fetch import journal
 from audio_dialogues.generate import GenerateError, GenerateOptions
 from audio_dialogues.generate.embedders import openai_embedder
 from audio_dialogues.generate.prompts import load_template
@@ -45,8 +48,9 @@ from audio_dialogues.sources.metadata import (
     open_source_metadata,
 )
 from tests.generate_sources import write_sources
-from tests.media_server import MediaServer
+from tests.media_server import MediaServer, make_clips, source_server, write_annotations
 from tests.openai_server import OpenAIServer
+from tests.tools import needs_unshare
 
 PACKAGE_ERRORS = (AnnotationError, MetadataError, ConfigError, MissingAudioError, GenerateError)
 REPO = Path(__file__).resolve().parents[1]
@@ -685,3 +689,47 @@ def test_a_special_file_named_like_a_clip_is_skipped_with_a_warning(tmp_path: Pa
         found = within(10, lambda: AudioResolver([audio], cache_dir=tmp_path / "cache").resolve(clip))
     assert found is None
     assert f"skipped {audio / 'Yabc_DEF-123.wav'}: it is {what}" in caplog.text, caplog.text
+
+
+# A clip cache that stops taking writes midway: the run stops with exit 1 naming the cause, and no clip it could not
+# write is journaled (they are fetched again once there is room). A real fault in a user namespace: a small tmpfs
+# over the cache fills up (ENOSPC) between clips or inside one, depending on the clips' size. A bind mount cannot
+# be remounted read-only while the run holds its journal open, nor can a quota (EDQUOT; tmpfs here has none) or a
+# failing disk (EIO) be made without privileges; every such error takes the same path (fetch.cache.cache_fault).
+CACHE_FAULTS = {
+    "ENOSPC midway, FLAC clips": ("700k", "flac"),
+    "ENOSPC in the first clip, WAV": ("100k", "wav"),
+}
+
+
+@needs_unshare
+@pytest.mark.parametrize("fault", CACHE_FAULTS, ids=list(CACHE_FAULTS))
+def test_a_cache_that_stops_taking_writes_stops_the_fetch_and_journals_nothing_it_could_not_write(
+        tmp_path: Path, fault: str) -> None:
+    size, fmt = CACHE_FAULTS[fault]
+    (tmp_path / "media").mkdir()
+    cache, after = tmp_path / "cache", tmp_path / "after"
+    cache.mkdir()
+    with source_server(tmp_path / "media") as server:
+        clips = make_clips(server, "wfault", 8)
+        data = write_annotations(tmp_path / "data", clips)
+        fetch = [sys.executable, "-m", "audio_dialogues.cli", "fetch", "audioset", "--data-dir", str(data),
+                 "--audio-cache-dir", str(cache), "--url-template", server.url_template("m4a"), "--workers", "1",
+                 "--no-progress", "--format", fmt]
+        # The tmpfs goes away with the namespace: its content is copied out first.
+        script = (f"set -e; mount -t tmpfs -o size={size} tmpfs {cache}; set +e; {shlex.join(fetch)}; rc=$?; "
+                  f"mkdir -p {after}; cp -a {cache}/. {after}/; exit $rc")
+        done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "the disk is full" in done.stderr and str(cache) in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        statuses = [e.status for e in journal.read_entries(journal.journal_files(after))]
+        assert set(statuses) <= {"ok"}, statuses  # no clip blamed for the cache's fault
+        assert len(statuses) < len(clips)
+        # With room again, the same command fetches every clip the stopped run could not write.
+        fetch[fetch.index(str(cache))] = str(after)
+        again = subprocess.run(fetch, capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert all(clip_cache.cached_clip(after, c) is not None for c in clips)

@@ -60,7 +60,8 @@ class _Run:
         return True
 
     def disk_fault(self) -> bool:
-        """After a download that may have failed writing: can the cache still take :data:`PROBE_BYTES`?"""
+        """After a download that may have failed writing: can the cache still take :data:`PROBE_BYTES`?
+        If not, the run is stopped with a :class:`CacheError`."""
         try:
             clip_cache.probe_disk(self.work_dir)
         except OSError as err:
@@ -148,14 +149,15 @@ class _Run:
                 return self._attempt(clip, attempts)
             except ClipFailure as err:
                 failure = _truncated_if_repeated(err, failure)
-                if failure.status == PERMANENT:
-                    break
-                if failure.reason in _MAYBE_DISK and self.disk_fault():
+                if failure.status == PERMANENT or isinstance(self.fatal, CacheError):
                     break
                 if self.network_down():  # one connection attempt: is it the clip, or is the host gone?
                     break
         if failure is None or (self.stop.is_set() and failure.status != PERMANENT):
             # Stopped (Ctrl-C also kills ffmpeg): not the clip's fault, so nothing to journal.
+            return ClipOutcome(clip, PENDING, "interrupted")
+        if isinstance(self.fatal, CacheError) and failure.reason in _MAYBE_DISK | {"truncated_source"}:
+            # A cut the full disk cut short looks like a truncated source: the clip is not to blame.
             return ClipOutcome(clip, PENDING, "interrupted")
         if failure.status == PERMANENT and failure.reason in journal.VIDEO_LEVEL_REASONS:
             with self._gone_lock:
@@ -179,6 +181,13 @@ class _Run:
             self._record(clip, final, verdict)
             return self._finish(clip, OK, "short_source" if verdict.short_by_s else "", "", attempt, final,
                                 verdict.short_by_s)
+        except ClipFailure as err:
+            if err.reason in _MAYBE_DISK:
+                # Probed while the failed output still fills the disk: once it is removed, the disk has
+                # room again, and the write failure would pass for a truncated source, retried and failing
+                # the same way clip after clip.
+                self.disk_fault()
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
