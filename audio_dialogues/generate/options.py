@@ -82,6 +82,10 @@ class GenerateOptions:
                     or (high is not None and value > high)):
                 hint = " (omit it for no limit)" if name in _OPTIONAL else ""
                 raise GenerateError(f"{flag} must be {kind} {allowed}{hint}, got {value!r}")
+        if self.comparison_groups is not None and _bad_split_counts(self.comparison_groups):
+            # The command line's N gives both splits N: a negative one made a run that wrote nothing.
+            raise GenerateError("--comparison-groups must give train and/or test a whole number of at least 0, "
+                                f"got {self.comparison_groups!r}")
         if self.comparison_music_fraction > 0 and not self.musiccaps_csv:
             raise GenerateError(f"--comparison-music-fraction {self.comparison_music_fraction:g} mixes MusicCaps "
                                 "clips into comparison groups: give --musiccaps-csv too")
@@ -110,7 +114,7 @@ _OPTIONAL = {"rpm", "tpm", "limit"}
 
 
 def _split_counts(text: str) -> dict[str, int]:
-    """``N`` (both splits) or ``train=N,test=M``."""
+    """``N`` (both splits) or ``train=N,test=M``; their range is checked with the other options'."""
     try:
         if "=" not in text:
             return {"train": int(text), "test": int(text)}
@@ -118,9 +122,15 @@ def _split_counts(text: str) -> dict[str, int]:
         counts = {split.strip(): int(n) for split, n in pairs}
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N or train=N,test=M, got {text!r}") from None
-    if set(counts) - {"train", "test"} or any(n < 0 for n in counts.values()):
+    if set(counts) - {"train", "test"}:
         raise argparse.ArgumentTypeError(f"expected N or train=N,test=M, got {text!r}")
     return counts
+
+
+def _bad_split_counts(counts: object) -> bool:
+    """Whether ``counts`` is no mapping of train and/or test to whole numbers of at least 0."""
+    return (not isinstance(counts, dict) or not counts or bool(set(counts) - {"train", "test"})
+            or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts.values()))
 
 
 def _prompt_file(text: str) -> tuple[str, str]:

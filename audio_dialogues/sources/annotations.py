@@ -135,7 +135,7 @@ def _split_files(
         found = [data_dir / f"{config}_{split}{suffix}" for suffix in ANNOTATION_SUFFIXES]
         if split == "train" and config in RELEASE_FILES:
             found.append(data_dir / RELEASE_FILES[config])
-        found = [p for p in found if os.path.exists(p)]
+        found = [p for p in found if p.exists()]  # raises on a folder it may not search, as is_file did
         for p in found:
             if problem := input_problem(p):
                 raise AnnotationError(f"{p}: annotation file {problem}")
