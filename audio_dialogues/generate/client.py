@@ -321,7 +321,7 @@ class ChatClient:
         raise RequestFailed(f"{label} after {self.max_attempts} attempts")
 
 
-class RequestTimeout(TimeoutError):
+class RequestTimeout(AudioDialoguesError, TimeoutError):
     """An HTTP request that did not end (its answer read to the last byte) within its deadline."""
 
 
