@@ -285,7 +285,10 @@ class _Runner:
                     bar.update()
                     continue
                 except EndpointUnusable as e:
-                    self.unusable = e
+                    # The first to trip is the one to report: a worker whose answer came in the same loop
+                    # turn (each attempt runs in its own task, see client.bounded) may trip it again, counting
+                    # one attempt more.
+                    self.unusable = self.unusable or e
                     self.stop.set()
                     for task in self.tasks:
                         if task is not asyncio.current_task():
