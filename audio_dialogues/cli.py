@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.overview import sample_gaps_note, summarise
@@ -24,6 +25,9 @@ from .sample import describe_sample, sample_paths
 from .sources import records
 from .sources.annotations import CONFIGS, AnnotationError, Record
 from .sources.metadata import MetadataError
+
+if TYPE_CHECKING:
+    from .fetch import FetchOptions
 
 DESCRIPTION = ("The Audio Dialogues dataset (arXiv 2404.07616): build it from annotation files and local audio, "
                "download its clips, score model answers and export chat formats. "
@@ -201,9 +205,10 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
         "fetch", help="download the clips of a config into the clip cache (resumable, verified, journaled)",
         description="Exit status: 0 when every clip is cached or permanently unavailable, 1 when transient "
                     "failures remain (run again later) or the run had to stop (cache not writable, network "
-                    "unreachable), 2 on usage errors.")
-    fetch.add_argument("config", choices=CONFIGS, help="which subset's clips")
-    add_source_arguments(fetch, split=False)
+                    "unreachable), 2 on usage errors. With --check (no CONFIG needed): 0 when everything "
+                    "needed is there, 1 naming what is missing.")
+    fetch.add_argument("config", nargs="?", choices=CONFIGS, help="which subset's clips (not needed with --check)")
+    add_source_arguments(fetch, split=False, required=False)  # required unless --check; checked in _run_fetch
     fetch.add_argument("--split", choices=("train", "test", "all"), default="all",
                        help="which split's clips (default: every split that has annotations)")
     fetch.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
@@ -231,6 +236,18 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
     fetch.add_argument("--shard-index", type=int, default=0, metavar="I",
                        help="which shard this machine fetches (0-based)")
     fetch.add_argument("--reverify", action="store_true", help="decode every cached clip again (slow)")
+    fetch.add_argument("--js-runtime", action="append", default=[], metavar="NAME[:PATH]",
+                       help="JavaScript runtime for YouTube's challenges (deno, node, bun, quickjs; repeatable); "
+                            "default: deno on PATH, else the one installed with the package")
+    fetch.add_argument("--extractor-args", action="append", default=[], metavar="IE_KEY:ARGS",
+                       help="yt-dlp extractor arguments, as yt-dlp's --extractor-args (repeatable), e.g. "
+                            "'youtube:player_client=web;po_token=web.gvs+TOKEN'")
+    fetch.add_argument("--plugin-dirs", action="append", default=[], metavar="DIR",
+                       help="another folder yt-dlp searches for plugins (e.g. a PO-token provider), as yt-dlp's "
+                            "--plugin-dirs (repeatable)")
+    fetch.add_argument("--check", action="store_true",
+                       help="check yt-dlp, the JS runtime, the solver scripts, ffmpeg, the cookies, the proxy and "
+                            "whether the host answers, then exit (0: ready, 1: something needed is missing)")
     fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
     fetch.set_defaults(run=_run_fetch, parser=fetch)
 
@@ -314,9 +331,13 @@ def _run_fetch(args: argparse.Namespace) -> int:
             url_template=args.url_template, sample_rate=args.sample_rate, format=args.format,
             workers=args.workers, sleep=args.sleep, rate_limit=args.rate_limit, cookies=args.cookies,
             proxy=args.proxy, retry_failed=args.retry_failed, max_attempts=args.max_attempts,
-            num_shards=args.num_shards, shard_index=args.shard_index, reverify=args.reverify)
-        if args.cookies and (problem := input_problem(args.cookies)):
-            raise ValueError(f"--cookies {args.cookies}: {problem}")
+            num_shards=args.num_shards, shard_index=args.shard_index, reverify=args.reverify,
+            js_runtimes=tuple(args.js_runtime), extractor_args=tuple(args.extractor_args),
+            plugin_dirs=tuple(args.plugin_dirs))
+        if args.check:
+            return _run_fetch_check(options)
+        if args.config is None or args.data_dir is None:
+            raise ValueError("CONFIG and --data-dir are required (except with --check)")
         for folder in args.audio_dir:
             if not os.path.isdir(folder):
                 raise ValueError(f"--audio-dir {folder}: not a folder")
@@ -357,6 +378,21 @@ def _run_fetch(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"cache: {report.cache_dir}")
     return report.exit_code
+
+
+def _run_fetch_check(options: FetchOptions) -> int:
+    """``fetch --check``: one line per thing a fetch needs; what is missing is named last."""
+    from .fetch.preflight import check_all, missing
+
+    checks = check_all(options)
+    for check in checks:
+        print(check.line())
+    needed = missing(checks)
+    if needed:
+        print(f"missing: {', '.join(needed)}", file=sys.stderr)
+        return 1
+    print("ready to fetch")
+    return 0
 
 
 def _run_status(args: argparse.Namespace) -> int:

@@ -10,11 +10,13 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import AudioDialoguesError
 from ..sources.clips import Clip
 from . import journal
+from .jsruntime import js_runtimes
 from .options import FetchOptions
 from .report import PERMANENT, TRANSIENT
 
@@ -115,6 +117,8 @@ class Downloader:
         self._extractor: type | None = None
         self._opened: list = []
         self._opened_lock = threading.Lock()
+        self._js_runtimes = js_runtimes(options.js_runtimes)
+        self._extractor_args = options.extractor_args_dict()
 
     def _base_params(self, logger: _Logger) -> dict:
         o = self.options
@@ -144,6 +148,10 @@ class Downloader:
             params["cachedir"] = False
         if o.proxy:
             params["proxy"] = o.proxy
+        # The runtime is named with its path: yt-dlp alone looks only on PATH and in Python's scripts folder.
+        params["js_runtimes"] = self._js_runtimes
+        if self._extractor_args:
+            params["extractor_args"] = self._extractor_args
         return params
 
     def clip_params(self, clip: Clip, folder: Path) -> dict:
@@ -166,7 +174,9 @@ class Downloader:
             from yt_dlp.extractor import gen_extractor_classes
 
             with self._opened_lock:  # the first match in yt-dlp's own order, as YoutubeDL would pick
-                self._extractor = self._extractor or next(ie for ie in gen_extractor_classes() if ie.suitable(url))
+                if self._extractor is None:
+                    load_plugins(self.options.plugin_dirs)  # a plugin's extractor may be the one that matches
+                    self._extractor = next(ie for ie in gen_extractor_classes() if ie.suitable(url))
         if getattr(self._local, "ydl", None) is None:
             # yt-dlp decides whether ffmpeg can cut a time range from PATH alone, ignoring
             # `ffmpeg_location` (a FIXME in FFmpegFD.available); its own CLI sets this context variable
@@ -256,6 +266,28 @@ class Downloader:
 #: yt-dlp options that print something about each video.
 _PRINT_PARAMS = ("forceprint", "print_to_file", "forcejson", "dump_single_json", "forcetitle", "forceid", "forceurl",
                  "forcethumbnail", "forcedescription", "forcefilename", "forceduration", "forceformat")
+
+
+def load_plugins(folders: Sequence[str | os.PathLike] = ()) -> None:
+    """Load yt-dlp's plugins from its default places and ``folders`` (yt-dlp's ``--plugin-dirs``).
+
+    yt-dlp keeps the plugin folders in a process-wide setting and loads plugins once, when the first
+    ``YoutubeDL`` is made; its Python API has no parameter for them. A PO-token provider (e.g.
+    ``bgutil-ytdlp-pot-provider``) is such a plugin: pip-installed ones are found in the default places,
+    others in the folders given here. Loading again is skipped unless the folders changed.
+    """
+    import importlib
+
+    from yt_dlp.globals import all_plugins_loaded, plugin_dirs
+    from yt_dlp.plugins import load_all_plugins
+
+    wanted = ["default", *(os.path.abspath(os.path.expanduser(f)) for f in folders)]
+    if all_plugins_loaded.value and plugin_dirs.value == wanted:
+        return
+    if plugin_dirs.value != wanted:
+        plugin_dirs.value = wanted
+        importlib.invalidate_caches()  # yt-dlp's finder forgets the plugin packages found in the old folders
+    load_all_plugins()
 
 
 @functools.cache

@@ -20,7 +20,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "socks": 1080, "socks4": 1080, "sock
 CONNECT_TIMEOUT_S = 15.0
 
 
-def _proxy(options: FetchOptions) -> str | None:
+def proxy(options: FetchOptions) -> str | None:
     """The proxy downloads go through: ``options.proxy``, else the environment's (``https_proxy`` ...),
     which yt-dlp and ffmpeg both honour."""
     if options.proxy:
@@ -33,7 +33,7 @@ def _proxy(options: FetchOptions) -> str | None:
 
 def endpoint(options: FetchOptions) -> tuple[str, int] | None:
     """The host and port every download connects to first: the proxy if there is one, else the video host."""
-    url = _proxy(options) or options.url("x" * 11)
+    url = proxy(options) or options.url("x" * 11)
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if not parts.hostname:
         return None
@@ -50,7 +50,7 @@ def unreachable(options: FetchOptions, timeout_s: float = CONNECT_TIMEOUT_S) -> 
     if target is None:
         return None  # not a network URL (e.g. file://): nothing to check
     host, port = target
-    via = " (the proxy)" if _proxy(options) else ""
+    via = " (the proxy)" if proxy(options) else ""
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,16 @@ class FetchOptions:
     ffmpeg: str | None = None
     #: Decode every cached clip again instead of trusting its verification record (slow, paranoid).
     reverify: bool = False
+    #: JavaScript runtimes for YouTube's challenges, ``NAME[:PATH]`` each (yt-dlp's ``--js-runtimes``);
+    #: empty: deno on PATH, else the one the ``deno`` package ships (see :mod:`.jsruntime`).
+    js_runtimes: tuple[str, ...] = ()
+    #: yt-dlp extractor arguments, ``IE_KEY:ARGS`` each, exactly as yt-dlp's ``--extractor-args``
+    #: (e.g. ``youtube:player_client=web;po_token=web.gvs+TOKEN``).
+    extractor_args: tuple[str, ...] = ()
+    #: Extra folders yt-dlp searches for plugins, besides its default places (yt-dlp's ``--plugin-dirs``):
+    #: each holds plugin packages (``NAME/yt_dlp_plugins/...`` folders, or their .zip/.whl files), e.g. a
+    #: PO-token provider that is not pip-installed.
+    plugin_dirs: tuple[str | Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.format not in clip_cache.FORMATS:
@@ -88,6 +99,30 @@ class FetchOptions:
             raise ValueError("sleep and backoff must be >= 0 and rate_limit > 0")
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"shard_index must be in [0, {self.num_shards}), got {self.shard_index}")
+        if self.js_runtimes:
+            from .jsruntime import parse_runtime
+
+            for spec in self.js_runtimes:
+                parse_runtime(spec)
+        self.extractor_args_dict()  # raises ValueError on yt-dlp's own terms
+        for folder in self.plugin_dirs:
+            if not os.path.isdir(os.path.expanduser(folder)):
+                raise ValueError(f"plugin folder {folder}: not a folder")
+
+    def extractor_args_dict(self) -> dict[str, dict[str, list[str]]]:
+        """yt-dlp's ``extractor_args`` parameter, parsed by yt-dlp's own command-line parser."""
+        if not self.extractor_args:
+            return {}
+        import optparse
+
+        from yt_dlp.options import create_parser
+
+        argv = [arg for spec in self.extractor_args for arg in ("--extractor-args", spec)]
+        try:
+            opts, _ = create_parser().parse_args(argv)
+        except optparse.OptParseError as err:
+            raise ValueError(str(err).strip().splitlines()[-1].split("error: ", 1)[-1]) from err
+        return opts.extractor_args
 
     def url(self, ytid: str) -> str:
         return self.url_template.format(ytid=ytid)

@@ -23,8 +23,9 @@ from . import journal, locking, network
 from .audio_checks import Verdict, VerificationError, check_clip, decode_facts
 from .downloader import ClipFailure, Downloader
 from .ffmpeg import find_ffmpeg
-from .options import CacheError, FetchError, FetchOptions, FetchStopped, NetworkUnreachable
+from .options import CacheError, FetchOptions, FetchStopped, NetworkUnreachable
 from .pacing import Pacer, backoff_delay
+from .preflight import check_tools, is_youtube, read_cookies
 from .report import OK, PENDING, PERMANENT, SKIPPED, TRANSIENT, ClipOutcome, FetchInterrupted, FetchReport
 from .sharding import select_shard
 
@@ -319,8 +320,9 @@ def fetch_clips(
     options = options or FetchOptions()
     cache_dir = clip_cache.resolve_cache_dir(cache_dir)
     ffmpeg = find_ffmpeg(options.ffmpeg)
-    if options.cookies and (problem := input_problem(os.path.expanduser(options.cookies))):
-        raise FetchError(f"cookies file {options.cookies} {problem}")
+    if options.cookies:
+        # An unusable file (missing, not Netscape, expired) would fail every clip with a sign-in prompt.
+        read_cookies(options.cookies, is_youtube(options))
     local = _LocalAudio(audio_dirs, cache_dir) if audio_dirs else None
 
     # Tens of thousands of outcomes, none in a cycle: a collection pass would rescan them all, repeatedly.
@@ -366,6 +368,8 @@ def fetch_clips(
                     continue
             todo.setdefault(clip.ytid, []).append(clip)
 
+    if todo:
+        check_tools(options)  # the JS runtime and the solver scripts: without them most formats are missing
     locking.sweep(clip_cache.work_dir(cache_dir))
     run = _Run(cache_dir, options, ffmpeg)
     bar = Progress(len(mine), progress)
