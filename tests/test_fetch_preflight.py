@@ -145,6 +145,16 @@ def test_check_a_missing_ffmpeg(local_env, tmp_path):
     assert proc.stderr.strip() == "missing: ffmpeg"
 
 
+def test_fetch_stops_before_any_request_when_ffmpeg_does_not_run(media, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))  # imageio-ffmpeg's override
+    media.reset_counters()
+    with pytest.raises(FetchError, match="ffmpeg: .*no-ffmpeg does not run"):
+        fetch_clips([Clip("abcdefghijk", 1.0, 3.0)], cache_dir=tmp_path / "cache",
+                    options=FetchOptions(url_template=media.url_template("m4a")), progress=False)
+    assert sum(media.requests.values()) == 0
+
+
 YT_LINE = ".youtube.com\tTRUE\t/\tTRUE\t{expires}\t{name}\tv\n"
 
 

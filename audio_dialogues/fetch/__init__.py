@@ -24,6 +24,9 @@ Safety, per clip:
 A run stops as a whole, recording nothing against any clip, when the cache cannot be written (a file
 where the folder should be, read-only, full) or the video host cannot be reached at all (offline):
 both are checked before the first download and again when downloads fail in a way they would cause.
+Before that, :mod:`.preflight` checks the tools: ffmpeg runs, and for YouTube a JavaScript runtime
+(:mod:`.jsruntime`, handed to yt-dlp by path) and the EJS solver scripts are there; the cookies file is
+read as yt-dlp reads it. A missing one is a :class:`FetchError` naming the fix, before any request.
 
 Runs are resumable: verified clips are skipped by a stat, permanent failures are not retried unless
 asked, transient ones are retried with exponential backoff and jitter. Work is split across machines by

@@ -241,14 +241,16 @@ def check_all(options: FetchOptions) -> list[Check]:
 def check_tools(options: FetchOptions) -> None:
     """The tool part of the preflight that needs probing, before a fetch's first download.
 
-    Raises :class:`FetchError` naming every fix. The JS runtime and the EJS scripts are needed only when
-    the URL template is YouTube's: other hosts (like the tests' local server) are read by yt-dlp's generic
-    extractor without JavaScript. (ffmpeg and the cookies file are checked when the fetch starts, by
-    :func:`~.ffmpeg.find_ffmpeg` and :func:`read_cookies`.) Needs no network and asks no index.
+    Raises :class:`FetchError` naming every fix: an ffmpeg that does not run (a stale
+    ``IMAGEIO_FFMPEG_EXE``, a broken install) and, when the URL template is YouTube's, a missing JS
+    runtime or solver scripts. Other hosts (like the tests' local server) are read by yt-dlp's generic
+    extractor without JavaScript. The cookies file is checked when the fetch starts (:func:`read_cookies`).
+    Needs no network and asks no index: one ``ffmpeg -version`` and one runtime ``--version`` per run.
     """
-    if not is_youtube(options):
-        return
-    failed = [c for c in (check_runtime(options, True), check_ejs(True)) if c.status == FAIL]
+    checks = [check_ffmpeg(options)]
+    if is_youtube(options):
+        checks += [check_runtime(options, True), check_ejs(True)]
+    failed = [c for c in checks if c.status == FAIL]
     if failed:
         raise FetchError("; ".join(f"{c.name}: {c.text}" for c in failed))
 

@@ -369,7 +369,7 @@ def fetch_clips(
             todo.setdefault(clip.ytid, []).append(clip)
 
     if todo:
-        check_tools(options)  # the JS runtime and the solver scripts: without them most formats are missing
+        check_tools(options)  # ffmpeg runs; for YouTube, the JS runtime and solver scripts are there
     locking.sweep(clip_cache.work_dir(cache_dir))
     run = _Run(cache_dir, options, ffmpeg)
     bar = Progress(len(mine), progress)
