@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..files import TMP_PREFIX, input_problem
+from ..files import TMP_PREFIX
 from ..sources.annotations import gc_paused
 from ..sources.clips import Clip
 from . import cache as clip_cache
