@@ -142,7 +142,7 @@ def test_both_decode_paths_agree(tmp_path: Path, rate: int | None) -> None:
                                 decoder="torchcodec", **SAMPLE)
     for a, b in zip(fast, slow, strict=True):
         # Read torchcodec's array once: with resampling, a second get_all_samples() on the same decoder
-        # object returns shifted samples (torchcodec 0.13 keeps resampler state between calls).
+        # object returns shifted samples (torchcodec 0.13-0.15 keep resampler state between calls).
         x, y = a["audio"]["array"], b["audio"]["array"]
         assert a["audio"]["sampling_rate"] == b["audio"]["sampling_rate"]
         assert y.dtype == np.float32 and y.ndim == 1

@@ -87,27 +87,62 @@ def test_torchcodec_reads_give_the_same_samples_every_time(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(int(datasets.__version__.split(".")[0]) < 4, reason="datasets < 4 decodes without torchcodec")
-def test_a_torchcodec_that_cannot_load_names_the_fix(tmp_path: Path) -> None:
-    """A torchcodec built for another torch fails at import with a missing symbol; the package says what to do."""
-    fake = tmp_path / "fake" / "torchcodec"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise OSError('libtorchcodec_core7.so: undefined symbol: _ZN3c10')\n")
+def test_a_torchcodec_too_new_for_torch_names_the_release_that_loads(tmp_path: Path) -> None:
+    """torch 2.13 beside torchcodec 0.17 (what `pip install ".[decode]"` gives beside torch 2.13: torchcodec's
+    wheels declare no torch dependency) fails at import; the package names the torchcodec that loads with it.
+
+    The installed versions are faked by dist-info folders ahead of site-packages; the import fails as torchcodec
+    0.17 does with torch 2.13 (tried in a venv: OSError, "Could not load this library: .../libtorchcodec_image.so").
+    """
+    fake = tmp_path / "fake"
+    (fake / "torchcodec").mkdir(parents=True)
+    (fake / "torchcodec" / "__init__.py").write_text(
+        "raise OSError('Could not load this library: /site-packages/torchcodec/libtorchcodec_image.so')\n")
+    for name, version in (("torch", "2.13.0+cpu"), ("torchcodec", "0.17.0")):
+        info = fake / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     done = subprocess.run(
         [sys.executable, "-c", "import audio_dialogues; audio_dialogues.load('music', split='test', "
          f"decoder='torchcodec', cache_dir={str(tmp_path / 'hf')!r}, **audio_dialogues.sample_paths())"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{ROOT}"})
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": f"{fake}:{ROOT}"})
     assert done.returncode != 0
-    assert "undefined symbol" in done.stderr and 'pip install "torch==2.13.*" "torchcodec==0.13.*"' in done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("ImportError: decoder='torchcodec' needs torchcodec loadable with the installed torch "
+                              "(torch 2.13.0+cpu, torchcodec 0.17.0): OSError: Could not load this library")
+    assert 'torchcodec 0.17.0 needs torch >= 2.14' in message
+    assert 'keep torch 2.13.0+cpu with pip install "torchcodec==0.13.*", or pip install "torch>=2.14"' in message
 
 
-def test_the_decode_extra_pins_a_pair_that_loads_and_jinja2_is_declared() -> None:
+@pytest.mark.parametrize("torch,torchcodec,fix", [
+    (None, None, 'pip install "audio-dialogues[decode]"'),
+    ("2.13.0+cpu", None, 'pip install "torchcodec==0.13.*"'),
+    ("2.13.0", "0.14.0", 'torchcodec 0.14.0 needs torch >= 2.14'),
+    ("2.13.0", "0.13.0", "load together where FFmpeg's shared libraries are installed"),
+    ("2.14.1+cu130", None, 'pip install "torchcodec>=0.16"'),
+    ("2.14.1", "0.17.0", "load together where FFmpeg's shared libraries are installed"),
+    ("2.16.0", "0.19.0", 'the release made for torch 2.16.0: pip install "torchcodec==0.16.*"'),
+])
+def test_the_torchcodec_fix_keeps_the_installed_torch(torch: str | None, torchcodec: str | None, fix: str) -> None:
+    """Each fix keeps the user's torch: pip's resolver cannot see which torch a torchcodec release needs."""
+    from audio_dialogues.dataset.decoding import torchcodec_fix
+
+    assert fix in torchcodec_fix(torch, torchcodec)
+
+
+#: Pairs that load together: tried in venvs here (torch 2.13.0+cpu, 2.14.1), and the issue's (2.15 with 0.17).
+WORKING_PAIRS = [("2.13.0", "0.13.0"), *(("2.14.1", f"0.{minor}.0") for minor in range(13, 18)), ("2.15.0", "0.17.0")]
+
+
+def test_the_decode_extra_keeps_every_working_pair_and_jinja2_is_declared() -> None:
+    """`pip install ".[decode]"` leaves an installed working pair alone: the extra admits every one, and no newer
+    release is capped (a cap would downgrade the next working pair)."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     extra = [Requirement(r) for r in cfg["options.extras_require"]["decode"].split("\n") if r.strip()]
-    pins = {r.name: r.specifier for r in extra}
-    assert pins["torch"].contains("2.13.0") and pins["torchcodec"].contains("0.13.0")
-    # Any torchcodec other than 0.13 fails to load with torch 2.13 (and vice versa): the extra allows none.
-    assert not pins["torchcodec"].contains("0.14.0") and not pins["torchcodec"].contains("0.12.0")
-    assert not pins["torch"].contains("2.14.0") and not pins["torch"].contains("2.12.0")
+    ranges = {r.name: r.specifier for r in extra}
+    assert set(ranges) == {"torch", "torchcodec"}
+    for torch, torchcodec in [*WORKING_PAIRS, ("3.0.0", "1.0.0")]:
+        assert ranges["torch"].contains(torch) and ranges["torchcodec"].contains(torchcodec), (torch, torchcodec)
     runtime = [Requirement(r).name.lower() for r in cfg["options"]["install_requires"].split("\n") if r.strip()]
     assert "jinja2" in runtime

@@ -48,8 +48,9 @@ _FFMPEG_ONLY = (".m4a", ".webm", ".mp4", ".aac")
 _DATASETS_MAJOR = int(datasets.__version__.split(".")[0])
 
 
-#: The torch/torchcodec pair known to load together; torchcodec releases are built against one torch release.
-TORCHCODEC_FIX = 'pip install "torch==2.13.*" "torchcodec==0.13.*"  (or: pip install "audio-dialogues[decode]")'
+#: torchcodec's wheels declare no torch dependency, so pip cannot see which torch a release needs. Tried here
+#: (CPU, Python 3.11): torchcodec 0.13 loads with torch 2.13 and 2.14; 0.14 to 0.17 with torch 2.14, not with 2.13.
+_CODEC_NEEDING_NEW_TORCH, _NEW_TORCH, _NEWEST_CODEC_TRIED = (0, 14), (2, 14), (0, 17)
 
 
 def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
@@ -66,8 +67,44 @@ def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
     raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
 
 
+def _release(version: str | None) -> tuple[int, int] | None:
+    """(major, minor) of an installed version such as ``2.13.0+cpu``; None when not installed or unreadable."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        release = Version(version).release if version else None
+    except InvalidVersion:
+        return None
+    return None if release is None else (release + (0,))[:2]
+
+
+def torchcodec_fix(torch_version: str | None, torchcodec_version: str | None) -> str:
+    """What to install so that torchcodec loads with the installed torch, keeping that torch.
+
+    pip cannot work this out: torchcodec's wheels declare no torch dependency, so ``pip install
+    "audio-dialogues[decode]"`` beside torch 2.13 picks the newest torchcodec, which needs torch >= 2.14.
+    """
+    torch, codec = _release(torch_version), _release(torchcodec_version)
+    if torch is None:
+        return 'pip install "audio-dialogues[decode]" (torch >= 2.13 with torchcodec >= 0.13)'
+    loads_together = (f"torch {torch_version} and torchcodec {torchcodec_version} load together where FFmpeg's "
+                      "shared libraries are installed, so those are the likely cause")
+    if torch < _NEW_TORCH:
+        if codec is not None and codec < _CODEC_NEEDING_NEW_TORCH:
+            return loads_together
+        why = (f"torchcodec {torchcodec_version} needs torch >= 2.14 (its wheel does not declare it, so pip "
+               "installed it anyway); " if codec is not None else "torchcodec >= 0.14 needs torch >= 2.14; ")
+        return f'{why}keep torch {torch_version} with pip install "torchcodec==0.13.*", or pip install "torch>=2.14"'
+    if codec is None:
+        return f'pip install "torchcodec>=0.16" (loads with torch {torch_version}, which it keeps)'
+    if codec <= _NEWEST_CODEC_TRIED:
+        return loads_together
+    return (f"torchcodec {torchcodec_version} is newer than the releases tried with this package (up to 0.17); "
+            f'the release made for torch {torch_version}: pip install "torchcodec==0.{torch[1]}.*"')
+
+
 def check_torchcodec() -> None:
-    """Fail now, naming the fix, when torchcodec cannot load (e.g. built for another torch release).
+    """Fail now, naming the fix, when torchcodec cannot load (e.g. a release that needs a newer torch).
 
     Otherwise the failure would surface on the first decoded example, deep inside datasets, as a
     missing shared library.
@@ -75,16 +112,21 @@ def check_torchcodec() -> None:
     try:
         import torchcodec.decoders  # noqa: F401
     except Exception as err:  # noqa: BLE001 - any failure to load is the same problem for the user
-        try:
-            from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-            versions = f"torch {version('torch')}, torchcodec {version('torchcodec')}"
-        except Exception:  # noqa: BLE001
-            versions = "torch or torchcodec not installed"
+        installed: dict[str, str | None] = {}
+        for name in ("torch", "torchcodec"):
+            try:
+                installed[name] = version(name)
+            except PackageNotFoundError:
+                installed[name] = None
+        versions = ", ".join(f"{name} {v or 'not installed'}" for name, v in installed.items())
         raise ImportError(
             f"decoder='torchcodec' needs torchcodec loadable with the installed torch ({versions}): "
-            f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}. Fix: {TORCHCODEC_FIX}; "
-            "torchcodec also needs FFmpeg's shared libraries (e.g. apt install ffmpeg). Or use decoder='soundfile'."
+            f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}. "
+            f"Fix: {torchcodec_fix(installed['torch'], installed['torchcodec'])}. "
+            "torchcodec needs FFmpeg's shared libraries too (e.g. apt-get install ffmpeg). "
+            "Or use decoder='soundfile'."
         ) from err
 
 
@@ -286,9 +328,9 @@ class SoundfileAudio(datasets.Audio):
 class TorchcodecAudio(datasets.Audio):
     """datasets' own ``Audio`` (torchcodec), whose decoded object gives the same samples on every read.
 
-    torchcodec 0.13 keeps resampler state inside a decoder between calls, so reading ``["array"]`` of
-    one datasets example twice returned shifted samples. Here the samples are decoded once per example
-    and kept. Serialised as the standard ``Audio``.
+    torchcodec 0.13 to 0.15 keep resampler state inside a decoder between calls, so reading ``["array"]``
+    of one datasets example twice returned shifted samples (0.16 and later do not). Here the samples are
+    decoded once per example and kept, whatever the release. Serialised as the standard ``Audio``.
     """
 
     _type: str = field(default="Audio", init=False, repr=False)
