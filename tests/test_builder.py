@@ -150,6 +150,16 @@ def test_both_decode_paths_agree(tmp_path: Path, rate: int | None) -> None:
         assert np.corrcoef(x, y)[0, 1] >= 0.99
 
 
+@pytest.mark.skipif(int(datasets.__version__.split(".")[0]) >= 4, reason="datasets >= 4 decodes with torchcodec")
+def test_torchcodec_on_datasets_3_is_refused_not_replaced(tmp_path: Path) -> None:
+    """datasets 3.x's Audio decodes with soundfile and librosa (float64): asked for torchcodec, say so and stop."""
+    with pytest.raises(ImportError, match=rf"decoder='torchcodec' needs datasets >= 4, .*datasets "
+                                          rf"{datasets.__version__} decodes with soundfile and librosa .*float64"):
+        audio_dialogues.load("music", split="test", cache_dir=str(tmp_path), decoder="torchcodec", **SAMPLE)
+    default = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path), **SAMPLE)[0]["audio"]["array"]
+    assert default.dtype == np.float32  # what the message offers instead
+
+
 def test_missing_audio_policies(tmp_path: Path) -> None:
     kept = audio_dialogues.load("music", split="train", cache_dir=str(tmp_path), missing_audio="keep", **SAMPLE)
     assert kept.num_rows == 3

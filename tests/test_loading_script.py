@@ -47,6 +47,14 @@ def test_loading_script_builds_the_same_data_as_the_package(tmp_path: Path, stre
 
 
 @pytest.mark.skipif(DATASETS_MAJOR >= 4, reason="datasets>=4 removed loading scripts; tox env datasets36 runs this")
+def test_the_script_refuses_torchcodec_on_datasets_3(tmp_path: Path) -> None:
+    """Through the script too, decoder='torchcodec' on datasets 3.x fails naming why, not decoding with librosa."""
+    with pytest.raises(ImportError, match=r"decoder='torchcodec' needs datasets >= 4"):
+        datasets.load_dataset(str(SCRIPT), "music", split="test", trust_remote_code=True, decoder="torchcodec",
+                              cache_dir=str(tmp_path), **audio_dialogues.sample_paths())
+
+
+@pytest.mark.skipif(DATASETS_MAJOR >= 4, reason="datasets>=4 removed loading scripts; tox env datasets36 runs this")
 def test_a_cached_copy_of_the_script_loads_by_name_offline(tmp_path: Path) -> None:
     """After the script ran once, datasets 3.x offline runs its cached copy for the bare name (no import of the
     package first), passing that name as ``repo_id``: it is not a published repo, and the load works."""

@@ -58,8 +58,13 @@ def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
     if decoder == "soundfile":
         return SoundfileAudio(sampling_rate=sampling_rate)
     if decoder == "torchcodec":
-        if _DATASETS_MAJOR < 4:  # datasets < 4 decodes with soundfile/librosa and spells mono differently
-            return datasets.Audio(sampling_rate=sampling_rate, mono=True)
+        if _DATASETS_MAJOR < 4:
+            # datasets 3.x's Audio decodes with soundfile and librosa (float64): not what was asked for.
+            raise ImportError(
+                f"decoder='torchcodec' needs datasets >= 4, whose Audio feature decodes with torchcodec; "
+                f"datasets {datasets.__version__} decodes with soundfile and librosa instead (float64 samples). "
+                'Fix: pip install "datasets>=4" "audio-dialogues[decode]", or use decoder=\'soundfile\' '
+                "(the default: float32 mono on every datasets version).")
         check_torchcodec()
         return TorchcodecAudio(sampling_rate=sampling_rate, num_channels=1)
     if decoder == "none":
