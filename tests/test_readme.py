@@ -3,13 +3,17 @@ resolve, and it stays a first screen plus pointers (details live in docs/)."""
 
 from __future__ import annotations
 
+import configparser
+import importlib.metadata
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.tools import require_module
 
@@ -31,6 +35,46 @@ def test_runnable_snippet_runs_as_written(snippet: str, tmp_path: Path) -> None:
                           timeout=300)
     assert done.returncode == 0, f"snippet failed:\n{snippet}\n{done.stderr}"
     assert done.stdout.strip(), "a runnable snippet prints what it shows"
+
+
+def _dist(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirements(text: str) -> set[str]:
+    """The distributions a setup.cfg requirement list names."""
+    return {_dist(Requirement(r).name) for r in text.split("\n") if r.strip() and not r.startswith("#")}
+
+
+def _installed_by(commands: str) -> set[str]:
+    """Distributions that the ``pip install`` lines of a bash block ask for directly (``.[x]``: the project's
+    own requirements and extra x; a quoted requirement: itself)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    names: set[str] = set()
+    for command in re.split(r"\n|&&|;", commands):
+        words = shlex.split(command.split(" # ")[0]) if "pip install" in command else []
+        for word in words[words.index("install") + 1:] if words else []:
+            if word.startswith("."):
+                names |= _requirements(cfg["options"]["install_requires"]) | {_dist(cfg["metadata"]["name"])}
+                for extra in re.findall(r"\[(.*)\]", word)[0].split(",") if "[" in word else []:
+                    names |= _requirements(cfg["options.extras_require"][extra.strip()])
+            elif not word.startswith("-"):
+                names.add(_dist(Requirement(word).name))
+    return names
+
+
+@pytest.mark.parametrize("snippet", RUNNABLE, ids=[f"snippet{i}" for i in range(len(RUNNABLE))])
+def test_the_install_command_above_a_snippet_installs_what_it_imports(snippet: str) -> None:
+    """A reader runs the nearest install command above an example, then the example: nothing may be missing."""
+    before = README[:README.index(snippet)]
+    commands = re.findall(r"^```bash\n(.*?)^```$", before, flags=re.M | re.S)[-1]
+    imported = {name.split(".")[0] for name in re.findall(r"^(?:import|from) ([\w.]+)", snippet, flags=re.M)}
+    from_dists = importlib.metadata.packages_distributions()
+    for module in sorted(imported - set(sys.stdlib_module_names)):
+        dists = {_dist(d) for d in from_dists.get(module, [module])}
+        assert dists & _installed_by(commands), f"the example imports {module}; the command above it:\n{commands}"
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
