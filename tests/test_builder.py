@@ -22,7 +22,7 @@ import soundfile as sf
 import audio_dialogues
 from audio_dialogues.dataset.api import prepare
 from audio_dialogues.dataset.builder import AudioDialogues, MissingAudioError
-from audio_dialogues.dataset.decoding import SoundfileAudio
+from audio_dialogues.dataset.decoding import DecoderUnavailableError, SoundfileAudio
 from tests.tools import needs_unshare
 
 SAMPLE = audio_dialogues.sample_paths()
@@ -153,7 +153,7 @@ def test_both_decode_paths_agree(tmp_path: Path, rate: int | None) -> None:
 @pytest.mark.skipif(int(datasets.__version__.split(".")[0]) >= 4, reason="datasets >= 4 decodes with torchcodec")
 def test_torchcodec_on_datasets_3_is_refused_not_replaced(tmp_path: Path) -> None:
     """datasets 3.x's Audio decodes with soundfile and librosa (float64): asked for torchcodec, say so and stop."""
-    with pytest.raises(ImportError, match=rf"decoder='torchcodec' needs datasets >= 4, .*datasets "
+    with pytest.raises(DecoderUnavailableError, match=rf"decoder='torchcodec' needs datasets >= 4, .*datasets "
                                           rf"{datasets.__version__} decodes with soundfile and librosa .*float64"):
         audio_dialogues.load("music", split="test", cache_dir=str(tmp_path), decoder="torchcodec", **SAMPLE)
     default = audio_dialogues.load("music", split="test", cache_dir=str(tmp_path), **SAMPLE)[0]["audio"]["array"]

@@ -19,6 +19,7 @@ import pytest
 
 import audio_dialogues
 from audio_dialogues.dataset.builder import AudioDialogues
+from audio_dialogues.dataset.decoding import DecoderUnavailableError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "loading_script" / "audio_dialogues.py"
 DATASETS_MAJOR = int(datasets.__version__.split(".")[0])
@@ -49,7 +50,7 @@ def test_loading_script_builds_the_same_data_as_the_package(tmp_path: Path, stre
 @pytest.mark.skipif(DATASETS_MAJOR >= 4, reason="datasets>=4 removed loading scripts; tox env datasets36 runs this")
 def test_the_script_refuses_torchcodec_on_datasets_3(tmp_path: Path) -> None:
     """Through the script too, decoder='torchcodec' on datasets 3.x fails naming why, not decoding with librosa."""
-    with pytest.raises(ImportError, match=r"decoder='torchcodec' needs datasets >= 4"):
+    with pytest.raises(DecoderUnavailableError, match=r"decoder='torchcodec' needs datasets >= 4"):
         datasets.load_dataset(str(SCRIPT), "music", split="test", trust_remote_code=True, decoder="torchcodec",
                               cache_dir=str(tmp_path), **audio_dialogues.sample_paths())
 

@@ -108,8 +108,9 @@ def test_a_torchcodec_too_new_for_torch_names_the_release_that_loads(tmp_path: P
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": f"{fake}:{ROOT}"})
     assert done.returncode != 0
     message = done.stderr.strip().splitlines()[-1]
-    assert message.startswith("ImportError: decoder='torchcodec' needs torchcodec loadable with the installed torch "
-                              "(torch 2.13.0+cpu, torchcodec 0.17.0): OSError: Could not load this library")
+    assert message.startswith("audio_dialogues.dataset.decoding.DecoderUnavailableError: decoder='torchcodec' needs "
+                              "torchcodec loadable with the installed torch (torch 2.13.0+cpu, torchcodec 0.17.0): "
+                              "OSError: Could not load this library")
     assert 'torchcodec 0.17.0 needs torch >= 2.14' in message
     assert 'keep torch 2.13.0+cpu with pip install "torchcodec==0.13.*", or pip install "torch>=2.14"' in message
 

@@ -53,6 +53,11 @@ _DATASETS_MAJOR = int(datasets.__version__.split(".")[0])
 _CODEC_NEEDING_NEW_TORCH, _NEW_TORCH, _NEWEST_CODEC_TRIED = (0, 14), (2, 14), (0, 17)
 
 
+class DecoderUnavailableError(AudioDialoguesError, ImportError):
+    """The decoder asked for cannot run with what is installed (datasets < 4, or a torchcodec that does not load
+    with the installed torch); the message names the fix."""
+
+
 def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
     """The ``Audio`` feature for a decoder name: ``soundfile`` (fast), ``torchcodec`` (datasets' own), ``none``."""
     if decoder == "soundfile":
@@ -60,7 +65,7 @@ def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
     if decoder == "torchcodec":
         if _DATASETS_MAJOR < 4:
             # datasets 3.x's Audio decodes with soundfile and librosa (float64): not what was asked for.
-            raise ImportError(
+            raise DecoderUnavailableError(
                 f"decoder='torchcodec' needs datasets >= 4, whose Audio feature decodes with torchcodec; "
                 f"datasets {datasets.__version__} decodes with soundfile and librosa instead (float64 samples). "
                 'Fix: pip install "datasets>=4" "audio-dialogues[decode]", or use decoder=\'soundfile\' '
@@ -126,7 +131,7 @@ def check_torchcodec() -> None:
             except PackageNotFoundError:
                 installed[name] = None
         versions = ", ".join(f"{name} {v or 'not installed'}" for name, v in installed.items())
-        raise ImportError(
+        raise DecoderUnavailableError(
             f"decoder='torchcodec' needs torchcodec loadable with the installed torch ({versions}): "
             f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}. "
             f"Fix: {torchcodec_fix(installed['torch'], installed['torchcodec'])}. "
