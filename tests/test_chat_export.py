@@ -77,8 +77,9 @@ ROWS = {"audioset": AUDIOSET, "music": MUSIC, "comparison": COMPARISON}
 def dataset(tmp_path: Path) -> dict:
     """Annotations in ``data/``, audio for every clip but ``NO_AUDIO`` in ``audio/`` (two naming schemes).
 
-    The clips are WAV, FLAC, MP3, Ogg Vorbis and AAC in m4a, each of its own length (0.1 s, 0.2 s, ...), so a
-    consumer that loads the wrong clip or drops one is caught by the lengths it reports.
+    The clips are WAV, FLAC, MP3, Ogg Vorbis and AAC in m4a, each of its own length (0.1 s, 0.2 s, ..., and the
+    FLAC named by its 10 s window holds 10 s), so a consumer that loads the wrong clip or drops one is caught by
+    the lengths it reports.
     """
     data, audio = tmp_path / "data", tmp_path / "audio"
     (audio / "nested").mkdir(parents=True)
@@ -89,7 +90,9 @@ def dataset(tmp_path: Path) -> dict:
              YTIDS[2]: audio / "nested" / f"{YTIDS[2]}_5.5_15.5.flac", YTIDS[3]: audio / f"{YTIDS[3]}.mp3",
              YTIDS[4]: audio / f"Y{YTIDS[4]}.wav", YTIDS[5]: audio / f"Y{YTIDS[5]}.ogg"}
     for i, path in enumerate(files.values()):
-        tone = (0.1 * np.sin(np.linspace(0, 200 * (i + 1), 1600 * (i + 1)))).astype("float32")
+        # a file named by its window holds the whole window (a shorter one is refused as cut short)
+        length = 160_000 if path.stem.endswith("_5.5_15.5") else 1600 * (i + 1)
+        tone = (0.1 * np.sin(np.linspace(0, 200 * (i + 1), length))).astype("float32")
         sf.write(path, tone, 16000, format="MP3" if path.suffix == ".mp3" else None)
     files[YTIDS[6]] = audio / f"Y{YTIDS[6]}.m4a"  # AAC: libsndfile writes none, ffmpeg encodes it
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(files[YTIDS[0]]), "-c:a", "aac",
