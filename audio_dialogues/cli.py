@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.overview import sample_gaps_note, summarise
-from .errors import AudioDialoguesError, exit_code
+from .errors import AudioDialoguesError, UsageError, exit_code
 from .export import FORMATS, OPENAI_AUDIO
 from .files import input_problem
 from .generate import generate
@@ -24,7 +24,6 @@ from .generate.options import add_arguments, from_args
 from .sample import describe_sample, sample_paths
 from .sources import records
 from .sources.annotations import CONFIGS, AnnotationError, Record
-from .sources.metadata import MetadataError
 
 if TYPE_CHECKING:
     from .fetch import FetchOptions
@@ -75,12 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except AudioDialoguesError as e:
+    except (AudioDialoguesError, KeyboardInterrupt) as e:
         # The message already names the file, the record or the option and the problem; no traceback.
-        print(f"error: {e}", file=sys.stderr)
+        # The exit status is decided in one place, errors.EXIT_CODES.
+        print("interrupted: run the same command again to resume" if isinstance(e, KeyboardInterrupt)
+              else f"error: {e}", file=sys.stderr)
         return exit_code(e)
 
 
@@ -217,23 +215,23 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
     fetch.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, else "
                                                  "$XDG_CACHE_HOME/audio_dialogues/clips)")
     fetch.add_argument("--url-template", default=YOUTUBE_URL_TEMPLATE, help="video URL; {ytid} is replaced")
-    fetch.add_argument("--workers", type=_positive_int, default=4, help="parallel downloads (default 4)")
-    fetch.add_argument("--sample-rate", type=_sample_rate, default=16000,
+    fetch.add_argument("--workers", type=_fetch_number("workers"), default=4, help="parallel downloads (default 4)")
+    fetch.add_argument("--sample-rate", type=_fetch_number("sample_rate"), default=16000,
                        help="output rate in Hz, or 'native' for the source's (default 16000)")
     fetch.add_argument("--format", choices=("flac", "wav"), default="flac", help="audio file format of the cache")
     fetch.add_argument("--retry-failed", action="store_true",
                        help="also retry clips the journal records as permanently unavailable")
-    fetch.add_argument("--max-attempts", type=_positive_int, default=3,
+    fetch.add_argument("--max-attempts", type=_fetch_number("max_attempts"), default=3,
                        help="downloads per clip and run before a transient failure waits for the next run")
     fetch.add_argument("--cookies", metavar="FILE", help="Netscape cookies file (age checks, bot checks)")
     fetch.add_argument("--proxy", metavar="URL", help="proxy URL for every request")
-    fetch.add_argument("--sleep", type=_non_negative, default=0.0, metavar="S",
+    fetch.add_argument("--sleep", type=_fetch_number("sleep"), default=0.0, metavar="S",
                        help="seconds each worker waits before each download")
-    fetch.add_argument("--rate-limit", type=_positive_float, metavar="N",
+    fetch.add_argument("--rate-limit", type=_fetch_number("rate_limit"), metavar="N",
                        help="start at most N downloads per second in total")
-    fetch.add_argument("--num-shards", type=_positive_int, default=1,
+    fetch.add_argument("--num-shards", type=_fetch_number("num_shards"), default=1,
                        help="split the clips by video into N disjoint shards (one per machine)")
-    fetch.add_argument("--shard-index", type=int, default=0, metavar="I",
+    fetch.add_argument("--shard-index", type=_fetch_number("shard_index"), default=0, metavar="I",
                        help="which shard this machine fetches (0-based)")
     fetch.add_argument("--reverify", action="store_true", help="decode every cached clip again (slow)")
     fetch.add_argument("--js-runtime", action="append", default=[], metavar="NAME[:PATH]",
@@ -272,29 +270,11 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
     status.set_defaults(run=_run_status, parser=status)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _fetch_number(field: str) -> Callable[[str], int | float | None]:
+    """The argparse type of a numeric fetch option: :data:`~audio_dialogues.fetch.options.NUMBERS`' spec."""
+    from .fetch.options import NUMBERS
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _sample_rate(text: str) -> int | None:
-    return None if text == "native" else _positive_int(text)
+    return NUMBERS[field].argument("--" + field.replace("_", "-"))
 
 
 def _config_clips(args: argparse.Namespace) -> list:
@@ -324,48 +304,39 @@ def _config_clips(args: argparse.Namespace) -> list:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from .fetch import FetchError, FetchInterrupted, FetchOptions, FetchStopped, fetch_clips
+    from .fetch import FetchInterrupted, FetchOptions, FetchStopped, fetch_clips
 
-    try:
-        options = FetchOptions(
-            url_template=args.url_template, sample_rate=args.sample_rate, format=args.format,
-            workers=args.workers, sleep=args.sleep, rate_limit=args.rate_limit, cookies=args.cookies,
-            proxy=args.proxy, retry_failed=args.retry_failed, max_attempts=args.max_attempts,
-            num_shards=args.num_shards, shard_index=args.shard_index, reverify=args.reverify,
-            js_runtimes=tuple(args.js_runtime), extractor_args=tuple(args.extractor_args),
-            plugin_dirs=tuple(args.plugin_dirs))
-        if args.check:
-            return _run_fetch_check(options)
-        if args.config is None or args.data_dir is None:
-            raise ValueError("CONFIG and --data-dir are required (except with --check)")
-        for folder in args.audio_dir:
-            if not os.path.isdir(folder):
-                raise ValueError(f"--audio-dir {folder}: not a folder")
-        clips = _config_clips(args)
-        untimed = sum(1 for c in clips if not c.has_times)
-        if untimed and not (args.strong_labels or args.musiccaps_csv or args.download_metadata):
-            raise ValueError(
-                f"{untimed} of {len(clips)} clips have no time window (release-shape annotations): pass the "
-                "source metadata (--strong-labels TSV for audioset/comparison, --musiccaps-csv for music, "
-                "or --download-metadata)")
-    except (ValueError, AnnotationError, MetadataError) as err:
-        args.parser.error(str(err))  # exits with status 2
+    options = FetchOptions(
+        url_template=args.url_template, sample_rate=args.sample_rate, format=args.format,
+        workers=args.workers, sleep=args.sleep, rate_limit=args.rate_limit, cookies=args.cookies,
+        proxy=args.proxy, retry_failed=args.retry_failed, max_attempts=args.max_attempts,
+        num_shards=args.num_shards, shard_index=args.shard_index, reverify=args.reverify,
+        js_runtimes=tuple(args.js_runtime), extractor_args=tuple(args.extractor_args),
+        plugin_dirs=tuple(args.plugin_dirs))
+    if args.check:
+        return _run_fetch_check(options)
+    if args.config is None or args.data_dir is None:
+        raise UsageError("CONFIG and --data-dir are required (except with --check)")
+    for folder in args.audio_dir:
+        if not os.path.isdir(folder):
+            raise UsageError(f"--audio-dir {folder}: not a folder")
+    clips = _config_clips(args)
+    untimed = sum(1 for c in clips if not c.has_times)
+    if untimed and not (args.strong_labels or args.musiccaps_csv or args.download_metadata):
+        raise UsageError(
+            f"{untimed} of {len(clips)} clips have no time window (release-shape annotations): pass the "
+            "source metadata (--strong-labels TSV for audioset/comparison, --musiccaps-csv for music, "
+            "or --download-metadata)")
     try:
         report = fetch_clips(clips, cache_dir=args.audio_cache_dir, options=options, progress=not args.no_progress,
                              audio_dirs=audio_folders(args, args.config))
-    except FetchInterrupted as interrupted:
-        print(interrupted.report.summary())
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    except FetchStopped as stopped:
+    except (FetchInterrupted, FetchStopped) as stopped:  # what was done before is reported; main says why
         if stopped.report is not None:
             print(stopped.report.summary())
-        print(f"audio-dialogues fetch: stopped: {stopped}. Nothing was recorded against any clip; run the same "
-              "command again once that is fixed.", file=sys.stderr)
-        return 1
-    except FetchError as err:
-        print(f"audio-dialogues fetch: error: {err}", file=sys.stderr)
-        return 2
+        if isinstance(stopped, FetchStopped):
+            print("nothing was recorded against any clip: run the same command again once that is fixed",
+                  file=sys.stderr)
+        raise
     untimed = sum(1 for o in report.outcomes if o.reason == "unknown_times")
     print(f"{args.config}: {len(report.outcomes)} clips" + (
         f" (shard {args.shard_index} of {args.num_shards}; {report.other_shards} in other shards)"
@@ -416,10 +387,7 @@ def _run_status(args: argparse.Namespace) -> int:
     if args.config:
         if not args.data_dir:
             args.parser.error("CONFIG needs --data-dir (the annotations naming its clips)")
-        try:
-            clips = _config_clips(args)
-        except (ValueError, AnnotationError, MetadataError) as err:
-            args.parser.error(str(err))
+        clips = _config_clips(args)
     state = journal.load(cache_dir, args.journal)
     present: dict[str, tuple[str, str]] = {}  # clip key -> (where, path), found as prepare finds audio
     if clips is not None:

@@ -33,3 +33,21 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 def exit_code(error: BaseException) -> int:
     """The command line's exit status for ``error`` (see :data:`EXIT_CODES`)."""
     return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
+
+
+def reason(error: BaseException, *, leave_out: str = "") -> str:
+    """What went wrong, from the messages along ``error``'s chain of causes, outermost first, each said once.
+
+    Foreign exceptions hide their reason in a cause: datasets' ``FileNotFoundError(url)`` over aiohttp's
+    ``404, message='Not Found'``, a connection error over ``[Errno 111] Connection refused``. A package error
+    wrapping one says this, not just the outermost message. ``leave_out`` drops a message that is only that
+    text (the URL or path the wrapping message already names).
+    """
+    parts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None and len(parts) < 4:
+        text = str(seen).strip() or type(seen).__name__
+        if text != leave_out and not any(text in part for part in parts):
+            parts.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return "; ".join(parts) or type(error).__name__

@@ -50,7 +50,7 @@ FAULTS = {
 
 def describe_os_error(path: str | os.PathLike, err: OSError) -> str:
     """``path: what went wrong``, with the causes a user can fix (a full disk, a read-only one) named as such."""
-    if err.errno == errno.EEXIST and err.filename != os.fspath(path):
+    if err.errno == errno.EEXIST and (err.filename != os.fspath(path) or not os.path.isdir(path)):
         what = FAULTS[errno.ENOTDIR]  # making a parent folder where a file stands
     else:
         what = FAULTS.get(err.errno or 0) or err.strerror or str(err)

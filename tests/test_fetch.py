@@ -419,7 +419,7 @@ def test_hostile_ids_and_windows_are_refused_with_a_clear_error(name, args, mess
         Clip(*args)
 
 
-def test_a_ytid_with_a_newline_in_annotations_is_a_usage_error_and_nothing_is_cached(media, tmp_path):
+def test_a_ytid_with_a_newline_in_annotations_is_bad_input_and_nothing_is_cached(media, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "audioset_test.jsonl").write_text(json.dumps(
@@ -430,7 +430,7 @@ def test_a_ytid_with_a_newline_in_annotations_is_a_usage_error_and_nothing_is_ca
         [sys.executable, "-m", "audio_dialogues.cli", "fetch", "audioset", "--data-dir", str(data),
          "--audio-cache-dir", str(cache), "--url-template", media.url_template("m4a"), "--no-progress"],
         capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr  # bad input, as for prepare
     assert "audioset_test.jsonl" in done.stderr and "newline0001\\n" in done.stderr
     assert "Traceback" not in done.stderr and not cache.exists()
 

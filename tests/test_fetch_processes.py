@@ -189,7 +189,7 @@ def test_exit_codes_and_status_of_failures(server, tmp_path):
         assert usage.returncode == 2, (bad, usage.stderr)
     usage = subprocess.run(cli("fetch", "audioset", "--data-dir", str(tmp_path / "nowhere")),
                            capture_output=True, text=True)
-    assert usage.returncode == 2 and "nowhere" in usage.stderr
+    assert usage.returncode == 1 and "nowhere" in usage.stderr  # an input that is not there, as for prepare
 
 
 def test_pip_only_ffmpeg_and_nothing_written_outside_the_cache(server, tmp_path):

@@ -30,16 +30,16 @@ import datasets
 import pytest
 
 import audio_dialogues
-from audio_dialogues.dataset.builder import MissingAudioError
 from audio_dialogues.dataset.local_audio import AudioResolver
 from audio_dialogues.dataset.options import ConfigError
+from audio_dialogues.errors import AudioDialoguesError
 from audio_dialogues.evaluation.scoring import EvaluationError, read_predictions
 from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.generate import GenerateError, GenerateOptions
 from audio_dialogues.generate.embedders import openai_embedder
 from audio_dialogues.generate.prompts import load_template
-from audio_dialogues.sources.annotations import AnnotationError, read_split
+from audio_dialogues.sources.annotations import read_split
 from audio_dialogues.sources.clips import Clip
 from audio_dialogues.sources.metadata import (
     MetadataError,
@@ -52,7 +52,7 @@ from tests.media_server import MediaServer, make_clips, source_server, write_ann
 from tests.openai_server import OpenAIServer
 from tests.tools import needs_unshare
 
-PACKAGE_ERRORS = (AnnotationError, MetadataError, ConfigError, MissingAudioError, GenerateError)
+PACKAGE_ERRORS = (AudioDialoguesError,)
 REPO = Path(__file__).resolve().parents[1]
 
 TURNS = [{"user": "What is it?", "assistant": "A dog barking."}]
@@ -95,9 +95,9 @@ def generate_options(**options: Any) -> Callable[[Path], Any]:
     return lambda d: GenerateOptions(d / "out", **options)
 
 
-def generate_cli(*args: str) -> Cli:
+def generate_cli(*args: str, status: int = 1) -> Cli:
     """``generate`` with the least it needs to reach option checks (no sources: those are read later)."""
-    return Cli(("generate", "--output-dir", "{d}/out", "--model", "m", "--quiet", *args))
+    return Cli(("generate", "--output-dir", "{d}/out", "--model", "m", "--quiet", *args), status)
 
 
 def load(config: str = "music", **options: Any) -> Callable[[Path], Any]:
@@ -111,10 +111,12 @@ class Cli:
     """``python -m audio_dialogues.cli ARGS``; ``{d}`` in an argument is the row's folder."""
 
     args: tuple[str, ...]
+    #: 1: bad input, unreadable input, unwritable output; 2: a usage error (errors.EXIT_CODES)
+    status: int = 1
 
 
-def cli(*args: str) -> Cli:
-    return Cli(args)
+def cli(*args: str, status: int = 1) -> Cli:
+    return Cli(args, status)
 
 
 # ---- the table --------------------------------------------------------------------------------------
@@ -456,41 +458,42 @@ CASES = [
          cli("prepare", "audioset", "--data-dir", "{d}"), "audioset_train.jsonl:1",
          ("meta.sound_events[0].start_s must be a number",)),
     # -- generate: numeric options out of range (Python API and command line), checks a dry run skipped
-    Case("generate: tpm negative", {}, generate_options(tpm=-1), None, ("--tpm must be a number greater than 0",)),
+    Case("generate: tpm negative", {}, generate_options(tpm=-1), None, ("--tpm must be a number from", "got -1")),
     Case("generate: tpm NaN", {}, generate_options(tpm=float("nan")), None, ("--tpm", "got nan")),
-    Case("generate: rpm zero", {}, generate_options(rpm=0), None, ("--rpm must be a number greater than 0",)),
+    Case("generate: rpm zero", {}, generate_options(rpm=0), None, ("--rpm must be a number from", "got 0")),
     Case("generate: max_attempts zero", {}, generate_options(max_attempts=0), None,
-         ("--max-attempts must be a whole number of at least 1, got 0",)),
+         ("--max-attempts must be a whole number from 1", "got 0")),
     Case("generate: max_tokens negative", {}, generate_options(max_tokens=-5), None,
-         ("--max-tokens must be a whole number of at least 1, got -5",)),
+         ("--max-tokens must be a whole number from 1", "got -5")),
     Case("generate: temperature negative", {}, generate_options(temperature=-3), None,
          ("--temperature must be a number from 0 to 2, got -3",)),
     Case("generate: timeout zero", {}, generate_options(timeout_s=0), None,
-         ("--timeout must be a number greater than 0, got 0",)),
+         ("--timeout must be a number greater than 0", "got 0")),
     Case("generate: price negative", {}, generate_options(price_in=-1), None,
-         ("--price-in must be a number of at least 0, got -1",)),
+         ("--price-in must be a number from 0", "got -1")),
     Case("generate: similarity threshold 7", {}, generate_options(similarity_threshold=7), None,
          ("--similarity-threshold must be a number from -1 to 1, got 7",)),
     Case("generate: concurrency zero", {}, generate_options(concurrency=0), None,
-         ("--concurrency must be a whole number of at least 1, got 0",)),
+         ("--concurrency must be a whole number from 1", "got 0")),
     Case("generate: concurrency a string", {}, generate_options(concurrency="8"), None, ("--concurrency", "got '8'")),
     Case("generate: music fraction without MusicCaps", {}, generate_options(comparison_music_fraction=0.5), None,
          ("--comparison-music-fraction 0.5", "give --musiccaps-csv")),
     Case("generate: comparison groups negative", {}, generate_options(comparison_groups={"train": 5, "test": -1}),
-         None, ("--comparison-groups must give train and/or test a whole number of at least 0", "'test': -1")),
+         None, ("--comparison-groups test must be a whole number from 0", "got -1")),
     Case("generate: comparison groups not whole", {}, generate_options(comparison_groups={"train": 2.5}), None,
-         ("--comparison-groups", "got {'train': 2.5}")),
+         ("--comparison-groups train must be a whole number", "got 2.5")),
     Case("generate: comparison groups of a split that is not one", {},
          generate_options(comparison_groups={"validation": 3}), None, ("--comparison-groups", "'validation'")),
-    Case("CLI: generate --comparison-groups -1", {}, generate_cli("--comparison-groups", "-1"), None,
-         ("--comparison-groups must give train and/or test a whole number of at least 0",)),
-    Case("CLI: generate --comparison-groups train=-2", {}, generate_cli("--comparison-groups", "train=-2"), None,
-         ("--comparison-groups", "'train': -2")),
-    Case("CLI: generate --limit 0", {}, generate_cli("--limit", "0"), None,
-         ("--limit must be a whole number of at least 1",)),
-    Case("CLI: generate --tpm -1", {}, generate_cli("--tpm", "-1"), None, ("--tpm must be a number greater than 0",)),
-    Case("CLI: generate --max-attempts 0", {}, generate_cli("--max-attempts", "0"), None,
-         ("--max-attempts must be a whole number of at least 1",)),
+    Case("CLI: generate --comparison-groups -1", {}, generate_cli("--comparison-groups", "-1", status=2), None,
+         ("argument --comparison-groups: must be a whole number from 0", "got '-1'")),
+    Case("CLI: generate --comparison-groups train=-2", {}, generate_cli("--comparison-groups", "train=-2", status=2),
+         None, ("argument --comparison-groups: must be a whole number from 0", "got '-2'")),
+    Case("CLI: generate --limit 0", {}, generate_cli("--limit", "0", status=2), None,
+         ("argument --limit: must be a whole number of at least 1",)),
+    Case("CLI: generate --tpm -1", {}, generate_cli("--tpm", "-1", status=2), None,
+         ("argument --tpm: must be a number from", "got '-1'")),
+    Case("CLI: generate --max-attempts 0", {}, generate_cli("--max-attempts", "0", status=2), None,
+         ("argument --max-attempts: must be a whole number from 1",)),
     Case("CLI: generate --comparison-music-fraction without MusicCaps", {},
          generate_cli("--comparison-music-fraction", "0.5"), None, ("give --musiccaps-csv",)),
     Case("CLI: generate --dry-run with an unknown embedder", {}, generate_cli("--dry-run", "--embedder", "bogus"),
@@ -542,7 +545,7 @@ def test_hostile_input_is_a_clear_message(tmp_path: Path, case: Case) -> None:
         write(tmp_path / name, content)
     if isinstance(case.call, Cli):
         done = run_cli(case.call.args, tmp_path)
-        assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+        assert done.returncode == case.call.status, (done.returncode, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr, done.stderr
         message = done.stderr
     else:
@@ -745,3 +748,102 @@ def test_a_cache_that_stops_taking_writes_stops_the_fetch_and_journals_nothing_i
                                env={**os.environ, "PYTHONPATH": str(REPO)})
     assert again.returncode == 0, again.stdout + again.stderr
     assert all(clip_cache.cached_clip(after, c) is not None for c in clips)
+
+
+# ---- classes, not instances: every numeric option, every command -------------------------------------------
+
+#: What a hostile user types for a number: not a number, not finite, beyond float or int conversion, negative,
+#: zero, fractional, tiny, and spelt in ways Python's int() or float() take but mean nothing here.
+HOSTILE_NUMBERS = ("nan", "inf", "-inf", "1e400", LONG_NUMBER, "-1", "0", "2.5", "abc", "", " ", "1e-300", "0x10",
+                   "True", "1_000", "١٢")
+
+
+def numeric_options() -> list[tuple[str, Any]]:
+    """(command, argparse action) for every option of every command that takes a number."""
+    from audio_dialogues import cli
+
+    commands = next(a for a in cli.build_parser()._actions if a.choices and a.dest == "command").choices
+    found = []
+    for command, parser in commands.items():
+        for action in parser._actions:
+            default_is_number = isinstance(action.default, (int, float)) and not isinstance(action.default, bool)
+            if action.option_strings and (default_is_number or action.type in (int, float)
+                                          or hasattr(action.type, "number")):
+                found.append((command, action))
+    return found
+
+
+NUMERIC_OPTIONS = numeric_options()
+#: Options taking more than one number in one argument, each checked by a Number of their own.
+COMPOSITE = {"--comparison-groups"}
+
+
+def test_every_numeric_option_is_parsed_by_the_one_numeric_parser() -> None:
+    assert len(NUMERIC_OPTIONS) >= 20, [a.option_strings for _, a in NUMERIC_OPTIONS]
+    plain = [f"{command} {action.option_strings[0]}" for command, action in NUMERIC_OPTIONS
+             if not hasattr(action.type, "number") and action.option_strings[0] not in COMPOSITE]
+    assert plain == []
+
+
+@pytest.mark.parametrize("command, action", NUMERIC_OPTIONS,
+                         ids=[f"{c} {a.option_strings[0]}" for c, a in NUMERIC_OPTIONS])
+def test_every_numeric_option_refuses_hostile_numbers_as_a_usage_error(command: str, action: Any, capsys) -> None:
+    from audio_dialogues import cli
+
+    flag = action.option_strings[0]
+    spec = getattr(action.type, "number", None)
+    refused = [v for v in HOSTILE_NUMBERS if spec is None or not _parses(spec, v)]
+    assert {"nan", "inf", "1e400", LONG_NUMBER, "abc", ""} <= set(refused)
+    for value in refused:
+        with pytest.raises(SystemExit) as usage:
+            cli.main([command, f"{flag}={value}"])
+        err = capsys.readouterr().err
+        assert usage.value.code == 2 and f"argument {flag}" in err and "Traceback" not in err, (value, err)
+        if spec is not None:  # the message says what the option takes
+            assert spec.describe() in err, err
+
+
+def _parses(spec: Any, text: str) -> bool:
+    try:
+        spec.parse("x", text)
+    except AudioDialoguesError:
+        return False
+    return True
+
+
+def api_numbers() -> list[tuple[str, str, Any]]:
+    """(API, field, its Number) for every numeric field of the options the public functions take."""
+    from audio_dialogues.fetch.options import NUMBERS as FETCH
+    from audio_dialogues.generate.options import NUMBERS as GENERATE
+
+    return ([("FetchOptions", name, spec) for name, spec in FETCH.items()]
+            + [("GenerateOptions", name, spec) for name, (_, spec) in GENERATE.items()])
+
+
+HOSTILE_VALUES = (float("nan"), float("inf"), float("-inf"), 10**400, -(10**400), 1e300, -1, 0, 2.5, True, "1", [1])
+
+
+@pytest.mark.parametrize("api, name, spec", api_numbers(), ids=[f"{a}.{n}" for a, n, _ in api_numbers()])
+def test_every_numeric_api_option_refuses_hostile_values_with_a_package_error(tmp_path: Path, api: str, name: str,
+                                                                            spec: Any) -> None:
+    from audio_dialogues.fetch import FetchOptions
+    from audio_dialogues.fetch.options import FetchError
+    from audio_dialogues.generate.options import NUMBERS as GENERATE
+    from audio_dialogues.generate.options import GenerateError
+
+    make, error, named = ((lambda **kw: FetchOptions(**kw)), FetchError, name) if api == "FetchOptions" else \
+        ((lambda **kw: GenerateOptions(tmp_path, **kw)), GenerateError, GENERATE[name][0])
+    refused = [v for v in HOSTILE_VALUES if not spec.accepts(v)]
+    assert len(refused) >= 8 and all(v in refused for v in HOSTILE_VALUES[:3])
+    for value in refused:
+        with pytest.raises(error) as raised:
+            make(**{name: value})
+        assert f"{named} must be {spec.describe()}" in str(raised.value), str(raised.value)
+
+
+@pytest.mark.parametrize("option", ["sampling_rate", "num_shards"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, 1e300, -1, 0, 2.5, True, "16000"])
+def test_numeric_builder_options_refuse_hostile_values(tmp_path: Path, option: str, value: Any) -> None:
+
+    with pytest.raises(ConfigError, match=f"option {option}="):
+        audio_dialogues.load("music", cache_dir=str(tmp_path), **{option: value}, **audio_dialogues.sample_paths())

@@ -12,6 +12,7 @@ import soundfile as sf
 
 import audio_dialogues
 from audio_dialogues.dataset.local_audio import AudioIndex, AudioResolver, UnusableAudioError
+from audio_dialogues.dataset.options import ConfigError
 from audio_dialogues.dataset.resolution import ResolutionState
 from audio_dialogues.fetch.cache import ClipRecord, audio_path, read_record, write_record
 from audio_dialogues.sources.clips import Clip
@@ -89,8 +90,11 @@ def test_a_leading_y_that_belongs_to_the_id(tmp_path: Path) -> None:
 
 
 def test_missing_folder_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="audio_dir .*nowhere is not a directory"):
+    with pytest.raises(ConfigError, match="audio_dir .*nowhere is not there"):  # a package error, not an OSError
         AudioIndex([tmp_path / "nowhere"])
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="audio_dir .*a-file is a file, not a folder"):
+        AudioIndex([tmp_path / "a-file"])
 
 
 def wav(path: Path, seconds: float, rate: int = 8_000) -> Path:

@@ -19,6 +19,7 @@ lazily in the DataLoader worker (or rank) that reads it, so the first example co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -36,8 +37,9 @@ import pyarrow as pa
 from datasets.download.streaming_download_manager import StreamingDownloadManager
 
 from .. import __version__
+from ..errors import AudioDialoguesError
 from ..fetch.cache import cached_clip, resolve_cache_dir
-from ..files import FAULTS, OutputError, atomic_write, describe_os_error
+from ..files import OutputError, atomic_write, describe_os_error
 from ..publish.source import embedded_audio_dirs, iter_published_part, read_published
 from ..sources.annotations import (
     CONFIGS,
@@ -270,9 +272,10 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         try:
             super().__init__(*args, **kwargs)
         except OSError as err:
-            if err.errno not in FAULTS or not err.filename:
+            failure = _prepare_failure(err, kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE)
+            if failure is None:
                 raise
-            raise _cache_error(err) from None
+            raise failure from err
         #: datasets' own config id (the options); the content and resolution digests are added on prepare.
         self.options_id = self.config_id
         self._resolved: dict[str, tuple[list[tuple[Record, list[Path | None]]], SplitReport]] | None = None
@@ -316,11 +319,11 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         generated = self._resolved is not None
         try:
             super().download_and_prepare(output_dir, *args, **kwargs)
-        except OSError as err:
-            root = os.path.abspath(output_dir or self._cache_dir_root)
-            if err.errno not in FAULTS or not os.path.abspath(str(err.filename or "/")).startswith(root):
+        except (OSError, datasets.exceptions.DatasetGenerationError) as err:
+            failure = _prepare_failure(err, output_dir or self._cache_dir_root)
+            if failure is None:
                 raise
-            raise _cache_error(err) from None
+            raise failure from err
         self._resolved = None
         if generated:
             _leave_import_hint(self._dataset_dir())
@@ -355,7 +358,12 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         if empty and (split is not None or len(empty) == len(asked)):
             raise MissingAudioError("; ".join(reports[s].no_audio_message(f"{self.config.name}/{s}") for s in empty)
                                     + f". {NO_AUDIO_ADVICE}")
-        return super().as_dataset(split, *args, **kwargs)
+        with _split_errors(split):
+            return super().as_dataset(split, *args, **kwargs)
+
+    def as_streaming_dataset(self, split: Any = None, *args: Any, **kwargs: Any) -> Any:
+        with _split_errors(split):
+            return super().as_streaming_dataset(split, *args, **kwargs)
 
     def _as_dataset(self, split: Any, *args: Any, **kwargs: Any) -> datasets.Dataset:
         # datasets cannot read a split of no rows ("corresponds to no data"); an empty split is a table of none.
@@ -601,6 +609,9 @@ def _check_builder_kwargs(kwargs: dict[str, Any]) -> None:
     unknown = [k for k in kwargs if k not in known | options]
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}; the options are: {', '.join(sorted(options - {'name'}))}")
+    name = kwargs.get("config_name")
+    if name is not None and name not in CONFIGS:
+        raise ConfigError(f"unknown config {name!r:.80}; the configs are: {', '.join(CONFIGS)}")
     check_options({k: kwargs[k] for k in ("data_dir",) if k in kwargs})
     data_files = kwargs.get("data_files")
     if data_files is not None and not isinstance(data_files, datasets.data_files.DataFilesDict):
@@ -631,10 +642,42 @@ def _leave_import_hint(dataset_dir: str) -> None:
         logger.debug("could not leave the import hint: %s", err)
 
 
-def _cache_error(err: OSError) -> OutputError:
+def _cache_error(err: OSError, root: str | os.PathLike) -> OutputError:
     """A datasets cache folder that cannot be written, named with the cause (the lock or folder datasets made)."""
-    return OutputError(f"{describe_os_error(err.filename, err)}; the datasets cache (cache_dir=, --cache-dir, "
-                       "$HF_DATASETS_CACHE) must be a folder you can write")
+    return OutputError(f"{describe_os_error(err.filename or root, err)}; the datasets cache (cache_dir=, "
+                       "--cache-dir, $HF_DATASETS_CACHE) must be a folder you can write, with space left")
+
+
+def _prepare_failure(err: BaseException, root: str | os.PathLike) -> AudioDialoguesError | None:
+    """What a failed prepare means in the package's terms, or ``None`` (a defect: let it through).
+
+    datasets wraps what goes wrong while writing a split in ``DatasetGenerationError`` and checks free space
+    itself (an ``OSError`` naming no file); pyarrow's write errors name no file either. So the chain is
+    searched: the package's own error is raised as it was; an ``OSError`` naming no file or one inside the
+    datasets cache (``root``: a full disk, a file where the cache folder should be, no permission) is the
+    cache that cannot be written.
+    """
+    root = os.path.abspath(root)
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, AudioDialoguesError):
+            return seen
+        if isinstance(seen, OSError) and (
+                not seen.filename or os.path.abspath(os.fsdecode(seen.filename)).startswith(root)):
+            return _cache_error(seen, root)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _split_errors(split: Any) -> Iterator[None]:
+    """datasets' ``ValueError`` for a split it does not know (``dev``, ``train[:x]``) as a :class:`ConfigError`."""
+    try:
+        yield
+    except ValueError as err:
+        if isinstance(err, AudioDialoguesError):
+            raise
+        raise ConfigError(f"split={split!r:.80} is not valid: {err}") from err
 
 
 def _split_names(split: Any) -> list[str]:

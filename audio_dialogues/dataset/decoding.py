@@ -29,7 +29,7 @@ import soundfile as sf
 import soxr
 from datasets.features.features import register_feature
 
-from ..errors import AudioDialoguesError
+from ..errors import AudioDialoguesError, UsageError
 from ..files import open_regular
 from .local_audio import (
     WINDOW_TOLERANCE_S,
@@ -74,7 +74,7 @@ def audio_feature(decoder: str, sampling_rate: int | None) -> datasets.Audio:
         return TorchcodecAudio(sampling_rate=sampling_rate, num_channels=1)
     if decoder == "none":
         return datasets.Audio(sampling_rate=sampling_rate, decode=False)
-    raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
+    raise UsageError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
 
 
 def _release(version: str | None) -> tuple[int, int] | None:
@@ -151,7 +151,7 @@ def _decode_with_ffmpeg(source: str | bytes, sampling_rate: int | None) -> tuple
            "-map", "0:a:0", "-ac", "1", *rate, "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
     out = subprocess.run(cmd, input=source if isinstance(source, bytes) else None, capture_output=True)
     if out.returncode != 0 or not out.stdout:
-        raise RuntimeError(f"ffmpeg could not decode {name}: {out.stderr.decode(errors='replace').strip()}")
+        raise AudioDecodeError(f"ffmpeg could not decode {name}: {out.stderr.decode(errors='replace').strip()}")
     array, native = sf.read(io.BytesIO(out.stdout), dtype="float32")
     return np.ascontiguousarray(array), int(native)
 

@@ -143,7 +143,10 @@ class AudioIndex:
                         entries = list(listing)
                 except (FileNotFoundError, NotADirectoryError):
                     if current == str(folder):
-                        raise FileNotFoundError(f"audio_dir {folder} is not a directory") from None
+                        from .options import ConfigError  # options.py imports this module
+
+                        what = "a file, not a folder" if os.path.exists(folder) else "not there"
+                        raise ConfigError(f"audio_dir {folder} is {what}") from None
                     continue  # removed since its parent was listed
                 except OSError as err:
                     if current == str(folder):  # no permission, here or on a parent folder

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import AudioDialoguesError
+from ..fetch.options import MAX_SAMPLE_RATE
+from ..numbers import Number
 from .local_audio import MISSING_AUDIO_POLICIES
 
-#: Bounds of numeric options: beyond them a value is a typo, not a setting.
-MAX_SAMPLING_RATE = 768_000
-MAX_SHARDS = 100_000
+#: Numeric options: beyond these bounds a value is a typo, not a setting.
+SAMPLING_RATE = Number(1, MAX_SAMPLE_RATE, whole=True)
+SHARDS = Number(1, 100_000, whole=True)
 #: Options for which ``None`` means "not given" (datasets itself drops overrides whose value is None).
 _NONE_ALLOWED = {"data_dir", "audio_dir", "audio_cache_dir", "sampling_rate", "strong_labels", "musiccaps_csv",
                  "ontology", "repo_id", "revision"}
@@ -75,8 +77,8 @@ def _option_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "data_dir": (is_path, "a folder path"),
         "audio_dir": (is_paths, "a folder path or a list of folder paths"),
         "audio_cache_dir": (is_path, "a folder path"),
-        "sampling_rate": (lambda v: v == "native" or (type(v) is int and 0 < v <= MAX_SAMPLING_RATE),
-                          f"a whole number of Hz from 1 to {MAX_SAMPLING_RATE}, or 'native' (or None) for each "
+        "sampling_rate": (lambda v: v == "native" or SAMPLING_RATE.accepts(v),
+                          f"a whole number of Hz from 1 to {MAX_SAMPLE_RATE}, or 'native' (or None) for each "
                           "file's own rate"),
         "decoder": (lambda v: isinstance(v, str) and v in DECODERS, f"one of {', '.join(map(repr, DECODERS))}"),
         "missing_audio": (lambda v: isinstance(v, str) and v in MISSING_AUDIO_POLICIES,
@@ -88,7 +90,7 @@ def _option_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "download_metadata": (lambda v: isinstance(v, bool), "True or False"),
         "download_audio": (lambda v: isinstance(v, bool), "True or False"),
         "fetch_options": (_fetch_options, "a dict of FetchOptions fields"),
-        "num_shards": (lambda v: type(v) is int and 1 <= v <= MAX_SHARDS, f"a whole number from 1 to {MAX_SHARDS}"),
+        "num_shards": (SHARDS.accepts, SHARDS.describe()),
         "repo_id": (lambda v: isinstance(v, str) and len([p for p in v.split("/") if p]) == 2 and v.count("/") == 1,
                     "a Hub dataset repo id, 'namespace/name'"),
         "revision": (lambda v: isinstance(v, str) and bool(v.strip()), "a branch, tag or commit of the repo"),

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import AudioDialoguesError
+from ..errors import AudioDialoguesError, UsageError
 from ..fetch.cache import cached_clip
 from ..sources.annotations import Record
 from ..sources.clips import Clip
@@ -83,7 +83,7 @@ def resolve_records(
     ``fetch_failures`` (clip key -> why a download just failed) names the reason of a clip still missing.
     """
     if policy not in MISSING_AUDIO_POLICIES:
-        raise ValueError(f"unknown missing_audio {policy!r}; expected one of {', '.join(MISSING_AUDIO_POLICIES)}")
+        raise UsageError(f"unknown missing_audio {policy!r}; expected one of {', '.join(MISSING_AUDIO_POLICIES)}")
     resolve = resolver.resolve if isinstance(resolver, AudioResolver) else resolver
     searched = resolver.searched() if isinstance(resolver, AudioResolver) else "the given resolver"
     dropped: collections.Counter[str] = collections.Counter(report.dropped)

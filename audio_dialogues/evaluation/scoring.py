@@ -32,7 +32,7 @@ from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider import cider_scorer
 from pycocoevalcap.rouge.rouge import Rouge
 
-from ..errors import AudioDialoguesError
+from ..errors import AudioDialoguesError, UsageError
 from ..files import atomic_write, input_problem, iter_jsonl
 from .tokenizer import TOKENIZERS, tokenize
 
@@ -338,7 +338,7 @@ def score_items(references: Sequence[str], predictions: Sequence[str], tokenizer
     has no n-gram to score against and is refused; default: the item's index).
     """
     if len(references) != len(predictions):
-        raise ValueError(f"{len(references)} references but {len(predictions)} predictions")
+        raise UsageError(f"{len(references)} references but {len(predictions)} predictions")
     if not references:
         raise EvaluationError("nothing to score: no reference turns")
     refs = tokenize(references, tokenizer)
@@ -431,10 +431,10 @@ def evaluate(
             and report how many there were, instead of refusing.
     """
     if tokenizer not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
+        raise UsageError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
     if references is None:
         if config is None or data_dir is None:
-            raise EvaluationError("give references, or config and data_dir to take them from the annotations")
+            raise UsageError("give references, or config and data_dir to take them from the annotations")
         from ..sources.records import read_records
 
         configs = list(dict.fromkeys([config] if isinstance(config, str) else config))
@@ -442,7 +442,7 @@ def evaluate(
             read_records(c, [split], data_dir=data_dir, **(source_metadata or {})), c)]
     else:
         if config is not None:
-            raise EvaluationError("give references or config (with data_dir), not both; to score some configs of "
+            raise UsageError("give references or config (with data_dir), not both; to score some configs of "
                                   "a references file, filter it on its 'config' field")
         refs = read_references(references)
         if len({r.config is None for r in refs}) > 1:

@@ -73,7 +73,7 @@ from ..dataset.resolution import (
     log_drops,
     resolve_records,
 )
-from ..errors import AudioDialoguesError
+from ..errors import AudioDialoguesError, UsageError
 from ..files import atomic_write
 from ..sources.clips import Clip
 from . import FORMATS, OPENAI_AUDIO
@@ -290,7 +290,7 @@ class _LlamaFactory(_Writer):
 class _OpenAiMessages(_Writer):
     def __init__(self, system_prompt: str | None, audio: str) -> None:
         if audio not in OPENAI_AUDIO:
-            raise ValueError(f"unknown openai_audio {audio!r}; expected one of {', '.join(OPENAI_AUDIO)}")
+            raise UsageError(f"unknown openai_audio {audio!r}; expected one of {', '.join(OPENAI_AUDIO)}")
         self.system, self.audio = system_prompt, audio
         self.converted = 0
 
@@ -383,7 +383,7 @@ def _writer(fmt: str, config: str, split: str, audio_root: Path | None, system_p
         return _OpenAiMessages(system_prompt, openai_audio)
     if fmt == "lhotse":
         return _Lhotse()
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    raise UsageError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
 def export_chat(
@@ -413,7 +413,7 @@ def export_chat(
             references, which vLLM reads when started with ``--allowed-local-media-path``).
     """
     if missing_audio not in MISSING_AUDIO_POLICIES:
-        raise ValueError(f"unknown missing_audio {missing_audio!r}; expected one of "
+        raise UsageError(f"unknown missing_audio {missing_audio!r}; expected one of "
                          f"{', '.join(MISSING_AUDIO_POLICIES)}")
     resolve = resolver if isinstance(resolver, AudioResolver) or not hasattr(resolver, "resolve") else resolver.resolve
     if audio_root is None and isinstance(resolver, AudioResolver) and resolver.index.folders:

@@ -32,6 +32,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import UsageError
 from ..files import FAULTS, OutputError, atomic_write
 from ..sources.clips import Clip
 
@@ -75,7 +76,7 @@ def clip_dir(cache_dir: str | Path, clip: Clip) -> Path:
 def audio_path(cache_dir: str | Path, clip: Clip, fmt: str) -> Path:
     """Where ``clip`` is stored in format ``fmt`` (the file may not exist)."""
     if fmt not in FORMATS:
-        raise ValueError(f"audio format must be one of {FORMATS}, got {fmt!r}")
+        raise UsageError(f"audio format must be one of {FORMATS}, got {fmt!r}")
     return clip_dir(cache_dir, clip) / f"{clip.key}.{fmt}"
 
 

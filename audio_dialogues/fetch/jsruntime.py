@@ -19,6 +19,8 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .options import FetchError
+
 #: yt-dlp's runtime names, in its order of preference (deno, node, quickjs, bun).
 RUNTIMES = ("deno", "node", "quickjs", "bun")
 
@@ -34,11 +36,11 @@ class RuntimeInfo:
 
 
 def parse_runtime(spec: str) -> tuple[str, str | None]:
-    """``NAME[:PATH]`` (yt-dlp's ``--js-runtimes`` syntax) -> (name, path or ``None``); ValueError if unknown."""
+    """``NAME[:PATH]`` (yt-dlp's ``--js-runtimes`` syntax) -> (name, path or ``None``); FetchError if unknown."""
     name, _, path = spec.partition(":")
     name = name.strip().lower()
     if name not in RUNTIMES:
-        raise ValueError(f"--js-runtime {spec!r}: unknown runtime {name!r} (one of {', '.join(RUNTIMES)})")
+        raise FetchError(f"--js-runtime {spec!r}: unknown runtime {name!r} (one of {', '.join(RUNTIMES)})")
     return name, os.path.expanduser(path) if path else None
 
 

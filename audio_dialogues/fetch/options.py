@@ -5,15 +5,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import AudioDialoguesError, UsageError
+from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, SECONDS, Number
 from . import cache as clip_cache
 
 YOUTUBE_URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
+#: The highest output sample rate (the builder's ``sampling_rate`` takes the same).
+MAX_SAMPLE_RATE = 768_000
 
 
 class FetchError(UsageError, RuntimeError):
-    """The fetcher cannot run at all (no ffmpeg, bad options): a usage error."""
+    """The fetcher cannot run at all (no ffmpeg, bad options): a usage error.
+
+    A :class:`ValueError` (as :class:`UsageError`), since bad :class:`FetchOptions` raised ``ValueError`` before.
+    """
 
 
 class FetchStopped(AudioDialoguesError, RuntimeError):
@@ -82,32 +89,32 @@ class FetchOptions:
 
     def __post_init__(self) -> None:
         if self.format not in clip_cache.FORMATS:
-            raise ValueError(f"format must be one of {clip_cache.FORMATS}, got {self.format!r}")
-        if "{ytid}" not in self.url_template:
-            raise ValueError(f"url_template must contain {{ytid}}, got {self.url_template!r}")
+            raise FetchError(f"format must be one of {clip_cache.FORMATS}, got {self.format!r}")
+        if not isinstance(self.url_template, str) or "{ytid}" not in self.url_template:
+            raise FetchError(f"url_template must contain {{ytid}}, got {self.url_template!r}")
         try:
-            self.url_template.format(ytid="x" * 11)
+            url = urlsplit(self.url_template.format(ytid="x" * 11))
         except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"url_template {self.url_template!r} has a placeholder other than {{ytid}}") from err
-        if self.sample_rate is not None and (not isinstance(self.sample_rate, int) or self.sample_rate <= 0):
-            raise ValueError(f"sample_rate must be a positive integer or None, got {self.sample_rate!r}")
-        if self.channels is not None and (not isinstance(self.channels, int) or self.channels <= 0):
-            raise ValueError(f"channels must be a positive integer or None, got {self.channels!r}")
-        if self.workers < 1 or self.max_attempts < 1:
-            raise ValueError("workers and max_attempts must be at least 1")
-        if self.sleep < 0 or self.backoff_s < 0 or (self.rate_limit is not None and self.rate_limit <= 0):
-            raise ValueError("sleep and backoff must be >= 0 and rate_limit > 0")
-        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            raise ValueError(f"shard_index must be in [0, {self.num_shards}), got {self.shard_index}")
+            raise FetchError(f"url_template {self.url_template!r} has a placeholder other than {{ytid}}") from err
+        if url.scheme not in ("http", "https") or not url.hostname:
+            # yt-dlp refuses file:// (and reads other schemes as searches or extractor names): say so before a run
+            raise FetchError(f"url_template {self.url_template!r} must be an http:// or https:// URL")
+        if self.proxy is not None and (not isinstance(self.proxy, str) or not urlsplit(self.proxy).scheme
+                                       or not urlsplit(self.proxy).hostname):
+            raise FetchError(f"proxy must be a URL such as http://HOST:PORT or socks5://HOST:PORT, got {self.proxy!r}")
+        for name, spec in NUMBERS.items():
+            spec.check(name, getattr(self, name), FetchError)
+        if not self.shard_index < self.num_shards:
+            raise FetchError(f"shard_index must be less than num_shards ({self.num_shards}), got {self.shard_index}")
         if self.js_runtimes:
             from .jsruntime import parse_runtime
 
             for spec in self.js_runtimes:
                 parse_runtime(spec)
-        self.extractor_args_dict()  # raises ValueError on yt-dlp's own terms
+        self.extractor_args_dict()  # raises FetchError on yt-dlp's own terms
         for folder in self.plugin_dirs:
             if not os.path.isdir(os.path.expanduser(folder)):
-                raise ValueError(f"plugin folder {folder}: not a folder")
+                raise FetchError(f"plugin folder {folder}: not a folder")
 
     def extractor_args_dict(self) -> dict[str, dict[str, list[str]]]:
         """yt-dlp's ``extractor_args`` parameter, parsed by yt-dlp's own command-line parser."""
@@ -121,7 +128,7 @@ class FetchOptions:
         try:
             opts, _ = create_parser().parse_args(argv)
         except optparse.OptParseError as err:
-            raise ValueError(str(err).strip().splitlines()[-1].split("error: ", 1)[-1]) from err
+            raise FetchError(str(err).strip().splitlines()[-1].split("error: ", 1)[-1]) from err
         return opts.extractor_args
 
     def url(self, ytid: str) -> str:
@@ -135,3 +142,21 @@ class FetchOptions:
             and (self.channels is None or record.channels == self.channels)
         )
 
+
+#: The numeric fields of :class:`FetchOptions` and the values each takes (the command line parses its options
+#: with the same specs).
+NUMBERS: dict[str, Number] = {
+    "sample_rate": Number(1, MAX_SAMPLE_RATE, whole=True, none="the source's rate", keyword="native"),
+    "channels": Number(1, 64, whole=True, none="the source's channels"),
+    "workers": Number(1, 1000, whole=True),
+    "sleep": SECONDS,
+    # at least one start per day: 1 / rate is waited for
+    "rate_limit": Number(1 / MAX_SECONDS, 1e6, none="no limit"),
+    "max_attempts": Number(1, 1000, whole=True),
+    "backoff_s": SECONDS,
+    "backoff_max_s": SECONDS,
+    "tolerance_s": Number(0, 60),
+    "socket_timeout_s": POSITIVE_SECONDS,
+    "num_shards": Number(1, 100_000, whole=True),
+    "shard_index": Number(0, 99_999, whole=True),
+}

@@ -23,7 +23,7 @@ from . import journal, locking, network
 from .audio_checks import Verdict, VerificationError, check_clip, decode_facts
 from .downloader import ClipFailure, Downloader
 from .ffmpeg import find_ffmpeg
-from .options import CacheError, FetchOptions, FetchStopped, NetworkUnreachable
+from .options import CacheError, FetchError, FetchOptions, FetchStopped, NetworkUnreachable
 from .pacing import Pacer, backoff_delay
 from .preflight import check_tools, is_youtube, read_cookies
 from .report import OK, PENDING, PERMANENT, SKIPPED, TRANSIENT, ClipOutcome, FetchInterrupted, FetchReport
@@ -329,6 +329,8 @@ def fetch_clips(
     with gc_paused():
         unique: dict[str, Clip] = {}
         for clip in clips:
+            if not isinstance(clip, Clip):
+                raise FetchError(f"clips must be Clip objects (audio_dialogues.sources.clips.Clip), got {clip!r:.60}")
             unique.setdefault(clip.key, clip)
         mine = list(select_shard(unique.values(), options.num_shards, options.shard_index))
         report = FetchReport(cache_dir=cache_dir, ffmpeg=ffmpeg, other_shards=len(unique) - len(mine))

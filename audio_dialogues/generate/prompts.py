@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import read_input
+from ..files import load_json
 from .items import Item
 from .options import GenerateError
 
@@ -119,10 +119,7 @@ class PromptError(GenerateError):
 def load_template(path: str | Path) -> PromptTemplate:
     """Read a user template (see the module docstring for the shape)."""
     path = Path(path)
-    try:
-        data = json.loads(read_input(path, PromptError).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PromptError(f"{path}: cannot read a prompt template: {e}") from None
+    data = load_json(path, PromptError)  # a regular file (files.read_input), UTF-8, not nested too deep, ...
     if not isinstance(data, dict) or not isinstance(data.get("system"), str) or not data["system"].strip():
         raise PromptError(f"{path}: a prompt template is an object with a non-empty string 'system'")
     examples = []

@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import __version__
 from ..dataset.cards import AUDIO_DIALOGUES_CITATION, CARDS, HOMEPAGE, LICENSE, SubsetCard
+from ..errors import AudioDialoguesError
 from ..sources.annotations import CONFIGS
 from .availability import Availability
 from .provenance import Provenance
@@ -40,7 +41,7 @@ def template_path() -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"dataset card template not found (looked in {', '.join(map(str, candidates))}); "
+    raise AudioDialoguesError(f"dataset card template not found (looked in {', '.join(map(str, candidates))}); "
                             "reinstall audio-dialogues")
 
 

@@ -8,10 +8,11 @@ oddly shaped report becomes a note in the card, never a failed push.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..files import load_json
 
 REPORT_NAME = "generation_report.json"
 
@@ -150,8 +151,8 @@ def read_provenance(data_dir: str | Path) -> Provenance | None:
     if not path.is_file():
         return None
     try:
-        report = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        report = load_json(path)
+    except ValueError as e:  # unreadable, not UTF-8, malformed, nested too deep, a number too long to convert
         return Provenance(source=path.name, problem=f"{path.name} could not be read ({e})")
     if not isinstance(report, dict):
         return Provenance(source=path.name, problem=f"{path.name} is not a JSON object")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import AudioDialoguesError
+from ..errors import AudioDialoguesError, reason
 from ..files import csv_rows, describe_os_error, input_problem, load_json, open_input
 from .clips import AUDIOSET_SEGMENT_S, Clip, ClipError
 
@@ -426,6 +426,16 @@ def metadata_download(dataset_name: str | None = None,
     return download
 
 
+def _download(url: str, kind: str, download: Callable[[list[str]], list[str]]) -> str:
+    """``url`` fetched into the datasets cache; a :class:`MetadataError` naming it and why not (status, refusal)."""
+    try:
+        return download([url])[0]
+    except AudioDialoguesError:
+        raise
+    except Exception as err:  # datasets, fsspec, aiohttp, huggingface_hub (offline mode): a foreign type
+        raise MetadataError(f"{url}: the {kind} file could not be downloaded: {reason(err, leave_out=url)}") from err
+
+
 def open_source_metadata(
     sources: dict[str, list[str]], download: Callable[[list[str]], list[str]] | None = None
 ) -> SourceMetadata | None:
@@ -436,7 +446,8 @@ def open_source_metadata(
     for kind, files in sources.items():
         urls = [f for f in files if is_url(f)]
         if urls:
-            fetched = dict(zip(urls, (download or metadata_download())(urls), strict=False))
+            download = download or metadata_download()
+            fetched = {url: _download(url, kind, download) for url in urls}
         local[kind] = [Path(fetched[f]) if is_url(f) else Path(f) for f in files]
         for path in local[kind]:
             if problem := input_problem(path):
