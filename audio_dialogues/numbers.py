@@ -38,11 +38,11 @@ class Number:
 
     def describe(self) -> str:
         kind = "a whole number" if self.whole else "a number"
+        low, high = _show(self.low), _show(self.high)
         if self.high is not None:
-            allowed = f"from {self.low:g} to {self.high:g}" if self.low_allowed else \
-                f"greater than {self.low:g} and at most {self.high:g}"
+            allowed = f"from {low} to {high}" if self.low_allowed else f"greater than {low} and at most {high}"
         else:
-            allowed = f"of at least {self.low:g}" if self.low_allowed else f"greater than {self.low:g}"
+            allowed = f"of at least {low}" if self.low_allowed else f"greater than {low}"
         if self.keyword:
             return f"{kind} {allowed}, or {self.keyword!r} for {self.none}"
         return f"{kind} {allowed}" + (f" (omit it for {self.none})" if self.none else "")
@@ -94,6 +94,15 @@ class Number:
         parse.__name__ = name  # argparse names the type in some messages
         parse.number = self  # type: ignore[attr-defined]  # what it takes (tests find every numeric option by it)
         return parse
+
+
+def _show(bound: float | None) -> str:
+    """A bound as a person reads it: ``1000000000``, not ``1e+09``; ``0.000694444`` stays as it is."""
+    if bound is None:
+        return ""
+    if float(bound).is_integer() and abs(bound) < 1e16:
+        return str(int(bound))
+    return f"{bound:g}"
 
 
 #: Common kinds of numeric options.

@@ -65,6 +65,16 @@ def embedding_for(text: str, dim: int = 64) -> list[float]:
     return vector
 
 
+#: Fault -> (content type, body) of 200 answers that are no chat completion.
+NOT_A_COMPLETION = {
+    "html": ("text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    "truncated": ("application/json", b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"ind'),
+    "nested": ("application/json", b"[" * 100_000 + b"]" * 100_000),
+    "long number": ("application/json", b'{"id": "c", "choices": [], "created": ' + b"9" * 5000 + b"}"),
+    "list": ("application/json", b"[]"),
+}
+
+
 class OpenAIServer:
     def __init__(self, latency_s: float = 0.0, retry_after_s: float = 0.05) -> None:
         self.latency_s = latency_s
@@ -170,6 +180,10 @@ class OpenAIServer:
                 self.statuses[fault] += 1
                 error = {"message": f"refused with {fault}", "type": "invalid_request_error"}
                 return web.json_response({"error": error}, status=int(fault))
+            if fault in NOT_A_COMPLETION:  # a 200 answer that is no chat completion (a proxy's page, a cut body)
+                self.statuses[fault] += 1
+                content_type, data = NOT_A_COMPLETION[fault]
+                return web.Response(status=200, body=data, content_type=content_type)
             if fault == "timeout":
                 await asyncio.sleep(30)
             if fault == "trickle" or self.trickle:
