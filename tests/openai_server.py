@@ -82,6 +82,8 @@ class OpenAIServer:
         self.embedding_latency_s = 0.0
         #: True makes every answer (chat and embeddings) trickle, as the ``trickle`` fault does.
         self.trickle = False
+        #: A NOT_A_COMPLETION key: every embeddings request gets that answer.
+        self.embedding_fault: str | None = None
         self.retry_after_s = retry_after_s
         self.hold_after: int | None = None
         #: False leaves ``usage`` out of every answer, as some local servers do.
@@ -225,6 +227,9 @@ class OpenAIServer:
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.embedding_fault is not None:  # every embeddings answer is this 200 that is no embeddings list
+            content_type, data = NOT_A_COMPLETION[self.embedding_fault]
+            return web.Response(status=200, body=data, content_type=content_type)
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         with self._lock:
             self.embedding_requests += 1

@@ -234,3 +234,17 @@ def test_a_url_template_yt_dlp_would_refuse_is_a_fetch_error_before_a_run(templa
         FetchOptions(url_template=template)
     with pytest.raises(FetchError, match="proxy must be a URL"):
         FetchOptions(proxy="not a url")
+
+
+@pytest.mark.parametrize("fault", ["html", "truncated", "nested", "long number", "list"])
+def test_an_embeddings_answer_that_is_no_embeddings_list_is_an_embedder_error(fault: str) -> None:
+    from audio_dialogues.generate.embedders import EmbedderError, openai_embedder
+    from tests.openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        server.embedding_fault = fault
+        embed = openai_embedder("e", base_url=server.base_url, max_attempts=2)
+        with pytest.raises(EmbedderError, match=r"\(model 'e'\) failed: invalid response \(.*\) after 2 attempts") \
+                as raised:
+            embed.embed(["a dog barks"])
+        assert raised.value.__cause__ is not None

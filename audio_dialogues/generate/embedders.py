@@ -102,8 +102,16 @@ def openai_embedder(model: str, base_url: str | None = None, api_key: str | None
             vectors = asyncio.run(ask(texts))
         except (RequestFailed, EndpointUnusable) as e:
             where = base_url or "the OpenAI API"
-            raise EmbedderError(f"embeddings from {where} (model {model!r}) failed: {e}") from None
-        return np.array(vectors, dtype=np.float32)
+            raise EmbedderError(f"embeddings from {where} (model {model!r}) failed: {e}") from e
+        try:
+            array = np.array(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as e:  # ragged or non-numeric vectors
+            raise EmbedderError(f"embeddings from {base_url or 'the OpenAI API'} (model {model!r}): the answer "
+                                f"is not a list of vectors ({e})") from e
+        if array.ndim != 2 or len(array) != len(texts):
+            raise EmbedderError(f"embeddings from {base_url or 'the OpenAI API'} (model {model!r}): {len(array)} "
+                                f"vectors for {len(texts)} texts")
+        return array
 
     return TextEmbedder(f"openai:{model}", embed)
 
