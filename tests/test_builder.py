@@ -226,7 +226,7 @@ def test_default_config_is_music(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"name": "speech"}, "BuilderConfig 'speech' not found"),
+        ({"name": "speech"}, "unknown config 'speech'; the configs are: audioset, music, comparison"),
         ({"name": "music", "decoder": "librosa"}, "option decoder='librosa'"),
         ({"name": "music", "missing_audio": "skip"}, "option missing_audio='skip'"),
         ({"name": "music", "num_shards": 0}, "option num_shards=0"),
