@@ -187,6 +187,7 @@ PLAIN_READER = """
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.usefixtures("torchcodec")  # plain datasets >= 4 decodes its Audio feature with torchcodec only
 def test_plain_datasets_reads_every_config_and_decodes_embedded_audio(published: HubServer, tmp_path: Path) -> None:
     """Plain ``datasets`` in ``python -I``: annotations eager (every config) and streaming; embedded audio decoded."""
     got = run_python(PLAIN_READER, published, tmp_path, isolated=True)
