@@ -10,6 +10,8 @@ this server implements ``Range`` (RFC 9110 single ranges), and can misbehave on 
   full ``Content-Length`` (what a flaky CDN does mid-transfer);
 * trickle a file's body, one byte every 0.2 s, so that no read ever waits long (a whole-request deadline
   is what ends such a download);
+* stall the media (ranged) requests of a file until the test lets them go, so that a download is
+  caught in the middle however fast the machine is;
 * count requests and body bytes actually written, per file and in total.
 
 Files are held in memory and served under ``/media/<name>``. Usage::
@@ -80,6 +82,9 @@ class MediaServer:
         #: (absolute-URI form, ``GET http://host/media/x``).
         self.cookies: dict[str, list[str]] = {}
         self.proxied: Counter[str] = Counter()
+        self._holds: dict[str, threading.Event] = {}
+        #: Per file, the requests now stalled by :meth:`hold`.
+        self.stalled: Counter[str] = Counter()
         self._httpd = _QuietServer((host, 0), self._handler_class())
         self._thread: threading.Thread | None = None
 
@@ -142,6 +147,20 @@ class MediaServer:
         """Send ``name``'s body one byte every 0.2 s from now on."""
         with self._lock:
             self._trickled.add(name)
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        """Stall every ranged request for ``name`` (ffmpeg's media reads, not yt-dlp's probe) until the block
+        exits: a fetch cannot finish while it lasts, and ``stalled[name]`` shows a download caught midway."""
+        gate = threading.Event()
+        with self._lock:
+            self._holds[name] = gate
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._holds[name]
+            gate.set()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -257,6 +276,14 @@ class MediaServer:
                     if self.headers.get("Cookie"):
                         server.cookies.setdefault(name, []).append(self.headers["Cookie"])
                     data = server._files.get(name)
+                with server._lock:
+                    gate = server._holds.get(name) if self.headers.get("Range") else None
+                    if gate is not None:
+                        server.stalled[name] += 1
+                if gate is not None:
+                    gate.wait(timeout=600)
+                    with server._lock:
+                        server.stalled[name] -= 1
                 status = server._take_status_fault(name)
                 if status is not None:
                     return self._simple(name, status)

@@ -73,27 +73,30 @@ def test_sigkill_midway_several_times_then_resume(server, tmp_path):
     clips = make_clips(server, "kill", 12)
     data = write_annotations(tmp_path / "data", clips)
     cache = tmp_path / "cache"
+    held = f"{clips[0].ytid}.m4a"
     kills = [
-        lambda: any(cache.glob(".work/*.tmp")),  # in the middle of a download
+        lambda: server.stalled[held] > 0,  # in the middle of a download
         lambda: records(cache) >= 3,
         lambda: records(cache) >= 6,
     ]
-    for kill_when in kills:
-        proc = subprocess.Popen(fetch_args(server, data, cache), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            wait_for(lambda kill_when=kill_when, proc=proc: kill_when() or proc.poll() is not None)
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)  # the Python process only: its ffmpeg may run on, orphaned
-            proc.wait()
-            time.sleep(0.2)
-        finally:
+    # While the first clip's media is held no run can finish, however fast the machine: each is killed midway.
+    with server.hold(held):
+        for kill_when in kills:
+            proc = subprocess.Popen(fetch_args(server, data, cache), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert proc.returncode == -signal.SIGKILL
-        assert_consistent(cache, clips)
+                wait_for(lambda kill_when=kill_when, proc=proc: kill_when() or proc.poll() is not None)
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGKILL)  # the Python process only: its ffmpeg may run on, orphaned
+                proc.wait()
+                time.sleep(0.2)
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            assert proc.returncode == -signal.SIGKILL
+            assert_consistent(cache, clips)
     assert records(cache) < len(clips), "the runs were not killed midway"
     done = subprocess.run(fetch_args(server, data, cache), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -122,10 +125,13 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(server, tmp_path):
     clips = make_clips(server, "ctrlc", 10)
     data = write_annotations(tmp_path / "data", clips)
     cache = tmp_path / "cache"
-    proc = subprocess.Popen(fetch_args(server, data, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    wait_for(lambda: records(cache) >= 2 or proc.poll() is not None)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: ffmpeg gets it too
+    # While the first clip's media is held the run cannot finish before the Ctrl-C, however fast the machine;
+    # released at once after it (the interrupted worker probes the source's duration before it stops).
+    with server.hold(f"{clips[0].ytid}.m4a"):
+        proc = subprocess.Popen(fetch_args(server, data, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        wait_for(lambda: records(cache) >= 2 or proc.poll() is not None)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: ffmpeg gets it too
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "fetched" in out and "resume" in err
