@@ -82,8 +82,11 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert f"```bash\n{ci}\n```" in README
 
 
-def test_the_readme_states_how_long_the_tests_take() -> None:
-    assert re.search(r"It takes about \d+ minutes on a 2-core machine", README)
+def test_the_readme_table_states_the_paper_s_split_sizes() -> None:
+    from audio_dialogues.sources.annotations import PAPER_SIZES
+
+    rows = dict(re.findall(r"^\| `(\w+)`(?: \(default\))? \|.*\| ([\d,]+ / [\d,]+) \|$", README, flags=re.M))
+    assert rows == {config: f"{sizes['train']:,} / {sizes['test']:,}" for config, sizes in PAPER_SIZES.items()}
 
 
 def test_relative_links_resolve() -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..sources.annotations import PAPER_SIZES
+
 HOMEPAGE = "https://arxiv.org/abs/2404.07616"
 LICENSE = "Annotations: as released by the Audio Dialogues authors; audio: YouTube terms apply (not distributed)."
 
@@ -76,7 +78,7 @@ CARDS: dict[str, SubsetCard] = {
         source_dataset="AudioSet strongly-labelled subset",
         source_url="https://research.google.com/audioset/download_strong.html",
         source_citation=AUDIOSET_STRONG_CITATION,
-        paper_sizes={"train": 76_642, "test": 1_442},
+        paper_sizes=PAPER_SIZES["audioset"],
         clips_per_record="1",
         paper_class_shares={"Speech": 32.72, "Musical instrument": 20.88},
     ),
@@ -90,7 +92,7 @@ CARDS: dict[str, SubsetCard] = {
         source_dataset="MusicCaps",
         source_url="https://huggingface.co/datasets/google/MusicCaps",
         source_citation=MUSICCAPS_CITATION,
-        paper_sizes={"train": 3_358, "test": 1_641},
+        paper_sizes=PAPER_SIZES["music"],
         clips_per_record="1",
     ),
     "comparison": SubsetCard(
@@ -103,7 +105,7 @@ CARDS: dict[str, SubsetCard] = {
         source_dataset="AudioSet strongly-labelled subset",
         source_url="https://research.google.com/audioset/download_strong.html",
         source_citation=AUDIOSET_STRONG_CITATION,
-        paper_sizes={"train": 64_085, "test": 16_249},
+        paper_sizes=PAPER_SIZES["comparison"],
         clips_per_record="2-4",
         paper_turns="1",
     ),

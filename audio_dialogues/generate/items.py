@@ -18,16 +18,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..sources.annotations import SPLITS
+from ..sources.annotations import PAPER_SIZES, SPLITS
 from ..sources.clips import Clip
 from ..sources.metadata import MusicCapsEntry, SoundEvent
 
-#: The sizes of the paper's subsets after filtering (train, test).
-PAPER_SIZES: dict[str, dict[str, int]] = {
-    "audioset": {"train": 76_642, "test": 1_442},
-    "music": {"train": 3_358, "test": 1_641},
-    "comparison": {"train": 64_085, "test": 16_249},
-}
 GROUP_SIZES = (2, 3, 4)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import AudioDialoguesError
 from ..numbers import POSITIVE_SECONDS, SECONDS, Number
-from ..sources.annotations import CONFIGS
+from ..sources.annotations import CONFIGS, PAPER_SIZES
 
 
 class GenerateError(AudioDialoguesError, ValueError):
@@ -152,8 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="MusicCaps CSV; its is_audioset_eval rows are test")
     src.add_argument("--limit", type=_number("limit"), help="at most N items per config and split (a small run)")
     src.add_argument("--comparison-groups", type=_split_counts, metavar="N|train=N,test=M",
-                     help="comparison groups per split (default: the paper's 64,085 / 16,249, at most one per clip "
-                          "of the split)")
+                     help="comparison groups per split (default: the paper's "
+                          f"{PAPER_SIZES['comparison']['train']:,} / {PAPER_SIZES['comparison']['test']:,}, "
+                          "at most one per clip of the split)")
     src.add_argument("--comparison-music-fraction", type=_number("comparison_music_fraction"), default=0.0, metavar="P",
                      help="chance that a comparison member is a MusicCaps clip (default 0)")
     src.add_argument("--descriptors", default="none", metavar="none|llm|FILE",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .items import PAPER_SIZES
+from ..sources.annotations import PAPER_SIZES
 
 if TYPE_CHECKING:
     from .client import ClientStats

@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -659,7 +659,3 @@ def _check(options: GenerateOptions) -> None:
     # What the filters would refuse, refused before the sources are read, and in a dry run too.
     check_spec(options.embedder)
     phrases(options)
-
-
-def options_dict(options: GenerateOptions) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}

@@ -37,6 +37,13 @@ from .metadata import EVENT_TIME_TOLERANCE_S, SourceMetadata
 CONFIGS = ("audioset", "music", "comparison")
 SPLITS = ("train", "test")
 #: How many clips a record of each config names.
+#: The sizes of the paper's subsets after filtering (train, test), as its table states them; the README's
+#: table, the cards and generate's default comparison group counts all read them from here.
+PAPER_SIZES: dict[str, dict[str, int]] = {
+    "audioset": {"train": 76_642, "test": 1_442},
+    "music": {"train": 3_358, "test": 1_641},
+    "comparison": {"train": 64_085, "test": 16_249},
+}
 CLIP_COUNTS = {"audioset": (1, 1), "music": (1, 1), "comparison": (2, 4)}
 ANNOTATION_SUFFIXES = (".jsonl", ".json")
 #: The authors' release files, as Audio Flamingo's chat code reads them (with the audio beside them):
