@@ -126,11 +126,19 @@ def audio_folders(args: argparse.Namespace, config: str) -> list[str]:
 
 
 def _add_core_commands(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser("demo", help="build all three configs from the embedded sample and summarise them")
+    demo = commands.add_parser(
+        "demo", help="build all three configs from the embedded sample and summarise them",
+        description="Builds audioset, music and comparison from the small sample release that ships with the "
+                    "package (15 dialogues, 9 clips, the metadata rows they need; no network, no downloads) and "
+                    "prints, per config, the split sizes, what was dropped and why, turns per dialogue and one "
+                    "decoded example. A first check that the install works; the same calls load real data.")
     demo.add_argument("--cache-dir", metavar="DIR", help="datasets cache folder (default: the datasets default)")
     demo.set_defaults(run=_run_demo)
 
-    prepare = commands.add_parser("prepare", help="prepare a config from annotation files and local audio")
+    prepare = commands.add_parser(
+        "prepare", help="prepare a config from annotation files and local audio",
+        description="Prepares every split of CONFIG into the datasets cache, as audio_dialogues.load does, and "
+                    "reports the split sizes and what was dropped and why (no audio found, bad records).")
     prepare.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(prepare, split=False)
     prepare.add_argument("--split", choices=("train", "test", "all"), default="all",
@@ -148,7 +156,10 @@ def _add_core_commands(commands: argparse._SubParsersAction) -> None:
     prepare.set_defaults(run=_run_prepare)
 
     clean = commands.add_parser(
-        "clean", help="delete prepared copies that newer ones superseded (changed inputs, audio or package code)")
+        "clean", help="delete prepared copies that newer ones superseded (changed inputs, audio or package code)",
+        description="Deletes, from the datasets cache, the prepared copies nothing will load again: made by "
+                    "another version of the package's code, or older than a copy with the same options. The "
+                    "newest copy of each set of options, and copies being prepared, are kept.")
     clean.add_argument("--cache-dir", help="datasets cache folder (default: the datasets default)")
     clean.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     clean.set_defaults(run=_run_clean)

@@ -125,6 +125,8 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
                 assert "default" in shown, f"{name} {action.option_strings[-1]}: default {action.default!r} not shown"
         text = parser.format_help()
         assert "`" not in text and "issue" not in text, f"{name} --help shows raw markup:\n{text}"
+        if name != "export":  # its options are being reworked on another branch; it gets one there
+            assert parser.description, f"{name} --help has no description"
     for name in ("export", "evaluate"):
         split = " ".join(commands[name].format_help().split())
         assert "--split {train,test} which split's dialogues (default: test)" in split
