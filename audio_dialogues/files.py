@@ -1,12 +1,17 @@
 """Reading and writing the package's text files: whole-or-nothing writes and JSON Lines reading.
 
-Every output the package writes (reports, exports, cache records, merged journals, generated data)
-goes through :func:`atomic_write`, so a kill, a full disk or a bad path never leaves a half-written
-file under its final name. Every text input goes through :func:`iter_lines` (JSON Lines through
-:func:`iter_jsonl`, CSV/TSV through :func:`csv_rows`, whole JSON documents through :func:`load_json`),
-so a byte-order mark, a non-UTF-8 line or a malformed record is reported the same way everywhere: file
-and line. Every input file, text or audio, is opened through :func:`open_regular`: a FIFO, a socket, a
-device or a symbolic link to one is refused by name, never opened blocking, never read without bound.
+Every output file the package writes whole (reports, exports, cache records, merged journals, generated
+data, a repo folder's card and figures) goes through :func:`atomic_write`, so a kill, a full disk or a bad
+path never leaves a half-written file under its final name. Three kinds are written otherwise, to the
+same end: parquet shards of a repo folder stream into a hidden ``.partial`` file renamed when complete;
+cut audio clips are written to a temporary in the cache's work folder and renamed; journals are appended
+one whole line per write (a line torn by a kill is skipped or cut off by the next run).
+
+Every text input goes through :func:`iter_lines` (JSON Lines through :func:`iter_jsonl`, CSV/TSV through
+:func:`csv_rows`, whole JSON documents through :func:`load_json`), so a byte-order mark, a non-UTF-8 line
+or a malformed record is reported the same way everywhere: file and line. Every input file, text or
+audio, is opened through :func:`open_regular`: a FIFO, a socket, a device or a symbolic link to one is
+refused by name, never opened blocking, never read without bound.
 """
 
 from __future__ import annotations

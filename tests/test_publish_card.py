@@ -106,6 +106,28 @@ def test_plots_are_committed_pngs_shown_in_the_card(folder: Path) -> None:
     assert sorted(str(p.relative_to(folder)) for p in (folder / "images").iterdir()) == sorted(linked)
 
 
+def test_a_figure_that_fails_midway_leaves_no_file_under_its_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk while a PNG is saved: the error names the folder, and no truncated figure is left."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def full_disk(self: Figure, fname: object, **kwargs: object) -> None:
+        if isinstance(fname, (str, Path)):
+            Path(fname).write_bytes(PNG_MAGIC)
+        else:
+            fname.write(PNG_MAGIC)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    root = tmp_path / "out"
+    with pytest.raises(PublishError, match="disk is full"):
+        build_repo_folder(root, SAMPLE["data_dir"], ["music"], **_options())
+    assert not list((root / "images").glob("*.png"))
+    assert not (root / "README.md").exists()
+
+
 def test_citations_once_and_clip_availability(folder: Path) -> None:
     text = (folder / "README.md").read_text()
     assert text.count("@article{goel2024audiodialogues") == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..files import atomic_write
 from .layout import PLOTS_DIR
 from .stats import Share, SplitStats
 
@@ -30,8 +31,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    with atomic_write(path, binary=True) as f:  # a failed save leaves no truncated PNG under its name
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
 
 
 def _turns_plot(config: str, stats: dict[str, SplitStats], path: Path) -> None:

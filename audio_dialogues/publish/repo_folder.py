@@ -32,7 +32,7 @@ from ..dataset.cards import CARDS
 from ..dataset.local_audio import AudioResolver, UnusableAudioError
 from ..errors import AudioDialoguesError
 from ..fetch.cache import resolve_cache_dir
-from ..files import describe_os_error
+from ..files import atomic_write, describe_os_error
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
@@ -275,7 +275,8 @@ def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], 
         availability=report.availability, provenance=read_provenance(data_dir), repo_id=repo_id,
         embed_audio=embed_audio,
     )
-    (root / "README.md").write_text(render_card(inputs), encoding="utf-8")
+    with atomic_write(root / "README.md") as f:
+        f.write(render_card(inputs))
     return report
 
 
