@@ -403,18 +403,20 @@ def _run_status(args: argparse.Namespace) -> int:
     present: dict[str, tuple[str, str]] = {}  # clip key -> (where, path), found as prepare finds audio
     if clips is not None:
         resolver = AudioResolver(audio_folders(args, args.config), cache_dir)
+        where = records.where_found(args.config, args.data_dir, args.audio_dir)
         for clip in clips:
             try:
                 path = resolver.resolve(clip)
             except UnusableAudioError:
                 path = None
             if path is not None:
-                present[clip.key] = ("audio_dir" if resolver.index.find(clip) is not None else "cache", str(path))
+                source = resolver.index.find(clip)  # a whole video found locally is cut into the cache
+                present[clip.key] = ("cache" if source is None else where(source), str(path))
     summary = journal.summarize(state, clips, (lambda c: c.key in present) if clips is not None else None)
     print(f"cache: {cache_dir}  journals: {len(journal.journal_files(cache_dir)) + len(args.journal)}")
     print("\n".join(summary.lines()))
     if clips is not None:
-        local_n = sum(1 for where, _ in present.values() if where == "audio_dir")
+        local_n = sum(1 for where, _ in present.values() if where != "cache")
         print(f"  present: {local_n} in your audio folders, {len(present) - local_n} in the cache")
     if state.stats.bad_lines:
         print(state.stats.describe(), file=sys.stderr)

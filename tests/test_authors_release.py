@@ -92,7 +92,25 @@ def test_status_counts_the_audio_beside_the_release_file_as_present(tmp_path: Pa
                    f"{YTIDS[0]},30,40,\"['calm']\",Calm.\n{YTIDS[1]},0,10,\"['fast']\",Fast.\n")
     done = subprocess.run(
         [sys.executable, "-m", "audio_dialogues.cli", "status", "music", "--data-dir", str(folder), "--split", "train",
-         "--musiccaps-csv", str(csv), "--audio-cache-dir", str(tmp_path / "clips")],
+         "--musiccaps-csv", str(csv), "--audio-cache-dir", str(tmp_path / "clips"),
+         "--present-csv", str(tmp_path / "present.csv")],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "present: 2 in your audio folders, 0 in the cache" in done.stdout, done.stdout
+    rows = (tmp_path / "present.csv").read_text().splitlines()
+    assert rows[0] == "ytid,start_s,end_s,key,found_in,path"
+    # where they are: beside the release file, not in an --audio-dir (none was given)
+    assert sorted(row.split(",")[4:] for row in rows[1:]) == sorted(
+        ["release_folder", str(folder / f"Y{ytid}.wav")] for ytid in YTIDS[:2])
+
+
+def test_export_of_the_test_split_of_a_release_folder_says_the_release_is_train_only(tmp_path: Path) -> None:
+    folder = _release(tmp_path / "dialog_MusicCaps", "dialogues_musiccaps_thresholded.json", YTIDS[:1])
+    done = subprocess.run(
+        [sys.executable, "-m", "audio_dialogues.cli", "export", "music", "--data-dir", str(folder),  # --split test
+         "--format", "af-chat", "--output", str(tmp_path / "af.json"), "--audio-cache-dir", str(tmp_path / "clips")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert (f"{folder}: no annotation file for music/test (looked for music_test.json[l]); the authors' release "
+            "file dialogues_musiccaps_thresholded.json holds the train split only") in done.stderr, done.stderr
+    assert "ask for split 'train'" in done.stderr

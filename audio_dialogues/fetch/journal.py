@@ -524,7 +524,8 @@ PRESENT_COLUMNS = ("ytid", "start_s", "end_s", "key", "found_in", "path")
 
 
 def write_present_csv(clips: Iterable[Clip], present: dict[str, tuple[str, str]], out: str | Path) -> int:
-    """Write the clips that have audio as CSV, each with where it was found (``audio_dir`` or ``cache``)."""
+    """Write the clips that have audio as CSV, each with where it was found (``audio_dir``, ``release_folder``
+    or ``cache``, see :func:`~audio_dialogues.sources.records.where_found`)."""
     rows = 0
     with atomic_write(out) as f:
         writer = csv.writer(f)

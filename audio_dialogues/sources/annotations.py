@@ -393,7 +393,13 @@ def read_split(
     check_split(split)
     files = split_files(config, data_dir=data_dir, data_files=data_files)
     if split not in files:
-        raise AnnotationError(f"no annotation file for {config}/{split} (looked for {config}_{split}.json[l])")
+        where = f"{data_dir}: " if data_dir is not None and not data_files else ""
+        message = f"{where}no annotation file for {config}/{split} (looked for {config}_{split}.json[l])"
+        release = [p.name for p in files.get("train", []) if p.name == RELEASE_FILES.get(config)]
+        if release:
+            message += (f"; the authors' release file {release[0]} holds the train split only (the authors "
+                        "published no test split): ask for split 'train'")
+        raise AnnotationError(message)
     records: list[Record] = []
     first_seen: dict[str, str] = {}
     ids = _ReleaseIds()

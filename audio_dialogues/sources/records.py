@@ -9,7 +9,7 @@ get the same answer.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .annotations import Record, read_split, release_folders, split_files
 from .clips import Clip
@@ -56,3 +56,22 @@ def audio_folders(config: str, data_dir: PathLike | None, audio_dirs: Sequence[P
     """
     beside = release_folders(split_files(config, data_dir=data_dir)) if data_dir else []
     return list(dict.fromkeys([*map(str, audio_dirs), *map(str, beside)]))
+
+
+
+def where_found(config: str, data_dir: PathLike | None,
+                audio_dirs: Sequence[PathLike] = ()) -> Callable[[PathLike], str]:
+    """A function telling where a local audio file lies, in the words ``status --present-csv`` writes:
+    ``audio_dir`` (one of ``audio_dirs``), ``release_folder`` (beside an authors' release file of
+    ``data_dir``), else ``cache``. The user's folders are searched first, so they win when folders nest."""
+    mine = [os.path.abspath(f) for f in audio_dirs]
+    beside = [os.path.abspath(f) for f in release_folders(split_files(config, data_dir=data_dir))] if data_dir else []
+
+    def under(path: str, folders: list[str]) -> bool:
+        return any(os.path.commonpath([path, folder]) == folder for folder in folders)
+
+    def where(path: PathLike) -> str:
+        path = os.path.abspath(path)
+        return "audio_dir" if under(path, mine) else "release_folder" if under(path, beside) else "cache"
+
+    return where
