@@ -114,3 +114,23 @@ def test_export_of_the_test_split_of_a_release_folder_says_the_release_is_train_
     assert (f"{folder}: no annotation file for music/test (looked for music_test.json[l]); the authors' release "
             "file dialogues_musiccaps_thresholded.json holds the train split only") in done.stderr, done.stderr
     assert "ask for split 'train'" in done.stderr
+
+
+def test_a_clip_the_given_csv_lacks_is_dropped_saying_so(tmp_path: Path) -> None:
+    """Without audio, a release clip the MusicCaps CSV does not list: the CSV was given, so asking for source
+    metadata would not help; the reason says that the CSV lacks it."""
+    folder = _release(tmp_path / "dialog_MusicCaps", "dialogues_musiccaps_thresholded.json", YTIDS)
+    (folder / f"Y{YTIDS[1]}.wav").unlink()  # the one clip the CSV below does not list
+    csv = tmp_path / "musiccaps-public.csv"
+    csv.write_text("ytid,start_s,end_s,aspect_list,caption\n"
+                   f"{YTIDS[0]},30,40,\"['calm']\",Calm.\n{YTIDS[2]},0,10,\"['fast']\",Fast.\n")
+    splits, report = prepare("music", data_dir=str(folder), musiccaps_csv=str(csv), cache_dir=str(tmp_path / "hf"),
+                             audio_cache_dir=str(tmp_path / "clips"))
+    assert splits["train"].num_rows == 2
+    (reason,) = report["train"].dropped
+    assert "the source metadata given has no single row for the clip" in reason
+    assert "give source metadata" not in reason
+    # without any metadata, giving it is the advice
+    splits, report = prepare("music", data_dir=str(folder), cache_dir=str(tmp_path / "hf"),
+                             audio_cache_dir=str(tmp_path / "clips"))
+    assert list(report["train"].dropped) == ["no audio found and no clip times (give source metadata to fetch it)"]

@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 NO_AUDIO = "no audio found"
 NO_AUDIO_NO_TIMES = "no audio found and no clip times (give source metadata to fetch it)"
+#: A release record whose clip the source metadata that was given does not place: giving it again won't help.
+NO_AUDIO_UNLISTED = ("no audio found and no clip times (the source metadata given has no single row for the clip: "
+                     "not listed, or in several segments)")
+#: The reasons that mean "no file was found", as opposed to a file that cannot serve.
+NO_AUDIO_REASONS = frozenset({NO_AUDIO, NO_AUDIO_NO_TIMES, NO_AUDIO_UNLISTED})
 
 
 class MissingAudioError(AudioDialoguesError, FileNotFoundError):
@@ -100,15 +105,16 @@ def resolve_records(
                     problem = problem or (clip, err.reason, str(err))
                 else:
                     if path is None:
-                        reason = (fetch_failures or {}).get(clip.key) or (NO_AUDIO if clip.has_times
-                                                                         else NO_AUDIO_NO_TIMES)
+                        reason = (fetch_failures or {}).get(clip.key) or (
+                            NO_AUDIO if clip.has_times
+                            else NO_AUDIO_UNLISTED if clip.ytid in record.unlisted else NO_AUDIO_NO_TIMES)
                         problem = problem or (clip, reason, f"searched {searched}")
                 paths.append(path)
             if problem is not None:
                 report.missing_clips += sum(p is None for p in paths)
                 clip, reason, detail = problem
                 if policy == "error":
-                    what = "no audio" if reason in (NO_AUDIO, NO_AUDIO_NO_TIMES) else reason
+                    what = "no audio" if reason in NO_AUDIO_REASONS else reason
                     raise MissingAudioError(f"{record.origin or record.id}: {what} for {describe_clip(clip)} "
                                             f"(key {clip.key}) of dialogue {record.id!r}: {detail}")
                 if policy == "drop":

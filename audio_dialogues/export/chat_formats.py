@@ -66,8 +66,7 @@ from typing import IO, Protocol
 
 from ..dataset.local_audio import AudioResolver
 from ..dataset.resolution import (
-    NO_AUDIO,
-    NO_AUDIO_NO_TIMES,
+    NO_AUDIO_REASONS,
     MissingAudioError,
     SplitReport,
     log_drops,
@@ -439,9 +438,9 @@ def export_chat(
             raise ExportError(f"{err} (missing_audio='error'; 'drop' leaves such dialogues out)") from None
         if written == 0 and report.dropped:  # an empty export is a mistake, never a file to train on
             fixes = []
-            if set(report.dropped) & {NO_AUDIO, NO_AUDIO_NO_TIMES}:
+            if set(report.dropped) & NO_AUDIO_REASONS:
                 fixes.append("pass audio folders (--audio-dir) or fetch the clips first")
-            if set(report.dropped) - {NO_AUDIO, NO_AUDIO_NO_TIMES}:
+            if set(report.dropped) - NO_AUDIO_REASONS:
                 fixes.append("replace the files that cannot serve (--missing-audio error names the first record "
                              "and file)")
             raise ExportError(f"{config}/{split}: no dialogue has usable local audio (dropped "
