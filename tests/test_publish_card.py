@@ -149,6 +149,14 @@ def test_provenance_from_the_generation_report_and_a_damaged_one(tmp_path: Path)
     for line in ("| model | SmolLM2-135M-Instruct |", "| prompt hash | ab12cd |", "| seed | 7 |",
                  "| low_confidence_phrases | 12 |", "| similarity | 3 |"):
         assert line in text
+    # a regenerated version is not the authors' release: its licence says what made it and under which terms
+    card = DatasetCard(text)
+    assert card.data.license == "cc-by-sa-4.0" and card.data.get("license_link") is None
+    licence = text.split("## License", 1)[1].split("## Citation", 1)[0]
+    assert "as released by the Audio Dialogues authors" not in text
+    assert ("regenerated with `audio-dialogues generate` (model SmolLM2-135M-Instruct, per its "
+            "generation_report.json)") in licence
+    assert "https://creativecommons.org/licenses/by-sa/4.0/" in licence
 
     # the report `audio-dialogues generate` writes
     from audio_dialogues.generate.report import GenerationReport

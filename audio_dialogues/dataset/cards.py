@@ -12,6 +12,18 @@ from ..sources.annotations import PAPER_SIZES
 
 HOMEPAGE = "https://arxiv.org/abs/2404.07616"
 LICENSE = "Annotations: as released by the Audio Dialogues authors; audio: YouTube terms apply (not distributed)."
+#: A regenerated version's annotations are written by an LLM from the public metadata: AudioSet strong labels
+#: (CC BY 4.0), the AudioSet ontology's class names and MusicCaps captions (both CC BY-SA 4.0), so they are
+#: shared alike, under CC BY-SA 4.0.
+REGENERATED_LICENSE_ID = "cc-by-sa-4.0"
+REGENERATED_LICENSE_URL = "https://creativecommons.org/licenses/by-sa/4.0/"
+REGENERATED_LICENSE = (
+    "Annotations: regenerated with `audio-dialogues generate`{made_with}, not the Audio Dialogues authors' "
+    "release. They are derived from AudioSet strong labels (CC BY 4.0), the AudioSet ontology's class names "
+    "and MusicCaps captions (both CC BY-SA 4.0), and are shared under the same terms: CC BY-SA 4.0 "
+    f"({REGENERATED_LICENSE_URL}); the terms of use of the model that wrote them may add conditions. Audio: "
+    "YouTube terms apply (not distributed)."
+)
 
 AUDIO_DIALOGUES_CITATION = """\
 @article{goel2024audiodialogues,

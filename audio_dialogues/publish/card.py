@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..dataset.cards import AUDIO_DIALOGUES_CITATION, CARDS, HOMEPAGE, LICENSE, SubsetCard
+from ..dataset.cards import (
+    AUDIO_DIALOGUES_CITATION,
+    CARDS,
+    HOMEPAGE,
+    LICENSE,
+    REGENERATED_LICENSE,
+    REGENERATED_LICENSE_ID,
+    SubsetCard,
+)
 from ..errors import AudioDialoguesError
 from ..sources.annotations import CONFIGS
 from .availability import Availability
@@ -76,6 +84,15 @@ def size_category(n: int) -> str:
     return "n>10M"
 
 
+def license_text(provenance: Provenance | None) -> str:
+    """The card's licence section: the authors' terms, or, for a regenerated version (one with a generation
+    report), what made it and the terms of the public metadata it derives from."""
+    if provenance is None:
+        return LICENSE
+    made_with = f" (model {provenance.model}, per its {provenance.source})" if provenance.model else ""
+    return REGENERATED_LICENSE.format(made_with=made_with)
+
+
 def default_config(configs: list[str]) -> str:
     return DEFAULT_CONFIG if DEFAULT_CONFIG in configs else configs[0]
 
@@ -102,9 +119,8 @@ def card_data(inputs: CardInputs):
         ]
     data = DatasetCardData(
         pretty_name="Audio Dialogues",
-        license="other",
-        license_name=LICENSE_NAME,
-        license_link=HOMEPAGE,
+        **({"license": REGENERATED_LICENSE_ID} if inputs.provenance is not None
+           else {"license": "other", "license_name": LICENSE_NAME, "license_link": HOMEPAGE}),
         language=["en"],
         task_categories=["audio-text-to-text", "question-answering"],
         tags=["audio", "music", "dialogue", "audioset", "musiccaps"],
@@ -156,7 +172,7 @@ def render_card(inputs: CardInputs) -> str:
         template_path=str(template_path()),
         cards=cards,
         homepage=HOMEPAGE,
-        license=LICENSE,
+        license=license_text(inputs.provenance),
         repo_id=inputs.repo_id or "<user>/<repo>",
         published=bool(inputs.outputs),
         embed_audio=inputs.embed_audio,
