@@ -21,7 +21,7 @@ from audio_dialogues import cli
 from audio_dialogues.dataset.local_audio import AudioResolver
 from audio_dialogues.publish import PublishError, build_repo_folder
 from audio_dialogues.sample import sample_paths
-from audio_dialogues.sources.annotations import CONFIGS, read_split
+from audio_dialogues.sources.annotations import CONFIGS, AnnotationError, read_split
 from audio_dialogues.sources.metadata import metadata_sources, open_source_metadata
 
 SAMPLE = sample_paths()
@@ -252,3 +252,26 @@ def test_clip_availability_names_the_fetch_journals_reasons(tmp_path: Path) -> N
     assert f"0 of {len(clips)}\ndistinct clips had audio" in text and "1 fetch journal(s) read" in text
     assert "| permanent | video_unavailable | 1 |" in text
     assert f"| pending | - | {len(clips) - 1} |" in text
+
+
+def test_a_written_repo_folder_loads_with_repo_id_before_it_is_uploaded(tmp_path: Path) -> None:
+    """Route 3 checked before uploading: ``load(..., repo_id=folder)`` reads what ``push --output-dir`` wrote."""
+    import numpy as np
+
+    import audio_dialogues
+
+    out = tmp_path / "folder"
+    assert cli.main(["push", "someone/name", "--data-dir", SAMPLE["data_dir"], "--strong-labels",
+                     SAMPLE["strong_labels"], "--ontology", SAMPLE["ontology"], "--musiccaps-csv",
+                     SAMPLE["musiccaps_csv"], "--audio-dir", SAMPLE["audio_dir"], "--config", "music",
+                     "--embed-audio", "--output-dir", str(out)]) == 0
+    local = audio_dialogues.load("music", split="test", **SAMPLE)
+    # no audio folder: the clips come from the folder's embedded audio
+    pushed = audio_dialogues.load("music", split="test", repo_id=str(out), audio_cache_dir=str(tmp_path / "none"))
+    assert pushed["id"] == local["id"] and len(local) > 0
+    assert [r["turns"] for r in pushed] == [r["turns"] for r in local]
+    assert all(np.array_equal(a["audio"]["array"], b["audio"]["array"]) for a, b in zip(pushed, local, strict=True))
+    with pytest.raises(AnnotationError, match="a local repo folder has none"):
+        audio_dialogues.load("music", split="test", repo_id=str(out), revision="v1")
+    with pytest.raises(AnnotationError, match="no data/audioset/"):
+        audio_dialogues.load("audioset", split="test", repo_id=str(out))

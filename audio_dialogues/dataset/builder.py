@@ -98,8 +98,10 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         fetch_options: keyword arguments of :class:`audio_dialogues.fetching.FetchOptions`.
         num_shards: shards per split, for DataLoader workers and ``split_dataset_by_node``.
         repo_id, revision: read the annotations from a Hub dataset repo published with ``audio-dialogues push``
-            (default when neither ``data_dir`` nor ``data_files`` is given: ``$AUDIO_DIALOGUES_REPO``); its
-            embedded audio, if any, is searched after ``audio_dir`` and before the clip cache.
+            (default when neither ``data_dir`` nor ``data_files`` is given: ``$AUDIO_DIALOGUES_REPO``), or from
+            a folder on disk that ``audio-dialogues push --output-dir`` wrote (an existing folder wins over a
+            Hub id of the same spelling; no ``revision``); its embedded audio, if any, is searched after
+            ``audio_dir`` and before the clip cache.
     """
 
     audio_dir: PathOrUrl | list[PathOrUrl] | None = None
@@ -188,7 +190,9 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         and a copy prepared from one must never be served to the other (datasets keys on the text given).
         """
         self.validate()
-        absolute = {k: _absolute(v) if k in _PATH_OPTIONS else v for k, v in config_kwargs.items()}
+        absolute = {k: _absolute(v) if k in _PATH_OPTIONS or (k == "repo_id" and isinstance(v, str)
+                                                             and os.path.isdir(v)) else v
+                    for k, v in config_kwargs.items()}
         return super().create_config_id(absolute, custom_features)
 
     def input_files(self) -> tuple[list[Path], list[str]]:

@@ -91,8 +91,10 @@ def _option_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
         "download_audio": (lambda v: isinstance(v, bool), "True or False"),
         "fetch_options": (_fetch_options, "a dict of FetchOptions fields"),
         "num_shards": (SHARDS.accepts, SHARDS.describe()),
-        "repo_id": (lambda v: isinstance(v, str) and len([p for p in v.split("/") if p]) == 2 and v.count("/") == 1,
-                    "a Hub dataset repo id, 'namespace/name'"),
+        "repo_id": (lambda v: isinstance(v, str) and (
+                        (len([p for p in v.split("/") if p]) == 2 and v.count("/") == 1) or os.path.isdir(v)),
+                    "a Hub dataset repo id, 'namespace/name', or a folder written by `audio-dialogues push "
+                    "--output-dir`"),
         "revision": (lambda v: isinstance(v, str) and bool(v.strip()), "a branch, tag or commit of the repo"),
     }
 

@@ -10,6 +10,7 @@ user's own folders and before the clip cache.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,13 @@ class Published:
 
 
 def download_published(repo_id: str, config: str, revision: str | None = None) -> Published:
-    """Fetch the shards of ``config`` from ``repo_id`` (only what changed since the last call is downloaded)."""
+    """Fetch the shards of ``config`` from ``repo_id`` (only what changed since the last call is downloaded).
+
+    ``repo_id`` may also name a local folder written by ``audio-dialogues push --output-dir``: it is read
+    in place, exactly as its upload would be, so a version can be checked before it is published.
+    """
+    if os.path.isdir(repo_id):
+        return local_published(Path(repo_id), config, revision)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -59,19 +66,50 @@ def download_published(repo_id: str, config: str, revision: str | None = None) -
         at = f"@{revision}" if revision else ""
         raise AnnotationError(f"could not read the annotations of {repo_id}{at} from the Hub: "
                               f"{str(e).splitlines()[0]}") from e
-    files = {split: sorted((local / DATA_DIR / config).glob(f"{split}-*.parquet")) for split in SPLITS}
-    files = {split: paths for split, paths in files.items() if paths}
+    files = _shards(local, config)
     if not files:
         raise AnnotationError(f"{repo_id}: no {DATA_DIR}/{config}/{{train,test}}-*.parquet shards; "
                               "is it a repo pushed with `audio-dialogues push`, and does it hold this config?")
-    embedded = None
-    first = next(iter(files.values()))[0]
-    if audio_column(config) in pq.read_schema(first).names:
-        import datasets
+    return Published(repo_id, local.name, files, _embedded_folder(repo_id.replace("/", "--"), local.name, config,
+                                                                   files))
 
-        embedded = (Path(datasets.config.HF_DATASETS_CACHE) / "audio_dialogues_embedded"
-                    / repo_id.replace("/", "--") / local.name / config)
-    return Published(repo_id, local.name, files, embedded)
+
+def local_published(folder: Path, config: str, revision: str | None = None) -> Published:
+    """``config`` of a repo folder on disk (``audio-dialogues push --output-dir``), read in place.
+
+    Its "commit" is a digest of the shards' names, sizes and modification times, so embedded clips are
+    extracted again when the folder is written again.
+    """
+    if revision is not None:
+        raise AnnotationError(f"{folder}: revision={revision!r} names a branch, tag or commit of a Hub repo; a "
+                              "local repo folder has none (leave revision out)")
+    files = _shards(folder, config)
+    if not files:
+        raise AnnotationError(f"{folder}: no {DATA_DIR}/{config}/{{train,test}}-*.parquet shards; is it a folder "
+                              "written by `audio-dialogues push --output-dir`, and does it hold this config?")
+    stamp = hashlib.blake2b(digest_size=8)
+    for path in (p for paths in files.values() for p in paths):
+        st = path.stat()
+        stamp.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    where = hashlib.blake2b(os.path.abspath(folder).encode(), digest_size=6).hexdigest()
+    commit = stamp.hexdigest()
+    return Published(str(folder), commit, files, _embedded_folder(f"local--{folder.name}-{where}", commit, config,
+                                                                  files))
+
+
+def _shards(root: Path, config: str) -> dict[str, list[Path]]:
+    files = {split: sorted((root / DATA_DIR / config).glob(f"{split}-*.parquet")) for split in SPLITS}
+    return {split: paths for split, paths in files.items() if paths}
+
+
+def _embedded_folder(name: str, commit: str, config: str, files: dict[str, list[Path]]) -> Path | None:
+    """Where the embedded clips of a repo's commit are extracted, or None when its shards embed no audio."""
+    first = next(iter(files.values()))[0]
+    if audio_column(config) not in pq.read_schema(first).names:
+        return None
+    import datasets
+
+    return Path(datasets.config.HF_DATASETS_CACHE) / "audio_dialogues_embedded" / name / commit / config
 
 
 def _clip(where: str, value: object) -> Clip:
