@@ -129,7 +129,7 @@ def _add_core_commands(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
         "demo", help="build all three configs from the embedded sample and summarise them",
         description="Builds audioset, music and comparison from the small sample release that ships with the "
-                    "package (15 dialogues, 9 clips, the metadata rows they need; no network, no downloads) and "
+                    "package (a few dialogues per config, their clips and metadata rows; no network, no downloads) and "
                     "prints, per config, the split sizes, what was dropped and why, turns per dialogue and one "
                     "decoded example. A first check that the install works; the same calls load real data.")
     demo.add_argument("--cache-dir", metavar="DIR", help="datasets cache folder (default: the datasets default)")
@@ -437,7 +437,7 @@ def _run_status(args: argparse.Namespace) -> int:
 
 def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
-        "evaluate", help="score model answers with CIDEr, BLEU-4 and ROUGE-L (pycocoevalcap, coco-caption tokens)",
+        "evaluate", help="score model answers with CIDEr, BLEU-4 and ROUGE-L (pycocoevalcap's scorers)",
         description="Scores are computed once over the whole corpus scored (CIDEr's idf depends on it); with "
                     "several --config each is also scored as its own corpus. Exit status 1 on bad input.")
     evaluate.add_argument("--predictions", required=True, metavar="JSONL",

@@ -89,6 +89,20 @@ def test_the_readme_table_states_the_paper_s_split_sizes() -> None:
     assert rows == {config: f"{sizes['train']:,} / {sizes['test']:,}" for config, sizes in PAPER_SIZES.items()}
 
 
+def test_the_readme_describes_the_sample_as_it_is() -> None:
+    """The README's sentence on the sample states what describe_sample() counts from the sample's files."""
+    from audio_dialogues.sample import describe_sample
+
+    counted = re.search(r"(\d+) dialogues \((\d+) train, (\d+) test, over the three configs\), (\d+) ten-second "
+                        r"audio clips, (\d+) KB", describe_sample())
+    said = re.search(r"embeds a small sample release: (\d+) dialogues \((\d+) train and (\d+) test per config\), "
+                     r"(\d+) ten-second\s+audio clips and the metadata rows they need, about (\d+) KB", README)
+    assert counted and said
+    total, train, test, clips, kb = map(int, counted.groups())
+    assert said.groups()[:4] == (str(total), str(train // 3), str(test // 3), str(clips))
+    assert abs(int(said.group(5)) - kb) <= 0.05 * kb
+
+
 def test_relative_links_resolve() -> None:
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = doc.read_text(encoding="utf-8")

@@ -90,7 +90,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         audio_dir: folder(s) with local audio, searched in order before the clip cache.
         audio_cache_dir: the clip cache (default: :func:`audio_dialogues.fetch.cache.default_cache_dir`).
         sampling_rate: target rate of decoded audio; ``None`` or ``"native"`` keeps each file's own rate.
-        decoder: ``soundfile`` (default, ~3x faster), ``torchcodec`` (datasets' own Audio), ``none`` (paths).
+        decoder: ``soundfile`` (default, 2.8-3.3x faster), ``torchcodec`` (datasets' own Audio), ``none`` (paths).
         missing_audio: ``drop`` (default; counted and logged), ``error``, or ``keep`` (audio None).
         strong_labels, musiccaps_csv, ontology: source metadata, local paths or URLs.
         download_metadata: fetch metadata that is not given from its official URLs.

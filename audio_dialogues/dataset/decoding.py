@@ -1,8 +1,9 @@
 """Decoding audio features: a fast soundfile + soxr path and the standard datasets/torchcodec one.
 
 datasets >= 4 decodes :class:`datasets.Audio` with torchcodec, which needs torch and FFmpeg's shared
-libraries and, on the WAV/FLAC clips this dataset is made of, runs about 3x slower than libsndfile
-plus soxr resampling. :class:`SoundfileAudio` is an ``Audio`` feature that decodes that way instead.
+libraries and, on the WAV/FLAC clips this dataset is made of, runs 2.8-3.3x slower than libsndfile
+plus soxr resampling (``bench/decode.py``; docs/performance.md). :class:`SoundfileAudio` is an ``Audio``
+feature that decodes that way instead.
 Both paths return ``{"array": float32 1-D (mono), "sampling_rate": int}`` (torchcodec's decoder object
 answers the same two keys), equal in length and correlated >= 0.99.
 
