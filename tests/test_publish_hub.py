@@ -321,6 +321,63 @@ def test_a_failed_upload_leaves_the_branch_unchanged_and_a_rerun_completes(
     assert after["data/music/test-00000-of-00001.parquet"] != before_files["data/music/test-00000-of-00001.parquet"]
 
 
+def _comparison_with_wavs(root: Path, seconds: list[float], clips: int = 4,
+                          rate: int = 8_000) -> tuple[Path, Path, dict[str, bytes]]:
+    """Comparison records of ``clips`` WAV clips (16-bit, ``rate`` Hz mono) of ``seconds[i]`` in record ``i``;
+    the clips' bytes by name."""
+    data, audio = root / "data", root / "audio"
+    data.mkdir(parents=True)
+    audio.mkdir()
+    noise = np.random.default_rng(0)
+    written = {}
+    with open(data / "comparison_train.jsonl", "w", encoding="utf-8") as f:
+        for i, length in enumerate(seconds):
+            record_clips = []
+            for k in range(clips):
+                ytid, start = f"cl{i:03d}_{k}-abcd"[:11], 20.0 * k
+                name = f"{ytid}_{start:g}_{start + length:g}.wav"
+                sf.write(audio / name, noise.uniform(-0.5, 0.5, int(length * rate)).astype(np.float32), rate,
+                         subtype="PCM_16")
+                written[name] = (audio / name).read_bytes()
+                record_clips.append({"ytid": ytid, "start_s": start, "end_s": start + length})
+            f.write(json.dumps({"id": f"cmp-{i}", "clips": record_clips,
+                                "turns": [{"user": "Which clip is loudest?", "assistant": "The first."}]}) + "\n")
+    return data, audio, written
+
+
+@pytest.mark.timeout(240)
+def test_embedded_shards_and_row_groups_are_sized_by_bytes(hub_client: HubServer, tmp_path: Path) -> None:
+    """Row groups and shards keep byte limits whatever the audio weighs (100 rows of WAV once made a 732 MiB group)."""
+    from audio_dialogues.publish import PublishError
+    from audio_dialogues.publish import push as push_api
+
+    # rows of 4 x 32 kB and of 4 x 224 kB, 6.1 MB in all: a light row waits for the next, and with a heavy one
+    # would pass the row-group limit
+    data, audio, written = _comparison_with_wavs(tmp_path, [2.0, 14.0] * 6)
+    group_limit, shard_limit = 1 << 20, 2_000_000
+    push_api("tester/sized", data, ["comparison"], embed_audio=True, audio_dir=str(audio),
+             max_row_group_bytes=group_limit, max_shard_bytes=shard_limit)
+    shards = {path: blob for path, blob in hub_client.files("tester/sized").items() if path.endswith(".parquet")}
+    assert len(shards) >= 2
+    seen, groups = {}, []
+    for path, blob in shards.items():
+        assert len(blob) <= shard_limit, path
+        (tmp_path / "shard.parquet").write_bytes(blob)
+        meta = pq.ParquetFile(tmp_path / "shard.parquet").metadata
+        groups += [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
+        for row in pq.read_table(tmp_path / "shard.parquet").to_pylist():
+            seen.update((audio["path"], audio["bytes"]) for audio in row["audios"])
+    assert max(groups) <= group_limit and len(groups) > len(shards)  # several row groups per shard
+    assert seen == written
+
+    # one row heavier than a row group may be cannot be split: refused by name, nothing sent
+    heavy, heavy_audio, _ = _comparison_with_wavs(tmp_path / "heavy", [10.0], rate=16_000)
+    with pytest.raises(PublishError, match=r"comparison/train: row 'cmp-0' holds 1\.2 MiB, more than a row group"):
+        push_api("tester/too-heavy", heavy, ["comparison"], embed_audio=True, audio_dir=str(heavy_audio),
+                 max_row_group_bytes=group_limit, max_shard_bytes=shard_limit)
+    assert "tester/too-heavy" not in hub_client.repos
+
+
 def test_push_without_a_token_says_where_to_put_one(
         hub_client: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture) -> None:

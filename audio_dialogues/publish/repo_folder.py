@@ -44,12 +44,16 @@ from .plots import write_plots
 from .provenance import read_provenance
 from .stats import SplitStats, ontology_members, split_stats
 
-#: Annotation-only shards: rows per shard and per row group (a row group is what streaming reads at once).
-ROWS_PER_SHARD = 200_000
+#: Rows per row group at most: a row group is what streaming reads at once, and the Hub viewer pages audio by 100.
 ROWS_PER_GROUP = 10_000
-#: Shards with embedded audio: bytes per shard, and rows per row group (the Hub viewer pages audio by 100).
-AUDIO_BYTES_PER_SHARD = 500 << 20
 AUDIO_ROWS_PER_GROUP = 100
+#: Bytes per row group at most (their uncompressed size, which the Hub viewer measures: it refuses row groups
+#: over about 286 MiB); also what a writer or a reader holds in memory for one.
+MAX_ROW_GROUP_BYTES = 100 << 20
+#: Bytes per parquet shard at most.
+MAX_SHARD_BYTES = 500 * 1000 * 1000
+#: Parquet's own bytes beyond Arrow's for the same rows: page headers and levels (per MB of data), the footer.
+_ENCODING_SLACK = 64 << 10
 _OWNED = ("README.md", DATA_DIR, PLOTS_DIR)
 
 
@@ -100,29 +104,81 @@ class FolderReport:
         return "\n".join(lines)
 
 
-class _ShardWriter:
-    """Write tables into ``{split}-NNNNN-of-MMMMM.parquet`` files, a new file past a row or byte limit."""
+def _encoded_bound(nbytes: int) -> int:
+    """An upper bound on a row group's parquet size (uncompressed) holding ``nbytes`` of Arrow data."""
+    return nbytes + nbytes // 1000 + _ENCODING_SLACK
 
-    def __init__(self, folder: Path, split: str, schema: pa.Schema, max_rows: int, max_bytes: int | None) -> None:
+
+class _ShardWriter:
+    """Rows into ``{split}-NNNNN-of-MMMMM.parquet`` shards, sized by bytes so any audio keeps both limits.
+
+    Rows become Arrow tables a few MB at a time (``max_group_bytes / 8``: Arrow's builders briefly need a
+    few times what they build, so converting a whole row group at once peaked at about six times its size);
+    the tables gather into a row group (at most ``max_group_bytes`` of data and ``max_group_rows`` rows)
+    that pyarrow's :class:`~pyarrow.parquet.ParquetWriter` writes as one; a shard is closed before the row
+    group that would take it past ``max_shard_bytes``. Memory holds one row group, never a shard. A single
+    row over the row-group limit cannot be split, so it is refused by name.
+    """
+
+    def __init__(self, folder: Path, split: str, schema: pa.Schema, *, max_group_rows: int, max_group_bytes: int,
+                 max_shard_bytes: int) -> None:
         self.folder, self.split, self.schema = folder, split, schema
-        self.max_rows, self.max_bytes = max_rows, max_bytes
+        self.max_group_rows, self.max_group_bytes = max_group_rows, max_group_bytes
+        self.max_shard_bytes = max_shard_bytes
         self.paths: list[Path] = []
+        self._sink: pa.NativeFile | None = None
         self._writer: pq.ParquetWriter | None = None
-        self._rows = self._bytes = 0
+        self._rows: list[dict] = []
+        self._rows_bytes = 0
+        self._group: list[pa.Table] = []
+        self._group_rows = self._group_bytes = 0
         self.output = SplitOutput()
 
-    def write(self, table: pa.Table) -> None:
-        if self._writer is not None and (self._rows >= self.max_rows
-                                         or (self.max_bytes is not None and self._bytes >= self.max_bytes)):
+    def add(self, row: dict, nbytes: int) -> None:
+        """Take ``row``, whose large values (audio) weigh ``nbytes``."""
+        self._rows.append(row)
+        self._rows_bytes += nbytes
+        if len(self._rows) >= self.max_group_rows or self._rows_bytes >= self.max_group_bytes // 8:
+            self._convert()
+
+    def _convert(self) -> None:
+        if self._rows:
+            table = pa.Table.from_pylist(self._rows, schema=self.schema)
+            self._rows, self._rows_bytes = [], 0
+            self._gather(table)
+
+    def _gather(self, table: pa.Table) -> None:
+        if self._group and (self._group_rows + table.num_rows > self.max_group_rows
+                            or _encoded_bound(self._group_bytes + table.nbytes) > self.max_group_bytes):
+            self._write_group()
+        if _encoded_bound(table.nbytes) > self.max_group_bytes:
+            if table.num_rows == 1:
+                raise PublishError(
+                    f"{self.folder.name}/{self.split}: row {table['id'][0].as_py()!r} holds "
+                    f"{table.nbytes / 2**20:.1f} MiB, more than a row group may ({self.max_group_bytes / 2**20:.1f} "
+                    "MiB; the Hub viewer refuses row groups over about 286 MiB); shorten or re-encode its audio "
+                    "(e.g. FLAC), or publish without --embed-audio")
+            half = table.num_rows // 2  # slices share the table's buffers; nbytes counts only their own rows
+            self._gather(table.slice(0, half))
+            self._gather(table.slice(half))
+            return
+        self._group.append(table)
+        self._group_rows += table.num_rows
+        self._group_bytes += table.nbytes
+
+    def _write_group(self) -> None:
+        if not self._group:
+            return
+        table = pa.concat_tables(self._group)
+        self._group, self._group_rows, self._group_bytes = [], 0, 0
+        if self._sink is not None and self._sink.tell() + _encoded_bound(table.nbytes) > self.max_shard_bytes:
             self._close()
         if self._writer is None:
             path = self.folder / f".{self.split}-{len(self.paths):05d}.parquet.partial"
             self.paths.append(path)
-            self._writer = pq.ParquetWriter(path, self.schema)
-            self._rows = self._bytes = 0
+            self._sink = pa.OSFile(str(path), "wb")
+            self._writer = pq.ParquetWriter(self._sink, self.schema)
         self._writer.write_table(table, row_group_size=table.num_rows)
-        self._rows += table.num_rows
-        self._bytes += table.nbytes
         self.output.rows += table.num_rows
         self.output.arrow_bytes += table.nbytes
 
@@ -130,12 +186,17 @@ class _ShardWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
 
     def finish(self) -> SplitOutput:
+        self._convert()
+        self._write_group()
         self._close()
         if not self.paths:  # an empty split still gets a (row-less) shard, so the card's split exists
-            self.write(self.schema.empty_table())
-            self._close()
+            self.paths.append(self.folder / f".{self.split}-00000.parquet.partial")
+            pq.write_table(self.schema.empty_table(), self.paths[0])
         n = len(self.paths)
         for i, partial in enumerate(self.paths):
             final = self.folder / f"{self.split}-{i:05d}-of-{n:05d}.parquet"
@@ -146,12 +207,14 @@ class _ShardWriter:
 
 
 def _rows(config: str, records: Sequence[Record], resolver: AudioResolver | None,
-          output: SplitOutput) -> Iterator[dict]:
-    """Rows as the builder makes examples, minus local paths; with ``resolver``, plus the clips' bytes."""
+          output: SplitOutput) -> Iterator[tuple[dict, int]]:
+    """``(row, audio bytes)``: rows as the builder makes examples, minus local paths; with ``resolver``, plus
+    the clips' bytes."""
     column = audio_column(config)
     for record in records:
         example = _example(config, record, [None] * len(record.clips))
         example.pop(column)
+        nbytes = 0
         if resolver is not None:
             audios = []
             for clip in record.clips:
@@ -163,26 +226,21 @@ def _rows(config: str, records: Sequence[Record], resolver: AudioResolver | None
                     output.missing_audio += 1
                     audios.append(None)
                 else:
-                    audios.append({"bytes": path.read_bytes(), "path": clip_file_name(clip, path.suffix.lower())})
+                    audio = path.read_bytes()
+                    nbytes += len(audio)
+                    audios.append({"bytes": audio, "path": clip_file_name(clip, path.suffix.lower())})
             example[column] = audios if config == "comparison" else audios[0]
-        yield example
+        yield example, nbytes
 
 
 def _write_split(config: str, split: str, records: Sequence[Record], folder: Path,
-                 resolver: AudioResolver | None) -> SplitOutput:
+                 resolver: AudioResolver | None, *, max_shard_bytes: int, max_row_group_bytes: int) -> SplitOutput:
     embed = resolver is not None
-    schema = published_features(config, embed).arrow_schema
-    writer = _ShardWriter(folder, split, schema, max_rows=ROWS_PER_SHARD,
-                          max_bytes=AUDIO_BYTES_PER_SHARD if embed else None)
-    group = AUDIO_ROWS_PER_GROUP if embed else ROWS_PER_GROUP
-    batch: list[dict] = []
-    for row in _rows(config, records, resolver, writer.output):
-        batch.append(row)
-        if len(batch) == group:
-            writer.write(pa.Table.from_pylist(batch, schema=schema))
-            batch = []
-    if batch:
-        writer.write(pa.Table.from_pylist(batch, schema=schema))
+    writer = _ShardWriter(folder, split, published_features(config, embed).arrow_schema,
+                          max_group_rows=AUDIO_ROWS_PER_GROUP if embed else ROWS_PER_GROUP,
+                          max_group_bytes=max_row_group_bytes, max_shard_bytes=max_shard_bytes)
+    for row, nbytes in _rows(config, records, resolver, writer.output):
+        writer.add(row, nbytes)
     return writer.finish()
 
 
@@ -216,12 +274,15 @@ def build_repo_folder(
     ontology: PathOrUrl | None = None,
     download_metadata: bool = False,
     repo_id: str | None = None,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+    max_row_group_bytes: int = MAX_ROW_GROUP_BYTES,
 ) -> FolderReport:
     """Write the repo folder of the ``configs`` (default: every config with annotations in ``data_dir``).
 
     Release-shape records are completed from the source metadata as the builder does. ``audio_dir`` and
     the clip cache are searched for each clip (for ``embed_audio``, and for the card's clip availability).
-    ``repo_id`` only appears in the card's usage examples.
+    ``repo_id`` only appears in the card's usage examples. Shards hold at most ``max_shard_bytes`` and their
+    row groups at most ``max_row_group_bytes`` (uncompressed, as the Hub viewer measures them).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -232,14 +293,15 @@ def build_repo_folder(
         return _build(root, data_dir, files, embed_audio=embed_audio, audio_dir=audio_dir,
                       audio_cache_dir=audio_cache_dir, metadata_options=dict(
                           strong_labels=strong_labels, musiccaps_csv=musiccaps_csv, ontology=ontology,
-                          download_metadata=download_metadata), repo_id=repo_id)
+                          download_metadata=download_metadata), repo_id=repo_id,
+                      limits={"max_shard_bytes": max_shard_bytes, "max_row_group_bytes": max_row_group_bytes})
     except OSError as e:  # an unwritable or full output folder: say which path and what to do
         raise PublishError(f"cannot build the repo folder {root}: {describe_os_error(e.filename or root, e)}") from None
 
 
 def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], *, embed_audio: bool,
            audio_dir: PathOrUrl | Sequence[PathOrUrl] | None, audio_cache_dir: PathOrUrl | None,
-           metadata_options: dict, repo_id: str | None) -> FolderReport:
+           metadata_options: dict, repo_id: str | None, limits: dict[str, int]) -> FolderReport:
     _prepare_output(root)
     audio_dirs = [audio_dir] if isinstance(audio_dir, (str, Path)) else list(audio_dir or [])
     cache_dir = resolve_cache_dir(audio_cache_dir)
@@ -258,7 +320,7 @@ def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], 
         for split, paths in split_paths.items():
             with gc_paused():  # records are many small acyclic objects: collections would rescan them all
                 records = read_split(config, split, data_files={split: paths}, metadata=metadata)
-                output = _write_split(config, split, records, folder, resolver if embed_audio else None)
+                output = _write_split(config, split, records, folder, resolver if embed_audio else None, **limits)
                 clips.update((c.key, c) for r in records for c in r.clips)
                 del records
             report.splits[config][split] = output
