@@ -20,12 +20,14 @@ import contextlib
 import csv
 import errno
 import json
+import logging
 import os
 import re
+import shutil
 import stat
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -154,6 +156,142 @@ def atomic_write(path: str | os.PathLike, *, binary: bool = False) -> Iterator[I
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+#: The file that marks a folder as a command's output and lists what it wrote there (what may be removed).
+OUTPUT_MANIFEST = ".audio-dialogues-output.json"
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Every file (symlinks and special files included) under ``folder``, as relative POSIX paths."""
+    out = []
+    for parent, dirs, names in os.walk(folder):
+        base = Path(parent).relative_to(folder)
+        out += [(base / name).as_posix() for name in names]
+        out += [(base / d).as_posix() for d in dirs if os.path.islink(Path(parent) / d)]
+    return sorted(out)
+
+
+def _manifest(folder: Path) -> dict:
+    try:
+        value = json.loads((folder / OUTPUT_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def check_output_folder(path: str | os.PathLike, command: str, *, previous: Collection[str] = ()) -> None:
+    """Refuse ``path`` as ``command``'s output folder unless it is missing, empty, or ``command``'s own output.
+
+    A folder is ``command``'s output when its :data:`OUTPUT_MANIFEST` names ``command`` and, for a folder
+    written whole (whose manifest lists its files), every file in it is listed; or, for folders written
+    before manifests existed, when it holds one of the ``previous`` names. Anything else (a user's project,
+    another command's output) is refused before anything is touched, naming a few of its entries.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        raise OutputError(f"{path}: the output path exists and is not a folder; choose a new or empty folder")
+    try:
+        entries = sorted(p.name for p in path.iterdir())
+    except OSError as err:
+        raise OutputError(describe_os_error(path, err)) from None
+    if not entries:
+        return
+    manifest = _manifest(path)
+    if manifest.get("command") == command:
+        listed = manifest.get("files")
+        foreign = [] if listed is None else sorted(set(_files_under(path)) - set(listed) - {OUTPUT_MANIFEST})
+        if not foreign:
+            return
+        raise OutputError(f"{path}: holds files the previous `{command}` did not write ({', '.join(foreign[:5])}); "
+                          "audio-dialogues replaces only its own output: move them away or choose another folder")
+    if OUTPUT_MANIFEST not in entries and any(name in entries for name in previous):
+        return
+    written_by = f" (written by `{manifest['command']}`)" if manifest.get("command") else ""
+    raise OutputError(f"{path}: not empty and not the output of an earlier `{command}`{written_by}: it holds "
+                      f"{', '.join(entries[:5])}{' ...' if len(entries) > 5 else ''}; nothing was changed. "
+                      "Choose a new or empty folder")
+
+
+def claim_output_folder(path: str | os.PathLike, command: str, *, previous: Collection[str] = ()) -> None:
+    """Make ``path`` ``command``'s output folder, written into over several runs (see :func:`check_output_folder`)."""
+    path = Path(path)
+    check_output_folder(path, command, previous=previous)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{describe_os_error(path, err)}: cannot create the output folder; choose another "
+                          "one") from None
+    if not (path / OUTPUT_MANIFEST).exists():
+        with atomic_write(path / OUTPUT_MANIFEST) as f:
+            json.dump({"command": command}, f)
+
+
+def remove_owned(folder: str | os.PathLike, owned: Callable[[str], bool]) -> list[str]:
+    """Delete the files under ``folder`` that ``owned`` claims (by relative POSIX path), then the folders left empty.
+
+    Returns what is left (files not claimed); ``folder`` itself goes only when nothing is left.
+    """
+    folder = Path(folder)
+    left = []
+    for name in _files_under(folder):
+        if owned(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / name)
+        else:
+            left.append(name)
+    for parent, _dirs, _files in sorted(os.walk(folder), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+    return left
+
+
+@contextlib.contextmanager
+def replaced_folder(path: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Write ``command``'s output folder whole: yields a new folder beside ``path`` that replaces it on success.
+
+    ``path`` must be missing, empty or ``command``'s earlier output (:func:`check_output_folder`), checked
+    before anything is written and again before the swap. The new folder gets a manifest of its files and
+    is renamed into place; only then are the earlier output's listed files deleted, so a failure at any point
+    leaves the earlier output whole and removes only the new folder.
+    """
+    path = Path(path)
+    check_output_folder(path, command)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    new, old = path.with_name(f"{TMP_PREFIX}{path.name}-{tag}"), path.with_name(f"{TMP_PREFIX}{path.name}-old-{tag}")
+    try:
+        new.mkdir(parents=True)
+    except OSError as err:
+        raise OutputError(describe_os_error(path, err)) from None
+    listed: set[str] = set()
+    try:
+        yield new
+        files = _files_under(new)
+        with atomic_write(new / OUTPUT_MANIFEST) as f:
+            json.dump({"command": command, "files": files}, f, indent=1)
+        check_output_folder(path, command)
+        replacing = path.exists()
+        try:
+            if replacing:
+                listed = set(_manifest(path).get("files") or [])
+                os.rename(path, old)
+            try:
+                os.rename(new, path)
+            except OSError:
+                if replacing:
+                    os.rename(old, path)
+                raise
+        except OSError as err:
+            raise OutputError(describe_os_error(path, err)) from None
+    finally:
+        shutil.rmtree(new, ignore_errors=True)  # only when it was not renamed into place: all of it is ours
+    if replacing:
+        left = remove_owned(old, lambda name: name in listed or name == OUTPUT_MANIFEST)
+        if left:  # written there between the check and the swap: kept where they are
+            logging.getLogger(__name__).warning("%s keeps %s, added to the earlier output while it was being "
+                                                "replaced", old, ", ".join(left[:5]))
 
 
 def iter_lines(

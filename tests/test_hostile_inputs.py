@@ -860,3 +860,125 @@ def test_numeric_builder_options_refuse_hostile_values(tmp_path: Path, option: s
 
     with pytest.raises(ConfigError, match=f"option {option}="):
         audio_dialogues.load("music", cache_dir=str(tmp_path), **{option: value}, **audio_dialogues.sample_paths())
+
+
+# ---- data loss: a command never deletes or overwrites what it did not write ----------------------------------
+
+SAMPLE = audio_dialogues.sample_paths()
+SOURCES = ("--musiccaps-csv", SAMPLE["musiccaps_csv"], "--strong-labels", SAMPLE["strong_labels"])
+
+#: What a user may already have where an output folder is asked for (relative path -> bytes; "->" marks a symlink).
+USER_CONTENT: dict[str, dict[str, Any]] = {
+    # the issue's case: a project holding exactly the names a push writes, its annotations among them
+    "project": {"README.md": b"# my project\n", "data/music_train.jsonl": json.dumps(RECORD).encode() + b"\n",
+                "images/figure.png": b"\x89PNG mine"},
+    "one file": {"notes.txt": b"mine"},
+    "hidden only": {".git/config": b"[core]\n"},
+    "nested": {"a/b/c/deep.bin": os.urandom(64)},
+    "symlink out": {"elsewhere": "->../outside"},
+    "another command's output": {".audio-dialogues-output.json": b'{"command": "somebody-else"}',
+                                 "report.md": b"theirs"},
+}
+
+#: Every command that writes a folder, with ``{out}`` where the user's folder goes.
+FOLDER_WRITERS = {
+    "push --output-dir": ("push", "me/x", "--data-dir", SAMPLE["data_dir"], "--config", "music", *SOURCES,
+                          "--output-dir", "{out}"),
+    "push --output-dir, --data-dir inside": ("push", "me/x", "--data-dir", "{out}/data", "--config", "music",
+                                             *SOURCES, "--output-dir", "{out}"),
+    "generate --output-dir": ("generate", "--output-dir", "{out}", "--model", "m", "--base-url",
+                              "http://127.0.0.1:9/v1", "--quiet", *SOURCES),
+    "export --output": ("export", "music", "--data-dir", SAMPLE["data_dir"], *SOURCES, "--audio-dir",
+                        SAMPLE["audio_dir"], "--format", "af3-chat", "--output", "{out}"),
+}
+
+
+def _tree(root: Path) -> dict[str, Any]:
+    """Every entry under ``root``: a file's bytes, a symlink's target, a folder's mode; not followed."""
+    out: dict[str, Any] = {}
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(parent) / name
+            key = path.relative_to(root).as_posix()
+            out[key] = (f"-> {os.readlink(path)}" if path.is_symlink() else
+                        path.read_bytes() if path.is_file() else f"dir {path.stat().st_mode:o}")
+    return out
+
+
+def _user_folder(root: Path, content: dict[str, Any]) -> Path:
+    """``root/proj`` holding ``content``, and ``root/outside`` (a symlink's target) holding a file."""
+    (root / "outside").mkdir()
+    (root / "outside" / "keep.txt").write_text("outside")
+    proj = root / "proj"
+    for name, value in content.items():
+        path = proj / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(value, str) and value.startswith("->"):
+            path.symlink_to(value[2:])
+        else:
+            path.write_bytes(value)
+    return proj
+
+
+@pytest.mark.parametrize("content", USER_CONTENT, ids=list(USER_CONTENT))
+@pytest.mark.parametrize("command", FOLDER_WRITERS, ids=list(FOLDER_WRITERS))
+def test_no_command_writes_into_or_deletes_a_users_folder(tmp_path: Path, command: str, content: str) -> None:
+    """Any folder-writing command x any content already there: refused before anything is touched.
+
+    (A push once deleted a project's README.md, data/ and images/, then failed on its --data-dir.)
+    """
+    proj = _user_folder(tmp_path, USER_CONTENT[content])
+    before = _tree(tmp_path)
+    args = tuple(a.format(out=proj) for a in FOLDER_WRITERS[command])
+    done = run_cli(args, tmp_path)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert str(proj) in done.stderr, done.stderr
+    assert _tree(tmp_path) == before
+
+
+def test_push_replaces_its_own_output_whole_and_nothing_else(tmp_path: Path) -> None:
+    """An earlier --output-dir folder is replaced (built beside it, renamed in); one with a user's file added is not."""
+    out = tmp_path / "repo"
+    args = ("push", "me/x", "--data-dir", SAMPLE["data_dir"], "--config", "music", *SOURCES, "--output-dir", str(out))
+    assert run_cli(args, tmp_path).returncode == 0
+    first = _tree(out)
+    assert "README.md" in first and any(k.startswith("data/music/") for k in first)
+    assert run_cli(args, tmp_path).returncode == 0  # the earlier output: replaced, same bytes
+    assert _tree(out) == first and sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no leftovers
+    (out / "data" / "mine.txt").write_text("mine")
+    done = run_cli(args, tmp_path)
+    assert done.returncode == 1 and "data/mine.txt" in done.stderr and "Traceback" not in done.stderr
+    assert _tree(out) == {**first, "data/mine.txt": b"mine"}
+
+
+def test_clean_deletes_only_what_datasets_and_the_builder_wrote(tmp_path: Path) -> None:
+    """``clean`` x content it did not write: a folder shaped like a copy, a user's file inside a superseded copy."""
+    from audio_dialogues.dataset.api import prepared_copies
+
+    root = tmp_path / "hf" / "audio_dialogues"
+    theirs = root / "my-saved-dataset" / "1.0.0" / "train"  # e.g. a save_to_disk output that happens to sit here
+    stale = root / f"music-{'a' * 16}-{'b' * 16}-{'c' * 16}" / "1.0.0" / "0123456789abcdef"  # other code's copy
+    for folder in (theirs, stale):
+        folder.mkdir(parents=True)
+        (folder / "dataset_info.json").write_text("{}")
+    (theirs / "data-00000-of-00001.arrow").write_bytes(b"theirs")
+    (stale / "audio_dialogues-train.arrow").write_bytes(b"ours")
+    (stale / "notes.txt").write_text("mine")
+    assert [c.path for c in prepared_copies(tmp_path / "hf")] == [stale]
+    done = run_cli(("clean", "--cache-dir", str(tmp_path / "hf")), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in stale.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in theirs.iterdir()) == ["data-00000-of-00001.arrow", "dataset_info.json"]
+
+
+@pytest.mark.parametrize("repo_id", ["not valid!!", "a/b/c", "../../x", "me/x.git", "me/-x", ""])
+@pytest.mark.parametrize("mode", ["--output-dir", "upload"])
+def test_push_refuses_a_repo_id_the_hub_would_refuse(tmp_path: Path, repo_id: str, mode: str) -> None:
+    """The same check in both modes, before anything is built (the id went into the card's usage lines)."""
+    extra = ("--output-dir", str(tmp_path / "out")) if mode == "--output-dir" else ()
+    done = run_cli(("push", repo_id, "--data-dir", SAMPLE["data_dir"], "--config", "music", *SOURCES, *extra),
+                   tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{repo_id!r} is not a Hub repo id" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from .builder import IMPORT_HINT, AudioDialogues, SplitReport, builder_hash
+from ..files import remove_owned
+from .builder import IMPORT_HINT, REPORT_FILENAME, RESOLUTION_FILENAME, AudioDialogues, SplitReport, builder_hash
 from .options import ConfigError
 from .registration import DATASET_NAME
 
@@ -68,6 +68,12 @@ def prepare(
 
 #: ``<options id>-<input digest>-<resolution digest>``: the config id of a prepared copy (see the builder).
 _CONFIG_ID_RE = re.compile(r"^(?P<options>.+)-[0-9a-f]{16}-[0-9a-f]{16}$")
+#: The code hash a copy's folder is named after.
+_CODE_RE = re.compile(r"^[0-9a-f]{16}$")
+#: The files of a prepared copy: datasets' (its shards, info, license and map caches) and the builder's reports.
+_COPY_FILE_RE = re.compile(
+    rf"^({re.escape(DATASET_NAME)}-[^/]+\.arrow|cache-[^/]+\.arrow|dataset_info\.json|LICENSE|"
+    rf"{re.escape(REPORT_FILENAME)}|{re.escape(RESOLUTION_FILENAME)})$")
 
 
 @dataclass(frozen=True)
@@ -89,11 +95,11 @@ def prepared_copies(cache_dir: str | os.PathLike | None = None) -> list[Prepared
         folder = info.parent
         if folder.parent.parent.name == IMPORT_HINT or folder.name.endswith(".incomplete"):
             continue  # not a copy: the hint for load_dataset without the import, or a copy being prepared
-        config_id = folder.parent.parent.name
-        match = _CONFIG_ID_RE.match(config_id)
+        match = _CONFIG_ID_RE.match(folder.parent.parent.name)
+        if not match or not _CODE_RE.match(folder.name):
+            continue  # not named as this package names its copies: someone else's folder, never counted or cleaned
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-        copies.append(PreparedCopy(folder, match["options"] if match else config_id, folder.name,
-                                   info.stat().st_mtime, size))
+        copies.append(PreparedCopy(folder, match["options"], folder.name, info.stat().st_mtime, size))
     return sorted(copies, key=lambda c: c.prepared_at)
 
 
@@ -117,12 +123,13 @@ def clean(cache_dir: str | os.PathLike | None = None, *, dry_run: bool = False) 
     """Delete superseded prepared copies (see :func:`superseded_copies`); return what was (or would be) deleted.
 
     Never deletes a copy another process is preparing (``.incomplete`` folders are not copies), nor the
-    newest copy of any set of options.
+    newest copy of any set of options, nor any file a copy holds that datasets or the builder did not write
+    there (the folder then stays, holding only those).
     """
     stale = superseded_copies(cache_dir)
     if not dry_run:
         for copy in stale:
-            shutil.rmtree(copy.path, ignore_errors=True)
+            remove_owned(copy.path, lambda name: bool(_COPY_FILE_RE.match(name)))
             with contextlib.suppress(OSError):
                 os.unlink(f"{copy.path}_builder.lock")
             for parent in (copy.path.parent, copy.path.parent.parent):  # version and config folders, once empty

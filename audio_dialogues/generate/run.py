@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..files import OutputError, atomic_write, describe_os_error, load_json
+from ..files import OutputError, atomic_write, claim_output_folder, load_json
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
@@ -37,7 +37,7 @@ from .filters import (
     read_phrases,
 )
 from .items import Item, audioset_items, comparison_count, comparison_items, music_items, music_rows_not_built
-from .journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, request_key
+from .journal import ITEM_HEADER, JOURNAL_NAME, LOCK_NAME, Journal, OutputLock, request_key
 from .options import GenerateError, GenerateOptions
 from .parsing import parse_descriptor, parse_dialogue
 from .prompts import descriptor_messages, templates
@@ -637,14 +637,15 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
 
 
 def make_output_dir(path: Path) -> None:
-    """Create the output folder, or say in one line why it cannot be (a file in the way, read-only, no permission)."""
+    """Create the output folder (or take up an earlier run's), or say in one line why it cannot be.
+
+    A non-empty folder that is not an earlier run's output (a project, another command's output) is
+    refused before anything is written: a run writes ``{config}_{split}.jsonl`` and its reports there.
+    """
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: the output folder is a file, not a folder; choose another --output-dir")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{describe_os_error(path, e)}: cannot create the output folder; "
-                          "choose another --output-dir") from None
+    claim_output_folder(path, "generate", previous=(JOURNAL_NAME, LOCK_NAME, DESCRIPTORS_NAME, SIMILARITY_CACHE,
+                                                    REPORT_JSON))
 
 
 def _check(options: GenerateOptions) -> None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import OUTPUT_MANIFEST
 from .plots import PLOTS_DIR
-from .repo_folder import DATA_DIR, FolderReport, PublishError, build_repo_folder
+from .repo_folder import DATA_DIR, FolderReport, PublishError, build_repo_folder, check_repo_id
 
 REPO_TYPE = "dataset"
 #: Remote files a push owns: replaced by the new version, removed when the new version has no such file.
@@ -77,7 +78,7 @@ def upload_folder(
         info = api.upload_folder(
             repo_id=repo_id, repo_type=REPO_TYPE, folder_path=str(folder), revision=branch,
             commit_message=commit_message or "Publish Audio Dialogues with audio-dialogues",
-            delete_patterns=list(OWNED_PATTERNS), parent_commit=head,
+            delete_patterns=list(OWNED_PATTERNS), parent_commit=head, ignore_patterns=[OUTPUT_MANIFEST],
         )
     except PublishError:
         raise
@@ -120,6 +121,7 @@ def push(
     metadata, ``audio_dir``, ``audio_cache_dir``). The repo then holds exactly the configs given: shards
     and figures of other configs from an earlier push are removed, other files are left alone.
     """
+    check_repo_id(repo_id)
     with tempfile.TemporaryDirectory(prefix="audio-dialogues-push-") as tmp:
         report = build_repo_folder(Path(tmp) / "repo", data_dir, configs, embed_audio=embed_audio,
                                    repo_id=repo_id, **folder_options)

@@ -18,7 +18,6 @@ The same inputs give byte-identical files, so a re-push of unchanged data upload
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +31,14 @@ from ..dataset.cards import CARDS
 from ..dataset.local_audio import AudioResolver, UnusableAudioError
 from ..errors import AudioDialoguesError
 from ..fetch.cache import resolve_cache_dir
-from ..files import atomic_write, describe_os_error
+from ..files import OutputError, atomic_write, check_output_folder, describe_os_error, replaced_folder
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
 from ..sources.records import audio_folders
 from .availability import Availability, clip_availability
 from .card import CardInputs, render_card
-from .layout import DATA_DIR, PLOTS_DIR, audio_column, clip_file_name
+from .layout import DATA_DIR, audio_column, clip_file_name
 from .plots import write_plots
 from .provenance import read_provenance
 from .stats import SplitStats, ontology_members, split_stats
@@ -54,7 +53,10 @@ MAX_ROW_GROUP_BYTES = 100 << 20
 MAX_SHARD_BYTES = 500 * 1000 * 1000
 #: Parquet's own bytes beyond Arrow's for the same rows: page headers and levels (per MB of data), the footer.
 _ENCODING_SLACK = 64 << 10
-_OWNED = ("README.md", DATA_DIR, PLOTS_DIR)
+
+
+#: The command whose output folders :func:`build_repo_folder` writes (named in their manifest).
+COMMAND = "push"
 
 
 class PublishError(AudioDialoguesError, ValueError):
@@ -244,23 +246,6 @@ def _write_split(config: str, split: str, records: Sequence[Record], folder: Pat
     return writer.finish()
 
 
-def _prepare_output(root: Path) -> None:
-    """An empty folder, or one this module wrote before (its owned entries are replaced, nothing else)."""
-    if root.exists() and not root.is_dir():
-        raise PublishError(f"{root}: output path exists and is not a folder")
-    root.mkdir(parents=True, exist_ok=True)
-    foreign = [p.name for p in root.iterdir() if p.name not in _OWNED]
-    if foreign:
-        raise PublishError(f"{root}: not empty and not a repo folder written by audio-dialogues "
-                           f"(holds {', '.join(sorted(foreign)[:5])}); choose an empty or new folder")
-    for name in _OWNED:
-        path = root / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def build_repo_folder(
     output_dir: str | Path,
     data_dir: str | Path,
@@ -283,26 +268,51 @@ def build_repo_folder(
     the clip cache are searched for each clip (for ``embed_audio``, and for the card's clip availability).
     ``repo_id`` only appears in the card's usage examples. Shards hold at most ``max_shard_bytes`` and their
     row groups at most ``max_row_group_bytes`` (uncompressed, as the Hub viewer measures them).
+
+    ``output_dir`` must be new, empty or an earlier output of this function: anything else is refused before
+    anything is read or written. The folder is built beside it and renamed into place; an earlier output's
+    files (those its manifest lists) are deleted only then, and nothing else ever is.
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise PublishError(f"{data_dir}: --data-dir is not a folder")
-    files = _annotation_files(data_dir, configs)
+    if repo_id is not None:
+        check_repo_id(repo_id)
     root = Path(output_dir)
     try:
-        return _build(root, data_dir, files, embed_audio=embed_audio, audio_dir=audio_dir,
-                      audio_cache_dir=audio_cache_dir, metadata_options=dict(
-                          strong_labels=strong_labels, musiccaps_csv=musiccaps_csv, ontology=ontology,
-                          download_metadata=download_metadata), repo_id=repo_id,
-                      limits={"max_shard_bytes": max_shard_bytes, "max_row_group_bytes": max_row_group_bytes})
+        check_output_folder(root, COMMAND)
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise PublishError(f"{data_dir}: --data-dir is not a folder")
+        files = _annotation_files(data_dir, configs)
+        with replaced_folder(root, COMMAND) as new:
+            report = _build(new, data_dir, files, embed_audio=embed_audio, audio_dir=audio_dir,
+                            audio_cache_dir=audio_cache_dir, metadata_options=dict(
+                                strong_labels=strong_labels, musiccaps_csv=musiccaps_csv, ontology=ontology,
+                                download_metadata=download_metadata), repo_id=repo_id,
+                            limits={"max_shard_bytes": max_shard_bytes, "max_row_group_bytes": max_row_group_bytes})
+    except OutputError as e:
+        raise PublishError(str(e)) from None
     except OSError as e:  # an unwritable or full output folder: say which path and what to do
         raise PublishError(f"cannot build the repo folder {root}: {describe_os_error(e.filename or root, e)}") from None
+    report.root = root
+    return report
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse an id the Hub would refuse (huggingface_hub's own check), before anything is built or sent.
+
+    The same in both modes: an ``--output-dir`` folder's card names the id in its usage lines.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise PublishError(f"{repo_id!r} is not a Hub repo id (namespace/name): {e}") from None
 
 
 def _build(root: Path, data_dir: Path, files: dict[str, dict[str, list[Path]]], *, embed_audio: bool,
            audio_dir: PathOrUrl | Sequence[PathOrUrl] | None, audio_cache_dir: PathOrUrl | None,
            metadata_options: dict, repo_id: str | None, limits: dict[str, int]) -> FolderReport:
-    _prepare_output(root)
     audio_dirs = [audio_dir] if isinstance(audio_dir, (str, Path)) else list(audio_dir or [])
     cache_dir = resolve_cache_dir(audio_cache_dir)
     report = FolderReport(root=root, embed_audio=embed_audio)
