@@ -27,6 +27,7 @@ import soundfile as sf
 
 from audio_dialogues import cli
 from audio_dialogues.dataset.local_audio import AudioResolver
+from audio_dialogues.files import OUTPUT_MANIFEST
 from audio_dialogues.sample import sample_paths
 from audio_dialogues.sources.annotations import CONFIGS, read_split
 from audio_dialogues.sources.metadata import metadata_sources, open_source_metadata
@@ -120,6 +121,7 @@ def test_push_writes_the_repo_and_unchanged_data_makes_no_commit(
                      SAMPLE["audio_dir"], "--audio-cache-dir", os.environ["AUDIO_DIALOGUES_CACHE"],
                      "--output-dir", str(out)]) == 0
     written = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert written.pop(OUTPUT_MANIFEST)  # what marks the folder as push's own (to replace it whole): never uploaded
     assert written == {p: data for p, data in files.items() if p != ".gitattributes"}
 
     # pushing the same data again: nothing uploaded, no commit
