@@ -240,10 +240,12 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
                        help="seconds each worker waits before each download")
     fetch.add_argument("--rate-limit", type=_fetch_number("rate_limit"), metavar="N",
                        help="start at most N downloads per second in total")
-    fetch.add_argument("--num-shards", type=_fetch_number("num_shards"), default=1,
-                       help="split the clips by video into N disjoint shards (one per machine)")
-    fetch.add_argument("--shard-index", type=_fetch_number("shard_index"), default=0, metavar="I",
-                       help="which shard this machine fetches (0-based)")
+    fetch.add_argument("--num-shards", type=_fetch_number("num_shards"), metavar="N",
+                       help="split the clips by video into N disjoint shards (one per machine) (default: the "
+                            "SLURM array's task count in an array job, else 1)")
+    fetch.add_argument("--shard-index", type=_fetch_number("shard_index"), metavar="I",
+                       help="which shard this machine fetches (0-based) (default: the SLURM array task's "
+                            "position in an array job, else 0)")
     fetch.add_argument("--reverify", action="store_true", help="decode every cached clip again (slow)")
     fetch.add_argument("--js-runtime", action="append", default=[], metavar="NAME[:PATH]",
                        help="JavaScript runtime for YouTube's challenges (deno, node, bun, quickjs; repeatable); "
@@ -261,9 +263,11 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
     fetch.set_defaults(run=_run_fetch, parser=fetch)
 
     status = commands.add_parser(
-        "status", help="summarise the fetch journal; export the missing clips as CSV",
+        "status", help="how many clips are present, gone for good and still to try, and whether the run is "
+                       "healthy or blocked; export the missing clips as CSV",
         description="Without CONFIG: what the journals of the cache record. With CONFIG (and --data-dir): "
-                    "the state of exactly that config's clips, cached ones counting as ok.")
+                    "the state of exactly that config's clips per split, cached ones counting as present. The "
+                    "share present is compared with what others measured fetching AudioSet and AudioCaps.")
     status.add_argument("config", nargs="?", choices=CONFIGS, help="report exactly this subset's clips")
     add_source_arguments(status, split=False, required=False)  # --data-dir is needed only with CONFIG here
     status.add_argument("--split", choices=("train", "test", "all"), default="all",
@@ -278,6 +282,8 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
                         help="with CONFIG: write the clips that have audio, and where it was found, to this CSV")
     status.add_argument("--write-merged", metavar="OUT",
                         help="write the merged journal, one line per clip, to this JSONL file")
+    status.add_argument("--json", action="store_true",
+                        help="print the report as one JSON document (schema in docs/fetch.md) instead of text")
     status.set_defaults(run=_run_status, parser=status)
 
 
@@ -288,8 +294,8 @@ def _fetch_number(field: str) -> Callable[[str], int | float | None]:
     return NUMBERS[field].argument("--" + field.replace("_", "-"))
 
 
-def _config_clips(args: argparse.Namespace) -> list:
-    """The distinct clips of ``args.config`` over the chosen split(s) (``all``: every split with annotations).
+def _config_clips(args: argparse.Namespace) -> dict[str, list]:
+    """The distinct clips of ``args.config`` per chosen split (``all``: every split with annotations).
 
     Remembered in the clip cache while the annotation and metadata files stay as they are (a re-run of
     50,000 cached clips would otherwise spend most of its time validating annotations it read before).
@@ -299,8 +305,9 @@ def _config_clips(args: argparse.Namespace) -> list:
     from .sources.annotations import split_files
     from .sources.metadata import is_url, metadata_sources
 
-    def read() -> list:
-        return records.distinct_clips(read_records(args, args.config))
+    def read() -> dict[str, list]:
+        by_split = records.records_by_split(args.config, [args.split], data_dir=args.data_dir, **source_kwargs(args))
+        return {split: records.distinct_clips(split_records) for split, split_records in by_split.items()}
 
     metadata = [f for files in metadata_sources(args.config, **source_kwargs(args)).values() for f in files]
     if args.download_metadata or any(is_url(str(f)) for f in metadata):
@@ -316,7 +323,12 @@ def _config_clips(args: argparse.Namespace) -> list:
 
 def _run_fetch(args: argparse.Namespace) -> int:
     from .fetch import FetchInterrupted, FetchOptions, FetchStopped, fetch_clips
+    from .fetch.sharding import choose_shard
 
+    shard = choose_shard(args.shard_index, args.num_shards)
+    if shard.describe() and not args.check:  # before anything slow: a SLURM log says which shard this is
+        print(f"fetch {args.config}: {shard.describe()}", flush=True)
+    args.shard_index, args.num_shards = shard.index, shard.count
     options = FetchOptions(
         url_template=args.url_template, sample_rate=args.sample_rate, format=args.format,
         workers=args.workers, sleep=args.sleep, rate_limit=args.rate_limit, cookies=args.cookies,
@@ -331,7 +343,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
     for folder in args.audio_dir:
         if not os.path.isdir(folder):
             raise UsageError(f"--audio-dir {folder}: not a folder")
-    clips = _config_clips(args)
+    clips = list({c.key: c for split_clips in _config_clips(args).values() for c in split_clips}.values())
     untimed = sum(1 for c in clips if not c.has_times)
     if untimed and not (args.strong_labels or args.musiccaps_csv or args.download_metadata):
         raise UsageError(
@@ -378,9 +390,11 @@ def _run_fetch_check(options: FetchOptions) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from .dataset.local_audio import AudioResolver, UnusableAudioError
+    import json
+
+    from .dataset.local_audio import AudioResolver
+    from .fetch import availability, journal
     from .fetch import cache as clip_cache
-    from .fetch import journal
 
     cache_dir = clip_cache.resolve_cache_dir(args.audio_cache_dir)
     for path in args.journal:
@@ -394,41 +408,39 @@ def _run_status(args: argparse.Namespace) -> int:
     if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
         print(f"error: the clip cache {cache_dir} is a file, not a folder", file=sys.stderr)
         return 1
-    clips = None
+    splits: dict[str, list] = {}
     if args.config:
         if not args.data_dir:
             args.parser.error("CONFIG needs --data-dir (the annotations naming its clips)")
-        clips = _config_clips(args)
+        splits = _config_clips(args)
+    journals = [*map(str, journal.journal_files(cache_dir)), *args.journal]
     state = journal.load(cache_dir, args.journal)
-    present: dict[str, tuple[str, str]] = {}  # clip key -> (where, path), found as prepare finds audio
-    if clips is not None:
+    if args.config:
         resolver = AudioResolver(audio_folders(args, args.config), cache_dir)
         where = records.where_found(args.config, args.data_dir, args.audio_dir)
-        for clip in clips:
-            try:
-                path = resolver.resolve(clip)
-            except UnusableAudioError:
-                path = None
-            if path is not None:
-                source = resolver.index.find(clip)  # a whole video found locally is cut into the cache
-                present[clip.key] = ("cache" if source is None else where(source), str(path))
-    summary = journal.summarize(state, clips, (lambda c: c.key in present) if clips is not None else None)
-    print(f"cache: {cache_dir}  journals: {len(journal.journal_files(cache_dir)) + len(args.journal)}")
-    print("\n".join(summary.lines()))
-    if clips is not None:
-        local_n = sum(1 for where, _ in present.values() if where != "cache")
-        print(f"  present: {local_n} in your audio folders, {len(present) - local_n} in the cache")
+        states = availability.clip_states((c for clips in splits.values() for c in clips), resolver, state,
+                                          len(journals), where)
+    else:
+        states = availability.journal_states(state, len(journals))
+    report = availability.StatusReport(str(cache_dir), journals, states, args.config, splits, state.stats.bad_lines)
+    notes = sys.stderr if args.json else sys.stdout  # --json: stdout holds the JSON document only
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"cache: {cache_dir}  journals: {len(journals)}")
+        print("\n".join(states.summary.lines()))
+        print("\n".join(report.lines()))
     if state.stats.bad_lines:
         print(state.stats.describe(), file=sys.stderr)
     if args.missing_csv:
-        n = journal.write_missing_csv(summary, args.missing_csv)
-        print(f"{n} missing clips written to {args.missing_csv}")
+        n = journal.write_missing_csv(states.summary, args.missing_csv)
+        print(f"{n} missing clips written to {args.missing_csv}", file=notes)
     if args.present_csv:
-        n = journal.write_present_csv(clips, present, args.present_csv)
-        print(f"{n} present clips written to {args.present_csv}")
+        n = journal.write_present_csv(states.clips.values(), states.present, args.present_csv)
+        print(f"{n} present clips written to {args.present_csv}", file=notes)
     if args.write_merged:
         n = journal.write_merged(state, args.write_merged)
-        print(f"merged journal of {n} clips written to {args.write_merged}")
+        print(f"merged journal of {n} clips written to {args.write_merged}", file=notes)
     return 0
 
 

@@ -132,7 +132,8 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
         assert "--split {train,test} which split's dialogues (default: test)" in split
     fetch = " ".join(commands["fetch"].format_help().split())
     assert "seconds each worker waits before each download (default: 0.0)" in fetch
-    assert "which shard this machine fetches (0-based) (default: 0)" in fetch
+    assert "which shard this machine fetches (0-based) (default: the SLURM array task's position in an array " \
+           "job, else 0)" in fetch
 
 
 def test_top_level_help_has_no_raw_markup(tmp_path: Path) -> None:

@@ -315,8 +315,8 @@ def test_a_rerun_reuses_the_clip_list_until_an_input_changes(server, tmp_path, m
     args = ["fetch", "audioset", "--data-dir", str(data), "--audio-cache-dir", str(cache), "--url-template",
             server.url_template("m4a"), "--no-progress"]
     reads = []
-    real = records.read_records
-    monkeypatch.setattr(records, "read_records", lambda *a, **k: reads.append(1) or real(*a, **k))
+    real = records.records_by_split
+    monkeypatch.setattr(records, "records_by_split", lambda *a, **k: reads.append(1) or real(*a, **k))
     assert cli.main(args) == 0 and len(reads) == 1
     assert cli.main(args) == 0 and len(reads) == 1  # unchanged files: the stored list
     assert "3 already cached" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The clips a config's annotations name, remembered in the clip cache until an input file changes.
+"""The clips a config's annotations name per split, remembered in the clip cache until an input file changes.
 
 ``fetch`` and ``status`` need only the distinct clips of a config, yet reading and validating 50,000
 records (turns, events, metadata joins) costs seconds: most of a re-run whose clips are all cached.
@@ -20,7 +20,7 @@ from ..files import OutputError, atomic_write
 from ..sources.clips import Clip, ClipError
 
 INDEX_DIRNAME = "index"
-_FORMAT = 1
+_FORMAT = 2  # 2: clips per split
 
 
 def _state_key(config: str, splits: Iterable[str], inputs: Iterable[str | os.PathLike]) -> str | None:
@@ -39,8 +39,9 @@ def _state_key(config: str, splits: Iterable[str], inputs: Iterable[str | os.Pat
 
 
 def config_clips(cache_dir: str | os.PathLike, config: str, splits: Iterable[str],
-                 inputs: Iterable[str | os.PathLike], read: Callable[[], list[Clip]]) -> list[Clip]:
-    """``read()``, or the list it returned before for these very input files.
+                 inputs: Iterable[str | os.PathLike], read: Callable[[], dict[str, list[Clip]]]
+                 ) -> dict[str, list[Clip]]:
+    """``read()`` (split -> its distinct clips), or what it returned before for these very input files.
 
     A stored list that cannot be read or does not hold valid clips is ignored (and replaced); one that
     cannot be written is simply not stored.
@@ -51,14 +52,16 @@ def config_clips(cache_dir: str | os.PathLike, config: str, splits: Iterable[str
     if key is not None:
         try:
             with open(path, "rb") as f:
-                return [Clip(ytid, start, end) for ytid, start, end in json.load(f)]
-        except (OSError, ValueError, TypeError, RecursionError, ClipError):
+                return {split: [Clip(ytid, start, end) for ytid, start, end in rows]
+                        for split, rows in json.load(f).items()}
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError, ClipError):
             pass
     clips = read()
     if key is not None:
         try:
             with atomic_write(path) as f:
-                json.dump([[c.ytid, c.start_s, c.end_s] for c in clips], f, separators=(",", ":"))
+                json.dump({split: [[c.ytid, c.start_s, c.end_s] for c in split_clips]
+                           for split, split_clips in clips.items()}, f, separators=(",", ":"))
         except OutputError:
             return clips  # a read-only cache: the next run reads the annotations again
         for old in path.parent.glob(f"clips-{config}-*.json"):  # lists of earlier states of the inputs

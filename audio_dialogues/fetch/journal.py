@@ -5,10 +5,11 @@ and YouTube throttles. The journal records one outcome per clip and run so that 
 to retry (permanently unavailable) and what to retry (transient), and so that a user can always tell
 what is missing and why.
 
-Format: JSON lines under ``<cache>/journal/<host>.jsonl``, appended with one ``write`` per line (atomic
-for appends on a local file system; one file per host so machines sharing a network disk never append
-to the same file). A line torn by a kill is skipped on read. Journals from several machines merge by
-reading all their lines: ``ok`` anywhere wins, otherwise the latest outcome does, and attempts add up.
+Format: JSON lines under ``<cache>/journal/<host>.jsonl`` (``<host>.shard-I-of-N.jsonl`` for shard I of a
+sharded run), appended with one ``write`` per line (atomic for appends on a local file system; one file
+per host and shard so machines sharing a network disk never append to the same file). A line torn by a
+kill is skipped on read. Journals from several machines merge by reading all their lines: ``ok``
+anywhere wins, otherwise the latest outcome does, and attempts add up.
 
 yt-dlp raises removed videos, bot checks and rate limits alike as ``DownloadError``; the outcome is
 classified from the HTTP status and the message text (:func:`classify`).
@@ -273,9 +274,26 @@ def journal_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / JOURNAL_DIRNAME
 
 
-def host_journal(cache_dir: str | Path) -> Journal:
-    """This host's journal in ``cache_dir``."""
-    return Journal(journal_dir(cache_dir) / f"{host_name()}.jsonl")
+def host_journal(cache_dir: str | Path, shard_index: int = 0, num_shards: int = 1) -> Journal:
+    """This host's journal in ``cache_dir``; a sharded run's is its shard's: ``<host>.shard-I-of-N.jsonl``.
+
+    Per shard, because the tasks of a SLURM array often share a node (one host name) and a network disk:
+    each then appends to its own file, and ``status`` can tell which shards have run.
+    """
+    name = host_name() + (f".shard-{shard_index}-of-{num_shards}" if num_shards > 1 else "")
+    return Journal(journal_dir(cache_dir) / f"{name}.jsonl")
+
+
+_SHARD_NAME = re.compile(r"\.shard-([0-9]+)-of-([0-9]+)\.jsonl$")
+
+
+def journal_shard(path: str | Path) -> tuple[int, int] | None:
+    """``(shard index, number of shards)`` of a journal a sharded run wrote (see :func:`host_journal`)."""
+    found = _SHARD_NAME.search(Path(path).name)
+    if found is None:
+        return None
+    index, count = int(found[1]), int(found[2])
+    return (index, count) if 0 <= index < count else None
 
 
 def journal_files(cache_dir: str | Path) -> list[Path]:

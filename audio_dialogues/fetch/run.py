@@ -35,7 +35,7 @@ class _Run:
         self.cache_dir = cache_dir
         self.options = options
         self.downloader = Downloader(options, ffmpeg, cache_dir)
-        self.journal = journal.host_journal(cache_dir)
+        self.journal = journal.host_journal(cache_dir, options.shard_index, options.num_shards)
         self.stop = threading.Event()
         self.pacer = Pacer(options.rate_limit, self.stop)
         self.outcomes: queue.Queue[ClipOutcome] = queue.Queue()

@@ -29,8 +29,8 @@ from ..dataset.cards import (
     SubsetCard,
 )
 from ..errors import AudioDialoguesError
+from ..fetch.availability import Availability
 from ..sources.annotations import CONFIGS
-from .availability import Availability
 from .provenance import Provenance
 from .stats import SplitStats
 
