@@ -113,8 +113,9 @@ def source_kwargs(args: argparse.Namespace) -> dict:
 
 
 def read_records(args: argparse.Namespace, config: str, splits: Sequence[str] | None = None) -> list[Record]:
-    """:func:`~audio_dialogues.sources.records.read_records` of ``splits`` (default ``args.split``)."""
-    return records.read_records(config, splits or [args.split], data_dir=args.data_dir, **source_kwargs(args))
+    """The records of ``splits`` (default ``args.split``; ``all``: every split with annotations), in one list."""
+    by_split = records.records_by_split(config, splits or [args.split], data_dir=args.data_dir, **source_kwargs(args))
+    return [record for split_records in by_split.values() for record in split_records]
 
 
 def audio_folders(args: argparse.Namespace, config: str) -> list[str]:

@@ -435,11 +435,12 @@ def evaluate(
     if references is None:
         if config is None or data_dir is None:
             raise UsageError("give references, or config and data_dir to take them from the annotations")
-        from ..sources.records import read_records
+        from ..sources.records import records_by_split
 
         configs = list(dict.fromkeys([config] if isinstance(config, str) else config))
-        refs = [r for c in configs for r in references_from_records(
-            read_records(c, [split], data_dir=data_dir, **(source_metadata or {})), c)]
+        refs = [r for c in configs
+                for records in records_by_split(c, [split], data_dir=data_dir, **(source_metadata or {})).values()
+                for r in references_from_records(records, c)]
     else:
         if config is not None:
             raise UsageError("give references or config (with data_dir), not both; to score some configs of "

@@ -18,22 +18,6 @@ from .metadata import PathOrUrl, metadata_sources, open_source_metadata
 PathLike = str | os.PathLike
 
 
-def read_records(
-    config: str,
-    splits: Sequence[str],
-    *,
-    data_dir: PathLike,
-    strong_labels: PathOrUrl | Sequence[PathOrUrl] | None = None,
-    musiccaps_csv: PathOrUrl | None = None,
-    ontology: PathOrUrl | None = None,
-    download_metadata: bool = False,
-) -> list[Record]:
-    """The validated records of ``splits`` of ``config`` (``"all"``: every split with annotation files)."""
-    by_split = records_by_split(config, splits, data_dir=data_dir, strong_labels=strong_labels,
-                                musiccaps_csv=musiccaps_csv, ontology=ontology, download_metadata=download_metadata)
-    return [record for records in by_split.values() for record in records]
-
-
 def records_by_split(
     config: str,
     splits: Sequence[str],
@@ -44,7 +28,7 @@ def records_by_split(
     ontology: PathOrUrl | None = None,
     download_metadata: bool = False,
 ) -> dict[str, list[Record]]:
-    """:func:`read_records`, kept apart by split (``status`` reports each split).
+    """The validated records of ``splits`` of ``config`` (``"all"``: every split with annotation files), by split.
 
     The source metadata is read once for all splits (a strong-label TSV has about a million rows).
     """
