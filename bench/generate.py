@@ -117,7 +117,7 @@ async def _bare_client(base_url: str, n: int, concurrency: int) -> float:
 
 async def _official_client(base_url: str, n: int, concurrency: int) -> float:
     """Requests per second of the package's chat client (the official ``openai`` client) with nothing around it."""
-    from audio_dialogues.generate.client import ChatClient, ModelSettings
+    from audio_dialogues.llm.client import ChatClient, ModelSettings
 
     client = ChatClient(ModelSettings("m"), base_url=base_url, max_attempts=1)
     todo = iter(range(n))
@@ -198,10 +198,10 @@ def bench_throughput(root: Path, items: int, verdicts: Verdicts) -> list[tuple]:
 
 def bench_build(root: Path, clips: int, verdicts: Verdicts) -> list[tuple]:
     from audio_dialogues.generate import GenerateOptions
-    from audio_dialogues.generate.client import ModelSettings
-    from audio_dialogues.generate.journal import request_key
     from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES
     from audio_dialogues.generate.run import build_items, read_sources
+    from audio_dialogues.llm.client import ModelSettings
+    from audio_dialogues.llm.journal import request_key
 
     tsv, ontology = write_sources(root / "src_b", clips, seed=2)
     rows = sum(1 for _ in open(tsv)) - 1

@@ -4,7 +4,7 @@ Hosted LLMs cannot be reached here, so generation is tested through the protocol
 client talks to this aiohttp server. Answers are deterministic functions of the request (dialogue lines
 that reuse the words of the item, so similarity filters have something to measure). It counts what a
 paying user cares about: requests, requests in flight (and the most at once), and how often one request
-(identified by :func:`audio_dialogues.generate.journal.request_key`) was answered.
+(identified by :func:`audio_dialogues.llm.journal.request_key`) was answered.
 
 Faults are queued per item: ``fault(substring, "429", "500", ...)`` makes the next requests whose item
 name (header) or last message contains ``substring`` fail in that order. Kinds: ``429`` (with ``Retry-After``), ``500``,
@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from audio_dialogues.generate.journal import ITEM_HEADER, request_key
+from audio_dialogues.llm.journal import ITEM_HEADER, request_key
 
 
 def dialogue_for(messages: list[dict[str, str]], name: str = "") -> str:

@@ -207,7 +207,7 @@ def test_a_metadata_url_that_cannot_be_reached_keeps_the_reason(online, tmp_path
 def test_a_chat_answer_that_is_no_completion_is_an_invalid_response_retried(fault: str) -> None:
     import asyncio
 
-    from audio_dialogues.generate.client import ChatClient, ModelSettings, RequestFailed
+    from audio_dialogues.llm.client import ChatClient, ModelSettings, RequestFailed
     from tests.openai_server import OpenAIServer
 
     async def ask(base_url: str) -> None:

@@ -24,8 +24,8 @@ import pytest
 import audio_dialogues
 from audio_dialogues.cli import main
 from audio_dialogues.generate import GenerateError, GenerateOptions, generate
-from audio_dialogues.generate.journal import JOURNAL_NAME, OutputLock
 from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES
+from audio_dialogues.llm.journal import JOURNAL_NAME, OutputLock
 from tests.generate_sources import write_sources
 from tests.openai_server import OpenAIServer
 from tests.tools import needs_unshare
@@ -242,7 +242,7 @@ def test_a_second_run_on_a_busy_folder_is_refused(tmp_path: Path, server: OpenAI
 
 @pytest.mark.parametrize("limit", ["rpm", "tpm"])
 def test_rate_limits_spread_the_requests(tmp_path: Path, server: OpenAIServer, sources: dict, limit: str) -> None:
-    from audio_dialogues.generate.client import estimate_tokens
+    from audio_dialogues.llm.client import estimate_tokens
 
     first = DEFAULT_TEMPLATES["audioset"].messages("Sound of Dog: [0.25s-1.0s]")
     per_request = estimate_tokens(first) + 64  # prompt estimate + max_tokens, as hosted APIs count
@@ -614,7 +614,7 @@ def test_a_second_ctrl_c_abandons_the_batch_being_scored(tmp_path: Path, server:
     from audio_dialogues.generate.embedders import openai_embedder
     from audio_dialogues.generate.filters import ScoringStop, SimilarityScorer
     from audio_dialogues.generate.items import Item
-    from audio_dialogues.generate.journal import Journal
+    from audio_dialogues.llm.journal import Journal
 
     server.embedding_latency_s = 2.0
     pairs = [(Item(f"k{i}", "music", "train", (), f"calm piano {i}", f"calm piano {i}"), f"a piano {i}")

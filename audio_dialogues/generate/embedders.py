@@ -87,7 +87,7 @@ def openai_embedder(model: str, base_url: str | None = None, api_key: str | None
                     timeout_s: float = 120.0, max_attempts: int = 6) -> TextEmbedder:
     """Embeddings from an endpoint, through the chat client: the same retries and the same deadline per attempt
     (``--timeout``), so an endpoint that trickles its answer cannot hold the scoring forever."""
-    from .client import ChatClient, EndpointUnusable, ModelSettings, RequestFailed
+    from ..llm.client import ChatClient, EndpointUnusable, ModelSettings, RequestFailed
 
     async def ask(texts: list[str]) -> list[list[float]]:
         client = ChatClient(ModelSettings(model), base_url=base_url, api_key=api_key, timeout_s=timeout_s,

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..files import read_input
+from ..llm.journal import Journal
 from .embedders import Embedder
 from .items import Item
-from .journal import Journal
 
 Turns = tuple[tuple[str, str], ...]
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..llm.usage import Usage
 from ..sources.annotations import PAPER_SIZES
 
 if TYPE_CHECKING:
-    from .client import ClientStats
+    from ..llm.client import ClientStats
 
 #: Stages in order; each counts the dialogues still in after it.
 STAGES = ("items", "answered", "parsed", "phrases", "similarity", "duplicates")
@@ -30,23 +31,6 @@ STAGE_HELP = {
     "similarity": "after the similarity filter",
     "duplicates": "after dropping exact duplicates (written)",
 }
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def add(self, prompt: int, completion: int) -> None:
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-
-    def cost(self, price_in: float, price_out: float) -> float:
-        """Dollars, at prices per million tokens."""
-        return (self.prompt_tokens * price_in + self.completion_tokens * price_out) / 1e6
-
-    def to_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 @dataclass

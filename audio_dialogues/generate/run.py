@@ -23,9 +23,10 @@ from typing import Any
 from tqdm import tqdm
 
 from ..files import OutputError, atomic_write, claim_output_folder, load_json
+from ..llm.client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
+from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
-from .client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
 from .embedders import check_spec, make_embedder
 from .filters import (
     PhraseFilter,
@@ -37,13 +38,13 @@ from .filters import (
     read_phrases,
 )
 from .items import Item, audioset_items, comparison_count, comparison_items, music_items, music_rows_not_built
-from .journal import ITEM_HEADER, JOURNAL_NAME, LOCK_NAME, Journal, OutputLock, request_key
 from .options import GenerateError, GenerateOptions
 from .parsing import parse_descriptor, parse_dialogue
 from .prompts import descriptor_messages, templates
 from .report import GenerationReport
 
 REPORT_JSON = "generation_report.json"
+LOCK_NAME = lock_name("generate")
 REPORT_MD = "generation_report.md"
 DESCRIPTORS_NAME = "descriptors.json"
 SIMILARITY_CACHE = "similarity_cache.jsonl"

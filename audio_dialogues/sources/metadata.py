@@ -404,7 +404,7 @@ def metadata_download(dataset_name: str | None = None,
 
     fsspec's HTTP filesystem reads through aiohttp, whose default timeouts are per read: a server that
     trickles its answer would hold a load forever. ``total`` bounds the whole request (the package's one
-    HTTP timeout policy; see :func:`audio_dialogues.generate.client.bounded`). URLs on the Hub
+    HTTP timeout policy; see :func:`audio_dialogues.llm.client.bounded`). URLs on the Hub
     (``hf://``, ``huggingface.co/.../resolve/``) go through huggingface_hub and its own timeouts.
     """
     import aiohttp

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from audio_dialogues.generate.client import (
+from audio_dialogues.llm.client import (
     ChatClient,
     ClientStats,
     EndpointUnusable,

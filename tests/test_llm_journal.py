@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from audio_dialogues.generate.journal import Journal, JournalError, OutputLock, request_key
+from audio_dialogues.llm.journal import Journal, JournalError, OutputLock, request_key
 
 
 def test_entries_survive_reopen_and_a_torn_tail_is_cut(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_request_key_ignores_what_does_not_shape_the_answer() -> None:
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
-    code = ("import sys, time; from audio_dialogues.generate.journal import OutputLock; "
+    code = ("import sys, time; from audio_dialogues.llm.journal import OutputLock; "
             "lock = OutputLock(sys.argv[1]).__enter__(); print('locked', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

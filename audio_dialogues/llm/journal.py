@@ -10,8 +10,8 @@ A write that fails (a full disk, a read-only or vanished folder) is cut back to 
 stops the journal: every later ``append`` raises the same :class:`~audio_dialogues.files.OutputError`, so
 no line is ever written after a torn one and the answers journaled before stay readable.
 
-A lock on the folder (``.generate.lock``, released by the OS when its holder dies) keeps two runs from
-writing the same journal.
+A lock on the folder (``.<command>.lock``, e.g. ``.generate.lock``, released by the OS when its holder dies)
+keeps two runs from writing the same journal.
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from typing import Any
 
 import filelock
 
+from ..errors import AudioDialoguesError
 from ..files import OutputError, describe_os_error
-from .options import GenerateError
 
 JOURNAL_NAME = "journal.jsonl"
-LOCK_NAME = ".generate.lock"
 
 
-class JournalError(GenerateError):
+class JournalError(AudioDialoguesError, ValueError):
     """A journal that cannot be used (corrupt in the middle, or locked by another run)."""
 
 
@@ -64,11 +63,20 @@ def _message_digest(role: str, content: str) -> str:
     return hashlib.sha256(f"{role}\0{content}".encode()).hexdigest()
 
 
-class OutputLock:
-    """An exclusive, non-blocking lock on an output folder: a second run gets a clear refusal."""
+def lock_name(command: str) -> str:
+    """The lock file a command's :class:`OutputLock` takes in its output folder, e.g. ``.generate.lock``."""
+    return f".{command}.lock"
 
-    def __init__(self, folder: Path) -> None:
-        self.path = Path(folder) / LOCK_NAME
+
+class OutputLock:
+    """An exclusive, non-blocking lock on an output folder: a second run gets a clear refusal.
+
+    ``command`` names the lock file and the refusal; ``option`` is the option that chooses the folder.
+    """
+
+    def __init__(self, folder: Path, command: str = "generate", option: str = "--output-dir") -> None:
+        self.path = Path(folder) / lock_name(command)
+        self.command, self.option = command, option
         self._lock = filelock.FileLock(str(self.path), timeout=0)
 
     def __enter__(self) -> OutputLock:
@@ -76,12 +84,12 @@ class OutputLock:
             self._lock.acquire()
         except filelock.Timeout:
             raise JournalError(
-                f"{self.path.parent}: another `audio-dialogues generate` run is using this output folder "
-                f"(lock {self.path}); wait for it to finish or choose another --output-dir"
+                f"{self.path.parent}: another `audio-dialogues {self.command}` run is using this output folder "
+                f"(lock {self.path}); wait for it to finish or choose another {self.option}"
             ) from None
         except OSError as e:
             raise OutputError(f"{describe_os_error(self.path, e)}: cannot lock the output folder, so nothing can be "
-                              "written there; choose another --output-dir") from None
+                              f"written there; choose another {self.option}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
