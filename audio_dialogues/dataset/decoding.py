@@ -287,6 +287,19 @@ def decode_file(source: str | bytes, sampling_rate: int | None = None) -> tuple[
     return np.ascontiguousarray(array, dtype=np.float32), int(rate)
 
 
+def wav_bytes(path: str, sampling_rate: int | None = None) -> bytes:
+    """The clip at ``path`` as a 16-bit mono WAV file in memory, at ``sampling_rate`` (native when None).
+
+    What a chat endpoint's ``input_audio`` part carries (OpenAI takes WAV and MP3, nothing else): any clip
+    this package decodes (FLAC, Ogg, m4a ...) is decoded by :func:`decode_file` and written again, so the
+    ``openai-messages`` export and ``predict`` send the same bytes. Raises :class:`AudioDecodeError`.
+    """
+    samples, rate = decode_file(path, sampling_rate)
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
 @dataclass
 class SoundfileAudio(datasets.Audio):
     """``datasets.Audio`` decoded with soundfile + soxr (ffmpeg for containers libsndfile cannot read).

@@ -300,17 +300,12 @@ class _OpenAiMessages(_Writer):
         if fmt is not None:
             data = path.read_bytes()
         else:  # FLAC, Ogg, m4a, ...: OpenAI takes none of them; decoded once here and sent as WAV
-            import soundfile as sf
-
-            from ..dataset.decoding import AudioDecodeError, decode_file  # imports datasets: only when needed
+            from ..dataset.decoding import AudioDecodeError, wav_bytes  # imports datasets: only when needed
 
             try:
-                samples, rate = decode_file(str(path))
+                data, fmt = wav_bytes(str(path)), "wav"
             except AudioDecodeError as err:
                 raise ExportError(f"openai-messages: dialogue {dialogue.id!r}: {err}") from None
-            buffer = io.BytesIO()
-            sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
-            data, fmt = buffer.getvalue(), "wav"
             self.converted += 1
         return {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode("ascii"), "format": fmt}}
 
