@@ -468,6 +468,35 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--output-md", metavar="FILE", help="write the scores as a markdown table")
     evaluate.set_defaults(run=_run_evaluate, parser=evaluate)
 
+    predict = commands.add_parser(
+        "predict", help="run an audio chat model over a split turn by turn and write the predictions evaluate reads",
+        description="Each assistant turn k is asked with the clip(s), the gold turns before it and user turn k "
+                    "(see docs/evaluation.md). Answers are journaled beside --output: re-run the same command "
+                    "to resume without asking again.")
+    predict.add_argument("config", choices=CONFIGS, help="which subset")
+    add_source_arguments(predict)
+    predict.add_argument("--output", required=True, metavar="FILE",
+                         help="the predictions JSONL (journal, report and audio_url copies are written beside it)")
+    predict.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
+                         help="local audio folder, searched before the clip cache (repeatable)")
+    predict.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, "
+                                                                 "else $XDG_CACHE_HOME/audio_dialogues/clips)")
+    predict.add_argument("--history", choices=("gold", "own"), default="gold",
+                         help="what earlier assistant turns the model sees: the gold answers, or its own")
+    predict.add_argument("--audio-input", choices=("input_audio", "audio_url"), default="input_audio",
+                         help="input_audio: base64 WAV parts (OpenAI); audio_url: file:// WAV copies (vLLM, started "
+                              "with --allowed-local-media-path covering the output's folder)")
+    predict.add_argument("--sample-rate", type=_positive_int, default=16000,
+                         help="every clip is resampled to this rate, mono, 16-bit WAV")
+    predict.add_argument("--system-prompt", metavar="TEXT", help="a system message before the dialogue (default: none)")
+    predict.add_argument("--limit", type=_positive_int, metavar="N", help="at most N dialogues (a small run)")
+    add_endpoint_arguments(predict, temperature=0.0, max_tokens=512)
+    predict.add_argument("--seed", type=int, help="the API's sampling seed")
+    predict.add_argument("--dry-run", action="store_true",
+                         help="send nothing: print what would be asked and an estimate of its tokens and cost")
+    predict.add_argument("--quiet", action="store_true", help="no progress output")
+    predict.set_defaults(run=_run_predict)
+
     export = commands.add_parser("export", help="write a split's dialogues in an audio language model's chat format")
     export.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(export)
@@ -495,6 +524,50 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                         help="openai-messages: base64 input_audio, any clip as WAV or MP3 (default), or file:// "
                              "audio_url references (vLLM only, started with --allowed-local-media-path)")
     export.set_defaults(run=_run_export)
+
+
+def add_endpoint_arguments(parser: argparse.ArgumentParser, prefix: str = "", *, temperature: float,
+                           max_tokens: int) -> None:
+    """The options of an OpenAI-compatible endpoint, spelled as ``generate`` spells them (``prefix`` for the judge)."""
+    o = f"--{prefix}"
+    parser.add_argument(f"{o}base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument(f"{o}model", help="model name the endpoint serves")
+    parser.add_argument(f"{o}api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                        help="environment variable holding the API key")
+    parser.add_argument(f"{o}temperature", type=float, default=temperature, help="the model's sampling temperature")
+    parser.add_argument(f"{o}max-tokens", type=_positive_int, default=max_tokens,
+                        help="the longest answer the model may give, in tokens")
+    parser.add_argument(f"{o}concurrency", type=_positive_int, default=8, help="requests in flight")
+    parser.add_argument(f"{o}rpm", type=_positive_float, help="at most this many requests per minute")
+    parser.add_argument(f"{o}tpm", type=_positive_float,
+                        help="at most this many tokens per minute (text estimate + max tokens)")
+    parser.add_argument(f"{o}timeout", type=_positive_float, default=120.0,
+                        help="seconds for one whole request, from connecting to the answer's last byte")
+    parser.add_argument(f"{o}max-attempts", type=_positive_int, default=6,
+                        help="attempts per request (429/5xx/timeouts)")
+    parser.add_argument(f"{o}price-in", type=_non_negative, default=0.0, help="dollars per million prompt tokens")
+    parser.add_argument(f"{o}price-out", type=_non_negative, default=0.0, help="dollars per million completion tokens")
+
+
+def endpoint_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
+    """The values of :func:`add_endpoint_arguments` as keyword arguments (``prefix`` taken off)."""
+    names = ("base_url", "model", "api_key_env", "temperature", "max_tokens", "concurrency", "rpm", "tpm", "timeout",
+             "max_attempts", "price_in", "price_out")
+    values = {name: getattr(args, prefix + name) for name in names}
+    values["timeout_s"] = values.pop("timeout")
+    return values
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .evaluation.predict import PredictOptions, predict
+
+    options = PredictOptions(
+        args.config, args.output, args.data_dir, split=args.split, audio_dirs=args.audio_dir,
+        audio_cache_dir=args.audio_cache_dir, source_metadata=source_kwargs(args), system_prompt=args.system_prompt,
+        seed=args.seed, history=args.history, audio_input=args.audio_input, sample_rate=args.sample_rate,
+        limit=args.limit, dry_run=args.dry_run, progress=not args.quiet, **endpoint_kwargs(args))
+    report = predict(options)
+    return 0 if args.dry_run or report.complete else (130 if report.interrupted else 1)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from audio_dialogues.llm.client import text_of
 from audio_dialogues.llm.journal import ITEM_HEADER, request_key
 
 
@@ -90,6 +91,8 @@ class OpenAIServer:
         self.report_usage = True
         #: When set, a request without ``Authorization: Bearer <api_key>`` gets OpenAI's 401 answer.
         self.api_key: str | None = None
+        #: True refuses (400) every request with a non-text content part, as a text-only model does.
+        self.reject_audio = False
         self.faults: dict[str, deque[str]] = {}
         self.port = 0
         self._lock = threading.Lock()
@@ -136,9 +139,13 @@ class OpenAIServer:
 
     # --- handlers --------------------------------------------------------------------------------
 
+    def answer(self, messages: list[dict[str, Any]], name: str) -> str:
+        """The completion text of a request (subclasses answer other protocols, see ``audio_chat_server``)."""
+        return dialogue_for(messages, name)
+
     def _take_fault(self, messages: list[dict[str, str]], name: str) -> str | None:
         """The next fault queued for a request whose item name or last message contains its match."""
-        last = (messages[-1]["content"] if messages else "") + "\n" + name
+        last = (text_of(messages[-1]["content"]) if messages else "") + "\n" + name
         with self._lock:
             for match, queue in self.faults.items():
                 if queue and match in last:
@@ -195,7 +202,12 @@ class OpenAIServer:
                 self.statuses["drop"] += 1
                 request.transport.close()
                 raise asyncio.CancelledError
-            text, finish = dialogue_for(body["messages"], name), "stop"
+            if self.reject_audio and any(not isinstance(m["content"], str) and any(
+                    part.get("type") != "text" for part in m["content"]) for m in body["messages"]):
+                self.statuses["400"] += 1  # what a text-only model behind vLLM or OpenAI answers
+                error = {"message": "this model does not support audio input", "type": "invalid_request_error"}
+                return web.json_response({"error": error}, status=400)
+            text, finish = self.answer(body["messages"], name), "stop"
             if fault == "empty":
                 text = ""
             elif fault == "malformed":
@@ -210,7 +222,7 @@ class OpenAIServer:
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
             }
             if self.report_usage:
-                payload["usage"] = {"prompt_tokens": sum(len(m["content"]) for m in body["messages"]) // 4,
+                payload["usage"] = {"prompt_tokens": sum(len(text_of(m["content"])) for m in body["messages"]) // 4,
                                     "completion_tokens": len(text) // 4, "total_tokens": 0}
             response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             await response.prepare(request)
@@ -308,13 +320,13 @@ async def _trickle(request: web.Request, payload: dict[str, Any], seconds: float
     return response
 
 
-def main() -> None:
+def main(server_class: type[OpenAIServer] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--hold-after", type=int)
     args = parser.parse_args()
-    server = OpenAIServer(args.latency)
+    server = (server_class or OpenAIServer)(args.latency)
     server.hold_after = args.hold_after
 
     async def run() -> None:

@@ -38,9 +38,20 @@ MAX_RETRY_AFTER_S = 300.0
 T = TypeVar("T")
 
 
-def estimate_tokens(messages: list[dict[str, str]]) -> int:
-    """A tokenizer-free estimate of a prompt's tokens (4 characters each, plus a few per message)."""
-    return int(sum(len(m["content"]) for m in messages) / CHARS_PER_TOKEN) + 4 * len(messages)
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """A tokenizer-free estimate of a prompt's text tokens (4 characters each, plus a few per message).
+
+    A content given as parts counts its text parts; audio parts are priced per model (per second or per
+    token of its own encoder) and are not estimated here.
+    """
+    return int(sum(len(text_of(m["content"])) for m in messages) / CHARS_PER_TOKEN) + 4 * len(messages)
+
+
+def text_of(content: Any) -> str:
+    """The text of a message content: the string itself, or its ``text`` parts joined."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(part["text"] for part in content or () if isinstance(part, dict) and part.get("type") == "text")
 
 
 class RequestFailed(AudioDialoguesError, RuntimeError):

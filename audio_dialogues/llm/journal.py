@@ -71,11 +71,13 @@ def lock_name(command: str) -> str:
 class OutputLock:
     """An exclusive, non-blocking lock on an output folder: a second run gets a clear refusal.
 
-    ``command`` names the lock file and the refusal; ``option`` is the option that chooses the folder.
+    ``command`` names the lock file (unless ``name`` does) and the refusal; ``option`` is the option that
+    chooses the output.
     """
 
-    def __init__(self, folder: Path, command: str = "generate", option: str = "--output-dir") -> None:
-        self.path = Path(folder) / lock_name(command)
+    def __init__(self, folder: Path, command: str = "generate", option: str = "--output-dir",
+                 name: str | None = None) -> None:
+        self.path = Path(folder) / (name or lock_name(command))
         self.command, self.option = command, option
         self._lock = filelock.FileLock(str(self.path), timeout=0)
 
