@@ -464,6 +464,9 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                           help="python: pure-Python PTB tokenizer (default); ptb: pycocoevalcap's Java one")
     evaluate.add_argument("--allow-missing", action="store_true",
                           help="score reference turns without a prediction as empty answers (and count them)")
+    add_endpoint_arguments(evaluate, "judge-", temperature=0.0, max_tokens=64)
+    evaluate.add_argument("--judge-journal", metavar="JSONL",
+                          help="the judge's answer journal (default: beside --predictions, <name>.judge.jsonl)")
     evaluate.add_argument("--output-json", metavar="FILE", help="write the scores as JSON")
     evaluate.add_argument("--output-md", metavar="FILE", help="write the scores as a markdown table")
     evaluate.set_defaults(run=_run_evaluate, parser=evaluate)
@@ -530,8 +533,10 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser, prefix: str = "", *,
                            max_tokens: int) -> None:
     """The options of an OpenAI-compatible endpoint, spelled as ``generate`` spells them (``prefix`` for the judge)."""
     o = f"--{prefix}"
-    parser.add_argument(f"{o}base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    parser.add_argument(f"{o}model", help="model name the endpoint serves")
+    what = "the judge's " if prefix else ""
+    parser.add_argument(f"{o}base-url", help=f"{what}OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument(f"{o}model", help=f"{what}model name the endpoint serves" + (
+        " (grade every answer with it, see docs/evaluation.md)" if prefix else ""))
     parser.add_argument(f"{o}api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                         help="environment variable holding the API key")
     parser.add_argument(f"{o}temperature", type=float, default=temperature, help="the model's sampling temperature")
@@ -577,9 +582,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         args.parser.error("give --references, or --config with --data-dir (not both)")
     if args.config and not args.data_dir:
         args.parser.error("--config needs --data-dir (the annotations holding the reference answers)")
+    judge = None
+    if args.judge_model:
+        from .evaluation.judge import JudgeOptions
+
+        journal = args.judge_journal or f"{args.predictions}.judge.jsonl"
+        judge = JudgeOptions(journal=journal, **endpoint_kwargs(args, "judge_"))
+    elif args.judge_base_url:
+        args.parser.error("--judge-base-url needs --judge-model")
     report = evaluate(args.predictions, args.references, config=args.config, split=args.split,
                       data_dir=args.data_dir, source_metadata=source_kwargs(args), tokenizer=args.tokenizer,
-                      allow_missing=args.allow_missing)
+                      allow_missing=args.allow_missing, judge=judge)
     write_report(report, json_path=args.output_json, markdown_path=args.output_md)
     print(report.to_markdown(), end="")
     return 0

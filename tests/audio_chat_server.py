@@ -94,9 +94,15 @@ def judge_answer(prompt: str) -> str:
 
 
 class AudioChatServer(OpenAIServer):
+    def reset(self) -> None:
+        super().reset()
+        #: The user message of every judge request, in arrival order.
+        self.judge_prompts: list[str] = []
+
     def answer(self, messages: list[dict[str, Any]], name: str) -> str:
         if messages and messages[0]["role"] == "system" and text_of(messages[0]["content"]).startswith(JUDGE_MARK):
-            return judge_answer(text_of(messages[-1]["content"]))
+            self.judge_prompts.append(text_of(messages[-1]["content"]))
+            return judge_answer(self.judge_prompts[-1])
         return listening_answer(messages)
 
 

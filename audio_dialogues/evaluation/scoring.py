@@ -100,12 +100,16 @@ class EvaluationReport:
     tokenizer: str = "python"
     #: Reference turns without a (non-empty) prediction, scored as empty answers (``allow_missing``).
     missing: int = 0
+    #: The model judge's grades (:class:`~audio_dialogues.evaluation.judge.JudgeReport`), when one was asked.
+    judge: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         out = CorpusReport(self.overall, self.per_turn).to_dict()
         if self.per_config:
             out["per_config"] = {c: r.to_dict() for c, r in self.per_config.items()}
         out.update(tokenizer=self.tokenizer, missing=self.missing, scorer=f"pycocoevalcap {version('pycocoevalcap')}")
+        if self.judge is not None:
+            out["judge"] = self.judge.to_dict()
         return out
 
     def to_markdown(self) -> str:
@@ -132,6 +136,8 @@ class EvaluationReport:
             lines.append("Each config is also scored as its own corpus; `overall` pools all configs into one corpus.")
         if self.missing:
             lines.append(f"{self.missing} reference turns had no prediction and were scored as empty answers.")
+        if self.judge is not None:
+            lines += self.judge.markdown()
         return "\n".join(lines) + "\n"
 
 
@@ -415,6 +421,7 @@ def evaluate(
     source_metadata: Mapping[str, Any] | None = None,
     tokenizer: str = "python",
     allow_missing: bool = False,
+    judge: Any = None,
 ) -> EvaluationReport:
     """Score model answers with CIDEr, BLEU-4 and ROUGE-L, as coco-caption does.
 
@@ -429,18 +436,28 @@ def evaluate(
         tokenizer: ``python`` (pure Python, no Java) or ``ptb`` (pycocoevalcap's Java PTBTokenizer).
         allow_missing: score reference turns without a prediction (or with an empty one) as empty answers
             and report how many there were, instead of refusing.
+        judge: :class:`~audio_dialogues.evaluation.judge.JudgeOptions` to have a model grade every answer
+            too (see :mod:`audio_dialogues.evaluation.judge`); with ``config``, the judge is told what each
+            clip contains.
     """
     if tokenizer not in TOKENIZERS:
         raise UsageError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
+    contents: dict[tuple[str | None, str], str] = {}
     if references is None:
         if config is None or data_dir is None:
             raise UsageError("give references, or config and data_dir to take them from the annotations")
         from ..sources.records import records_by_split
 
         configs = list(dict.fromkeys([config] if isinstance(config, str) else config))
-        refs = [r for c in configs
-                for records in records_by_split(c, [split], data_dir=data_dir, **(source_metadata or {})).values()
-                for r in references_from_records(records, c)]
+        refs = []
+        for c in configs:
+            for records in records_by_split(c, [split], data_dir=data_dir, **(source_metadata or {})).values():
+                refs += references_from_records(records, c)
+                if judge is not None:
+                    from .judge import record_contents
+
+                    contents.update({(c, rid): text for rid, text in
+                                     record_contents(c, records, source_metadata or {}).items()})
     else:
         if config is not None:
             raise UsageError("give references or config (with data_dir), not both; to score some configs of "
@@ -459,7 +476,12 @@ def evaluate(
     if len(configs_scored) > 1:
         for c in configs_scored:
             per_config[str(c)] = _corpus_report(items, turns, [i for i, r in enumerate(refs) if r.config == c])
-    return EvaluationReport(report.overall, report.per_turn, per_config, tokenizer, missing)
+    judged = None
+    if judge is not None:
+        from .judge import items_for, run_judge
+
+        judged = run_judge(items_for(refs, texts, contents), judge)
+    return EvaluationReport(report.overall, report.per_turn, per_config, tokenizer, missing, judged)
 
 
 def write_report(report: EvaluationReport, *, json_path: PathLike | None = None, markdown_path: PathLike | None = None
