@@ -111,6 +111,8 @@ class OpenAIServer:
             self.answered: Counter[str] = Counter()
             self.seen: Counter[str] = Counter()
             self.statuses: Counter[str] = Counter()
+            #: Bytes of the chat requests' bodies (the JSON as sent).
+            self.request_bytes = 0
             self.embedding_requests = 0
             self.embedded_texts = 0
             #: Requests that arrived for a request already answered: what a paying user must never see.
@@ -131,7 +133,7 @@ class OpenAIServer:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": self.requests, "max_in_flight": self.max_in_flight,
+            return {"requests": self.requests, "request_bytes": self.request_bytes, "max_in_flight": self.max_in_flight,
                     "answered": sum(self.answered.values()),
                     "distinct_answered": len(self.answered), "repeated": self.repeated,
                     "statuses": dict(self.statuses), "first_request_at": self.first_request_at,
@@ -153,10 +155,12 @@ class OpenAIServer:
         return None
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+        raw = await request.read()
+        body = json.loads(raw)
         key = request_key(body, request.headers.get(ITEM_HEADER, ""))
         with self._lock:
             self.requests += 1
+            self.request_bytes += len(raw)
             self.seen[key] += 1
             self.repeated += self.answered[key] > 0
             self.authorization = request.headers.get("Authorization")

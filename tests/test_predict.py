@@ -127,6 +127,8 @@ def test_concurrency_is_reached(tmp_path, server):
     out = tmp_path / "preds.jsonl"
     assert main(args("audioset", out, server.base_url, "--concurrency", "6", data_dir=data)) == 0
     assert server.stats()["max_in_flight"] == 6 and len(predictions(out)) == 18
+    # the turns in flight together share one conversion of their clip (two distinct clips in this split)
+    assert json.loads((tmp_path / "preds.jsonl.report.json").read_text())["client"]["audio_parts_converted"] == 2
 
 
 def test_sigkill_mid_run_then_resume_asks_nothing_twice(tmp_path, server):

@@ -205,6 +205,7 @@ class _Audio:
         self.options = options
         self._digests: dict[Path, str] = {}
         self._parts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future] = {}
         self.keep = keep
         #: Bytes of the audio parts built (base64 text for inline audio), for the report and the bench.
         self.converted = 0
@@ -219,29 +220,37 @@ class _Audio:
         """What the journal key sees of a clip: its content and how it is sent, not base64 or a path."""
         return {"type": self.options.audio_input, "sha256": digest, "sample_rate": self.options.sample_rate}
 
-    def part(self, path: Path, digest: str) -> dict[str, Any]:
-        """The content part sending the clip; raises ``AudioDecodeError`` for a clip that cannot be decoded."""
+    async def part(self, path: Path, digest: str) -> dict[str, Any]:
+        """The content part sending the clip, converted once however many turns ask for it at the same time
+        (with gold history every turn of a dialogue is in flight at once); ``AudioDecodeError`` for a clip
+        that cannot be decoded."""
         cached = self._parts.get(digest)
         if cached is not None:
             self._parts.move_to_end(digest)
             return cached
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = self._pending[digest] = asyncio.ensure_future(asyncio.to_thread(self._convert, path, digest))
+            pending.add_done_callback(lambda _: self._pending.pop(digest, None))
+        part = await asyncio.shield(pending)
+        self._parts[digest] = part
+        if len(self._parts) > self.keep:
+            self._parts.popitem(last=False)
+        return part
+
+    def _convert(self, path: Path, digest: str) -> dict[str, Any]:
         from ..dataset.decoding import wav_bytes
 
         data = wav_bytes(str(path), self.options.sample_rate)
         self.converted += 1
         if self.options.audio_input == "input_audio":
-            part = {"type": "input_audio",
+            return {"type": "input_audio",
                     "input_audio": {"data": base64.b64encode(data).decode("ascii"), "format": "wav"}}
-        else:
-            copy = self.options.audio_copy_dir / f"{digest[:32]}_{self.options.sample_rate}.wav"
-            if not copy.exists():
-                with atomic_write(copy, binary=True) as f:
-                    f.write(data)
-            part = {"type": "audio_url", "audio_url": {"url": copy.absolute().as_uri()}}
-        self._parts[digest] = part
-        if len(self._parts) > self.keep:
-            self._parts.popitem(last=False)
-        return part
+        copy = self.options.audio_copy_dir / f"{digest[:32]}_{self.options.sample_rate}.wav"
+        if not copy.exists():
+            with atomic_write(copy, binary=True) as f:
+                f.write(data)
+        return {"type": "audio_url", "audio_url": {"url": copy.absolute().as_uri()}}
 
 
 def messages_for(record: Record, k: int, history: Sequence[str], audio_parts: list[dict[str, Any]],
@@ -313,8 +322,7 @@ class _Run:
         if entry is not None:
             return entry
         try:
-            parts = [await asyncio.to_thread(self.audio.part, p, d)
-                     for p, d in zip(dialogue.paths, dialogue.digests, strict=True)]
+            parts = [await self.audio.part(p, d) for p, d in zip(dialogue.paths, dialogue.digests, strict=True)]
         except AudioDecodeError as e:
             self.report.failed_requests[f"undecodable audio ({e})"] += 1
             return None
