@@ -4,7 +4,8 @@
 builder (without importing ``datasets`` itself: the name is registered when ``datasets`` is first
 imported); :func:`load` does the same without relying on that hook. :func:`evaluate` scores model answers
 as the paper does; :func:`export_chat` writes the chat formats of the models trained on this data;
-:func:`fetch_clips` fills the clip cache.
+:func:`fetch_clips` fills the clip cache; :func:`predict` runs an audio chat model over a test split, turn by
+turn, writing the predictions :func:`evaluate` reads.
 
 The package follows the pipeline: :mod:`.sources` (clips, annotations, metadata) -> :mod:`.fetch` (the
 clip cache) -> :mod:`.dataset` (the builder) -> :mod:`.evaluation` / :mod:`.export`. The public names
@@ -27,6 +28,8 @@ _PUBLIC = {
     "sample_paths": ".sample",
     "evaluate": ".evaluation.scoring",
     "export_chat": ".export.chat_formats",
+    "predict": ".evaluation.predict",
+    "PredictOptions": ".evaluation.predict",
     "fetch_clips": ".fetch",
     "AudioDialoguesError": ".errors",
     "UsageError": ".errors",

@@ -199,6 +199,8 @@ class JudgeReport:
     prompt_sha256: str = PROMPT_SHA256
     interrupted: bool = False
     pending: int = 0
+    #: Requests this run sent (retries included); 0 when every answer was in the journal.
+    requests_sent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "base_url": self.base_url, "prompt_sha256": self.prompt_sha256,
@@ -207,6 +209,7 @@ class JudgeReport:
                 "per_turn": {str(t): m.to_dict() for t, m in self.per_turn.items()},
                 "per_config": self.per_config, "unscored": self.unscored, "unscored_reasons": self.unscored_reasons,
                 "no_answer": self.no_answer, "grounded": self.grounded, "pending": self.pending,
+                "requests_sent": self.requests_sent,
                 "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens},
                 "cost_usd": self.cost_usd, "journal": self.journal}
 
@@ -268,7 +271,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
     keys = {(i, order): request_key(settings.body(prompt(item, order)), name(item, order))
             for i, item in enumerate(judged) for order in ORDERS}
     failures: Counter[str] = Counter()
-    interrupted = False
+    interrupted, sent = False, 0
     journal_path.parent.mkdir(parents=True, exist_ok=True)
     with OutputLock(journal_path.parent, "evaluate", "--judge-journal", name=f".{journal_path.name}.lock"), \
             Journal(journal_path) as journal:
@@ -290,7 +293,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
                                       "completion_tokens": completion.completion_tokens}, "at": time.time()})
 
         async def send() -> None:
-            nonlocal client, interrupted
+            nonlocal client, interrupted, sent
             client = ChatClient(settings, base_url=options.base_url, api_key=os.environ.get(options.api_key_env),
                                 timeout_s=options.timeout_s, max_attempts=options.max_attempts,
                                 backoff_s=options.backoff_s, rpm=options.rpm, tpm=options.tpm,
@@ -298,6 +301,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
             try:
                 outcome = await Pool(ask, options.concurrency, say).run(todo)
             finally:
+                sent = client.stats.requests
                 await client.close()
             interrupted = outcome.interrupted
             watch = client.watch
@@ -350,7 +354,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
                        sum(reasons.values()), dict(reasons), len(items) - len(judged),
                        sum(1 for item in judged if item.content), usage.prompt_tokens, usage.completion_tokens,
                        round(usage.cost(options.price_in, options.price_out), 6), str(journal_path),
-                       interrupted=interrupted, pending=pending)
+                       interrupted=interrupted, pending=pending, requests_sent=sent)
 
 
 def items_for(references: Sequence[Any], texts: Sequence[str], contents: Mapping[tuple[str | None, str], str]

@@ -432,6 +432,12 @@ def predict(options: PredictOptions, out: Callable[[str], None] = print) -> Pred
     Returns the report (also written to ``<output>.report.json``). With ``dry_run`` nothing is sent or
     written: the report holds what would be asked and an estimate of its text tokens and cost.
     """
+    try:
+        import aiolimiter  # noqa: F401
+        import openai  # noqa: F401
+    except ImportError as e:
+        raise PredictError(f"predict needs the `generate` extra ({e}): pip install 'audio-dialogues[generate]'") \
+            from None
     from ..llm.journal import Journal, OutputLock
 
     started = time.perf_counter()
