@@ -71,10 +71,11 @@ def write_sources(folder: Path, clips: int, seed: int = 0) -> tuple[Path, Path]:
 
 
 class Server:
-    """tests/openai_server.py in its own process (so it takes no GIL from the client)."""
+    """tests/openai_server.py (or ``module``, a server built on it) in its own process, so it takes no GIL from
+    the client."""
 
-    def __init__(self, latency_s: float, hold_after: int | None = None) -> None:
-        args = [sys.executable, "-m", "tests.openai_server", "--latency", str(latency_s)]
+    def __init__(self, latency_s: float, hold_after: int | None = None, module: str = "tests.openai_server") -> None:
+        args = [sys.executable, "-m", module, "--latency", str(latency_s)]
         if hold_after is not None:
             args += ["--hold-after", str(hold_after)]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True,

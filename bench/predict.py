@@ -27,12 +27,9 @@ import asyncio
 import base64
 import io
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Verdicts, isolate_caches, measure_contention, random_ytids, table  # noqa: E402
+from generate import Server  # noqa: E402
 
 CONCURRENCY = 8
 RATE = 16000
@@ -49,32 +47,6 @@ CPU_FACTOR, CPU_SLACK_MS, SIZE_FACTOR = 1.5, 2.0, 1.01
 TURNS = [("What sound stands out?", "A single bell-like ding that slowly fades."),
          ("When does it happen?", "Around two seconds into the clip."),
          ("Is anything else heard?", "Only a faint hum of traffic in the background.")]
-
-
-class Server:
-    """tests/audio_chat_server.py in its own process (its decoding takes no CPU from the measured client)."""
-
-    def __init__(self, latency_s: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.audio_chat_server", "--latency", str(latency_s)],
-                                     cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
-        line = self.proc.stdout.readline()
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"test server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-
-    def stats(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=30) as r:
-            return json.loads(r.read())
-
-    def reset(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{self.port}/reset", method="POST"),
-                               timeout=30).read()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 def write_split(root: Path, dialogues: int) -> tuple[Path, Path]:
@@ -172,7 +144,7 @@ def main() -> int:
         import audio_dialogues.dataset.decoding  # noqa: F401
         import audio_dialogues.llm.client  # noqa: F401
 
-        server = Server(args.latency)
+        server = Server(args.latency, module="tests.audio_chat_server")
         try:
             bare_cpu, bare_n = run_bare(data, audio, server.base_url)
             bare = server.stats()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AudioDialoguesError, UsageError
+from ..llm.endpoint import Endpoint
 
 #: The judge's instruction, in this project's words.
 INSTRUCTION = (
@@ -59,25 +59,17 @@ class JudgeError(AudioDialoguesError, ValueError):
     """A judge run that cannot start or had to stop; the message names the option or endpoint."""
 
 
-@dataclass
-class JudgeOptions:
-    model: str
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.0
+@dataclass(kw_only=True)
+class JudgeOptions(Endpoint):
+    """The judge's endpoint (:class:`~audio_dialogues.llm.endpoint.Endpoint`) and the journal of its answers."""
+
+    #: Grades are a few tokens; a judge that explains itself first is cut short, and counted as unscored.
     max_tokens: int = 64
-    concurrency: int = 8
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout_s: float = 120.0
-    max_attempts: int = 6
-    backoff_s: float = 1.0
-    price_in: float = 0.0
-    price_out: float = 0.0
     #: The journal of the judge's answers (``evaluate`` defaults it to ``<predictions>.judge.jsonl``).
     journal: Path | None = None
 
     def __post_init__(self) -> None:
+        self.check_endpoint("--judge-")
         if not self.model:
             raise UsageError("give --judge-model")
         if not self.base_url:
@@ -253,7 +245,7 @@ def _groups(items: Sequence[Item], grades: Sequence[tuple[float, float] | None])
 
 def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str], None] | None = None) -> JudgeReport:
     """Grade ``items`` (answers present) in both orders; the means per config, per turn and overall."""
-    from ..llm.client import ChatClient, EndpointUnusable, ModelSettings, RequestFailed
+    from ..llm.client import EndpointUnusable, RequestFailed
     from ..llm.journal import ITEM_HEADER, Journal, OutputLock, request_key
     from ..llm.runner import Pool
     from ..llm.usage import Usage
@@ -261,7 +253,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
     def say(text: str) -> None:
         (log or (lambda t: print(t, file=sys.stderr)))(text)
 
-    settings = ModelSettings(options.model, temperature=options.temperature, max_tokens=options.max_tokens)
+    settings = options.model_settings()
     journal_path = Path(options.journal or "")
     judged = [item for item in items if item.answer.strip()]
 
@@ -294,10 +286,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
 
         async def send() -> None:
             nonlocal client, interrupted, sent
-            client = ChatClient(settings, base_url=options.base_url, api_key=os.environ.get(options.api_key_env),
-                                timeout_s=options.timeout_s, max_attempts=options.max_attempts,
-                                backoff_s=options.backoff_s, rpm=options.rpm, tpm=options.tpm,
-                                fail_fast_after=max(options.concurrency, 5))
+            client = options.client(settings)
             try:
                 outcome = await Pool(ask, options.concurrency, say).run(todo)
             finally:
@@ -321,7 +310,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
         reasons: Counter[str] = Counter()
         pending = 0
         for i in range(len(judged)):
-            pair = []
+            pair: list[Any] = []
             for order in ORDERS:
                 entry = journal.get(keys[i, order])
                 if entry is None:
@@ -350,7 +339,7 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
                                        "per_turn": {str(t): m.to_dict() for t, m in c_turns.items()}}
     if failures:
         say("judge: " + "; ".join(f"{n} requests failed ({reason})" for reason, n in failures.items()))
-    return JudgeReport(options.model, options.base_url or "", overall, per_turn, per_config,
+    return JudgeReport(options.model or "", options.base_url or "", overall, per_turn, per_config,
                        sum(reasons.values()), dict(reasons), len(items) - len(judged),
                        sum(1 for item in judged if item.content), usage.prompt_tokens, usage.completion_tokens,
                        round(usage.cost(options.price_in, options.price_out), 6), str(journal_path),

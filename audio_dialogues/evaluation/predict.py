@@ -27,7 +27,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import sys
 import time
 from collections import Counter, OrderedDict
@@ -38,14 +37,13 @@ from typing import Any
 
 from ..errors import AudioDialoguesError, UsageError
 from ..files import atomic_write
+from ..llm.endpoint import Endpoint
 from ..sources.annotations import CONFIGS, Record
 
 HISTORIES = ("gold", "own")
 AUDIO_INPUTS = ("input_audio", "audio_url")
 #: The item header's prefix, and the journal entries' kind.
 KIND = "predict"
-#: The fewest failed attempts (and at least ``concurrency``) that stop a run whose endpoint never answered.
-FAIL_FAST_ATTEMPTS = 5
 
 
 class PredictError(AudioDialoguesError, ValueError):
@@ -53,7 +51,10 @@ class PredictError(AudioDialoguesError, ValueError):
 
 
 @dataclass
-class PredictOptions:
+class PredictOptions(Endpoint):
+    """What to ask (a config's split, its audio) and where to write; the endpoint's options are
+    :class:`~audio_dialogues.llm.endpoint.Endpoint`'s, given by keyword."""
+
     config: str
     output: Path
     data_dir: Path
@@ -62,24 +63,10 @@ class PredictOptions:
     audio_cache_dir: str | None = None
     #: ``strong_labels``, ``musiccaps_csv``, ``ontology``, ``download_metadata``, as for loading.
     source_metadata: dict[str, Any] = field(default_factory=dict)
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
     system_prompt: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 512
-    seed: int | None = None
     history: str = "gold"
     audio_input: str = "input_audio"
     sample_rate: int = 16000
-    concurrency: int = 8
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout_s: float = 120.0
-    max_attempts: int = 6
-    backoff_s: float = 1.0
-    price_in: float = 0.0
-    price_out: float = 0.0
     #: At most this many dialogues (the first ones of the split).
     limit: int | None = None
     dry_run: bool = False
@@ -93,16 +80,10 @@ class PredictOptions:
             raise UsageError(f"unknown history {self.history!r}; expected one of {', '.join(HISTORIES)}")
         if self.audio_input not in AUDIO_INPUTS:
             raise UsageError(f"unknown audio input {self.audio_input!r}; expected one of {', '.join(AUDIO_INPUTS)}")
-        for name in ("concurrency", "max_tokens", "max_attempts", "sample_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
-            raise UsageError(f"--limit must be a whole number of at least 1, got {self.limit!r}")
-        for name in ("temperature", "timeout_s", "price_in", "price_out", "backoff_s"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        self.check_endpoint()
+        for name, value in (("sample-rate", self.sample_rate), ("limit", self.limit)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UsageError(f"--{name} must be a whole number of at least 1, got {value!r}")
         if not self.model:
             raise UsageError("give --model: answers are journaled by model, so a dry run needs it too")
         if not self.base_url and not self.dry_run:
@@ -273,11 +254,8 @@ def messages_for(record: Record, k: int, history: Sequence[str], audio_parts: li
 class _Run:
     def __init__(self, options: PredictOptions, journal: Any, report: PredictReport,
                  log: Callable[[str], None]) -> None:
-        from ..llm.client import ModelSettings
-
         self.options, self.journal, self.report, self.log = options, journal, report, log
-        self.settings = ModelSettings(options.model or "", temperature=options.temperature,
-                                      max_tokens=options.max_tokens, seed=options.seed)
+        self.settings = options.model_settings()
         self.audio = _Audio(options)
         self.client: Any = None
 
@@ -354,14 +332,10 @@ class _Run:
             texts.append(text)
 
     async def send(self, units: list[tuple[_Dialogue, list[int]]]) -> None:
-        from ..llm.client import ChatClient, EndpointUnusable
+        from ..llm.client import EndpointUnusable
         from ..llm.runner import Pool
 
-        self.client = ChatClient(self.settings, base_url=self.options.base_url,
-                                 api_key=os.environ.get(self.options.api_key_env),
-                                 timeout_s=self.options.timeout_s, max_attempts=self.options.max_attempts,
-                                 backoff_s=self.options.backoff_s, rpm=self.options.rpm, tpm=self.options.tpm,
-                                 fail_fast_after=max(self.options.concurrency, FAIL_FAST_ATTEMPTS))
+        self.client = self.options.client(self.settings)
         try:
             outcome = await Pool(self.unit, self.options.concurrency, self.log).run(units)
         finally:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from ..files import OutputError, atomic_write, claim_output_folder, load_json
 from ..llm.client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
+from ..llm.runner import Pool
 from ..sources.annotations import CONFIGS, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .embedders import check_spec, make_embedder
@@ -225,7 +225,8 @@ def unusable_endpoint(error: EndpointUnusable, options: GenerateOptions) -> Gene
 
 
 class _Runner:
-    """Sends the jobs with ``concurrency`` workers; first Ctrl-C drains in-flight requests, second abandons.
+    """Sends the jobs with ``concurrency`` workers (:class:`~audio_dialogues.llm.runner.Pool`: the first Ctrl-C
+    drains in-flight requests, a second abandons them).
 
     An endpoint that fails every attempt in a way that will not pass (see :class:`EndpointWatch`) stops the
     run at once with :func:`unusable_endpoint`'s message instead of failing each item after its retries;
@@ -235,21 +236,6 @@ class _Runner:
     def __init__(self, options: GenerateOptions, journal: Journal, report: GenerationReport,
                  settings: ModelSettings, log: Callable[[str], None]) -> None:
         self.options, self.journal, self.report, self.settings, self.log = options, journal, report, settings, log
-        self.stop = asyncio.Event()
-        self.tasks: list[asyncio.Task] = []
-        self.interrupts = 0
-        self.unusable: EndpointUnusable | None = None
-
-    def _interrupt(self) -> None:
-        self.interrupts += 1
-        self.report.interrupted = True
-        if self.interrupts == 1:
-            self.log("stopping: waiting for the requests in flight to be answered and journaled "
-                     "(interrupt again to abandon them)")
-            self.stop.set()
-        else:
-            for task in self.tasks:
-                task.cancel()
 
     async def run(self, jobs: Sequence[Job], known: Iterable[str] = ()) -> None:
         """Send ``jobs``; ``known`` are the keys of every request of this phase, answered or not."""
@@ -263,64 +249,34 @@ class _Runner:
         if client.watch is not None and endpoint_proven(self.journal, set(known), self.settings.model,
                                                         client.base_url):
             client.watch.endpoint_only = True
-        loop = asyncio.get_running_loop()
-        handled = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._interrupt)
-                handled.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
-                pass
-        queue = iter(jobs)
         bar = tqdm(total=len(jobs), unit="req", desc="requests", disable=not self.options.progress,
                    mininterval=1.0, file=sys.stderr)
 
-        async def worker() -> None:
-            for job in queue:
-                if self.stop.is_set():
-                    return
-                try:
-                    completion = await client.complete(job.messages, {ITEM_HEADER: f"{job.kind}:{job.name}"})
-                except RequestFailed as e:
-                    self.report.failed_requests[str(e)] += 1
-                    bar.update()
-                    continue
-                except EndpointUnusable as e:
-                    # The first to trip is the one to report: a worker whose answer came in the same loop
-                    # turn (each attempt runs in its own task, see client.bounded) may trip it again, counting
-                    # one attempt more.
-                    self.unusable = self.unusable or e
-                    self.stop.set()
-                    for task in self.tasks:
-                        if task is not asyncio.current_task():
-                            task.cancel()
-                    return
+        async def work(job: Job) -> None:
+            try:
+                completion = await client.complete(job.messages, {ITEM_HEADER: f"{job.kind}:{job.name}"})
+            except RequestFailed as e:
+                self.report.failed_requests[str(e)] += 1
+            else:
                 self.journal.append(_entry(job, completion, self.settings, client.base_url))
                 self.report.this_run.add(completion.prompt_tokens, completion.completion_tokens)
-                bar.update()
+            bar.update()
 
-        self.tasks = [asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(jobs)))]
         try:
-            await asyncio.gather(*self.tasks, return_exceptions=False)
-        except asyncio.CancelledError:
-            pass
+            outcome = await Pool(work, self.options.concurrency, self.log).run(jobs)
         finally:
-            for task in self.tasks:
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
             bar.close()
-            for sig in handled:
-                loop.remove_signal_handler(sig)
             self.report.add_client_stats(client.stats)
             await client.close()
-        watch = client.watch
-        if (self.unusable is None and not self.report.interrupted and watch and watch.every_attempt_failed
+        self.report.interrupted = self.report.interrupted or outcome.interrupted
+        unusable, watch = outcome.unusable, client.watch
+        if (unusable is None and not self.report.interrupted and watch and watch.every_attempt_failed
                 and watch.first is not None and watch.first.about_endpoint):
             # Fewer attempts than the watch needs were made (a small run), and every one failed the same way,
             # a way that blames the endpoint (a 400 blames the item: those are counted as failed requests).
-            self.unusable = EndpointUnusable(watch.first, watch.failed_attempts, client.base_url)
-        if self.unusable is not None:
-            raise unusable_endpoint(self.unusable, self.options)
+            unusable = EndpointUnusable(watch.first, watch.failed_attempts, client.base_url)
+        if unusable is not None:
+            raise unusable_endpoint(unusable, self.options)
 
 
 def endpoint_proven(journal: Journal, known: set[str], model: str, base_url: str) -> bool:

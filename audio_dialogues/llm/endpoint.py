@@ -1,0 +1,67 @@
+"""The options of one OpenAI-compatible endpoint and how requests to it are paced: what ``predict`` and
+``evaluate``'s judge share (spelled as ``generate`` spells them on the command line).
+
+Free of ``openai``: the client is imported only when one is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .client import ChatClient, ModelSettings
+
+#: The fewest failed attempts (and at least ``concurrency``) that stop a run whose endpoint never answered.
+FAIL_FAST_ATTEMPTS = 5
+
+
+@dataclass(kw_only=True)
+class Endpoint:
+    base_url: str | None = None
+    model: str | None = None
+    #: The environment variable holding the API key (the key itself is never stored or recorded).
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = None
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout_s: float = 120.0
+    max_attempts: int = 6
+    backoff_s: float = 1.0
+    #: Dollars per million prompt and completion tokens, for the report.
+    price_in: float = 0.0
+    price_out: float = 0.0
+
+    def check_endpoint(self, option_prefix: str = "--") -> None:
+        """Refuse values no run can use, naming the option as typed (``--judge-`` for the judge's)."""
+        for name in ("concurrency", "max_tokens", "max_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{option_prefix}{name.replace('_', '-')} must be a whole number of at least 1, "
+                                 f"got {value!r}")
+        for name in ("temperature", "timeout_s", "backoff_s", "price_in", "price_out", "rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise UsageError(f"{option_prefix}{name.removesuffix('_s').replace('_', '-')} must not be negative, "
+                                 f"got {value!r}")
+
+    def model_settings(self) -> ModelSettings:
+        from .client import ModelSettings
+
+        return ModelSettings(self.model or "", temperature=self.temperature, max_tokens=self.max_tokens,
+                             seed=self.seed)
+
+    def client(self, settings: ModelSettings) -> ChatClient:
+        """A client for this endpoint, its key read from ``api_key_env`` now, with the endpoint watch armed."""
+        import os
+
+        from .client import ChatClient
+
+        return ChatClient(settings, base_url=self.base_url, api_key=os.environ.get(self.api_key_env),
+                          timeout_s=self.timeout_s, max_attempts=self.max_attempts, backoff_s=self.backoff_s,
+                          rpm=self.rpm, tpm=self.tpm, fail_fast_after=max(self.concurrency, FAIL_FAST_ATTEMPTS))
