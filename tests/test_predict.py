@@ -206,3 +206,13 @@ def test_dry_run_and_limit_send_nothing(tmp_path, server, capsys):
     assert estimate["text_tokens_estimate"]["completion_tokens"] == 2 * 512
     assert estimate["audio_request_bytes_estimate"] == int(20 * 16000 * 2 * 4 / 3)
     assert server.stats()["requests"] == 0 and not out.exists()
+
+
+def test_own_history_after_an_empty_answer_asks_no_later_turn_and_says_so(tmp_path, server, capsys):
+    server.fault("Ju4_Ye6-Gz2:0", "empty")
+    out = tmp_path / "preds.jsonl"
+    assert main(args("music", out, server.base_url, "--history", "own")) == 0
+    assert "1 turns not asked: an earlier answer of their dialogue was empty" in capsys.readouterr().out
+    assert set(predictions(out)) == {("-Po9_Ui8-Ty", 0), ("-Po9_Ui8-Ty", 1)} and server.stats()["requests"] == 3
+    assert main(args("music", out, server.base_url, "--history", "own")) == 0  # nothing left that could be asked
+    assert server.stats()["requests"] == 3

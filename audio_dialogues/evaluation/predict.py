@@ -122,8 +122,10 @@ class PredictReport:
     written: int = 0
     #: Turns the model answered with nothing (journaled, left out of the file: ``evaluate --allow-missing``).
     empty: int = 0
-    #: Turns not answered in this run: failed after retries, interrupted, or (``own`` history) after a gap.
+    #: Turns not answered in this run: failed after retries or interrupted (a re-run asks them).
     pending: int = 0
+    #: ``own`` history: turns after an answer journaled empty, never asked (their history would lack it).
+    after_empty: int = 0
     failed_requests: Counter = field(default_factory=Counter)
     #: Dialogues without usable audio, by reason, and the turns they hold (never asked).
     no_audio: dict[str, int] = field(default_factory=dict)
@@ -153,6 +155,9 @@ class PredictReport:
         if self.empty:
             lines.append(f"{self.empty} turns answered empty: left out of the predictions (journaled); score them "
                          "as empty answers with `evaluate --allow-missing`")
+        if self.after_empty:
+            lines.append(f"{self.after_empty} turns not asked: an earlier answer of their dialogue was empty "
+                         "(--history own)")
         if self.no_audio:
             reasons = ", ".join(f"{r}: {n}" for r, n in self.no_audio.items())
             lines.append(f"{sum(self.no_audio.values())} dialogues ({self.no_audio_turns} turns) not asked: no "
@@ -287,6 +292,15 @@ class _Run:
             if entry is not None and (entry.get("text") or "").strip():
                 texts.append(entry["text"])
         return out
+
+    def askable(self, answers: Sequence[dict | None]) -> int:
+        """How many turns can be asked: all with gold history; with ``own``, none after an answer journaled
+        empty (its history would lack that answer, so asking again cannot help)."""
+        if self.options.history == "own":
+            for k, entry in enumerate(answers):
+                if entry is not None and not (entry.get("text") or "").strip():
+                    return k + 1
+        return len(answers)
 
     async def ask(self, dialogue: _Dialogue, k: int, answers: Sequence[str]) -> dict | None:
         """The journaled answer of turn ``k``, asking for it first if it is not journaled yet."""
@@ -455,7 +469,7 @@ def _units(run: _Run, dialogues: Sequence[_Dialogue]) -> list[tuple[_Dialogue, l
         answers = run.answers(dialogue)
         if run.options.history == "gold":
             units += [(dialogue, [k]) for k, entry in enumerate(answers) if entry is None]
-        elif any(entry is None for entry in answers):
+        elif any(entry is None for entry in answers[: run.askable(answers)]):
             units.append((dialogue, list(range(len(answers)))))
     return units
 
@@ -469,7 +483,10 @@ def _finish(run: _Run, dialogues: Sequence[_Dialogue]) -> None:
     settings = options.request_settings()
     with atomic_write(options.output) as f:
         for dialogue in dialogues:
-            for k, entry in enumerate(run.answers(dialogue)):
+            answers = run.answers(dialogue)
+            askable = run.askable(answers)
+            report.after_empty += len(answers) - askable
+            for k, entry in enumerate(answers[:askable]):
                 if entry is None:
                     report.pending += 1
                     continue
