@@ -117,3 +117,11 @@ def test_transient_faults_and_failures_after_a_success_keep_their_retries(server
             await chat.close()
 
     assert str(asyncio.run(answered_then_gone())) == "connection refused after 3 attempts"
+
+
+def test_estimate_counts_the_text_parts_of_a_message_and_no_audio() -> None:
+    """A predict request's first message is a list of parts: its text counts, the base64 audio does not (the
+    TPM bucket charged 0 text tokens for it before, whatever the question)."""
+    audio = {"type": "input_audio", "input_audio": {"data": "A" * 400_000, "format": "wav"}}
+    parts = [{"role": "user", "content": [audio, {"type": "text", "text": "abcd" * 10}]}]
+    assert estimate_tokens(parts) == estimate_tokens([{"role": "user", "content": "abcd" * 10}]) == 10 + 4
