@@ -21,6 +21,7 @@ from .export import FORMATS, OPENAI_AUDIO
 from .files import input_problem
 from .generate import generate
 from .generate.options import add_arguments, from_args
+from .llm.endpoint import NUMBERS as ENDPOINT_NUMBERS
 from .sample import describe_sample, sample_paths
 from .sources import records
 from .sources.annotations import CONFIGS, AnnotationError, Record
@@ -489,12 +490,15 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--audio-input", choices=("input_audio", "audio_url"), default="input_audio",
                          help="input_audio: base64 WAV parts (OpenAI); audio_url: file:// WAV copies (vLLM, started "
                               "with --allowed-local-media-path covering the output's folder)")
-    predict.add_argument("--sample-rate", type=_positive_int, default=16000,
+    from .evaluation.predict import NUMBERS as PREDICT_NUMBERS
+
+    predict.add_argument("--sample-rate", type=_number(PREDICT_NUMBERS, "sample_rate"), default=16000,
                          help="every clip is resampled to this rate, mono, 16-bit WAV")
     predict.add_argument("--system-prompt", metavar="TEXT", help="a system message before the dialogue (default: none)")
-    predict.add_argument("--limit", type=_positive_int, metavar="N", help="at most N dialogues (a small run)")
+    predict.add_argument("--limit", type=_number(PREDICT_NUMBERS, "limit"), metavar="N",
+                         help="at most N dialogues (a small run)")
     add_endpoint_arguments(predict, temperature=0.0, max_tokens=512)
-    predict.add_argument("--seed", type=int, help="the API's sampling seed")
+    predict.add_argument("--seed", type=_number(ENDPOINT_NUMBERS, "seed", "--"), help="the API's sampling seed")
     predict.add_argument("--dry-run", action="store_true",
                          help="send nothing: print what would be asked and an estimate of its tokens and cost")
     predict.add_argument("--quiet", action="store_true", help="no progress output")
@@ -534,24 +538,36 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser, prefix: str = "", *,
     """The options of an OpenAI-compatible endpoint, spelled as ``generate`` spells them (``prefix`` for the judge)."""
     o = f"--{prefix}"
     what = "the judge's " if prefix else ""
+
+    def number(name: str) -> Callable[[str], int | float | None]:
+        return _number(ENDPOINT_NUMBERS, name, o)
+
     parser.add_argument(f"{o}base-url", help=f"{what}OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument(f"{o}model", help=f"{what}model name the endpoint serves" + (
         " (grade every answer with it, see docs/evaluation.md)" if prefix else ""))
     parser.add_argument(f"{o}api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                         help="environment variable holding the API key")
-    parser.add_argument(f"{o}temperature", type=float, default=temperature, help="the model's sampling temperature")
-    parser.add_argument(f"{o}max-tokens", type=_positive_int, default=max_tokens,
+    parser.add_argument(f"{o}temperature", type=number("temperature"), default=temperature,
+                        help="the model's sampling temperature")
+    parser.add_argument(f"{o}max-tokens", type=number("max_tokens"), default=max_tokens,
                         help="the longest answer the model may give, in tokens")
-    parser.add_argument(f"{o}concurrency", type=_positive_int, default=8, help="requests in flight")
-    parser.add_argument(f"{o}rpm", type=_positive_float, help="at most this many requests per minute")
-    parser.add_argument(f"{o}tpm", type=_positive_float,
+    parser.add_argument(f"{o}concurrency", type=number("concurrency"), default=8, help="requests in flight")
+    parser.add_argument(f"{o}rpm", type=number("rpm"), help="at most this many requests per minute")
+    parser.add_argument(f"{o}tpm", type=number("tpm"),
                         help="at most this many tokens per minute (text estimate + max tokens)")
-    parser.add_argument(f"{o}timeout", type=_positive_float, default=120.0,
+    parser.add_argument(f"{o}timeout", type=number("timeout_s"), default=120.0,
                         help="seconds for one whole request, from connecting to the answer's last byte")
-    parser.add_argument(f"{o}max-attempts", type=_positive_int, default=6,
+    parser.add_argument(f"{o}max-attempts", type=number("max_attempts"), default=6,
                         help="attempts per request (429/5xx/timeouts)")
-    parser.add_argument(f"{o}price-in", type=_non_negative, default=0.0, help="dollars per million prompt tokens")
-    parser.add_argument(f"{o}price-out", type=_non_negative, default=0.0, help="dollars per million completion tokens")
+    parser.add_argument(f"{o}price-in", type=number("price_in"), default=0.0, help="dollars per million prompt tokens")
+    parser.add_argument(f"{o}price-out", type=number("price_out"), default=0.0,
+                        help="dollars per million completion tokens")
+
+
+def _number(numbers: dict, name: str, prefix: str = "") -> Callable[[str], int | float | None]:
+    """The argparse type of the numeric option ``name`` of ``numbers`` (flag, :class:`Number`), as typed."""
+    flag, spec = numbers[name]
+    return spec.argument(prefix + flag)
 
 
 def endpoint_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:

@@ -38,9 +38,15 @@ from typing import Any
 from ..errors import AudioDialoguesError, UsageError
 from ..files import atomic_write
 from ..llm.endpoint import Endpoint
+from ..numbers import Number
 from ..sources.annotations import CONFIGS, Record
 
 HISTORIES = ("gold", "own")
+#: Numeric options of predict beside the endpoint's: field -> (flag, the values it takes).
+NUMBERS: dict[str, tuple[str, Number]] = {
+    "sample_rate": ("--sample-rate", Number(1000, 384_000, whole=True)),
+    "limit": ("--limit", Number(1, whole=True, none="no limit")),
+}
 AUDIO_INPUTS = ("input_audio", "audio_url")
 #: The item header's prefix, and the journal entries' kind.
 KIND = "predict"
@@ -81,9 +87,8 @@ class PredictOptions(Endpoint):
         if self.audio_input not in AUDIO_INPUTS:
             raise UsageError(f"unknown audio input {self.audio_input!r}; expected one of {', '.join(AUDIO_INPUTS)}")
         self.check_endpoint()
-        for name, value in (("sample-rate", self.sample_rate), ("limit", self.limit)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise UsageError(f"--{name} must be a whole number of at least 1, got {value!r}")
+        for name, (flag, spec) in NUMBERS.items():
+            spec.check(flag, getattr(self, name))
         if not self.model:
             raise UsageError("give --model: answers are journaled by model, so a dry run needs it too")
         if not self.base_url and not self.dry_run:

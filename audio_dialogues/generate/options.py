@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AudioDialoguesError
-from ..numbers import POSITIVE_SECONDS, SECONDS, Number
+from ..llm.endpoint import NUMBERS as ENDPOINT
+from ..numbers import Number
 from ..sources.annotations import CONFIGS, PAPER_SIZES
 
 
@@ -86,24 +87,15 @@ class GenerateOptions:
                                 "clips into comparison groups: give --musiccaps-csv too")
 
 
-#: Numeric options: field -> (its flag, the values it takes). The highest temperature is the one OpenAI's API
-#: accepts; the seed is one every OpenAI-compatible server takes (an unsigned 32-bit number).
+#: Numeric options: field -> (its flag, the values it takes); those of the endpoint are the ones ``predict`` and
+#: the judge take (:data:`audio_dialogues.llm.endpoint.NUMBERS`). The seed is required here: it also draws
+#: the comparison groups.
 NUMBERS: dict[str, tuple[str, Number]] = {
-    "temperature": ("--temperature", Number(0, 2)),
+    **{name: (f"--{flag}" if name != "backoff_s" else name, spec) for name, (flag, spec) in ENDPOINT.items()},
     "seed": ("--seed", Number(0, 2**32 - 1, whole=True)),
-    "max_tokens": ("--max-tokens", Number(1, 10_000_000, whole=True)),
-    "concurrency": ("--concurrency", Number(1, 10_000, whole=True)),
-    # at least one request (token) per day: the rate limiter waits 1 / rate
-    "rpm": ("--rpm", Number(1 / 1440, 1e9, none="no limit")),
-    "tpm": ("--tpm", Number(1 / 1440, 1e12, none="no limit")),
-    "timeout_s": ("--timeout", POSITIVE_SECONDS),
-    "max_attempts": ("--max-attempts", Number(1, 1000, whole=True)),
-    "backoff_s": ("backoff_s", SECONDS),
     "limit": ("--limit", Number(1, whole=True, none="no limit")),
     "comparison_music_fraction": ("--comparison-music-fraction", Number(0, 1)),
     "similarity_threshold": ("--similarity-threshold", Number(-1, 1)),
-    "price_in": ("--price-in", Number(0, 1e6)),
-    "price_out": ("--price-out", Number(0, 1e6)),
     "show_prompts": ("show_prompts", Number(0, 1_000_000, whole=True)),
 }
 #: Comparison groups per split.

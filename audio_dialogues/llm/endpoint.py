@@ -9,13 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..numbers import POSITIVE_SECONDS, SECONDS, Number
 
 if TYPE_CHECKING:
     from .client import ChatClient, ModelSettings
 
 #: The fewest failed attempts (and at least ``concurrency``) that stop a run whose endpoint never answered.
 FAIL_FAST_ATTEMPTS = 5
+
+#: Numeric options of an endpoint: field -> (its flag without the leading ``--``, the values it takes). The
+#: highest temperature is the one OpenAI's API accepts; a seed is one every OpenAI-compatible server takes.
+NUMBERS: dict[str, tuple[str, Number]] = {
+    "temperature": ("temperature", Number(0, 2)),
+    "seed": ("seed", Number(0, 2**32 - 1, whole=True, none="the endpoint's own sampling")),
+    "max_tokens": ("max-tokens", Number(1, 10_000_000, whole=True)),
+    "concurrency": ("concurrency", Number(1, 10_000, whole=True)),
+    # at least one request (token) per day: the rate limiter waits 1 / rate
+    "rpm": ("rpm", Number(1 / 1440, 1e9, none="no limit")),
+    "tpm": ("tpm", Number(1 / 1440, 1e12, none="no limit")),
+    "timeout_s": ("timeout", POSITIVE_SECONDS),
+    "max_attempts": ("max-attempts", Number(1, 1000, whole=True)),
+    "backoff_s": ("backoff-s", SECONDS),
+    "price_in": ("price-in", Number(0, 1e6)),
+    "price_out": ("price-out", Number(0, 1e6)),
+}
 
 
 @dataclass(kw_only=True)
@@ -39,16 +56,8 @@ class Endpoint:
 
     def check_endpoint(self, option_prefix: str = "--") -> None:
         """Refuse values no run can use, naming the option as typed (``--judge-`` for the judge's)."""
-        for name in ("concurrency", "max_tokens", "max_attempts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{option_prefix}{name.replace('_', '-')} must be a whole number of at least 1, "
-                                 f"got {value!r}")
-        for name in ("temperature", "timeout_s", "backoff_s", "price_in", "price_out", "rpm", "tpm"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise UsageError(f"{option_prefix}{name.removesuffix('_s').replace('_', '-')} must not be negative, "
-                                 f"got {value!r}")
+        for name, (flag, spec) in NUMBERS.items():
+            spec.check(option_prefix + flag, getattr(self, name))
 
     def model_settings(self) -> ModelSettings:
         from .client import ModelSettings
