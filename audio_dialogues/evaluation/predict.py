@@ -268,6 +268,7 @@ class _Run:
         self.settings = options.model_settings()
         self.audio = _Audio(options)
         self.client: Any = None
+        self.bar: Any = None
 
     def item(self, record: Record, k: int) -> str:
         return f"{KIND}:{self.options.config}:{self.options.split}:{record.id}:{k}"
@@ -343,21 +344,30 @@ class _Run:
     async def unit(self, unit: tuple[_Dialogue, list[int]]) -> None:
         dialogue, turns = unit
         texts: list[str] = []
-        for k in turns:
-            entry = await self.ask(dialogue, k, texts)
-            text = (entry or {}).get("text") or ""
-            if self.options.history == "own" and not text.strip():
-                return  # the next turn's history would lack this answer
-            texts.append(text)
+        try:
+            for k in turns:
+                entry = await self.ask(dialogue, k, texts)
+                text = (entry or {}).get("text") or ""
+                if self.options.history == "own" and not text.strip():
+                    return  # the next turn's history would lack this answer
+                texts.append(text)
+        finally:
+            if self.bar is not None:
+                self.bar.update()
 
     async def send(self, units: list[tuple[_Dialogue, list[int]]]) -> None:
+        from tqdm import tqdm
+
         from ..llm.client import EndpointUnusable
         from ..llm.runner import Pool
 
         self.client = self.options.client(self.settings)
+        self.bar = tqdm(total=len(units), unit="unit", desc="turns" if self.options.history == "gold" else "dialogues",
+                        disable=not self.options.progress, mininterval=1.0, file=sys.stderr)
         try:
             outcome = await Pool(self.unit, self.options.concurrency, self.log).run(units)
         finally:
+            self.bar.close()
             stats = self.client.stats
             self.report.client = {"requests_sent": stats.requests, "retries": stats.retries,
                                   "retry_reasons": dict(stats.retry_reasons), "waited_s": round(stats.waited_s, 3),
