@@ -40,13 +40,14 @@ WRONG = "A dog barks twice and then a car horn sounds."
 
 def write_predictions(path: Path) -> int:
     from audio_dialogues import sample_paths
-    from audio_dialogues.sources.records import read_records
+    from audio_dialogues.sources.records import records_by_split
 
     sample = sample_paths()
     rows = []
     for config in ("audioset", "music", "comparison"):
-        records = read_records(config, ["test"], data_dir=sample["data_dir"], strong_labels=sample["strong_labels"],
-                               ontology=sample["ontology"], musiccaps_csv=sample["musiccaps_csv"])
+        records = records_by_split(config, ["test"], data_dir=sample["data_dir"],
+                                   strong_labels=sample["strong_labels"], ontology=sample["ontology"],
+                                   musiccaps_csv=sample["musiccaps_csv"])["test"]
         for record in records:
             for k, turn in enumerate(record.turns):
                 answer = WRONG if len(rows) % 2 else turn.assistant

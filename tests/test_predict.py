@@ -22,7 +22,7 @@ from audio_dialogues.cli import main
 from audio_dialogues.dataset.local_audio import AudioResolver
 from audio_dialogues.evaluation.scoring import evaluate
 from audio_dialogues.sources.annotations import CONFIGS
-from audio_dialogues.sources.records import audio_folders, read_records
+from audio_dialogues.sources.records import audio_folders, records_by_split
 from tests.audio_chat_server import AudioChatServer, expected_answer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def args(config: str, out: Path, base_url: str, *more: str, data_dir: str = SAMP
 def expected(config: str, tmp_path: Path, rate: int = 16000, own: list[str] | None = None,
              data_dir: str = SAMPLE["data_dir"]) -> dict[tuple[str, int], str]:
     """Every turn's answer as the server must give it, from the files and the gold annotations."""
-    records = read_records(config, ["test"], data_dir=data_dir, **METADATA)
+    records = records_by_split(config, ["test"], data_dir=data_dir, **METADATA)["test"]
     resolver = AudioResolver(audio_folders(config, data_dir, [SAMPLE["audio_dir"]]), tmp_path / "cache")
     out = {}
     for record in records:

@@ -407,9 +407,10 @@ def _dialogues(options: PredictOptions, report: PredictReport, audio: _Audio) ->
     from ..dataset.local_audio import AudioResolver
     from ..dataset.resolution import SplitReport, resolve_records
     from ..fetch.cache import resolve_cache_dir
-    from ..sources.records import audio_folders, read_records
+    from ..sources.records import audio_folders, records_by_split
 
-    records = read_records(options.config, [options.split], data_dir=options.data_dir, **options.source_metadata)
+    records = records_by_split(options.config, [options.split], data_dir=options.data_dir,
+                               **options.source_metadata)[options.split]
     if options.limit is not None:
         records = records[: options.limit]
     resolver = AudioResolver(audio_folders(options.config, options.data_dir, options.audio_dirs),
