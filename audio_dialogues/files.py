@@ -29,7 +29,7 @@ import sys
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NamedTuple
 
 from .errors import AudioDialoguesError
 
@@ -39,6 +39,28 @@ TMP_PREFIX = ".tmp-"
 
 class OutputError(AudioDialoguesError, OSError):
     """An output file cannot be written (bad path, no permission, full disk); the message says which."""
+
+
+class FileIdentity(NamedTuple):
+    """What says a file is still the one a cache entry was made from, without reading it: one ``stat``.
+
+    Size and modification time catch a file rewritten in place; the change time (which no one can set
+    back by hand, as ``touch -d`` does the modification time) and the inode catch another file moved to
+    the same name, or a rewrite that kept size and mtime. The one definition every cache keyed on input
+    files uses: the builder's content digests, the clip lists, the prepared copies' fingerprint and the
+    record of a window cut from a longer file.
+    """
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike) -> FileIdentity:
+        """The identity of the file at ``path`` now; ``OSError`` if it cannot be stat'ed."""
+        st = os.stat(path)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 #: Errors of reading or writing that are the place's fault, not the data's, in words a user acts on.

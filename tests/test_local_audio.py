@@ -233,6 +233,39 @@ def test_a_cut_follows_its_source_file(tmp_path: Path) -> None:
     assert not sf.read(path)[0].any()  # the download stays what it was
 
 
+def test_a_source_rewritten_with_its_old_size_and_mtime_is_cut_again(tmp_path: Path) -> None:
+    """A file rewritten with the same size and its mtime set back (as ``touch -d`` or a copy keeping times does)
+    changes its FileIdentity (ctime, and inode when moved into place): the cut, and the prepared copies'
+    fingerprint, follow it. A cut record written with the two-field identity of earlier versions is cut again,
+    never trusted."""
+    clip = Clip("-1LrH01Ei1w", 30.0, 40.0)
+    cache, folder = tmp_path / "clips", tmp_path / "wavs"
+    source = video(folder / "-1LrH01Ei1w.wav", 60.0, 1000.0)
+    resolver = AudioResolver([folder], cache_dir=cache)
+    cut = resolver.resolve(clip)
+    state = ResolutionState.from_json(ResolutionState.of(resolver).to_json())
+    first = state.fingerprint()
+    before = source.stat()
+    replacement = video(tmp_path / "elsewhere.wav", 60.0, 2000.0)
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(replacement, source)  # another file moved to the name: same size, same mtime
+    assert (source.stat().st_size, source.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert state.fingerprint() != first
+    again = AudioResolver([folder], cache_dir=cache).resolve(clip)
+    assert again == cut and pitch(sf.read(again)[0]) == pytest.approx(2000.0, abs=1)
+
+    record = read_record(cache, clip)
+    assert record is not None
+    now = source.stat()
+    del record.extra["source_identity"]
+    record.extra.update(source_size=now.st_size, source_mtime_ns=now.st_mtime_ns)  # as earlier versions wrote
+    write_record(cache, clip, record)
+    video(source, 60.0, 3000.0)
+    os.utime(source, ns=(now.st_atime_ns, now.st_mtime_ns))
+    third = AudioResolver([folder], cache_dir=cache).resolve(clip)
+    assert pitch(sf.read(third)[0]) == pytest.approx(3000.0, abs=1)
+
+
 def test_a_rewritten_whole_video_gives_the_new_window_on_the_next_load(tmp_path: Path) -> None:
     """Through the real builder: the prepared copy is made again from a fresh cut, and a fresh datasets cache
     over another folder holding a different file of the same video gets that file's window."""

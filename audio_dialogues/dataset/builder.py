@@ -39,7 +39,7 @@ from datasets.download.streaming_download_manager import StreamingDownloadManage
 from .. import __version__
 from ..errors import AudioDialoguesError
 from ..fetch.cache import cached_clip, resolve_cache_dir
-from ..files import OutputError, atomic_write, describe_os_error
+from ..files import FileIdentity, OutputError, atomic_write, describe_os_error
 from ..publish.source import embedded_audio_dirs, iter_published_part, read_published
 from ..sources.annotations import (
     CONFIGS,
@@ -417,8 +417,8 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
     def _input_digest(self) -> str:
         """Digest of the inputs' contents: annotation and local metadata files, metadata URLs, the clip cache.
 
-        Each file is read once per change: its digest is remembered with its size, mtime, ctime and inode
-        (ctime cannot be set back by hand), so a cached load does not re-read 100+ MB of annotations.
+        Each file is read once per change: its digest is remembered with its :class:`FileIdentity` (size,
+        mtime, ctime, inode), so a cached load does not re-read 100+ MB of annotations.
         """
         files, urls = self.config.input_files()
         memo_path = os.path.join(self._dataset_dir(), DIGESTS_FILENAME)
@@ -432,11 +432,10 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         for path in files:
             key = os.path.abspath(path)
             try:
-                st = os.stat(key)
+                identity = list(FileIdentity.of(key))
             except OSError:
                 digest.update(f"{key}\0absent\n".encode())
                 continue
-            identity = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
             known = memo.get(key)
             if not (isinstance(known, list) and known[:4] == identity):
                 content = hashlib.blake2b()

@@ -35,7 +35,7 @@ from pathlib import Path
 from ..errors import AudioDialoguesError
 from ..fetch.cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
 from ..fetch.options import FetchOptions
-from ..files import describe_os_error, input_problem, open_regular, special_kind
+from ..files import FileIdentity, describe_os_error, input_problem, open_regular, special_kind
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 
 #: What the builder does with a record whose audio is not found (defined here so the CLI need not import datasets).
@@ -430,39 +430,34 @@ def audio_length(path: str) -> float | None:
 # --- cutting a window out of a longer file -------------------------------------------------------
 
 
-def source_identity(path: str) -> dict[str, int]:
-    """What a cut records of its source, and must still find there to be reused: size and mtime.
+def is_cut_of(record: ClipRecord, source: str, identity: FileIdentity) -> bool:
+    """Whether ``record`` is a cut of exactly this ``source`` file as it is now (its :class:`FileIdentity`).
 
     The same facts the prepared copies are keyed on (:class:`.resolution.ResolutionState`): a file
-    rewritten in place, or another file moved to the same name, changes at least one of them.
+    rewritten in place, or another file moved to the same name, changes at least one of them. A record
+    written before the identity had four fields (``source_size``/``source_mtime_ns``) is no cut of
+    anything now: the window is cut again, never reused on the old, weaker evidence.
     """
-    st = os.stat(path)
-    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
-
-
-def is_cut_of(record: ClipRecord, source: str, identity: dict[str, int]) -> bool:
-    """Whether ``record`` is a cut of exactly this ``source`` file as it is now."""
     extra = record.extra
-    return (extra.get("cut_from") == source and extra.get("source_size") == identity["source_size"]
-            and extra.get("source_mtime_ns") == identity["source_mtime_ns"])
+    return extra.get("cut_from") == source and extra.get("source_identity") == list(identity)
 
 
 def cut_window(source: str, clip: Clip, offset_s: float, cache_dir: Path,
-               identity: dict[str, int] | None = None) -> Path:
+               identity: FileIdentity | None = None) -> Path:
     """Write ``[offset_s, offset_s + clip duration)`` of ``source`` into the clip cache as ``clip``; its path.
 
     Stored exactly as a download of ``clip`` would be (FLAC plus its record, audio renamed into place
     before the record is written), so ``fetch`` and ``status`` count it as present. A record already
     there (a cut of another file, or of this file before it changed) is removed before the new audio
     is renamed into place, so no record ever describes audio it was not written for. The record names
-    the source with its :func:`source_identity` (``identity``, taken before reading it). libsndfile
+    the source with its :class:`FileIdentity` (``identity``, taken before reading it). libsndfile
     formats are cut by frames; containers by ffmpeg. A window the file cannot fill (its header claimed
     more than it holds) is refused with both lengths named.
     """
     import soundfile as sf
 
     assert clip.duration_s is not None
-    identity = identity if identity is not None else source_identity(source)
+    identity = identity if identity is not None else FileIdentity.of(source)
     final = audio_path(cache_dir, clip, "flac")
     tmp = final.with_name(f".tmp-{clip.key}-cut-{os.getpid()}.flac")
     try:
@@ -495,7 +490,7 @@ def cut_window(source: str, clip: Clip, offset_s: float, cache_dir: Path,
             file=final.name, size=final.stat().st_size, format="flac", sample_rate=info.samplerate,
             channels=info.channels, frames=info.frames, requested_sample_rate=None,
             url=Path(source).as_uri(), fetched_at=time.time(),
-            extra={"cut_from": source, "offset_s": offset_s, **identity}))
+            extra={"cut_from": source, "offset_s": offset_s, "source_identity": list(identity)}))
     except OSError as err:
         raise UnusableAudioError(f"{source}: holds more than clip {clip.key}, and its window could not be "
                                  f"written to the clip cache {cache_dir}: {err.strerror or err}",
@@ -568,7 +563,7 @@ class AudioResolver:
                                      f"{clip.key}, and there is no clip cache to cut its window into",
                                      reason="window could not be cut into the clip cache")
         try:
-            identity = source_identity(entry.path)
+            identity = FileIdentity.of(entry.path)
         except OSError as err:
             raise UnusableAudioError(f"{entry.path}: cannot be read ({err.strerror or err})") from None
         found = lookup(self.cache_dir, clip)

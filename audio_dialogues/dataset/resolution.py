@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import AudioDialoguesError, UsageError
 from ..fetch.cache import cached_clip
+from ..files import FileIdentity
 from ..sources.annotations import Record
 from ..sources.clips import Clip
 from .local_audio import MISSING_AUDIO_POLICIES, AudioResolver, UnusableAudioError
@@ -136,8 +137,8 @@ def log_drops(where: str, report: SplitReport) -> None:
 class ResolutionState:
     """What a resolution depended on: the files it used, the clips it could not find, the folders it walked.
 
-    :meth:`fingerprint` hashes their current state (size and mtime of each file, whether each missing
-    clip is in the cache now, each folder's mtime, which changes when a file is added or removed there,
+    :meth:`fingerprint` hashes their current state (each file's and folder's :class:`FileIdentity`: a
+    folder's mtime changes when a file is added or removed there; whether each missing clip is in the cache now,
     and whether each subfolder that could not be listed can be now: a permission change leaves mtimes be).
     Equal fingerprints mean resolving again would give the same answer, at the cost of one ``stat`` per
     file instead of reading every record and walking every folder.
@@ -185,18 +186,17 @@ def _listable(folder: str) -> bool:
 
 
 def _stat_into(digest: hashlib._Hash, paths: Sequence[str]) -> None:
-    """Hash the paths, then each one's size and mtime (-1 when absent) as packed integers: one ``stat`` per path."""
+    """Hash the paths, then each one's :class:`FileIdentity` (-1s when absent) as packed integers: one ``stat`` each."""
     digest.update("\0".join(paths).encode())
-    stat = os.stat
+    identity = FileIdentity.of
     facts = array.array("q")
-    append = facts.append
+    extend = facts.extend
     for path in paths:
         try:
-            st = stat(path)
+            extend(identity(path))
         except OSError:
-            append(-1)
-            append(-1)
-        else:
-            append(st.st_size)
-            append(st.st_mtime_ns)
+            extend(_ABSENT)
     digest.update(facts.tobytes())
+
+
+_ABSENT = (-1,) * len(FileIdentity._fields)

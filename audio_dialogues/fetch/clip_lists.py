@@ -3,7 +3,7 @@
 ``fetch`` and ``status`` need only the distinct clips of a config, yet reading and validating 50,000
 records (turns, events, metadata joins) costs seconds: most of a re-run whose clips are all cached.
 After one full read, the clip list is stored under ``<cache>/index/`` keyed on the state of every
-input file (path, size, modification and change times, inode) and on this package's version, so an
+input file (its path and :class:`~audio_dialogues.files.FileIdentity`) and on this package's version, so an
 edited, replaced or touched annotation or metadata file is read and validated again in full. Only
 local inputs qualify: with metadata from URLs the files are always read.
 """
@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..files import OutputError, atomic_write
+from ..files import FileIdentity, OutputError, atomic_write
 from ..sources.clips import Clip, ClipError
 
 INDEX_DIRNAME = "index"
@@ -30,11 +30,11 @@ def _state_key(config: str, splits: Iterable[str], inputs: Iterable[str | os.Pat
     digest = hashlib.blake2b(f"{_FORMAT}\0{__version__}\0{config}\0{','.join(splits)}".encode(), digest_size=16)
     for path in inputs:
         try:
-            st = os.stat(path)
+            identity = FileIdentity.of(path)
         except OSError:
             return None
-        digest.update(f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
-                      f"{st.st_ino}".encode())
+        # the same bytes as before FileIdentity existed: stored lists stay valid
+        digest.update("\0".join(map(str, (f"\0{os.path.abspath(path)}", *identity))).encode())
     return digest.hexdigest()
 
 
