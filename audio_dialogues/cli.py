@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING
 from .dataset.local_audio import MISSING_AUDIO_POLICIES
 from .dataset.overview import sample_gaps_note, summarise
 from .errors import AudioDialoguesError, UsageError, exit_code
-from .export import FORMATS, OPENAI_AUDIO
+from .evaluation import TOKENIZERS
+from .export import EXPORT_MISSING_AUDIO_POLICIES, FORMATS, OPENAI_AUDIO
+from .fetch.cache import CACHE_AUDIO_FORMATS
 from .files import input_problem
 from .generate import generate
 from .generate.options import add_arguments, from_args
 from .llm.endpoint import NUMBERS as ENDPOINT_NUMBERS
 from .sample import describe_sample, sample_paths
 from .sources import records
-from .sources.annotations import CONFIGS, AnnotationError, Record
+from .sources.annotations import CONFIGS, SPLITS, AnnotationError, Record
 
 if TYPE_CHECKING:
     from .fetch import FetchOptions
@@ -92,7 +94,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, split: bool = True,
                         help="the annotation folder: CONFIG_SPLIT.json or .jsonl files, or the authors' "
                              "dialogues_audioset_thresholded.json / dialogues_musiccaps_thresholded.json")
     if split:
-        parser.add_argument("--split", default="test", choices=("train", "test"), help="which split's dialogues")
+        parser.add_argument("--split", default="test", choices=SPLITS, help="which split's dialogues")
     parser.add_argument("--strong-labels", action="append", metavar="TSV",
                         help="AudioSet strong-label TSV (path or URL); repeat for train and eval")
     parser.add_argument("--musiccaps-csv", metavar="CSV", help="MusicCaps metadata CSV (path or URL)")
@@ -143,7 +145,7 @@ def _add_core_commands(commands: argparse._SubParsersAction) -> None:
                     "reports the split sizes and what was dropped and why (no audio found, bad records).")
     prepare.add_argument("config", choices=CONFIGS, help="which subset")
     add_source_arguments(prepare, split=False)
-    prepare.add_argument("--split", choices=("train", "test", "all"), default="all",
+    prepare.add_argument("--split", choices=(*SPLITS, "all"), default="all",
                          help="the split to report on; every split is prepared, and one where no dialogue has "
                               "audio is prepared empty, but naming it here is an error")
     prepare.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
@@ -220,7 +222,7 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
                     "needed is there, 1 naming what is missing.")
     fetch.add_argument("config", nargs="?", choices=CONFIGS, help="which subset's clips (not needed with --check)")
     add_source_arguments(fetch, split=False, required=False)  # required unless --check; checked in _run_fetch
-    fetch.add_argument("--split", choices=("train", "test", "all"), default="all",
+    fetch.add_argument("--split", choices=(*SPLITS, "all"), default="all",
                        help="which split's clips (default: every split that has annotations)")
     fetch.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
                        help="local audio folder (repeatable): clips found there, as prepare finds them, are "
@@ -231,7 +233,7 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
     fetch.add_argument("--workers", type=_fetch_number("workers"), default=4, help="parallel downloads (default 4)")
     fetch.add_argument("--sample-rate", type=_fetch_number("sample_rate"), default=16000,
                        help="output rate in Hz, or 'native' for the source's (default 16000)")
-    fetch.add_argument("--format", choices=("flac", "wav"), default="flac", help="audio file format of the cache")
+    fetch.add_argument("--format", choices=CACHE_AUDIO_FORMATS, default="flac", help="audio file format of the cache")
     fetch.add_argument("--retry-failed", action="store_true",
                        help="also retry clips the journal records as permanently unavailable")
     fetch.add_argument("--max-attempts", type=_fetch_number("max_attempts"), default=3,
@@ -272,7 +274,7 @@ def _add_fetch_commands(commands: argparse._SubParsersAction) -> None:
                     "share present is compared with what others measured fetching AudioSet and AudioCaps.")
     status.add_argument("config", nargs="?", choices=CONFIGS, help="report exactly this subset's clips")
     add_source_arguments(status, split=False, required=False)  # --data-dir is needed only with CONFIG here
-    status.add_argument("--split", choices=("train", "test", "all"), default="all",
+    status.add_argument("--split", choices=(*SPLITS, "all"), default="all",
                         help="which split's clips, with CONFIG")
     status.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
                         help="local audio folder (repeatable), searched before the cache as prepare does")
@@ -461,7 +463,7 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--config", nargs="+", choices=CONFIGS,
                           help="take references from these configs' annotations (with --data-dir, --split)")
     add_source_arguments(evaluate, required=False)  # --data-dir is needed only with --config here
-    evaluate.add_argument("--tokenizer", choices=("python", "ptb"), default="python",
+    evaluate.add_argument("--tokenizer", choices=TOKENIZERS, default="python",
                           help="python: pure-Python PTB tokenizer (default); ptb: pycocoevalcap's Java one")
     evaluate.add_argument("--allow-missing", action="store_true",
                           help="score reference turns without a prediction as empty answers (and count them)")
@@ -519,7 +521,7 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                         help="local audio folder, searched before the clip cache (repeatable)")
     export.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, "
                                                                 "else $XDG_CACHE_HOME/audio_dialogues/clips)")
-    export.add_argument("--missing-audio", choices=("drop", "error"), default="drop",
+    export.add_argument("--missing-audio", choices=EXPORT_MISSING_AUDIO_POLICIES, default="drop",
                         help="dialogues with a clip without local audio: leave out and count (default), or stop")
     export.add_argument("--audio-root", metavar="DIR",
                         help="af-chat: the manifest's dataset_path, names relative to it (default: first --audio-dir, "

@@ -103,7 +103,7 @@ def test_a_clip_level_failure_does_not_condemn_the_video():
 
 
 def test_torn_lines_are_skipped_and_appends_start_on_a_fresh_line(tmp_path):
-    j = journal.Journal(tmp_path / "journal" / "h.jsonl")
+    j = journal.FetchJournal(tmp_path / "journal" / "h.jsonl")
     j.append(entry(t=1))
     with open(j.path, "a") as f:
         f.write('{"key": "abcdefghijk_10000_20000", "ytid": "abcd')  # a kill mid-write
@@ -140,12 +140,12 @@ def test_summary_over_requested_clips_and_missing_csv(tmp_path):
 
 def test_status_command_merges_journals_of_several_machines(tmp_path, capsys):
     cache = tmp_path / "cache"
-    journal.Journal(cache / "journal" / "machine-a.jsonl").append_many([
+    journal.FetchJournal(cache / "journal" / "machine-a.jsonl").append_many([
         entry(ytid="aaaaaaaaaaa", status="ok", t=1, host="machine-a"),
         entry(ytid="bbbbbbbbbbb", status=TRANSIENT, reason="rate_limited", t=1, host="machine-a"),
     ])
     other = tmp_path / "from-machine-b.jsonl"
-    journal.Journal(other).append_many([
+    journal.FetchJournal(other).append_many([
         entry(ytid="bbbbbbbbbbb", status="ok", t=2, host="machine-b"),
         entry(ytid="ccccccccccc", status=PERMANENT, reason="removed", message="removed by the uploader", t=2,
               host="machine-b"),
@@ -230,10 +230,10 @@ def test_unreadable_journal_files_do_not_stop_a_read(tmp_path):
 
 def test_merged_journal_read_with_its_originals_counts_every_attempt_once(tmp_path, capsys):
     cache = tmp_path / "cache"
-    journal.Journal(cache / "journal" / "a.jsonl").append_many([
+    journal.FetchJournal(cache / "journal" / "a.jsonl").append_many([
         entry(status=TRANSIENT, reason="rate_limited", t=1, host="a", attempts=3),
         entry(status=TRANSIENT, reason="network", t=2, host="a", attempts=2)])
-    journal.Journal(cache / "journal" / "b.jsonl").append(entry(status="ok", t=3, host="b", attempts=1))
+    journal.FetchJournal(cache / "journal" / "b.jsonl").append(entry(status="ok", t=3, host="b", attempts=1))
     merged = tmp_path / "merged.jsonl"
     assert main(["status", "--audio-cache-dir", str(cache), "--write-merged", str(merged)]) == 0
     key = Clip("abcdefghijk", 0.0, 10.0).key
@@ -246,5 +246,6 @@ def test_merged_journal_read_with_its_originals_counts_every_attempt_once(tmp_pa
     (cache / "journal" / "merged-copy.jsonl").write_bytes(merged.read_bytes())
     assert journal.load(cache, [again]).clips[key].attempts == 6
     # A later run adds its own attempts on top, once.
-    journal.Journal(cache / "journal" / "a.jsonl").append(entry(status=TRANSIENT, reason="network", t=9, attempts=2))
+    journal.FetchJournal(cache / "journal" / "a.jsonl").append(entry(status=TRANSIENT, reason="network", t=9,
+                                                                    attempts=2))
     assert journal.load(cache, [again, merged]).clips[key].attempts == 8

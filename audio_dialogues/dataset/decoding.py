@@ -31,6 +31,7 @@ import soxr
 from datasets.features.features import register_feature
 
 from ..errors import AudioDialoguesError, UsageError
+from ..fetch.ffmpeg import FFMPEG_ONLY_EXTENSIONS
 from ..files import open_regular
 from .local_audio import (
     WINDOW_TOLERANCE_S,
@@ -45,7 +46,7 @@ from .local_audio import (
 
 DECODERS = ("soundfile", "torchcodec", "none")
 #: soundfile (libsndfile) cannot open these containers; they go through an ffmpeg process instead.
-_FFMPEG_ONLY = (".m4a", ".webm", ".mp4", ".aac")
+_FFMPEG_ONLY = tuple(f".{ext}" for ext in FFMPEG_ONLY_EXTENSIONS)
 _DATASETS_MAJOR = int(datasets.__version__.split(".")[0])
 
 

@@ -25,7 +25,6 @@ import bisect
 import logging
 import math
 import os
-import re
 import subprocess
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from ..errors import AudioDialoguesError
 from ..fetch.cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
+from ..fetch.ffmpeg import FFMPEG_ONLY_EXTENSIONS, find_ffmpeg, header_duration
 from ..fetch.options import FetchOptions
 from ..files import FileIdentity, describe_os_error, input_problem, open_regular, special_kind
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
@@ -42,8 +42,6 @@ from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 MISSING_AUDIO_POLICIES = ("drop", "error", "keep")
 #: Preference order when one clip has several files: lossless first.
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "webm", "mp4", "aac")
-#: Containers libsndfile cannot open: their length comes from ffmpeg.
-FFMPEG_ONLY_EXTENSIONS = ("m4a", "webm", "mp4", "aac")
 _EXT_RANK = {ext: rank for rank, ext in enumerate(AUDIO_EXTENSIONS)}
 _AUDIO_SUFFIXES = tuple(f".{ext}" for ext in AUDIO_EXTENSIONS)
 _FEW_FOLDERS = 8
@@ -373,19 +371,13 @@ def _flac_length(head: bytes) -> float | None:
     return total / rate if rate and total else None
 
 
-_DURATION_RE = re.compile(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
-
-
 def _ffmpeg_length(path: str) -> float | None:
     """Seconds of any container ffmpeg opens, from its header (``ffmpeg -i`` without an output decodes nothing)."""
-    from ..fetch.ffmpeg import find_ffmpeg
-
     out = subprocess.run([find_ffmpeg(), "-hide_banner", "-nostdin", "-i", path], capture_output=True)
     if b"Audio:" not in out.stderr:
         detail = out.stderr.decode(errors="replace").strip().splitlines()
         raise UnusableAudioError(f"{path}: no audio stream ffmpeg can read ({detail[-1] if detail else 'no output'})")
-    found = _DURATION_RE.search(out.stderr)
-    return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else None
+    return header_duration(out.stderr.decode(errors="replace"))
 
 
 def audio_length(path: str) -> float | None:
@@ -463,8 +455,6 @@ def cut_window(source: str, clip: Clip, offset_s: float, cache_dir: Path,
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         if source.rpartition(".")[2].lower() in FFMPEG_ONLY_EXTENSIONS:
-            from ..fetch.ffmpeg import find_ffmpeg
-
             cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{offset_s:.6f}",
                    "-t", f"{clip.duration_s:.6f}", "-i", source, "-map", "0:a:0", "-vn", "-c:a", "flac", str(tmp)]
             out = subprocess.run(cmd, capture_output=True)

@@ -34,7 +34,8 @@ from pycocoevalcap.rouge.rouge import Rouge
 
 from ..errors import AudioDialoguesError, UsageError
 from ..files import atomic_write, input_problem, iter_jsonl
-from .tokenizer import TOKENIZERS, tokenize
+from . import TOKENIZERS
+from .tokenizer import tokenize
 
 PathLike = str | os.PathLike
 #: How many offending items an error message lists before summarising the rest.

@@ -40,6 +40,7 @@ from pathlib import Path
 from pycocoevalcap.tokenizer import ptbtokenizer as _coco_ptb
 
 from ..errors import AudioDialoguesError
+from . import TOKENIZERS
 
 #: Tokens coco-caption removes after tokenising. Note that ``-LRB-`` and friends are listed in upper
 #: case while ``-lowerCase`` emits ``-lrb-``: parentheses therefore survive as tokens, in both paths.
@@ -355,9 +356,6 @@ def java_ptb_tokenize(sentences: Sequence[str]) -> list[str]:
     if len(lines) != len(sentences):
         raise TokenizerError(f"Java PTBTokenizer returned {len(lines)} lines for {len(sentences)} captions")
     return [" ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS) for line in lines]
-
-
-TOKENIZERS = ("python", "ptb")
 
 
 def tokenize(sentences: Sequence[str], tokenizer: str = "python") -> list[str]:

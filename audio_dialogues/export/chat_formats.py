@@ -75,11 +75,10 @@ from ..dataset.resolution import (
 from ..errors import AudioDialoguesError, UsageError
 from ..files import atomic_write
 from ..sources.clips import Clip
-from . import FORMATS, OPENAI_AUDIO
+from . import EXPORT_MISSING_AUDIO_POLICIES, FORMATS, OPENAI_AUDIO
 
 logger = logging.getLogger(__name__)
 
-MISSING_AUDIO_POLICIES = ("drop", "error")
 #: Audio Flamingo's dataset names for the single-clip configs (chat.yaml: ``<name>-Dialog/train``).
 AF_CHAT_DATASETS = {"audioset": "dialog_AudioSetSL", "music": "dialog_MusicCaps"}
 #: Qwen-Audio-Chat's default system message.
@@ -406,9 +405,9 @@ def export_chat(
         openai_audio: ``inline`` (base64 ``input_audio``, any clip as WAV or MP3) or ``url`` (``file://``
             references, which vLLM reads when started with ``--allowed-local-media-path``).
     """
-    if missing_audio not in MISSING_AUDIO_POLICIES:
+    if missing_audio not in EXPORT_MISSING_AUDIO_POLICIES:
         raise UsageError(f"unknown missing_audio {missing_audio!r}; expected one of "
-                         f"{', '.join(MISSING_AUDIO_POLICIES)}")
+                         f"{', '.join(EXPORT_MISSING_AUDIO_POLICIES)}")
     resolve = resolver if isinstance(resolver, AudioResolver) or not hasattr(resolver, "resolve") else resolver.resolve
     if audio_root is None and isinstance(resolver, AudioResolver) and resolver.index.folders:
         audio_root = resolver.index.folders[0]

@@ -37,7 +37,8 @@ from ..files import FAULTS, OutputError, atomic_write
 from ..sources.clips import Clip
 
 CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
-FORMATS = ("flac", "wav")
+#: The formats the clip cache stores (``fetch --format``); not :data:`audio_dialogues.export.FORMATS`.
+CACHE_AUDIO_FORMATS = ("flac", "wav")
 RECORD_SUFFIX = ".json"
 #: Records are ~400 bytes; one small read each (a 64 KiB buffer per read costs more than the read).
 _RECORD_READ = 4096
@@ -75,8 +76,8 @@ def clip_dir(cache_dir: str | Path, clip: Clip) -> Path:
 
 def audio_path(cache_dir: str | Path, clip: Clip, fmt: str) -> Path:
     """Where ``clip`` is stored in format ``fmt`` (the file may not exist)."""
-    if fmt not in FORMATS:
-        raise UsageError(f"audio format must be one of {FORMATS}, got {fmt!r}")
+    if fmt not in CACHE_AUDIO_FORMATS:
+        raise UsageError(f"audio format must be one of {CACHE_AUDIO_FORMATS}, got {fmt!r}")
     return clip_dir(cache_dir, clip) / f"{clip.key}.{fmt}"
 
 
@@ -124,7 +125,8 @@ class ClipRecord:
         else:  # written by another version: keep the fields this one knows
             record = cls(**{k: data[k] for k in _RECORD_FIELDS if k in data})
         file = record.file
-        if record.format not in FORMATS or type(file) is not str or "/" in file or file[:1] in (".", ""):
+        if (record.format not in CACHE_AUDIO_FORMATS or type(file) is not str or "/" in file
+                or file[:1] in (".", "")):
             raise ValueError(f"bad clip record: {data!r}")
         return record
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import AudioDialoguesError
 from ..sources.clips import Clip
 from . import journal
+from .ffmpeg import header_duration
 from .jsruntime import js_runtimes
 from .options import FetchOptions
 from .report import PERMANENT, TRANSIENT
@@ -85,9 +86,6 @@ def _http_status(err: BaseException) -> int | None:
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__,
                  exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None]
     return None
-
-
-_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 class Downloader:
@@ -256,11 +254,8 @@ class Downloader:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return None, 0.0
-        match = _DURATION_RE.search(proc.stderr)
-        if not match:
-            return None, 0.0
-        hours, minutes, seconds = match.groups()
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds), 0.05
+        duration = header_duration(proc.stderr)
+        return (None, 0.0) if duration is None else (duration, 0.05)
 
 
 #: yt-dlp options that print something about each video.

@@ -1,11 +1,22 @@
-"""Finding the ffmpeg binary that cuts clips (and decodes what libsndfile cannot)."""
+"""Finding the ffmpeg binary that cuts clips (and decodes what libsndfile cannot), and reading what it says."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 from .options import FetchError
+
+#: Containers libsndfile cannot open: their length, windows and samples come from ffmpeg (local files, decoding).
+FFMPEG_ONLY_EXTENSIONS = ("m4a", "webm", "mp4", "aac")
+_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def header_duration(stderr: str) -> float | None:
+    """Seconds ``ffmpeg -i`` reports from a container's header (``Duration: 00:01:02.50``); ``None``: not stated."""
+    found = _DURATION_RE.search(stderr)
+    return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else None
 
 
 def find_ffmpeg(explicit: str | None = None) -> str:

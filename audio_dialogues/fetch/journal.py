@@ -240,8 +240,9 @@ def _jsonable(value: object) -> bool:
     return True
 
 
-class Journal:
-    """An append-only JSON-lines journal file."""
+class FetchJournal:
+    """An append-only JSON-lines journal of fetch attempts, one file per host (not
+    :class:`~audio_dialogues.llm.journal.Journal`, which keeps an LLM's answers)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -274,14 +275,14 @@ def journal_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / JOURNAL_DIRNAME
 
 
-def host_journal(cache_dir: str | Path, shard_index: int = 0, num_shards: int = 1) -> Journal:
+def host_journal(cache_dir: str | Path, shard_index: int = 0, num_shards: int = 1) -> FetchJournal:
     """This host's journal in ``cache_dir``; a sharded run's is its shard's: ``<host>.shard-I-of-N.jsonl``.
 
     Per shard, because the tasks of a SLURM array often share a node (one host name) and a network disk:
     each then appends to its own file, and ``status`` can tell which shards have run.
     """
     name = host_name() + (f".shard-{shard_index}-of-{num_shards}" if num_shards > 1 else "")
-    return Journal(journal_dir(cache_dir) / f"{name}.jsonl")
+    return FetchJournal(journal_dir(cache_dir) / f"{name}.jsonl")
 
 
 _SHARD_NAME = re.compile(r"\.shard-([0-9]+)-of-([0-9]+)\.jsonl$")

@@ -88,8 +88,8 @@ class FetchOptions:
     plugin_dirs: tuple[str | Path, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.format not in clip_cache.FORMATS:
-            raise FetchError(f"format must be one of {clip_cache.FORMATS}, got {self.format!r}")
+        if self.format not in clip_cache.CACHE_AUDIO_FORMATS:
+            raise FetchError(f"format must be one of {clip_cache.CACHE_AUDIO_FORMATS}, got {self.format!r}")
         if not isinstance(self.url_template, str) or "{ytid}" not in self.url_template:
             raise FetchError(f"url_template must contain {{ytid}}, got {self.url_template!r}")
         try:

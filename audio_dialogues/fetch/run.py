@@ -244,7 +244,7 @@ class _Run:
             requested_sample_rate=self.options.sample_rate, short_by_s=verdict.short_by_s,
             source_duration_s=verdict.source_duration_s, url=self.options.url(clip.ytid), fetched_at=time.time(),
         ))
-        for fmt in clip_cache.FORMATS:
+        for fmt in clip_cache.CACHE_AUDIO_FORMATS:
             other = clip_cache.audio_path(self.cache_dir, clip, fmt)
             if other != final:
                 other.unlink(missing_ok=True)

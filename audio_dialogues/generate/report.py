@@ -34,7 +34,7 @@ STAGE_HELP = {
 
 
 @dataclass
-class SplitReport:
+class SplitGenerationReport:
     config: str
     split: str
     stages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
@@ -70,7 +70,7 @@ class GenerationReport:
     settings: dict[str, Any]
     price_in: float = 0.0
     price_out: float = 0.0
-    splits: dict[str, SplitReport] = field(default_factory=dict)
+    splits: dict[str, SplitGenerationReport] = field(default_factory=dict)
     this_run: Usage = field(default_factory=Usage)
     client: dict[str, Any] = field(default_factory=dict)
     descriptors: dict[str, int] = field(default_factory=dict)
@@ -85,8 +85,8 @@ class GenerationReport:
     wall_time_s: float = 0.0
     outputs: list[str] = field(default_factory=list)
 
-    def split(self, config: str, split: str) -> SplitReport:
-        return self.splits.setdefault(f"{config}_{split}", SplitReport(config, split))
+    def split(self, config: str, split: str) -> SplitGenerationReport:
+        return self.splits.setdefault(f"{config}_{split}", SplitGenerationReport(config, split))
 
     @property
     def complete(self) -> bool:

@@ -25,7 +25,7 @@ from ..files import OutputError, atomic_write, claim_output_folder, load_json
 from ..llm.client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
 from ..llm.runner import Pool
-from ..sources.annotations import CONFIGS, SPLITS, gc_paused
+from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .embedders import check_spec, make_embedder
 from .filters import (
@@ -43,9 +43,8 @@ from .parsing import parse_descriptor, parse_dialogue
 from .prompts import descriptor_messages, templates
 from .report import GenerationReport
 
-REPORT_JSON = "generation_report.json"
 LOCK_NAME = lock_name("generate")
-REPORT_MD = "generation_report.md"
+REPORT_MD = GENERATION_REPORT.replace(".json", ".md")
 DESCRIPTORS_NAME = "descriptors.json"
 SIMILARITY_CACHE = "similarity_cache.jsonl"
 #: Completion tokens a finished answer usually takes, for the dry-run estimate (four turns vs one pair).
@@ -587,7 +586,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
         finish(options, items, jobs, journal, report, prompt_hashes, phrase_filter, scorer, log)
         count_unused(journal, descriptor_keys | {job.key for job in jobs.values()}, report)
         report.wall_time_s = time.perf_counter() - started
-        _write_atomic(options.output_dir / REPORT_JSON, report.to_json())
+        _write_atomic(options.output_dir / GENERATION_REPORT, report.to_json())
         _write_atomic(options.output_dir / REPORT_MD, report.to_markdown())
     out(report.summary())
     return report
@@ -602,7 +601,7 @@ def make_output_dir(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: the output folder is a file, not a folder; choose another --output-dir")
     claim_output_folder(path, "generate", previous=(JOURNAL_NAME, LOCK_NAME, DESCRIPTORS_NAME, SIMILARITY_CACHE,
-                                                    REPORT_JSON))
+                                                    GENERATION_REPORT))
 
 
 def _check(options: GenerateOptions) -> None:

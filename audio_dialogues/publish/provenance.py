@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import load_json
-
-REPORT_NAME = "generation_report.json"
+from ..sources.annotations import GENERATION_REPORT
 
 
 @dataclass
@@ -147,7 +146,7 @@ def _counts(report: dict) -> dict[str, list[tuple[str, str]]]:
 
 def read_provenance(data_dir: str | Path) -> Provenance | None:
     """The provenance in ``data_dir/generation_report.json``; None when there is no report."""
-    path = Path(data_dir) / REPORT_NAME
+    path = Path(data_dir) / GENERATION_REPORT
     if not path.is_file():
         return None
     try:

@@ -46,6 +46,8 @@ PAPER_SIZES: dict[str, dict[str, int]] = {
 }
 CLIP_COUNTS = {"audioset": (1, 1), "music": (1, 1), "comparison": (2, 4)}
 ANNOTATION_SUFFIXES = (".jsonl", ".json")
+#: The report ``generate`` writes beside the annotation files it makes; ``publish`` reads their provenance from it.
+GENERATION_REPORT = "generation_report.json"
 #: The authors' release files, as Audio Flamingo's chat code reads them (with the audio beside them):
 #: each is the train split of its config.
 RELEASE_FILES = {"audioset": "dialogues_audioset_thresholded.json", "music": "dialogues_musiccaps_thresholded.json"}
