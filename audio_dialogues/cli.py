@@ -26,7 +26,7 @@ from .generate.options import add_arguments, from_args
 from .llm.endpoint import NUMBERS as ENDPOINT_NUMBERS
 from .sample import describe_sample, sample_paths
 from .sources import records
-from .sources.annotations import CONFIGS, SPLITS, AnnotationError, Record
+from .sources.annotations import CONFIGS, SPLITS, Record
 
 if TYPE_CHECKING:
     from .fetch import FetchOptions
@@ -299,30 +299,11 @@ def _fetch_number(field: str) -> Callable[[str], int | float | None]:
 
 
 def _config_clips(args: argparse.Namespace) -> dict[str, list]:
-    """The distinct clips of ``args.config`` per chosen split (``all``: every split with annotations).
-
-    Remembered in the clip cache while the annotation and metadata files stay as they are (a re-run of
-    50,000 cached clips would otherwise spend most of its time validating annotations it read before).
-    """
-    from .fetch.cache import resolve_cache_dir
+    """:func:`~audio_dialogues.fetch.clip_lists.config_clips` of ``args.config`` and ``args.split``."""
     from .fetch.clip_lists import config_clips
-    from .sources.annotations import split_files
-    from .sources.metadata import is_url, metadata_sources
 
-    def read() -> dict[str, list]:
-        by_split = records.records_by_split(args.config, [args.split], data_dir=args.data_dir, **source_kwargs(args))
-        return {split: records.distinct_clips(split_records) for split, split_records in by_split.items()}
-
-    metadata = [f for files in metadata_sources(args.config, **source_kwargs(args)).values() for f in files]
-    if args.download_metadata or any(is_url(str(f)) for f in metadata):
-        return read()
-    try:
-        files = split_files(args.config, data_dir=args.data_dir)
-    except AnnotationError:
-        return read()  # which says what is wrong with the annotation folder
-    splits = list(files) if args.split == "all" else [args.split]
-    inputs = [*(p for split in splits for p in files.get(split, [])), *metadata]
-    return config_clips(resolve_cache_dir(args.audio_cache_dir), args.config, splits, inputs, read)
+    return config_clips(args.config, args.split, data_dir=args.data_dir, cache_dir=args.audio_cache_dir,
+                        **source_kwargs(args))
 
 
 def _run_fetch(args: argparse.Namespace) -> int:

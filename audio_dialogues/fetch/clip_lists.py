@@ -13,11 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..files import FileIdentity, OutputError, atomic_write
+from ..sources import records
+from ..sources.annotations import AnnotationError, split_files
 from ..sources.clips import Clip, ClipError
+from ..sources.metadata import PathOrUrl, is_url, metadata_sources
+from .cache import resolve_cache_dir
 
 INDEX_DIRNAME = "index"
 _FORMAT = 2  # 2: clips per split
@@ -38,9 +42,46 @@ def _state_key(config: str, splits: Iterable[str], inputs: Iterable[str | os.Pat
     return digest.hexdigest()
 
 
-def config_clips(cache_dir: str | os.PathLike, config: str, splits: Iterable[str],
-                 inputs: Iterable[str | os.PathLike], read: Callable[[], dict[str, list[Clip]]]
-                 ) -> dict[str, list[Clip]]:
+def config_clips(
+    config: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    strong_labels: PathOrUrl | Sequence[PathOrUrl] | None = None,
+    musiccaps_csv: PathOrUrl | None = None,
+    ontology: PathOrUrl | None = None,
+    download_metadata: bool = False,
+) -> dict[str, list[Clip]]:
+    """The distinct clips of ``config`` per split of ``split`` (``all``: every split with annotations), what
+    ``fetch`` and ``status`` work on.
+
+    Remembered in the clip cache (``cache_dir``, default :func:`~.cache.resolve_cache_dir`'s) while the
+    annotation and metadata files stay as they are; read in full with metadata from URLs, and when the
+    annotation folder is unusable (the full read then says what is wrong with it).
+    """
+    sources = {"strong_labels": strong_labels, "musiccaps_csv": musiccaps_csv, "ontology": ontology,
+               "download_metadata": download_metadata}
+
+    def read() -> dict[str, list[Clip]]:
+        by_split = records.records_by_split(config, [split], data_dir=data_dir, **sources)
+        return {name: records.distinct_clips(split_records) for name, split_records in by_split.items()}
+
+    metadata = [f for files in metadata_sources(config, **sources).values() for f in files]
+    if download_metadata or any(is_url(str(f)) for f in metadata):
+        return read()
+    try:
+        files = split_files(config, data_dir=data_dir)
+    except AnnotationError:
+        return read()
+    splits = list(files) if split == "all" else [split]
+    inputs = [*(p for name in splits for p in files.get(name, [])), *metadata]
+    return _remembered(resolve_cache_dir(cache_dir), config, splits, inputs, read)
+
+
+def _remembered(cache_dir: str | os.PathLike, config: str, splits: Iterable[str],
+                inputs: Iterable[str | os.PathLike], read: Callable[[], dict[str, list[Clip]]]
+                ) -> dict[str, list[Clip]]:
     """``read()`` (split -> its distinct clips), or what it returned before for these very input files.
 
     A stored list that cannot be read or does not hold valid clips is ignored (and replaced); one that
