@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..files import FileIdentity, OutputError, atomic_write
 from ..sources import records
@@ -60,7 +61,7 @@ def config_clips(
     annotation and metadata files stay as they are; read in full with metadata from URLs, and when the
     annotation folder is unusable (the full read then says what is wrong with it).
     """
-    sources = {"strong_labels": strong_labels, "musiccaps_csv": musiccaps_csv, "ontology": ontology,
+    sources: dict[str, Any] = {"strong_labels": strong_labels, "musiccaps_csv": musiccaps_csv, "ontology": ontology,
                "download_metadata": download_metadata}
 
     def read() -> dict[str, list[Clip]]:
@@ -75,7 +76,7 @@ def config_clips(
     except AnnotationError:
         return read()
     splits = list(files) if split == "all" else [split]
-    inputs = [*(p for name in splits for p in files.get(name, [])), *metadata]
+    inputs: list[str | os.PathLike] = [*(p for name in splits for p in files.get(name, [])), *metadata]
     return _remembered(resolve_cache_dir(cache_dir), config, splits, inputs, read)
 
 
