@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .checks import refusal
 from .errors import UsageError
 
 #: The longest wait any option may ask for: one day (``threading`` waits at most about 292 years, but a
@@ -67,7 +68,7 @@ class Number:
                 inside = False
             if inside and (self.whole or math.isfinite(value)):  # type: ignore[arg-type]
                 return value  # type: ignore[return-value]
-        raise error(f"{name} must be {self.describe()}, got {value!r:.40}")
+        raise error(refusal(name, value, self))
 
     def parse(self, name: str, text: str, error: type[Exception] = UsageError) -> int | float | None:
         """The number ``text`` spells (as typed on a command line), checked."""

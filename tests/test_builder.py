@@ -227,9 +227,9 @@ def test_default_config_is_music(tmp_path: Path) -> None:
     "kwargs,message",
     [
         ({"name": "speech"}, "unknown config 'speech'; the configs are: audioset, music, comparison"),
-        ({"name": "music", "decoder": "librosa"}, "option decoder='librosa'"),
-        ({"name": "music", "missing_audio": "skip"}, "option missing_audio='skip'"),
-        ({"name": "music", "num_shards": 0}, "option num_shards=0"),
+        ({"name": "music", "decoder": "librosa"}, "option decoder must be one of 'soundfile', .*, got 'librosa'"),
+        ({"name": "music", "missing_audio": "skip"}, "option missing_audio must be one of 'drop', .*, got 'skip'"),
+        ({"name": "music", "num_shards": 0}, "option num_shards must be a whole number from 1 .*, got 0 "),
     ],
 )
 def test_bad_options_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:

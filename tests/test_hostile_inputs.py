@@ -36,6 +36,7 @@ from audio_dialogues.errors import AudioDialoguesError
 from audio_dialogues.evaluation.scoring import EvaluationError, read_predictions
 from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
+from audio_dialogues.fetch.options import FetchOptions
 from audio_dialogues.generate import GenerateError, GenerateOptions
 from audio_dialogues.generate.embedders import openai_embedder
 from audio_dialogues.generate.prompts import load_template
@@ -380,58 +381,62 @@ CASES = [
          metadata("ontology", "ontology.json"), "ontology.json:2", ("not UTF-8",)),
     # -- options of load()/load_dataset(): the option is named instead of a file
     Case("num_shards as a string", {"music_train.jsonl": [RECORD]}, load(num_shards="8"), None,
-         ("num_shards='8' (str)", "whole number")),
-    Case("num_shards zero", {"music_train.jsonl": [RECORD]}, load(num_shards=0), None, ("num_shards=0",)),
-    Case("num_shards a bool", {"music_train.jsonl": [RECORD]}, load(num_shards=True), None, ("num_shards=True",)),
+         ("num_shards must be", "got '8' (str)", "whole number")),
+    Case("num_shards zero", {"music_train.jsonl": [RECORD]}, load(num_shards=0), None, ("num_shards must be", "got 0")),
+    Case("num_shards a bool", {"music_train.jsonl": [RECORD]}, load(num_shards=True), None,
+         ("num_shards must be", "got True")),
     Case("sampling_rate a bool", {"music_train.jsonl": [RECORD]}, load(sampling_rate=True), None,
-         ("sampling_rate=True (bool)", "'native'")),
+         ("sampling_rate must be", "got True (bool)", "'native'")),
     Case("sampling_rate a string", {"music_train.jsonl": [RECORD]}, load(sampling_rate="16000"), None,
-         ("sampling_rate='16000' (str)",)),
+         ("sampling_rate must be", "got '16000' (str)")),
     Case("sampling_rate 2**70", {"music_train.jsonl": [RECORD]}, load(sampling_rate=2**70), None,
-         ("sampling_rate=1180591620717411303424",)),
+         ("sampling_rate must be", "got 1180591620717411303424")),
     Case("sampling_rate a float", {"music_train.jsonl": [RECORD]}, load(sampling_rate=16000.0), None,
-         ("sampling_rate=16000.0 (float)",)),
+         ("sampling_rate must be", "got 16000.0 (float)")),
     Case("decoder unknown", {"music_train.jsonl": [RECORD]}, load(decoder="ffmpeg"), None,
-         ("decoder='ffmpeg'", "'soundfile'")),
+         ("decoder must be", "got 'ffmpeg'", "'soundfile'")),
     Case("decoder not a string", {"music_train.jsonl": [RECORD]}, load(decoder=["soundfile"]), None,
-         ("decoder=['soundfile'] (list)",)),
+         ("decoder must be", "got ['soundfile'] (list)")),
     Case("missing_audio unknown", {"music_train.jsonl": [RECORD]}, load(missing_audio="skip"), None,
-         ("missing_audio='skip'", "'drop'")),
-    Case("audio_dir a number", {"music_train.jsonl": [RECORD]}, load(audio_dir=5), None, ("audio_dir=5 (int)",)),
+         ("missing_audio must be", "got 'skip'", "'drop'")),
+    Case("audio_dir a number", {"music_train.jsonl": [RECORD]}, load(audio_dir=5), None,
+         ("audio_dir must be", "got 5 (int)")),
     Case("audio_dir list with a number", {"music_train.jsonl": [RECORD]}, load(audio_dir=["a", 5]), None,
-         ("audio_dir=['a', 5]",)),
+         ("audio_dir must be", "got ['a', 5]")),
     Case("audio_cache_dir a number", {"music_train.jsonl": [RECORD]}, load(audio_cache_dir=3), None,
-         ("audio_cache_dir=3",)),
+         ("audio_cache_dir must be", "got 3")),
     Case("strong_labels a number", {"audioset_train.jsonl": [RECORD]}, load("audioset", strong_labels=7), None,
-         ("strong_labels=7 (int)",)),
+         ("strong_labels must be", "got 7 (int)")),
     Case("musiccaps_csv a dict", {"music_train.jsonl": [RECORD]}, load(musiccaps_csv={"a": 1}), None,
-         ("musiccaps_csv={'a': 1} (dict)",)),
+         ("musiccaps_csv must be", "got {'a': 1} (dict)")),
     Case("ontology empty string", {"audioset_train.jsonl": [RECORD]}, load("audioset", ontology=""), None,
-         ("ontology=''",)),
+         ("ontology must be", "got ''")),
     Case("download_audio a string", {"music_train.jsonl": [RECORD]},  # a regression fails offline, fast
          load(download_audio="yes", fetch_options={"url_template": "http://127.0.0.1:9/{ytid}"}), None,
-         ("download_audio='yes' (str)", "True or False")),
+         ("download_audio must be", "got 'yes' (str)", "True or False")),
     Case("download_metadata a number", {"music_train.jsonl": [RECORD]}, load(download_metadata=1), None,
-         ("download_metadata=1 (int)",)),
+         ("download_metadata must be", "got 1 (int)")),
     Case("fetch_options a string", {"music_train.jsonl": [RECORD]}, load(fetch_options="fast"), None,
-         ("fetch_options='fast' (str)",)),
+         ("fetch_options must be", "got 'fast' (str)")),
     Case("fetch_options with an unknown key", {"music_train.jsonl": [RECORD]}, load(fetch_options={"wrokers": 2}),
          None, ("fetch_options: unknown keys ['wrokers']",)),
     Case("fetch_options with a bad value", {"music_train.jsonl": [RECORD]}, load(fetch_options={"format": "mp9"}),
          None, ("fetch_options: format must be one of",)),
     Case("fetch_options with a value of the wrong type", {"music_train.jsonl": [RECORD]},
-         load(fetch_options={"workers": "4"}), None, ("fetch_options: workers='4' (str)", "takes int")),
+         load(fetch_options={"workers": "4"}), None,
+         ("fetch_options: workers must be", "got '4' (str)", "a whole number")),
     Case("fetch_options with a bool for a number", {"music_train.jsonl": [RECORD]},
-         load(fetch_options={"sleep": True}), None, ("fetch_options: sleep=True (bool)",)),
+         load(fetch_options={"sleep": True}), None, ("fetch_options: sleep must be", "got True (bool)")),
     Case("data_files a number", {"music_train.jsonl": [RECORD]},
          lambda d: audio_dialogues.load("music", data_files=5, cache_dir=str(d / "hf")), None, ("data_files=5",)),
     Case("data_dir a number", {},
-         lambda d: audio_dialogues.load("music", data_dir=3, cache_dir=str(d / "hf")), None, ("data_dir=3",)),
+         lambda d: audio_dialogues.load("music", data_dir=3, cache_dir=str(d / "hf")), None,
+         ("data_dir must be", "got 3")),
     Case("misspelt option", {"music_train.jsonl": [RECORD]}, load(sampling_rat=16000), None,
          ("unknown option 'sampling_rat'", "sampling_rate")),
     Case("num_shards as a string through load_dataset", {"music_train.jsonl": [RECORD]},
          lambda d: datasets.load_dataset("audio_dialogues", "music", data_dir=str(d), cache_dir=str(d / "hf"),
-                                         num_shards="8"), None, ("num_shards='8' (str)",)),
+                                         num_shards="8"), None, ("num_shards must be", "got '8' (str)")),
     Case("empty annotation file, streaming", {"music_train.jsonl": ""},
          lambda d: next(iter(audio_dialogues.load("music", split="train", streaming=True, data_dir=str(d),
                                                   missing_audio="keep", cache_dir=str(d / "hf")))),
@@ -458,6 +463,15 @@ CASES = [
          cli("prepare", "audioset", "--data-dir", "{d}"), "audioset_train.jsonl:1",
          ("meta.sound_events[0].start_s must be a number",)),
     # -- generate: numeric options out of range (Python API and command line), checks a dry run skipped
+    # -- FetchOptions of the Python API: every field checked by the same table, not only the numbers
+    Case("fetch: reverify a string", {}, lambda d: FetchOptions(reverify="no"), None,
+         ("reverify must be True or False, got 'no' (str)",)),
+    Case("fetch: retry_failed a number", {}, lambda d: FetchOptions(retry_failed=1), None,
+         ("retry_failed must be True or False, got 1 (int)",)),
+    Case("fetch: cookies a number", {}, lambda d: FetchOptions(cookies=3), None,
+         ("cookies must be the path of a Netscape cookies file, got 3 (int)",)),
+    Case("fetch: format unknown", {}, lambda d: FetchOptions(format="mp3"), None,
+         ("format must be one of 'flac', 'wav', got 'mp3' (str)",)),
     Case("generate: tpm negative", {}, generate_options(tpm=-1), None, ("--tpm must be a number from", "got -1")),
     Case("generate: tpm NaN", {}, generate_options(tpm=float("nan")), None, ("--tpm", "got nan")),
     Case("generate: rpm zero", {}, generate_options(rpm=0), None, ("--rpm must be a number from", "got 0")),
@@ -858,7 +872,7 @@ def test_every_numeric_api_option_refuses_hostile_values_with_a_package_error(tm
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, 1e300, -1, 0, 2.5, True, "16000"])
 def test_numeric_builder_options_refuse_hostile_values(tmp_path: Path, option: str, value: Any) -> None:
 
-    with pytest.raises(ConfigError, match=f"option {option}="):
+    with pytest.raises(ConfigError, match=f"option {option} must be .*, got "):
         audio_dialogues.load("music", cache_dir=str(tmp_path), **{option: value}, **audio_dialogues.sample_paths())
 
 

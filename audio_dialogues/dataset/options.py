@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Callable
 from typing import Any
 
+from .. import checks
+from ..checks import BOOL, OneOf, Rule, Spec
 from ..errors import AudioDialoguesError
 from ..fetch.options import MAX_SAMPLE_RATE
 from ..numbers import Number
@@ -42,25 +43,15 @@ def is_paths(value: Any) -> bool:
 
 
 def _fetch_options(value: Any) -> bool:
-    """A dict that :class:`FetchOptions` accepts; its own message names a bad value."""
+    """A dict that :class:`FetchOptions` accepts; its own message (field, value, what it takes) names a bad value."""
     if not isinstance(value, dict):
         return False
     from ..fetch import FetchOptions
 
-    fields = {f.name: f for f in dataclasses.fields(FetchOptions)}
-    unknown = [k for k in value if k not in fields]
+    known = [f.name for f in dataclasses.fields(FetchOptions)]
+    unknown = [k for k in value if k not in known]
     if unknown:
-        raise ConfigError(f"option fetch_options: unknown keys {unknown}; known: {', '.join(sorted(fields))}")
-    for key, item in value.items():
-        default, annotation = fields[key].default, str(fields[key].type)
-        if item is None and "None" in annotation:
-            continue
-        wanted = (type(default),) if isinstance(default, (bool, int, float, str)) else None
-        if wanted == (float,):
-            wanted = (int, float)
-        if wanted and (not isinstance(item, wanted) or (isinstance(item, bool) and bool not in wanted)):
-            raise ConfigError(f"option fetch_options: {key}={item!r:.60} ({type(item).__name__}) is not valid: "
-                              f"{key} takes {' or '.join(t.__name__ for t in wanted)} ({annotation})")
+        raise ConfigError(f"option fetch_options: unknown keys {unknown}; known: {', '.join(sorted(known))}")
     try:
         FetchOptions(**value)
     except (TypeError, ValueError) as e:
@@ -69,33 +60,32 @@ def _fetch_options(value: Any) -> bool:
 
 
 @functools.cache
-def _option_checks() -> dict[str, tuple[Callable[[Any], bool], str]]:
-    """Option -> (accepts the value?, what it takes); built on first use (decoder names need the decoders)."""
+def _specs() -> dict[str, Spec]:
+    """Option -> what it takes; built on first use (decoder names need the decoders)."""
     from .decoding import DECODERS
 
     return {
-        "data_dir": (is_path, "a folder path"),
-        "audio_dir": (is_paths, "a folder path or a list of folder paths"),
-        "audio_cache_dir": (is_path, "a folder path"),
-        "sampling_rate": (lambda v: v == "native" or SAMPLING_RATE.accepts(v),
-                          f"a whole number of Hz from 1 to {MAX_SAMPLE_RATE}, or 'native' (or None) for each "
-                          "file's own rate"),
-        "decoder": (lambda v: isinstance(v, str) and v in DECODERS, f"one of {', '.join(map(repr, DECODERS))}"),
-        "missing_audio": (lambda v: isinstance(v, str) and v in MISSING_AUDIO_POLICIES,
-                          f"one of {', '.join(map(repr, MISSING_AUDIO_POLICIES))}"),
-        "strong_labels": (is_paths, "a path or URL of a strong-label TSV, or a list of them"),
-        "musiccaps_csv": (is_paths, "a path or URL of the MusicCaps CSV"),
-        "ontology": (is_paths, "a path or URL of the AudioSet ontology JSON or of the strong-label release's "
-                                "mid_to_display_name.tsv, or a list of them"),
-        "download_metadata": (lambda v: isinstance(v, bool), "True or False"),
-        "download_audio": (lambda v: isinstance(v, bool), "True or False"),
-        "fetch_options": (_fetch_options, "a dict of FetchOptions fields"),
-        "num_shards": (SHARDS.accepts, SHARDS.describe()),
-        "repo_id": (lambda v: isinstance(v, str) and (
-                        (len([p for p in v.split("/") if p]) == 2 and v.count("/") == 1) or os.path.isdir(v)),
-                    "a Hub dataset repo id, 'namespace/name', or a folder written by `audio-dialogues push "
-                    "--output-dir`"),
-        "revision": (lambda v: isinstance(v, str) and bool(v.strip()), "a branch, tag or commit of the repo"),
+        "data_dir": Rule(is_path, "a folder path"),
+        "audio_dir": Rule(is_paths, "a folder path or a list of folder paths"),
+        "audio_cache_dir": Rule(is_path, "a folder path"),
+        "sampling_rate": Rule(lambda v: v == "native" or SAMPLING_RATE.accepts(v),
+                              f"a whole number of Hz from 1 to {MAX_SAMPLE_RATE}, or 'native' (or None) for each "
+                              "file's own rate"),
+        "decoder": OneOf(DECODERS),
+        "missing_audio": OneOf(MISSING_AUDIO_POLICIES),
+        "strong_labels": Rule(is_paths, "a path or URL of a strong-label TSV, or a list of them"),
+        "musiccaps_csv": Rule(is_paths, "a path or URL of the MusicCaps CSV"),
+        "ontology": Rule(is_paths, "a path or URL of the AudioSet ontology JSON or of the strong-label release's "
+                                   "mid_to_display_name.tsv, or a list of them"),
+        "download_metadata": BOOL,
+        "download_audio": BOOL,
+        "fetch_options": Rule(_fetch_options, "a dict of FetchOptions fields"),
+        "num_shards": SHARDS,
+        "repo_id": Rule(lambda v: isinstance(v, str) and (
+                            (len([p for p in v.split("/") if p]) == 2 and v.count("/") == 1) or os.path.isdir(v)),
+                        "a Hub dataset repo id, 'namespace/name', or a folder written by `audio-dialogues push "
+                        "--output-dir`"),
+        "revision": Rule(lambda v: isinstance(v, str) and bool(v.strip()), "a branch, tag or commit of the repo"),
     }
 
 
@@ -104,11 +94,4 @@ def check_options(options: dict[str, Any]) -> None:
 
     Names this module does not know (the builder's own, or datasets') are left to their owners.
     """
-    checks = _option_checks()
-    for name, value in options.items():
-        if name not in checks or (value is None and name in _NONE_ALLOWED):
-            continue
-        accepts, wanted = checks[name]
-        if not accepts(value):
-            raise ConfigError(f"option {name}={value!r:.80} ({type(value).__name__}) is not valid: {name} takes "
-                              f"{wanted}")
+    checks.check_options(options, _specs(), ConfigError, name=lambda key: f"option {key}", optional=_NONE_ALLOWED)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..checks import BOOL, OneOf, Rule, Spec, check_options
 from ..errors import AudioDialoguesError, UsageError
 from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, SECONDS, Number
 from . import cache as clip_cache
@@ -88,22 +89,7 @@ class FetchOptions:
     plugin_dirs: tuple[str | Path, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.format not in clip_cache.CACHE_AUDIO_FORMATS:
-            raise FetchError(f"format must be one of {clip_cache.CACHE_AUDIO_FORMATS}, got {self.format!r}")
-        if not isinstance(self.url_template, str) or "{ytid}" not in self.url_template:
-            raise FetchError(f"url_template must contain {{ytid}}, got {self.url_template!r}")
-        try:
-            url = urlsplit(self.url_template.format(ytid="x" * 11))
-        except (KeyError, IndexError, ValueError) as err:
-            raise FetchError(f"url_template {self.url_template!r} has a placeholder other than {{ytid}}") from err
-        if url.scheme not in ("http", "https") or not url.hostname:
-            # yt-dlp refuses file:// (and reads other schemes as searches or extractor names): say so before a run
-            raise FetchError(f"url_template {self.url_template!r} must be an http:// or https:// URL")
-        if self.proxy is not None and (not isinstance(self.proxy, str) or not urlsplit(self.proxy).scheme
-                                       or not urlsplit(self.proxy).hostname):
-            raise FetchError(f"proxy must be a URL such as http://HOST:PORT or socks5://HOST:PORT, got {self.proxy!r}")
-        for name, spec in NUMBERS.items():
-            spec.check(name, getattr(self, name), FetchError)
+        check_options(vars(self), SPECS, FetchError, optional=_NONE_ALLOWED)
         if not self.shard_index < self.num_shards:
             raise FetchError(f"shard_index must be less than num_shards ({self.num_shards}), got {self.shard_index}")
         if self.js_runtimes:
@@ -160,3 +146,37 @@ NUMBERS: dict[str, Number] = {
     "num_shards": Number(1, 100_000, whole=True),
     "shard_index": Number(0, 99_999, whole=True),
 }
+
+
+def _url_template(value: object) -> bool:
+    """An http(s) URL with ``{ytid}`` and no other placeholder (yt-dlp refuses file://, reads others as searches)."""
+    if not isinstance(value, str) or "{ytid}" not in value:
+        return False
+    try:
+        url = urlsplit(value.format(ytid="x" * 11))
+    except (KeyError, IndexError, ValueError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
+
+
+def _proxy(value: object) -> bool:
+    return isinstance(value, str) and bool(urlsplit(value).scheme) and bool(urlsplit(value).hostname)
+
+
+def _path(value: object) -> bool:
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and bool(value.strip()))
+
+
+#: Every field of :class:`FetchOptions` and what it takes (the numbers as :data:`NUMBERS` says).
+SPECS: dict[str, Spec] = {
+    **NUMBERS,
+    "url_template": Rule(_url_template, "an http:// or https:// URL containing {ytid} and no other placeholder"),
+    "format": OneOf(clip_cache.CACHE_AUDIO_FORMATS),
+    "cookies": Rule(_path, "the path of a Netscape cookies file"),
+    "proxy": Rule(_proxy, "a URL such as http://HOST:PORT or socks5://HOST:PORT"),
+    "retry_failed": BOOL,
+    "ffmpeg": Rule(_path, "the path of an ffmpeg binary"),
+    "reverify": BOOL,
+}
+#: Fields whose ``None`` means "not given" (the numbers say so themselves).
+_NONE_ALLOWED = frozenset({"cookies", "proxy", "ffmpeg"})

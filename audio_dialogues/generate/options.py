@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import check_options
 from ..errors import AudioDialoguesError
 from ..llm.endpoint import NUMBERS as ENDPOINT
 from ..numbers import Number
@@ -73,8 +74,7 @@ class GenerateOptions:
         Checked here, before any file is read or request sent: a negative TPM would hang the rate limiter,
         zero attempts would fail every item, and a negative price would print a negative cost.
         """
-        for name, (flag, spec) in NUMBERS.items():
-            spec.check(flag, getattr(self, name), GenerateError)
+        check_options(vars(self), _SPECS, GenerateError, name=lambda field: NUMBERS[field][0])
         if self.comparison_groups is not None:
             if (not isinstance(self.comparison_groups, dict) or not self.comparison_groups
                     or set(self.comparison_groups) - {"train", "test"}):
@@ -100,6 +100,7 @@ NUMBERS: dict[str, tuple[str, Number]] = {
 }
 #: Comparison groups per split.
 GROUPS = Number(0, 1_000_000_000, whole=True)
+_SPECS = {name: spec for name, (_, spec) in NUMBERS.items()}
 
 
 def _number(name: str) -> Callable[[str], int | float | None]:
