@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..files import atomic_write
+from ..files import FileIdentity, atomic_write
 from ..sources.annotations import SPLITS, AnnotationError, Record, Turn
 from ..sources.clips import Clip, ClipError
 from .layout import DATA_DIR, audio_column, clip_file_name
@@ -77,8 +77,8 @@ def download_published(repo_id: str, config: str, revision: str | None = None) -
 def local_published(folder: Path, config: str, revision: str | None = None) -> Published:
     """``config`` of a repo folder on disk (``audio-dialogues push --output-dir``), read in place.
 
-    Its "commit" is a digest of the shards' names, sizes and modification times, so embedded clips are
-    extracted again when the folder is written again.
+    Its "commit" is a digest of the shards' names and :class:`~audio_dialogues.files.FileIdentity`, so
+    embedded clips are extracted again when the folder is written again.
     """
     if revision is not None:
         raise AnnotationError(f"{folder}: revision={revision!r} names a branch, tag or commit of a Hub repo; a "
@@ -89,8 +89,7 @@ def local_published(folder: Path, config: str, revision: str | None = None) -> P
                               "written by `audio-dialogues push --output-dir`, and does it hold this config?")
     stamp = hashlib.blake2b(digest_size=8)
     for path in (p for paths in files.values() for p in paths):
-        st = path.stat()
-        stamp.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        stamp.update(("\0".join(map(str, (path.name, *FileIdentity.of(path)))) + "\n").encode())
     where = hashlib.blake2b(os.path.abspath(folder).encode(), digest_size=6).hexdigest()
     commit = stamp.hexdigest()
     return Published(str(folder), commit, files, _embedded_folder(f"local--{folder.name}-{where}", commit, config,
