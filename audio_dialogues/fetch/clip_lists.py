@@ -61,8 +61,8 @@ def config_clips(
     annotation and metadata files stay as they are; read in full with metadata from URLs, and when the
     annotation folder is unusable (the full read then says what is wrong with it).
     """
-    sources: dict[str, Any] = {"strong_labels": strong_labels, "musiccaps_csv": musiccaps_csv, "ontology": ontology,
-               "download_metadata": download_metadata}
+    sources: dict[str, Any] = {"strong_labels": strong_labels, "musiccaps_csv": musiccaps_csv,
+                               "ontology": ontology, "download_metadata": download_metadata}
 
     def read() -> dict[str, list[Clip]]:
         by_split = records.records_by_split(config, [split], data_dir=data_dir, **sources)
