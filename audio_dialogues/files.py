@@ -395,8 +395,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 def _lone_surrogate(value: Any, field: str = "") -> tuple[str, str] | None:
     """``(field, character)`` of the first string (or key) in ``value`` holding a lone surrogate."""
     if isinstance(value, str):
-        found = _LONE_SURROGATE.search(value)
-        return (field, found.group()) if found else None
+        surrogate = _LONE_SURROGATE.search(value)
+        return (field, surrogate.group()) if surrogate else None
     if isinstance(value, dict):
         for key, item in value.items():
             inner = f"{field}.{key}" if field else str(key)
@@ -456,8 +456,8 @@ def load_json(path: str | os.PathLike, error: type[Exception] = ValueError) -> A
         raise error(f"{path}:{err.lineno}: malformed JSON: {describe_json_error(err)}") from None
     except (RecursionError, ValueError) as err:
         long_number = re.search(rb"\d{%d}" % (sys.get_int_max_str_digits() + 1), raw)
-        line = raw[: long_number.start()].count(b"\n") + 1 if long_number and isinstance(err, ValueError) else None
-        raise error(_json_failure(f"{path}:{line}" if line else str(path), err)) from None
+        at = raw[: long_number.start()].count(b"\n") + 1 if long_number and isinstance(err, ValueError) else None
+        raise error(_json_failure(f"{path}:{at}" if at else str(path), err)) from None
     _check_surrogates(text, value, str(path), error)
     return value
 

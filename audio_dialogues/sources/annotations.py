@@ -450,14 +450,14 @@ def iter_split_part(
                 ids([Clip(ytid_from_audio_id("", a)) for a in (audio_ids if isinstance(audio_ids, list)
                                                               else [audio_ids])])
 
-    paths = [Path(p) for p in paths]
-    for i, path in enumerate(paths):
+    files = [Path(p) for p in paths]
+    for i, file in enumerate(files):
         before = dict(ids.seen)
-        for where, obj in _iter_raw(path, (index, count), count_release_ids):
+        for where, obj in _iter_raw(file, (index, count), count_release_ids):
             yield _record(config, where, obj, metadata, ids)
-        if i + 1 < len(paths):  # the whole file precedes the next file's part: count it from where it began
+        if i + 1 < len(files):  # the whole file precedes the next file's part: count it from where it began
             ids.seen = before
-            for _ in _iter_raw(path, (count, count), count_release_ids):
+            for _ in _iter_raw(file, (count, count), count_release_ids):
                 pass
 
 

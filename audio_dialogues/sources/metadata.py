@@ -185,6 +185,7 @@ def read_strong_labels(path: Path, into: SourceMetadata | None = None) -> Source
                 clip = Clip.from_segment_id(segment_id)
             except (ClipError, ValueError) as e:
                 raise MetadataError(f"{path}:{line}: segment_id: {e}{FIX_LINE}") from None
+            assert clip.start_s is not None  # a segment id always carries its start
             start_ms = round(clip.start_s * 1000)
             segments[segment_id] = meta.strong.setdefault(clip.ytid, {}).setdefault(start_ms, (clip, []))[1]
             events = segments[segment_id]
