@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import AudioDialoguesError
 from ..sources.clips import Clip
@@ -20,6 +21,9 @@ from .ffmpeg import header_duration
 from .jsruntime import js_runtimes
 from .options import FetchOptions
 from .report import PERMANENT, TRANSIENT
+
+if TYPE_CHECKING:
+    from yt_dlp.extractor.common import InfoExtractor
 
 _CODECS = {"flac": ("flac", "flac"), "wav": ("pcm_s16le", "wav")}
 # Input options for ffmpeg's HTTP reader: resume after a dropped connection or network error from the
@@ -112,7 +116,7 @@ class Downloader:
         self._local = threading.local()
         #: The one extractor for the URL template's URLs, found once. Otherwise each YoutubeDL loads all
         #: ~1,800 extractors (0.5 s of CPU) and matches every URL against their patterns (~15 ms per clip).
-        self._extractor: type | None = None
+        self._extractor: type[InfoExtractor] | None = None
         self._opened: list = []
         self._opened_lock = threading.Lock()
         self._js_runtimes = js_runtimes(options.js_runtimes)
@@ -161,12 +165,14 @@ class Downloader:
         trim = ["-ss", f"{clip.start_s - range_start:.6f}"] if clip.start_s > range_start else []
         return {
             "outtmpl": {"default": str(folder / "clip.%(ext)s")},
-            "download_ranges": download_range_func(None, [(range_start, clip.end_s)]),
+            # types-yt-dlp wants chapter regexes and int times; yt-dlp reads `chapters or []` and float seconds
+            "download_ranges": download_range_func(None, [(range_start, clip.end_s)]),  # type: ignore[arg-type, list-item]
             "external_downloader_args": {"ffmpeg_i": list(FFMPEG_INPUT_ARGS), "ffmpeg_o": trim + self._out_args},
         }
 
     def _ydl(self, url: str):
-        from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
+        # types-yt-dlp has no stub for this module (yt-dlp has it)
+        from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor  # type: ignore[import-not-found]
 
         if self._extractor is None:
             from yt_dlp.extractor import gen_extractor_classes
@@ -217,11 +223,13 @@ class Downloader:
 
         url = self.options.url(clip.ytid)
         ydl, logger = self._ydl(url)
+        extractor = self._extractor
+        assert extractor is not None  # _ydl picked it
         logger.errors.clear()
         ydl.params.update(self.clip_params(clip, folder))
         self._local.clip, self._local.info, self._local.past_end = clip, {}, None
         try:
-            info = ydl.extract_info(url, download=True, ie_key=self._extractor.ie_key()) or {}
+            info = ydl.extract_info(url, download=True, ie_key=extractor.ie_key()) or {}
         except yt_dlp.utils.DownloadError as err:
             message = _clean_message(str(err) or "; ".join(logger.errors))
             status, reason = journal.classify(message, _http_status(err))
@@ -298,7 +306,8 @@ def _youtube_dl_class() -> type:
     class YoutubeDL(yt_dlp.YoutubeDL):
         def _forceprint(self, key: str, info_dict: dict | None) -> dict | None:
             if any(self.params.get(name) for name in _PRINT_PARAMS):
-                return super()._forceprint(key, info_dict)
+                # types-yt-dlp leaves out YoutubeDL's private _forceprint, which yt-dlp has
+                return super()._forceprint(key, info_dict)  # type: ignore[misc]
             return None if info_dict is None else dict(info_dict)
 
     return YoutubeDL

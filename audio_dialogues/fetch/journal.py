@@ -494,6 +494,7 @@ def summarize(state: JournalState, clips: Iterable[Clip] | None = None,
     by_status: Counter = Counter()
     by_reason: Counter = Counter()
     missing: list[tuple[Clip, str, str, ClipState | None]] = []
+    items: list[tuple[Clip, ClipState | None]]
     if clips is None:
         items = [(s.latest.clip, s) for s in state.clips.values()]
     else:

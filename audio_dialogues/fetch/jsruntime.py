@@ -68,7 +68,8 @@ def runtime_info(name: str, path: str | None) -> RuntimeInfo | None:
     import yt_dlp  # noqa: F401 - registers the runtimes
     from yt_dlp.globals import supported_js_runtimes
 
-    info = supported_js_runtimes.value[name](path=path).info
+    # types-yt-dlp types the registry as a TypedDict of four names; it is a dict keyed by any registered name
+    info = supported_js_runtimes.value[name](path=path).info  # type: ignore[literal-required]
     if info is None:
         return None
     return RuntimeInfo(info.name, info.path, info.version, bool(info.supported))

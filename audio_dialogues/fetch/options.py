@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..checks import BOOL, OneOf, Rule, Spec, check_options
 from ..errors import AudioDialoguesError, UsageError
 from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, SECONDS, Number
 from . import cache as clip_cache
+
+if TYPE_CHECKING:
+    from .report import FetchReport
 
 YOUTUBE_URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
 #: The highest output sample rate (the builder's ``sampling_rate`` takes the same).
@@ -30,7 +34,7 @@ class FetchStopped(AudioDialoguesError, RuntimeError):
     ``report`` holds what was done before the stop (set by :func:`~audio_dialogues.fetch.fetch_clips`).
     """
 
-    report = None
+    report: FetchReport | None = None
 
 
 class CacheError(FetchStopped):
@@ -95,8 +99,8 @@ class FetchOptions:
         if self.js_runtimes:
             from .jsruntime import parse_runtime
 
-            for spec in self.js_runtimes:
-                parse_runtime(spec)
+            for runtime in self.js_runtimes:
+                parse_runtime(runtime)
         self.extractor_args_dict()  # raises FetchError on yt-dlp's own terms
         for folder in self.plugin_dirs:
             if not os.path.isdir(os.path.expanduser(folder)):

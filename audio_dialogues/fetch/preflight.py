@@ -104,7 +104,8 @@ def check_runtime(options: FetchOptions, needed: bool) -> Check:
 
 def check_ejs(needed: bool) -> Check:
     """The challenge solver scripts: the ``yt-dlp-ejs`` package of the version yt-dlp expects, else its copy."""
-    from yt_dlp.extractor.youtube.jsc._builtin import vendor
+    # types-yt-dlp has no stub for this private module (yt-dlp's copy of the EJS scripts)
+    from yt_dlp.extractor.youtube.jsc._builtin import vendor  # type: ignore[import-not-found]
 
     expected = vendor.VERSION
     try:
