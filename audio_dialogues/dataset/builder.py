@@ -171,7 +171,10 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         """The local copy of this config's shards in :meth:`published_repo` (:mod:`..publish.source`)."""
         from ..publish.source import download_published
 
-        return download_published(self.published_repo(), self.name, self.revision)
+        repo = self.published_repo()
+        if repo is None:
+            raise ConfigError(f"config {self.name!r} reads no published repo (no repo_id)")
+        return download_published(repo, self.name, self.revision)
 
     def annotation_files(self) -> dict[str, list[Path]]:
         if self.published_repo():
@@ -499,8 +502,10 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
 
         # Clips with no local file and nothing in the cache (a local file that cannot serve is reported, not
         # replaced by a download).
+        cache_dir = resolver.cache_dir
+        assert cache_dir is not None  # the builder makes its resolvers with config.cache_dir
         wanted = {c for r in records for c in r.clips if c.has_times and resolver.index.find(c) is None
-                  and cached_clip(resolver.cache_dir, c) is None}
+                  and cached_clip(cache_dir, c) is None}
         if wanted:
             logger.info("fetching %d clips into %s", len(wanted), resolver.cache_dir)
             # Fetch at the rate the dataset decodes to (native stays native) unless fetch_options say otherwise.
@@ -525,7 +530,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
             resolved, self.report[split] = self._resolved.pop(split)
             n = max(1, min(self.config.num_shards, len(resolved)))
             bounds = [len(resolved) * i // n for i in range(n + 1)]
-            shards = []
+            shards: list[pa.Table] = []
             for i in reversed(range(n)):  # from the end, freeing each shard's records once it is Arrow
                 shards.insert(0, self._table(resolved[bounds[i] :]))
                 del resolved[bounds[i] :]

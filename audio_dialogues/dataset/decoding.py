@@ -87,7 +87,10 @@ def _release(version: str | None) -> tuple[int, int] | None:
         release = Version(version).release if version else None
     except InvalidVersion:
         return None
-    return None if release is None else (release + (0,))[:2]
+    if release is None:
+        return None
+    major, minor = (release + (0,))[:2]
+    return major, minor
 
 
 def torchcodec_fix(torch_version: str | None, torchcodec_version: str | None) -> str:
@@ -331,15 +334,16 @@ class SoundfileAudio(datasets.Audio):
         if not self.decode:
             raise RuntimeError("Decoding is disabled for this feature. Please use SoundfileAudio(decode=True).")
         path, data = value.get("path"), value.get("bytes")
-        if data is None and path is None:
+        source = data if data is not None else path
+        if source is None:
             raise ValueError(f"An audio sample needs 'path' or 'bytes'; got {value}")
-        if data is None and "://" in path:
+        if data is None and "://" in source:
             from datasets.utils.file_utils import xopen
 
-            with xopen(path, "rb") as f:
-                data = f.read()
+            with xopen(source, "rb") as f:
+                data = source = f.read()
         try:
-            array, rate = decode_file(data if data is not None else path, self.sampling_rate)
+            array, rate = decode_file(source, self.sampling_rate)
         except AudioDecodeError as err:
             if data is None:  # the message already names the path
                 raise
@@ -414,7 +418,7 @@ def _unpickle_decoder(state: dict) -> Any:
 
 
 @functools.cache
-def _stable_decoder_class() -> type:
+def _stable_decoder_class() -> Any:
     """The class, made on first use: it subclasses datasets' ``AudioDecoder``, whose import loads torchcodec.
 
     It is published as this module's ``StableAudioDecoder`` (see :func:`__getattr__`), so pickle and

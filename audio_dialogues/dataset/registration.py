@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.abc
 import os
 import sys
 import types
@@ -49,7 +50,7 @@ def _no_lock_beside_the_package() -> None:
     guards nothing in an installed package, and where site-packages is read-only (a container's system
     install) it made every load fail. Files of this package are not locked; every other file still is.
     """
-    streaming = sys.modules.get("datasets.streaming")
+    streaming: Any = sys.modules.get("datasets.streaming")  # datasets ships no types: its attributes are Any
     original = getattr(streaming, "lock_importable_file", None)
     if original is None or getattr(original, _MARK, False):
         return
@@ -65,7 +66,7 @@ def _no_lock_beside_the_package() -> None:
     streaming.lock_importable_file = lock_importable_file
 
 
-def wrap(datasets_load: types.ModuleType) -> bool:
+def wrap(datasets_load: Any) -> bool:
     """Wrap ``datasets_load.dataset_module_factory``; True when ``load_dataset`` now finds our builder."""
     global hooked
     import inspect
@@ -113,7 +114,7 @@ def wrap(datasets_load: types.ModuleType) -> bool:
 # whose import pulls in importlib.resources (tens of milliseconds at every start-up).
 
 
-class _WrappingLoader:
+class _WrappingLoader(importlib.abc.Loader):
     """Runs the real loader of ``datasets.load``, then :func:`wrap` on the fresh module."""
 
     def __init__(self, loader: Any) -> None:

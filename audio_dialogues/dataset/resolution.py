@@ -185,7 +185,7 @@ def _listable(folder: str) -> bool:
     return True
 
 
-def _stat_into(digest: hashlib._Hash, paths: Sequence[str]) -> None:
+def _stat_into(digest: hashlib.blake2b, paths: Sequence[str]) -> None:
     """Hash the paths, then each one's :class:`FileIdentity` (-1s when absent) as packed integers: one ``stat`` each."""
     digest.update("\0".join(paths).encode())
     identity = FileIdentity.of

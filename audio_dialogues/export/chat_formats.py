@@ -424,7 +424,9 @@ def export_chat(
         f.write(writer.header())
         try:
             for record, paths in resolve_records(records, resolve, missing_audio, report):
-                dialogue = _Dialogue(record.id, list(record.turns), [Path(p).absolute() for p in paths],
+                files = [p for p in paths if p is not None]
+                assert len(files) == len(paths)  # "drop" and "error" yield no clip without audio
+                dialogue = _Dialogue(record.id, list(record.turns), [Path(p).absolute() for p in files],
                                      [clip.duration_s for clip in record.clips])
                 _write_item(f, writer, written, dialogue)
                 written += 1
