@@ -289,12 +289,12 @@ def match(predictions: Sequence[Prediction], references: Sequence[Reference], *,
                               f"({len(references)} reference turns): {_examples(unknown)}")
     texts, missing = [], []
     for key, ref in by_key.items():
-        pred = answers.get(key)
-        if pred is None or not pred.prediction.strip():
-            missing.append(f"{_describe(*key)} ({ref.origin})" + (f": empty at {pred.origin}" if pred else ""))
+        answer = answers.get(key)
+        if answer is None or not answer.prediction.strip():
+            missing.append(f"{_describe(*key)} ({ref.origin})" + (f": empty at {answer.origin}" if answer else ""))
             texts.append("")
         else:
-            texts.append(pred.prediction)
+            texts.append(answer.prediction)
     if missing and not allow_missing:
         raise EvaluationError(f"{len(missing)} of {len(references)} reference turns have no prediction: "
                               f"{_examples(missing)} (pass allow_missing / --allow-missing to score them as empty)")

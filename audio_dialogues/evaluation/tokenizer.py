@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import tempfile
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pycocoevalcap.tokenizer import ptbtokenizer as _coco_ptb
@@ -170,7 +170,7 @@ def _same(tok: str) -> str:
 # Each rule: (pattern, transform). Patterns may end in a trailing context group ``ctx`` that counts for
 # the longest match (as JFlex's r1/r2 does) but is not consumed. Longest match wins; ties go to the
 # rule listed first, as in the lexer.
-_RULES: list[tuple[str, object]] = [
+_RULES: list[tuple[str, Callable[[str], str]]] = [
     ("(?P<tok>can)(?P<ctx>not)", _same),
     ("(?P<tok>gon)(?P<ctx>na)|(?P<tok2>got)(?P<ctx2>ta)|(?P<tok3>wan)(?P<ctx3>na)|(?P<tok4>gim)(?P<ctx4>me)"
      "|(?P<tok5>lem)(?P<ctx5>me)", _same),
@@ -238,7 +238,7 @@ _RULES: list[tuple[str, object]] = [
 
 
 @functools.cache
-def _compiled_rules() -> list[tuple[re.Pattern, object]]:
+def _compiled_rules() -> list[tuple[re.Pattern, Callable[[str], str]]]:
     """Compiled on first use (about half a second), so importing the package stays fast."""
     return [(re.compile(pattern, re.IGNORECASE), transform) for pattern, transform in _RULES]
 
@@ -263,7 +263,7 @@ def _scan(chunk: str, tail: str) -> tuple[str, ...]:
     tokens: list[str] = []
     pos = 0
     while pos < end:
-        best: tuple[int, int, object] | None = None
+        best: tuple[int, int, Callable[[str], str]] | None = None
         for regex, transform in _compiled_rules():
             match = regex.match(text, pos)
             if match is None or match.end() == pos:

@@ -126,7 +126,7 @@ class SimilarityScorer:
         "cannot be scored", e.g. no local audio).
         """
         keys = [self._key(item, text) for item, text in pairs]
-        out = {i: self.cache.get(key)["score"] for i, key in enumerate(keys) if key in self.cache}
+        out = {i: entry["score"] for i, key in enumerate(keys) if (entry := self.cache.get(key)) is not None}
         todo = [i for i in range(len(pairs)) if i not in out]
         for start in range(0, len(todo), SCORE_BATCH):
             if stop is not None and stop.stopped:

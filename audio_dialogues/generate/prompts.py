@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def descriptor_messages(class_name: str) -> list[dict[str, str]]:
             {"role": "user", "content": f"Sound class: {class_name}"}]
 
 
-def templates(overrides: dict[str, str | Path] | None = None) -> dict[str, PromptTemplate]:
+def templates(overrides: Mapping[str, str | Path] | None = None) -> dict[str, PromptTemplate]:
     """The default templates, with the configs in ``overrides`` read from the user's files."""
     chosen = dict(DEFAULT_TEMPLATES)
     for config, path in (overrides or {}).items():

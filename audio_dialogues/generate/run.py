@@ -86,6 +86,13 @@ class Sources:
     music: SourceMetadata | None
 
 
+def _read_metadata(sources: dict[str, list[str]]) -> SourceMetadata:
+    """:func:`open_source_metadata` of sources that name files, which always reads some."""
+    metadata = open_source_metadata(sources)
+    assert metadata is not None  # None only for no sources at all
+    return metadata
+
+
 def read_sources(options: GenerateOptions) -> Sources:
     needs_strong = bool({"audioset", "comparison"} & set(options.configs))
     if needs_strong and not options.strong_labels:
@@ -94,15 +101,15 @@ def read_sources(options: GenerateOptions) -> Sources:
         raise GenerateError("strong labels name classes by id: give --ontology to name them")
     if "music" in options.configs and not options.musiccaps_csv:
         raise GenerateError("music is built from MusicCaps: give --musiccaps-csv")
-    strong = {}
+    strong: dict[str, SourceMetadata] = {}
     if needs_strong:
         for split, files in strong_label_splits(options.strong_labels).items():
-            strong[split] = open_source_metadata({"strong_labels": files}) if files else SourceMetadata()
-    names = open_source_metadata({"ontology": list(options.ontology)}).label_names if needs_strong else {}
+            strong[split] = _read_metadata({"strong_labels": files}) if files else SourceMetadata()
+    names = _read_metadata({"ontology": list(options.ontology)}).label_names if needs_strong else {}
     _check_named(strong, names, options.ontology)
     mixed = "comparison" in options.configs and options.comparison_music_fraction > 0
     wants_music = "music" in options.configs or mixed
-    music = open_source_metadata({"musiccaps_csv": list(options.musiccaps_csv)}) if wants_music else None
+    music = _read_metadata({"musiccaps_csv": list(options.musiccaps_csv)}) if wants_music else None
     return Sources(strong, names, music)
 
 
@@ -396,6 +403,7 @@ def filters(options: GenerateOptions) -> tuple[PhraseFilter, SimilarityScorer | 
         embedder = make_embedder(options.embedder, base_url=options.embedding_base_url or options.base_url,
                                  api_key_env=options.api_key_env, timeout_s=options.timeout_s,
                                  max_attempts=options.max_attempts, resolve_audio=_audio_resolver(options))
+        assert embedder is not None  # only the spec "none" makes none
         scorer = SimilarityScorer(embedder, Journal(options.output_dir / SIMILARITY_CACHE))
     return PhraseFilter(phrases(options)), scorer
 
@@ -492,7 +500,7 @@ def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]],
              journal: Journal, descriptor_classes: int, out: Callable[[str], None]) -> dict[str, Any]:
     """Print rendered prompts and the token and cost estimate of the requests not yet answered."""
     shown: set[str] = set()
-    totals = {"requests": 0, "already_answered": 0, "prompt_tokens": 0, "completion_tokens": 0,
+    totals: dict[str, float] = {"requests": 0, "already_answered": 0, "prompt_tokens": 0, "completion_tokens": 0,
               "completion_tokens_max": 0}
     for (config, split), group in items.items():
         for item in group:
@@ -533,6 +541,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
     started = time.perf_counter()
     _check(options)
     options.output_dir = Path(options.output_dir)
+    assert options.model  # _check refused a missing model
     settings = ModelSettings(options.model, options.temperature, options.max_tokens, options.seed)
     chosen = templates(options.prompt_files)
     prompt_hashes = {config: chosen[config].digest for config in CONFIGS}
@@ -583,6 +592,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
             _send(list(jobs.values()), options, journal, report, settings, log)
         else:
             report.pending += sum(1 for job in jobs.values() if job.key not in journal)
+        assert phrase_filter is not None  # made by filters() whenever this is no dry run
         finish(options, items, jobs, journal, report, prompt_hashes, phrase_filter, scorer, log)
         count_unused(journal, descriptor_keys | {job.key for job in jobs.values()}, report)
         report.wall_time_s = time.perf_counter() - started

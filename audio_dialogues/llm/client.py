@@ -35,7 +35,7 @@ from ..errors import AudioDialoguesError, reason
 CHARS_PER_TOKEN = 4.0
 MAX_RETRY_AFTER_S = 300.0
 
-T = TypeVar("T")
+T = TypeVar("T", bound=openai.BaseModel)
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -299,7 +299,7 @@ class ChatClient:
                                      [{"content": text} for text in texts])
         return [d.embedding for d in sorted(result.data, key=lambda d: d.index)]
 
-    async def _post(self, path: str, cast_to: type[T], body: dict[str, Any], options: dict[str, Any],
+    async def _post(self, path: str, cast_to: type[T], body: dict[str, Any], options: openai.RequestOptions,
                     messages: list[dict[str, str]]) -> tuple[T, int]:
         """The answer and the attempt that got it; each attempt ends within ``timeout_s`` (see :func:`bounded`)."""
         label = "no attempt"

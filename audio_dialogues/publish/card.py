@@ -117,10 +117,11 @@ def card_data(inputs: CardInputs):
              **({"default": True} if config == default else {})}
             for config, splits in inputs.outputs.items()
         ]
+    licence: dict[str, Any] = ({"license": REGENERATED_LICENSE_ID} if inputs.provenance is not None
+                               else {"license": "other", "license_name": LICENSE_NAME, "license_link": HOMEPAGE})
     data = DatasetCardData(
         pretty_name="Audio Dialogues",
-        **({"license": REGENERATED_LICENSE_ID} if inputs.provenance is not None
-           else {"license": "other", "license_name": LICENSE_NAME, "license_link": HOMEPAGE}),
+        **licence,
         language=["en"],
         task_categories=["audio-text-to-text", "question-answering"],
         tags=["audio", "music", "dialogue", "audioset", "musiccaps"],

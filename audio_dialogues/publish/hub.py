@@ -92,10 +92,11 @@ def _describe(error: BaseException) -> str:
     """The HTTP status and first message line of the innermost Hub error in ``error``'s chain."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    chain = []
-    while error is not None and error not in chain:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
     for e in reversed(chain):
         if isinstance(e, HfHubHTTPError) and e.response is not None:
             return f"HTTP {e.response.status_code} ({str(chain[0]).splitlines()[0]} {str(e).splitlines()[0]})"

@@ -47,8 +47,10 @@ def _first(report: dict, *keys: str) -> Any:
 
 def _settings(report: dict) -> list[dict]:
     """Where a field may be: ``settings.model_settings``, ``settings``, then the report itself."""
-    settings = report.get("settings") if isinstance(report.get("settings"), dict) else {}
-    model_settings = settings.get("model_settings") if isinstance(settings.get("model_settings"), dict) else {}
+    settings = report.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    model_settings = settings.get("model_settings")
+    model_settings = model_settings if isinstance(model_settings, dict) else {}
     return [model_settings, settings, report]
 
 
@@ -138,7 +140,7 @@ def _counts(report: dict) -> dict[str, list[tuple[str, str]]]:
         return out
     for config, value in configs.items():
         if isinstance(value, dict):
-            pairs = [(str(k), _text(v)) for k, v in value.items() if _text(v) is not None]
+            pairs = [(str(k), text) for k, v in value.items() if (text := _text(v)) is not None]
             if pairs:
                 out[str(config)] = pairs
     return out

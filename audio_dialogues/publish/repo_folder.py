@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pyarrow as pa
@@ -218,7 +219,7 @@ def _rows(config: str, records: Sequence[Record], resolver: AudioResolver | None
         example.pop(column)
         nbytes = 0
         if resolver is not None:
-            audios = []
+            audios: list[dict[str, Any] | None] = []
             for clip in record.clips:
                 try:
                     path = resolver.resolve(clip)
