@@ -381,3 +381,15 @@ def test_load_dataset_without_the_import_offline_names_the_fix(tmp_path: Path) -
     from audio_dialogues.dataset.api import clean, prepared_copies
 
     assert len(prepared_copies(cache)) == 2 and clean(cache) == []
+
+
+def test_published_without_a_repo_names_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config that reads no published repo says so (found by mypy: it was a TypeError from os.path.isdir(None))."""
+    from audio_dialogues.dataset.builder import AudioDialoguesConfig
+    from audio_dialogues.dataset.options import ConfigError
+
+    monkeypatch.delenv("AUDIO_DIALOGUES_REPO", raising=False)
+    config = AudioDialoguesConfig(name="audioset", data_dir=str(tmp_path))
+    assert config.published_repo() is None
+    with pytest.raises(ConfigError, match="config 'audioset' reads no published repo"):
+        config.published()
