@@ -216,3 +216,13 @@ def test_own_history_after_an_empty_answer_asks_no_later_turn_and_says_so(tmp_pa
     assert set(predictions(out)) == {("-Po9_Ui8-Ty", 0), ("-Po9_Ui8-Ty", 1)} and server.stats()["requests"] == 3
     assert main(args("music", out, server.base_url, "--history", "own")) == 0  # nothing left that could be asked
     assert server.stats()["requests"] == 3
+
+
+def test_runs_without_hashlib_file_digest_as_on_python_3_10(tmp_path, server, monkeypatch):
+    """setup.cfg says python_requires >= 3.10; hashlib.file_digest is 3.11+ (found by mypy at python_version 3.10)."""
+    import hashlib
+
+    monkeypatch.delattr(hashlib, "file_digest", raising=False)
+    out = tmp_path / "preds.jsonl"
+    assert main(args("audioset", out, server.base_url)) == 0
+    assert len(predictions(out)) == server.stats()["requests"] == 3

@@ -203,8 +203,11 @@ class _Audio:
 
     def digest(self, path: Path) -> str:
         if path not in self._digests:
+            digest = hashlib.sha256()  # hashlib.file_digest is Python 3.11+; the package supports 3.10
             with open(path, "rb") as f:
-                self._digests[path] = hashlib.file_digest(f, "sha256").hexdigest()
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            self._digests[path] = digest.hexdigest()
         return self._digests[path]
 
     def key_part(self, digest: str) -> dict[str, Any]:
