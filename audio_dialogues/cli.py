@@ -583,9 +583,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         args.parser.error("--config needs --data-dir (the annotations holding the reference answers)")
     judge = None
     if args.judge_model:
+        from pathlib import Path
+
         from .evaluation.judge import JudgeOptions
 
-        journal = args.judge_journal or f"{args.predictions}.judge.jsonl"
+        journal = Path(args.judge_journal or f"{args.predictions}.judge.jsonl")
         judge = JudgeOptions(journal=journal, **endpoint_kwargs(args, "judge_"))
     elif args.judge_base_url:
         args.parser.error("--judge-base-url needs --judge-model")

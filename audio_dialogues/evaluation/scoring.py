@@ -475,8 +475,9 @@ def evaluate(
     per_config = {}
     configs_scored = list(dict.fromkeys(r.config for r in refs))
     if len(configs_scored) > 1:
-        for c in configs_scored:
-            per_config[str(c)] = _corpus_report(items, turns, [i for i, r in enumerate(refs) if r.config == c])
+        for scored in configs_scored:
+            per_config[str(scored)] = _corpus_report(items, turns,
+                                                     [i for i, r in enumerate(refs) if r.config == scored])
     judged = None
     if judge is not None:
         from .judge import items_for, run_judge
