@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .dataset.local_audio import MISSING_AUDIO_POLICIES
+from .audio.cache import CACHE_AUDIO_FORMATS
+from .audio.resolver import MISSING_AUDIO_POLICIES
 from .dataset.overview import sample_gaps_note, summarise
 from .errors import AudioDialoguesError, UsageError, exit_code
 from .evaluation import TOKENIZERS
 from .export import EXPORT_MISSING_AUDIO_POLICIES, FORMATS, OPENAI_AUDIO
-from .fetch.cache import CACHE_AUDIO_FORMATS
 from .files import input_problem
 from .generate import generate
 from .generate.options import add_arguments, from_args
@@ -377,9 +377,9 @@ def _run_fetch_check(options: FetchOptions) -> int:
 def _run_status(args: argparse.Namespace) -> int:
     import json
 
-    from .dataset.local_audio import AudioResolver
+    from .audio import cache as clip_cache
+    from .audio.resolver import AudioResolver
     from .fetch import availability, journal
-    from .fetch import cache as clip_cache
 
     cache_dir = clip_cache.resolve_cache_dir(args.audio_cache_dir)
     for path in args.journal:
@@ -600,9 +600,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from .dataset.local_audio import AudioResolver
+    from .audio.cache import resolve_cache_dir
+    from .audio.resolver import AudioResolver
     from .export.chat_formats import export_chat
-    from .fetch.cache import resolve_cache_dir
 
     resolver = AudioResolver(audio_folders(args, args.config), resolve_cache_dir(args.audio_cache_dir))
     report = export_chat(

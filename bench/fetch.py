@@ -44,9 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from audio_dialogues.audio import cache as clip_cache  # noqa: E402
+from audio_dialogues.audio.ffmpeg import find_ffmpeg  # noqa: E402
 from audio_dialogues.fetch import FetchOptions, fetch_clips  # noqa: E402
-from audio_dialogues.fetch import cache as clip_cache  # noqa: E402
-from audio_dialogues.fetch.ffmpeg import find_ffmpeg  # noqa: E402
 from audio_dialogues.sources.clips import Clip  # noqa: E402
 from bench._common import Verdicts, canonical_record, measure_contention, random_ytids  # noqa: E402
 from tests.media_server import write_media  # noqa: E402

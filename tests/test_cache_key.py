@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 
 import audio_dialogues
-from audio_dialogues.dataset import local_audio
+from audio_dialogues.audio import resolver as local_audio
+from audio_dialogues.audio.cache import ClipRecord, audio_path, write_record
 from audio_dialogues.dataset.api import clean, prepared_copies, superseded_copies
-from audio_dialogues.fetch.cache import ClipRecord, audio_path, write_record
 from audio_dialogues.sources.clips import Clip
 
 SAMPLE = audio_dialogues.sample_paths()

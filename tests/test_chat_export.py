@@ -20,9 +20,9 @@ import pytest
 import soundfile as sf
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from audio_dialogues.audio.resolver import AudioResolver
 from audio_dialogues.cli import main
 from audio_dialogues.dataset.decoding import decode_file
-from audio_dialogues.dataset.local_audio import AudioResolver
 from audio_dialogues.export.chat_formats import FORMATS, export_chat
 from audio_dialogues.sources.annotations import Record, Turn, read_split
 from audio_dialogues.sources.clips import Clip

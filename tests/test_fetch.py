@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audio_dialogues.audio import cache as clip_cache
+from audio_dialogues.audio.ffmpeg import find_ffmpeg
 from audio_dialogues.fetch import FetchOptions, fetch_clips, journal
-from audio_dialogues.fetch import cache as clip_cache
-from audio_dialogues.fetch.ffmpeg import find_ffmpeg
 from audio_dialogues.fetch.sharding import select_shard, shard_index_of
 from audio_dialogues.sources.clips import Clip
 from tests.media_server import MediaServer, chirp, write_media

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_dialogues.fetch import cache as clip_cache
+from audio_dialogues.audio import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.sources.clips import Clip
 from tests.media_server import CLIP_S, MediaServer, chirp, make_clips, source_server, write_annotations

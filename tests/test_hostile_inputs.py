@@ -30,11 +30,11 @@ import datasets
 import pytest
 
 import audio_dialogues
-from audio_dialogues.dataset.local_audio import AudioResolver
+from audio_dialogues.audio import cache as clip_cache
+from audio_dialogues.audio.resolver import AudioResolver
 from audio_dialogues.dataset.options import ConfigError
 from audio_dialogues.errors import AudioDialoguesError
 from audio_dialogues.evaluation.scoring import EvaluationError, read_predictions
-from audio_dialogues.fetch import cache as clip_cache
 from audio_dialogues.fetch import journal
 from audio_dialogues.fetch.options import FetchOptions
 from audio_dialogues.generate import GenerateError, GenerateOptions
@@ -737,7 +737,7 @@ def test_a_special_file_named_like_a_clip_is_skipped_with_a_warning(tmp_path: Pa
 # write is journaled (they are fetched again once there is room). A real fault in a user namespace: a small tmpfs
 # over the cache fills up (ENOSPC) between clips or inside one, depending on the clips' size. A bind mount cannot
 # be remounted read-only while the run holds its journal open, nor can a quota (EDQUOT; tmpfs here has none) or a
-# failing disk (EIO) be made without privileges; every such error takes the same path (fetch.cache.cache_fault).
+# failing disk (EIO) be made without privileges; every such error takes the same path (audio.cache.cache_fault).
 CACHE_FAULTS = {
     "ENOSPC midway, FLAC clips": ("700k", "flac"),
     "ENOSPC in the first clip, WAV": ("100k", "wav"),

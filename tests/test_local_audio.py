@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 
 import audio_dialogues
-from audio_dialogues.dataset.local_audio import AudioIndex, AudioResolver, UnusableAudioError
+from audio_dialogues.audio.cache import ClipRecord, audio_path, read_record, write_record
+from audio_dialogues.audio.resolver import AudioIndex, AudioResolver, UnusableAudioError
 from audio_dialogues.dataset.options import ConfigError
 from audio_dialogues.dataset.resolution import ResolutionState
-from audio_dialogues.fetch.cache import ClipRecord, audio_path, read_record, write_record
 from audio_dialogues.sources.clips import Clip
 
 YTID = "a_b-c_d-e_f"  # '_' and '-' everywhere

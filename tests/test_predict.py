@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import audio_dialogues
+from audio_dialogues.audio.resolver import AudioResolver
 from audio_dialogues.cli import main
-from audio_dialogues.dataset.local_audio import AudioResolver
 from audio_dialogues.evaluation.scoring import evaluate
 from audio_dialogues.sources.annotations import CONFIGS
 from audio_dialogues.sources.records import audio_folders, records_by_split

@@ -18,7 +18,7 @@ import pytest
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from audio_dialogues import cli
-from audio_dialogues.dataset.local_audio import AudioResolver
+from audio_dialogues.audio.resolver import AudioResolver
 from audio_dialogues.publish import PublishError, build_repo_folder
 from audio_dialogues.sample import sample_paths
 from audio_dialogues.sources.annotations import CONFIGS, AnnotationError, read_split

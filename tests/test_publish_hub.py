@@ -26,7 +26,7 @@ import pytest
 import soundfile as sf
 
 from audio_dialogues import cli
-from audio_dialogues.dataset.local_audio import AudioResolver
+from audio_dialogues.audio.resolver import AudioResolver
 from audio_dialogues.files import OUTPUT_MANIFEST
 from audio_dialogues.sample import sample_paths
 from audio_dialogues.sources.annotations import CONFIGS, read_split

@@ -37,10 +37,10 @@ import pyarrow as pa
 from datasets.download.streaming_download_manager import StreamingDownloadManager
 
 from .. import __version__
+from ..audio.cache import cached_clip, resolve_cache_dir
+from ..audio.resolver import AudioResolver
 from ..errors import AudioDialoguesError
-from ..fetch.cache import cached_clip, resolve_cache_dir
 from ..files import FileIdentity, OutputError, atomic_write, describe_os_error
-from ..publish.source import embedded_audio_dirs, iter_published_part, read_published
 from ..sources.annotations import (
     CONFIGS,
     AnnotationError,
@@ -59,9 +59,9 @@ from ..sources.metadata import (
     metadata_sources,
     open_source_metadata,
 )
+from ..sources.published import embedded_audio_dirs, iter_published_part, read_published
 from .cards import CARDS, HOMEPAGE, LICENSE
 from .decoding import audio_feature
-from .local_audio import AudioResolver
 from .options import ConfigError, check_options, is_paths
 from .registration import DATASET_NAME
 from .resolution import NO_AUDIO_ADVICE, MissingAudioError, ResolutionState, SplitReport, log_drops, resolve_records
@@ -88,7 +88,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     Args:
         audio_dir: folder(s) with local audio, searched in order before the clip cache.
-        audio_cache_dir: the clip cache (default: :func:`audio_dialogues.fetch.cache.default_cache_dir`).
+        audio_cache_dir: the clip cache (default: :func:`audio_dialogues.audio.cache.default_cache_dir`).
         sampling_rate: target rate of decoded audio; ``None`` or ``"native"`` keeps each file's own rate.
         decoder: ``soundfile`` (default, 2.8-3.3x faster), ``torchcodec`` (datasets' own Audio), ``none`` (paths).
         missing_audio: ``drop`` (default; counted and logged), ``error``, or ``keep`` (audio None).
@@ -161,15 +161,15 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
 
     def published_repo(self) -> str | None:
         """The Hub repo the annotations come from: ``repo_id``, else ``$AUDIO_DIALOGUES_REPO`` if no local source."""
-        from ..publish.source import REPO_ENV
+        from ..sources.published import REPO_ENV
 
         if self.repo_id or self.data_dir or self.data_files:
             return self.repo_id
         return os.environ.get(REPO_ENV) or None
 
     def published(self) -> Any:
-        """The local copy of this config's shards in :meth:`published_repo` (:mod:`..publish.source`)."""
-        from ..publish.source import download_published
+        """The local copy of this config's shards in :meth:`published_repo` (:mod:`..sources.published`)."""
+        from ..sources.published import download_published
 
         repo = self.published_repo()
         if repo is None:
@@ -180,7 +180,7 @@ class AudioDialoguesConfig(datasets.BuilderConfig):
         if self.published_repo():
             return self.published().files
         if not self.data_dir and not self.data_files:
-            from ..publish.source import no_source_error
+            from ..sources.published import no_source_error
 
             raise no_source_error(self.name)
         data_files = {split: list(files) for split, files in self.data_files.items()} if self.data_files else None

@@ -30,10 +30,8 @@ import soundfile as sf
 import soxr
 from datasets.features.features import register_feature
 
-from ..errors import AudioDialoguesError, UsageError
-from ..fetch.ffmpeg import FFMPEG_ONLY_EXTENSIONS
-from ..files import open_regular
-from .local_audio import (
+from ..audio.ffmpeg import FFMPEG_ONLY_EXTENSIONS
+from ..audio.resolver import (
     WINDOW_TOLERANCE_S,
     UnusableAudioError,
     ends_of,
@@ -43,6 +41,8 @@ from .local_audio import (
     truncation,
     wav_length,
 )
+from ..errors import AudioDialoguesError, UsageError
+from ..files import open_regular
 
 DECODERS = ("soundfile", "torchcodec", "none")
 #: soundfile (libsndfile) cannot open these containers; they go through an ffmpeg process instead.
@@ -149,7 +149,7 @@ def _decode_with_ffmpeg(source: str | bytes, sampling_rate: int | None) -> tuple
     """Let ffmpeg turn any container into mono float WAV, then read that (its header carries the rate)."""
     name = source if isinstance(source, str) else "<bytes>"
     rate = ["-ar", str(sampling_rate)] if sampling_rate else []
-    from ..fetch.ffmpeg import find_ffmpeg  # PATH first, then the binary the imageio-ffmpeg wheel ships
+    from ..audio.ffmpeg import find_ffmpeg  # PATH first, then the binary the imageio-ffmpeg wheel ships
 
     cmd = [find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error",
            "-i", source if isinstance(source, str) else "pipe:0",

@@ -13,11 +13,11 @@ import os
 from typing import Any
 
 from .. import checks
+from ..audio.resolver import MISSING_AUDIO_POLICIES
 from ..checks import BOOL, OneOf, Rule, Spec
 from ..errors import AudioDialoguesError
 from ..fetch.options import MAX_SAMPLE_RATE
 from ..numbers import Number
-from .local_audio import MISSING_AUDIO_POLICIES
 
 #: Numeric options: beyond these bounds a value is a typo, not a setting.
 SAMPLING_RATE = Number(1, MAX_SAMPLE_RATE, whole=True)

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..audio.cache import cached_clip
+from ..audio.resolver import MISSING_AUDIO_POLICIES, AudioResolver, UnusableAudioError
 from ..errors import AudioDialoguesError, UsageError
-from ..fetch.cache import cached_clip
 from ..files import FileIdentity
 from ..sources.annotations import Record
 from ..sources.clips import Clip
-from .local_audio import MISSING_AUDIO_POLICIES, AudioResolver, UnusableAudioError
 
 logger = logging.getLogger(__name__)
 

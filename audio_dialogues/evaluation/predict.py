@@ -407,9 +407,9 @@ def unusable(error: Any, options: PredictOptions) -> PredictError:
 
 
 def _dialogues(options: PredictOptions, report: PredictReport, audio: _Audio) -> list[_Dialogue]:
-    from ..dataset.local_audio import AudioResolver
+    from ..audio.cache import resolve_cache_dir
+    from ..audio.resolver import AudioResolver
     from ..dataset.resolution import SplitReport, resolve_records
-    from ..fetch.cache import resolve_cache_dir
     from ..sources.records import audio_folders, records_by_split
 
     records = records_by_split(options.config, [options.split], data_dir=options.data_dir,

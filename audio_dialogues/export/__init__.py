@@ -4,7 +4,7 @@ The choices of the ``export`` command live here, not in :mod:`.chat_formats`, so
 importing the writers.
 """
 
-from ..dataset.local_audio import MISSING_AUDIO_POLICIES
+from ..audio.resolver import MISSING_AUDIO_POLICIES
 
 #: The formats ``export`` writes.
 FORMATS = ("af-chat", "af3-chat", "qwen-audio", "hf-messages", "llama-factory", "openai-messages", "lhotse")

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from ..dataset.local_audio import AudioResolver
+from ..audio.resolver import AudioResolver
 from ..dataset.resolution import (
     NO_AUDIO_REASONS,
     MissingAudioError,

@@ -23,7 +23,7 @@ from . import journal
 from .sharding import shard_index_of
 
 if TYPE_CHECKING:
-    from ..dataset.local_audio import AudioResolver
+    from ..audio.resolver import AudioResolver
 
 PRESENT = "present"
 #: A local file that exists but cannot serve as the clip (it does not hold the window, it is undecodable).
@@ -254,7 +254,7 @@ def clip_states(clips: Iterable[Clip], resolver: AudioResolver, state: journal.J
     ``where`` names the folder a local file lies in (``audio_dir``, ``release_folder``: see
     :func:`audio_dialogues.sources.records.where_found`); a clip found in no local folder is in the ``cache``.
     """
-    from ..dataset.local_audio import UnusableAudioError
+    from ..audio.resolver import UnusableAudioError
 
     unique = {c.key: c for c in clips}
     present: dict[str, tuple[str, str]] = {}

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..audio.cache import resolve_cache_dir
 from ..files import FileIdentity, OutputError, atomic_write
 from ..sources import records
 from ..sources.annotations import AnnotationError, split_files
 from ..sources.clips import Clip, ClipError
 from ..sources.metadata import PathOrUrl, is_url, metadata_sources
-from .cache import resolve_cache_dir
 
 INDEX_DIRNAME = "index"
 _FORMAT = 2  # 2: clips per split

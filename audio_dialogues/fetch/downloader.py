@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..audio.ffmpeg import header_duration
 from ..errors import AudioDialoguesError
 from ..sources.clips import Clip
 from . import journal
-from .ffmpeg import header_duration
 from .jsruntime import js_runtimes
 from .options import FetchOptions
 from .report import PERMANENT, TRANSIENT

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ..audio import cache as clip_cache
 from ..checks import BOOL, OneOf, Rule, Spec, check_options
 from ..errors import AudioDialoguesError, UsageError
 from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, SECONDS, Number
-from . import cache as clip_cache
 
 if TYPE_CHECKING:
     from .report import FetchReport

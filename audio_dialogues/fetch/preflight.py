@@ -22,9 +22,9 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..audio.ffmpeg import find_ffmpeg
 from ..files import input_problem
 from . import jsruntime, network
-from .ffmpeg import find_ffmpeg
 from .options import FetchError, FetchOptions
 
 #: The first yt-dlp that solves YouTube's challenges with EJS and an external runtime.

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..audio import cache as clip_cache
+from ..audio.ffmpeg import find_ffmpeg
 from ..files import TMP_PREFIX
 from ..sources.annotations import gc_paused
 from ..sources.clips import Clip
-from . import cache as clip_cache
 from . import journal, locking, network
 from .audio_checks import Verdict, VerificationError, check_clip, decode_facts
 from .downloader import ClipFailure, Downloader
-from .ffmpeg import find_ffmpeg
 from .options import CacheError, FetchError, FetchOptions, FetchStopped, NetworkUnreachable
 from .pacing import Pacer, backoff_delay
 from .preflight import check_tools, is_youtube, read_cookies
@@ -408,7 +408,7 @@ class _LocalAudio:
     """The user's own audio, found exactly as the dataset builder finds it (a whole video's window is cut)."""
 
     def __init__(self, audio_dirs: Sequence[str | os.PathLike], cache_dir: Path) -> None:
-        from ..dataset.local_audio import AudioResolver, UnusableAudioError
+        from ..audio.resolver import AudioResolver, UnusableAudioError
 
         self.resolver = AudioResolver(audio_dirs, cache_dir)
         self.unusable = UnusableAudioError

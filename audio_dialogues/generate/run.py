@@ -486,8 +486,8 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
 def _audio_resolver(options: GenerateOptions) -> Callable[[Item], list[Path | None]] | None:
     if not options.embedder.startswith("clap:"):
         return None
-    from ..dataset.local_audio import AudioResolver
-    from ..fetch.cache import resolve_cache_dir
+    from ..audio.cache import resolve_cache_dir
+    from ..audio.resolver import AudioResolver
 
     resolver = AudioResolver([Path(d) for d in options.audio_dirs], resolve_cache_dir(None))
     return lambda item: [resolver.resolve(clip) for clip in item.clips]

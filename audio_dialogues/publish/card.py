@@ -102,7 +102,7 @@ def card_data(inputs: CardInputs):
     import datasets
     from huggingface_hub import DatasetCardData
 
-    from .layout import DATA_DIR
+    from ..sources.repo_layout import DATA_DIR
     from .repo_folder import published_features
 
     cards = [CARDS[c] for c in inputs.configs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import atomic_write
-from .layout import PLOTS_DIR
+from ..sources.repo_layout import PLOTS_DIR
 from .stats import Share, SplitStats
 
 _COLORS = {"train": "#4C72B0", "test": "#DD8452"}

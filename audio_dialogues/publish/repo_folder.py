@@ -27,19 +27,19 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..audio.cache import resolve_cache_dir
+from ..audio.resolver import AudioResolver, UnusableAudioError
 from ..dataset.builder import AudioDialoguesConfig, _example, _features, _List
 from ..dataset.cards import CARDS
-from ..dataset.local_audio import AudioResolver, UnusableAudioError
 from ..errors import AudioDialoguesError
 from ..fetch.availability import Availability, clip_availability
-from ..fetch.cache import resolve_cache_dir
 from ..files import OutputError, atomic_write, check_output_folder, describe_os_error, replaced_folder
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
 from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
 from ..sources.records import audio_folders
+from ..sources.repo_layout import DATA_DIR, audio_column, clip_file_name
 from .card import CardInputs, render_card
-from .layout import DATA_DIR, audio_column, clip_file_name
 from .plots import write_plots
 from .provenance import read_provenance
 from .stats import SplitStats, ontology_members, split_stats

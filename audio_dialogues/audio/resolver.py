@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AudioDialoguesError
-from ..fetch.cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
-from ..fetch.ffmpeg import FFMPEG_ONLY_EXTENSIONS, find_ffmpeg, header_duration
 from ..fetch.options import FetchOptions
 from ..files import FileIdentity, describe_os_error, input_problem, open_regular, special_kind
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
+from .cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
+from .ffmpeg import FFMPEG_ONLY_EXTENSIONS, find_ffmpeg, header_duration
 
 #: What the builder does with a record whose audio is not found (defined here so the CLI need not import datasets).
 MISSING_AUDIO_POLICIES = ("drop", "error", "keep")

@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..files import FileIdentity, atomic_write
-from ..sources.annotations import SPLITS, AnnotationError, Record, Turn
-from ..sources.clips import Clip, ClipError
-from .layout import DATA_DIR, audio_column, clip_file_name
+from .annotations import SPLITS, AnnotationError, Record, Turn
+from .clips import Clip, ClipError
+from .repo_layout import DATA_DIR, audio_column, clip_file_name
 
 #: Names the repo to load when neither ``data_dir``, ``data_files`` nor ``repo_id`` is given.
 REPO_ENV = "AUDIO_DIALOGUES_REPO"

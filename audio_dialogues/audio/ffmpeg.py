@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 
-from .options import FetchError
+from ..fetch.options import FetchError
 
 #: Containers libsndfile cannot open: their length, windows and samples come from ffmpeg (local files, decoding).
 FFMPEG_ONLY_EXTENSIONS = ("m4a", "webm", "mp4", "aac")
