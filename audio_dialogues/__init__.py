@@ -7,8 +7,10 @@ as the paper does; :func:`export_chat` writes the chat formats of the models tra
 :func:`fetch_clips` fills the clip cache; :func:`predict` runs an audio chat model over a test split, turn by
 turn, writing the predictions :func:`evaluate` reads.
 
-The package follows the pipeline: :mod:`.sources` (clips, annotations, metadata) -> :mod:`.fetch` (the
-clip cache) -> :mod:`.dataset` (the builder) -> :mod:`.evaluation` / :mod:`.export`. The public names
+The package is layered, each layer importing only those below it (``.importlinter``, checked by
+``lint-imports``): :mod:`.sources` (clips, annotations, metadata, published repos) -> :mod:`.audio` (the clip
+cache, local audio files) -> :mod:`.fetch` (downloading) -> :mod:`.dataset` (the builder) ->
+:mod:`.evaluation` / :mod:`.export` / :mod:`.generate` / :mod:`.publish` -> :mod:`.cli`. The public names
 below are imported on first use, so that importing the package (and every CLI command) starts fast.
 Every error the package raises on purpose is an :class:`AudioDialoguesError` (see :mod:`.errors`).
 """
@@ -19,8 +21,7 @@ import importlib
 from typing import Any
 
 from .dataset import registration as _registration
-
-__version__ = "0.1.0"
+from .version import __version__
 
 #: public name -> the module that defines it
 _PUBLIC = {

@@ -21,6 +21,14 @@ class UsageError(AudioDialoguesError, ValueError):
     """Options that cannot be used as given (out of range, not a number, contradicting each other)."""
 
 
+class ConfigError(AudioDialoguesError, ValueError):
+    """An option of the builder with a value it cannot use; the message names the option and the fix.
+
+    Defined here, not in :mod:`.dataset.options`, because the local-audio layer below the dataset raises it
+    for an ``audio_dir`` it cannot list; :mod:`.dataset.options` names it too.
+    """
+
+
 #: Exit status of the command line, decided here once: the first class in this list that an error is an
 #: instance of gives the status. Anything that is an :class:`AudioDialoguesError` and none of these exits 1.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (

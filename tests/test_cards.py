@@ -8,7 +8,8 @@ from huggingface_hub import DatasetCard
 
 import audio_dialogues
 from audio_dialogues.dataset import api
-from audio_dialogues.dataset.cards import CARDS, render_dataset_card
+from audio_dialogues.dataset.cards import CARDS
+from audio_dialogues.publish.card import render_dataset_card
 
 ROOT = Path(__file__).resolve().parents[1]
 

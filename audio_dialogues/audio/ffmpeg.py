@@ -6,7 +6,11 @@ import os
 import re
 import shutil
 
-from ..fetch.options import FetchError
+from ..errors import UsageError
+
+
+class FfmpegNotFoundError(UsageError, RuntimeError):
+    """No usable ffmpeg: the one given is not an executable file, or none is on PATH or in imageio-ffmpeg."""
 
 #: Containers libsndfile cannot open: their length, windows and samples come from ffmpeg (local files, decoding).
 FFMPEG_ONLY_EXTENSIONS = ("m4a", "webm", "mp4", "aac")
@@ -23,7 +27,7 @@ def find_ffmpeg(explicit: str | None = None) -> str:
     """The ffmpeg to use: ``explicit``, else ``ffmpeg`` on PATH, else the binary imageio-ffmpeg ships."""
     if explicit:
         if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
-            raise FetchError(f"ffmpeg {explicit!r} is not an executable file")
+            raise FfmpegNotFoundError(f"ffmpeg {explicit!r} is not an executable file")
         return explicit
     found = shutil.which("ffmpeg")
     if found:
@@ -33,7 +37,7 @@ def find_ffmpeg(explicit: str | None = None) -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as err:
-        raise FetchError(
+        raise FfmpegNotFoundError(
             "ffmpeg not found: install it (e.g. `apt install ffmpeg`, `brew install ffmpeg`) or "
             "`pip install imageio-ffmpeg`, which ships a binary"
         ) from err

@@ -31,8 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AudioDialoguesError
-from ..fetch.options import FetchOptions
+from ..errors import AudioDialoguesError, ConfigError
 from ..files import FileIdentity, describe_os_error, input_problem, open_regular, special_kind
 from ..sources.clips import YTID_LENGTH, YTID_RE, Clip
 from .cache import ClipRecord, audio_path, cached_clip, lookup, record_path, write_record
@@ -49,7 +48,7 @@ _TIME_TOLERANCE_S = 0.0015
 #: A file this much longer than its clip holds more than the clip (encoder padding is ~0.05 s).
 LONGER_THAN_CLIP_S = 0.5
 #: How much of a window a file may lack and still give the clip: the same allowance a fetched clip gets.
-WINDOW_TOLERANCE_S = FetchOptions.tolerance_s
+WINDOW_TOLERANCE_S = 0.05
 HEADER_BYTES = 4096
 
 PathLike = str | os.PathLike
@@ -141,15 +140,11 @@ class AudioIndex:
                         entries = list(listing)
                 except (FileNotFoundError, NotADirectoryError):
                     if current == str(folder):
-                        from .options import ConfigError  # options.py imports this module
-
                         what = "a file, not a folder" if os.path.exists(folder) else "not there"
                         raise ConfigError(f"audio_dir {folder} is {what}") from None
                     continue  # removed since its parent was listed
                 except OSError as err:
                     if current == str(folder):  # no permission, here or on a parent folder
-                        from .options import ConfigError  # options.py imports this module
-
                         raise ConfigError(f"audio_dir {describe_os_error(current, err)}") from None
                     logger.warning("audio_dir: skipped subfolder %s; clips there count as not found",
                                    describe_os_error(current, err))

@@ -36,7 +36,6 @@ import datasets
 import pyarrow as pa
 from datasets.download.streaming_download_manager import StreamingDownloadManager
 
-from .. import __version__
 from ..audio.cache import cached_clip, resolve_cache_dir
 from ..audio.resolver import AudioResolver
 from ..errors import AudioDialoguesError
@@ -60,6 +59,7 @@ from ..sources.metadata import (
     open_source_metadata,
 )
 from ..sources.published import embedded_audio_dirs, iter_published_part, read_published
+from ..version import __version__
 from .cards import CARDS, HOMEPAGE, LICENSE
 from .decoding import audio_feature
 from .options import ConfigError, check_options, is_paths
@@ -79,7 +79,7 @@ IMPORT_HINT = "Import-audio_dialogues-before-load_dataset"
 __all__ = ["AudioDialogues", "AudioDialoguesConfig", "MissingAudioError", "SplitReport", "builder_hash"]
 _VERSION = datasets.Version("1.0.0")
 _BATCH_SIZE = 1_000
-_List = getattr(datasets, "List", None) or (lambda feature: [feature])  # datasets < 4: a list literal
+list_feature = getattr(datasets, "List", None) or (lambda feature: [feature])  # datasets < 4: a list literal
 
 
 @dataclass
@@ -220,25 +220,25 @@ def _absolute(value: Any) -> Any:
     return value
 
 
-def _features(config: AudioDialoguesConfig) -> datasets.Features:
+def config_features(config: AudioDialoguesConfig) -> datasets.Features:
     audio = audio_feature(config.decoder, config.target_rate)
     clip = {"ytid": datasets.Value("string"), "start_s": datasets.Value("float64"), "end_s": datasets.Value("float64")}
-    turns = _List({"user": datasets.Value("string"), "assistant": datasets.Value("string")})
+    turns = list_feature({"user": datasets.Value("string"), "assistant": datasets.Value("string")})
     common = {"id": datasets.Value("string")}
     if config.name == "comparison":
-        return datasets.Features({**common, "audios": _List(audio), "clips": _List(clip), "turns": turns})
+        return datasets.Features({**common, "audios": list_feature(audio), "clips": list_feature(clip), "turns": turns})
     features = {**common, "audio": audio, "clip": clip, "turns": turns}
     if config.name == "audioset":
         event = {"label": datasets.Value("string"), "start_s": datasets.Value("float64"),
                  "end_s": datasets.Value("float64")}
-        features["sound_events"] = _List(event)
+        features["sound_events"] = list_feature(event)
     else:
         features["caption"] = datasets.Value("string")
-        features["aspects"] = _List(datasets.Value("string"))
+        features["aspects"] = list_feature(datasets.Value("string"))
     return datasets.Features(features)
 
 
-def _example(config: str, record: Record, paths: list[Path | None]) -> dict:
+def record_example(config: str, record: Record, paths: list[Path | None]) -> dict:
     audios = [{"path": str(p), "bytes": None} if p is not None else None for p in paths]
     example: dict[str, Any] = {"id": record.id, "turns": [t.to_dict() for t in record.turns]}
     if config == "comparison":
@@ -304,7 +304,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         card = CARDS[self.config.name]
         return datasets.DatasetInfo(
             description=card.info_description,
-            features=_features(self.config),
+            features=config_features(self.config),
             homepage=HOMEPAGE,
             license=LICENSE,
             citation=card.citation,
@@ -313,7 +313,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
     def _load_info(self) -> datasets.DatasetInfo:
         """The prepared copy's info, with this package's decoder on its standard ``Audio`` columns."""
         info = super()._load_info()
-        info.features = _features(self.config)
+        info.features = config_features(self.config)
         return info
 
     # --- the cache key -------------------------------------------------------------------------
@@ -556,7 +556,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         """
         schema = self.info.features.arrow_schema
         batches = [
-            pa.Table.from_pylist([_example(self.config.name, r, p) for r, p in resolved[i : i + _BATCH_SIZE]],
+            pa.Table.from_pylist([record_example(self.config.name, r, p) for r, p in resolved[i : i + _BATCH_SIZE]],
                                  schema=schema)
             for i in range(0, len(resolved), _BATCH_SIZE)
         ]
@@ -587,7 +587,7 @@ class AudioDialogues(datasets.ArrowBasedBuilder):
         size = 1
         schema = self.info.features.arrow_schema
         for record, paths in resolve_records(records, resolver, config.missing_audio, report):
-            batch.append(_example(config.name, record, paths))
+            batch.append(record_example(config.name, record, paths))
             if len(batch) >= size:
                 yield pa.Table.from_pylist(batch, schema=schema)
                 batch, size = [], min(size * 4, _BATCH_SIZE)

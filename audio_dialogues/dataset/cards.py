@@ -122,10 +122,3 @@ CARDS: dict[str, SubsetCard] = {
         paper_turns="1",
     ),
 }
-
-
-def render_dataset_card() -> str:
-    """The card of ``loading_script/`` (all subsets, no measured data), from the same code a push renders."""
-    from ..publish.card import CardInputs, render_card
-
-    return render_card(CardInputs())

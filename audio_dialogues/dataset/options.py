@@ -15,7 +15,7 @@ from typing import Any
 from .. import checks
 from ..audio.resolver import MISSING_AUDIO_POLICIES
 from ..checks import BOOL, OneOf, Rule, Spec
-from ..errors import AudioDialoguesError
+from ..errors import ConfigError
 from ..fetch.options import MAX_SAMPLE_RATE
 from ..numbers import Number
 
@@ -25,10 +25,6 @@ SHARDS = Number(1, 100_000, whole=True)
 #: Options for which ``None`` means "not given" (datasets itself drops overrides whose value is None).
 _NONE_ALLOWED = {"data_dir", "audio_dir", "audio_cache_dir", "sampling_rate", "strong_labels", "musiccaps_csv",
                  "ontology", "repo_id", "revision"}
-
-
-class ConfigError(AudioDialoguesError, ValueError):
-    """An option of the builder with a value it cannot use; the message names the option and the fix."""
 
 
 def is_path(value: Any) -> bool:

@@ -30,7 +30,7 @@ _FORMAT = 2  # 2: clips per split
 
 def _state_key(config: str, splits: Iterable[str], inputs: Iterable[str | os.PathLike]) -> str | None:
     """A digest of the inputs' identities and states; ``None`` if one is missing (let the full read say so)."""
-    from .. import __version__
+    from ..version import __version__
 
     digest = hashlib.blake2b(f"{_FORMAT}\0{__version__}\0{config}\0{','.join(splits)}".encode(), digest_size=16)
     for path in inputs:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..audio import cache as clip_cache
+from ..audio.resolver import WINDOW_TOLERANCE_S
 from ..checks import BOOL, OneOf, Rule, Spec, check_options
 from ..errors import AudioDialoguesError, UsageError
 from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, SECONDS, Number
@@ -72,7 +73,7 @@ class FetchOptions:
     backoff_s: float = 2.0
     backoff_max_s: float = 120.0
     #: Accepted difference between the decoded and the requested duration.
-    tolerance_s: float = 0.05
+    tolerance_s: float = WINDOW_TOLERANCE_S
     socket_timeout_s: float = 30.0
     #: Split the clips by video into this many disjoint shards and fetch only ``shard_index``.
     num_shards: int = 1

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..audio.ffmpeg import find_ffmpeg
+from ..audio.ffmpeg import FfmpegNotFoundError, find_ffmpeg
 from ..files import input_problem
 from . import jsruntime, network
 from .options import FetchError, FetchOptions
@@ -130,7 +130,7 @@ def check_ejs(needed: bool) -> Check:
 def check_ffmpeg(options: FetchOptions) -> Check:
     try:
         path = find_ffmpeg(options.ffmpeg)
-    except FetchError as err:
+    except (FfmpegNotFoundError, FetchError) as err:
         return Check("ffmpeg", FAIL, str(err))
     try:
         out = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30, check=False).stdout

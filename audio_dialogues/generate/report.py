@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..llm.usage import Usage
 from ..sources.annotations import PAPER_SIZES
+from ..version import __version__
 
 if TYPE_CHECKING:
     from ..llm.client import ClientStats

@@ -2,8 +2,8 @@
 
 :func:`push` builds the repo folder (:mod:`.repo_folder`: parquet shards, the card of :mod:`.card` with
 the figures of :mod:`.plots` and the figures of :mod:`.stats`) and uploads it in one commit
-(:mod:`.hub`). :mod:`.source` is the other direction: a published repo as the builder's annotation
-source. Names are imported on first use: the builder imports :mod:`.source` without the writer side.
+(:mod:`.hub`). The other direction, a published repo as the builder's annotation source, is
+:mod:`audio_dialogues.sources.published`. Names are imported on first use.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ _PUBLIC = {
     "PushResult": ".hub",
     "build_repo_folder": ".repo_folder",
     "FolderReport": ".repo_folder",
-    "PublishError": ".repo_folder",
+    "PublishError": ".errors",
 }
 __all__ = sorted(_PUBLIC)
 

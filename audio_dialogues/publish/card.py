@@ -16,9 +16,8 @@ import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..dataset.cards import (
     AUDIO_DIALOGUES_CITATION,
     CARDS,
@@ -31,8 +30,13 @@ from ..dataset.cards import (
 from ..errors import AudioDialoguesError
 from ..fetch.availability import Availability
 from ..sources.annotations import CONFIGS
+from ..sources.repo_layout import audio_column
+from ..version import __version__
 from .provenance import Provenance
 from .stats import SplitStats
+
+if TYPE_CHECKING:
+    import datasets
 
 TEMPLATE_NAME = "template.md"
 LICENSE_NAME = "audio-dialogues-annotations"
@@ -97,13 +101,29 @@ def default_config(configs: list[str]) -> str:
     return DEFAULT_CONFIG if DEFAULT_CONFIG in configs else configs[0]
 
 
+def published_features(config: str, embed_audio: bool) -> datasets.Features:
+    """The builder's features with standard types only: no audio column, or a plain ``Audio`` one."""
+    import datasets
+
+    from ..dataset.builder import AudioDialoguesConfig, config_features, list_feature
+
+    features = config_features(AudioDialoguesConfig(name=config, decoder="none"))
+    column = audio_column(config)
+    out = {}
+    for name, feature in features.items():
+        if name != column:
+            out[name] = feature
+        elif embed_audio:
+            out[name] = list_feature(datasets.Audio()) if config == "comparison" else datasets.Audio()
+    return datasets.Features(out)
+
+
 def card_data(inputs: CardInputs):
     """The YAML header as ``DatasetCardData``: license, tasks, sizes, ``configs`` and ``dataset_info``."""
     import datasets
     from huggingface_hub import DatasetCardData
 
     from ..sources.repo_layout import DATA_DIR
-    from .repo_folder import published_features
 
     cards = [CARDS[c] for c in inputs.configs]
     extra: dict[str, Any] = {}
@@ -189,3 +209,8 @@ def render_card(inputs: CardInputs) -> str:
     text = re.sub(r"\n{3,}", "\n\n", str(card))  # the template's optional sections leave blank runs
     DatasetCard(text)  # raises on YAML the Hub would refuse to parse
     return text
+
+
+def render_dataset_card() -> str:
+    """The card of ``loading_script/`` (all subsets, no measured data), from the same code a push renders."""
+    return render_card(CardInputs())

@@ -20,7 +20,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        from .repo_folder import PublishError
+        from .errors import PublishError
 
         raise PublishError("the card's figures need matplotlib: pip install 'audio-dialogues[publish]'") from None
 

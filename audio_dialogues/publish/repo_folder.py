@@ -23,15 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..audio.cache import resolve_cache_dir
 from ..audio.resolver import AudioResolver, UnusableAudioError
-from ..dataset.builder import AudioDialoguesConfig, _example, _features, _List
+from ..dataset.builder import record_example
 from ..dataset.cards import CARDS
-from ..errors import AudioDialoguesError
 from ..fetch.availability import Availability, clip_availability
 from ..files import OutputError, atomic_write, check_output_folder, describe_os_error, replaced_folder
 from ..sources.annotations import CONFIGS, SPLITS, AnnotationError, Record, gc_paused, read_split, split_files
@@ -39,7 +37,8 @@ from ..sources.clips import Clip
 from ..sources.metadata import PathOrUrl, metadata_sources, open_source_metadata
 from ..sources.records import audio_folders
 from ..sources.repo_layout import DATA_DIR, audio_column, clip_file_name
-from .card import CardInputs, render_card
+from .card import CardInputs, published_features, render_card
+from .errors import PublishError
 from .plots import write_plots
 from .provenance import read_provenance
 from .stats import SplitStats, ontology_members, split_stats
@@ -58,23 +57,6 @@ _ENCODING_SLACK = 64 << 10
 
 #: The command whose output folders :func:`build_repo_folder` writes (named in their manifest).
 COMMAND = "push"
-
-
-class PublishError(AudioDialoguesError, ValueError):
-    """A version that cannot be built or pushed; the message says what and where."""
-
-
-def published_features(config: str, embed_audio: bool) -> datasets.Features:
-    """The builder's features with standard types only: no audio column, or a plain ``Audio`` one."""
-    features = _features(AudioDialoguesConfig(name=config, decoder="none"))
-    column = audio_column(config)
-    out = {}
-    for name, feature in features.items():
-        if name != column:
-            out[name] = feature
-        elif embed_audio:
-            out[name] = _List(datasets.Audio()) if config == "comparison" else datasets.Audio()
-    return datasets.Features(out)
 
 
 @dataclass
@@ -215,7 +197,7 @@ def _rows(config: str, records: Sequence[Record], resolver: AudioResolver | None
     the clips' bytes."""
     column = audio_column(config)
     for record in records:
-        example = _example(config, record, [None] * len(record.clips))
+        example = record_example(config, record, [None] * len(record.clips))
         example.pop(column)
         nbytes = 0
         if resolver is not None:
