@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 import audio_dialogues
-from audio_dialogues.audio import resolver as local_audio
+from audio_dialogues.audio import index
 from audio_dialogues.audio.cache import ClipRecord, audio_path, write_record
 from audio_dialogues.dataset.api import clean, prepared_copies, superseded_copies
 from audio_dialogues.sources.clips import Clip
@@ -59,7 +59,7 @@ def test_other_fetches_and_journal_writes_reprepare_nothing(inputs: dict, tmp_pa
     def no_walk(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached load indexed an audio folder")
 
-    monkeypatch.setattr(local_audio.AudioIndex, "__init__", no_walk)
+    monkeypatch.setattr(index.AudioIndex, "__init__", no_walk)
     second = _load(inputs, tmp_path / "hf")
     assert second.cache_files[0]["filename"] == first.cache_files[0]["filename"]
     assert len(prepared_copies(tmp_path / "hf")) == 1

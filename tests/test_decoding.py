@@ -180,7 +180,7 @@ def lossy(ten_seconds: dict[str, Path]) -> dict[str, Path]:
 
 def test_mp3_with_an_id3_tag_decodes_in_full(lossy: dict[str, Path], ten_seconds: dict[str, Path]) -> None:
     """libsndfile's frame count of a CBR MP3 without a Xing header is an estimate: it is not held against the decode."""
-    from audio_dialogues.audio.resolver import audio_length
+    from audio_dialogues.audio.headers import audio_length
 
     path = lossy["mp3"]
     info = sf.info(str(path))
@@ -224,7 +224,7 @@ def test_torchcodec_decodes_the_tagged_mp3_in_full(lossy: dict[str, Path], torch
 
 def test_ogg_cut_short_is_caught_at_prepare_and_by_both_decoders(lossy: dict[str, Path], torchcodec: object) -> None:
     """An Ogg file without its last page decodes short without an error in libsndfile and ffmpeg; it is refused."""
-    from audio_dialogues.audio.resolver import UnusableAudioError, audio_length
+    from audio_dialogues.audio.headers import UnusableAudioError, audio_length
     from audio_dialogues.dataset.decoding import AudioDecodeError, TorchcodecAudio
 
     path = lossy["ogg_cut"]
@@ -247,7 +247,7 @@ def test_ogg_cut_short_is_caught_at_prepare_and_by_both_decoders(lossy: dict[str
 
 def test_ogg_end_check_reads_pages(lossy: dict[str, Path]) -> None:
     """Cut inside a page or at a page boundary: cut short. Whole, or followed by bytes that are no page: not."""
-    from audio_dialogues.audio.resolver import OGG_TAIL_BYTES, ogg_cut_short
+    from audio_dialogues.audio.headers import OGG_TAIL_BYTES, ogg_cut_short
 
     data = lossy["ogg"].read_bytes()
     last_page = data.rfind(b"OggS")

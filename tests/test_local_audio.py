@@ -12,7 +12,9 @@ import soundfile as sf
 
 import audio_dialogues
 from audio_dialogues.audio.cache import ClipRecord, audio_path, read_record, write_record
-from audio_dialogues.audio.resolver import AudioIndex, AudioResolver, UnusableAudioError
+from audio_dialogues.audio.headers import UnusableAudioError
+from audio_dialogues.audio.index import AudioIndex
+from audio_dialogues.audio.resolver import AudioResolver
 from audio_dialogues.dataset.options import ConfigError
 from audio_dialogues.dataset.resolution import ResolutionState
 from audio_dialogues.sources.clips import Clip

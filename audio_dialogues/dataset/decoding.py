@@ -31,7 +31,7 @@ import soxr
 from datasets.features.features import register_feature
 
 from ..audio.ffmpeg import FFMPEG_ONLY_EXTENSIONS
-from ..audio.resolver import (
+from ..audio.headers import (
     WINDOW_TOLERANCE_S,
     UnusableAudioError,
     ends_of,
@@ -211,7 +211,7 @@ def _second_opinion(source: str | bytes, name: str, promised: int | None, rate: 
 
 def _read_open(f: sf.SoundFile, source: str | bytes, name: str,
                ends: Callable[[], tuple[bytes, int, bytes]]) -> tuple[np.ndarray, int]:
-    """All frames of an open file; ``ends()``: its :func:`.local_audio.ends_of`, for WAV and Ogg checks."""
+    """All frames of an open file; ``ends()``: its :func:`..audio.headers.ends_of`, for WAV and Ogg checks."""
     exact_length = f.format == "FLAC" or f.subtype in _PCM_SUBTYPES
     if f.format in ("WAV", "WAVEX") and (wav := wav_length(name, *ends()[:2])) is not None and wav[1]:
         raise AudioDecodeError(wav[1])

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..audio.cache import cached_clip
-from ..audio.resolver import MISSING_AUDIO_POLICIES, AudioResolver, UnusableAudioError
+from ..audio.headers import UnusableAudioError
+from ..audio.resolver import MISSING_AUDIO_POLICIES, AudioResolver
 from ..errors import AudioDialoguesError, UsageError
 from ..files import FileIdentity
 from ..sources.annotations import Record

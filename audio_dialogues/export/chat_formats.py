@@ -395,7 +395,7 @@ def export_chat(
     """Write ``records`` (``annotations.Record``) of ``config``/``split`` to ``output`` in format ``fmt``.
 
     Args:
-        resolver: finds each clip's local audio (``local_audio.AudioResolver`` or a function).
+        resolver: finds each clip's local audio (``audio.resolver.AudioResolver`` or a function).
         missing_audio: ``drop`` (default) leaves out dialogues with a clip without audio and counts them;
             ``error`` stops at the first one, naming the record and clip.
         audio_root: ``af-chat`` only: the manifest's ``dataset_path``; names are relative to it

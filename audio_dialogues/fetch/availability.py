@@ -254,7 +254,7 @@ def clip_states(clips: Iterable[Clip], resolver: AudioResolver, state: journal.J
     ``where`` names the folder a local file lies in (``audio_dir``, ``release_folder``: see
     :func:`audio_dialogues.sources.records.where_found`); a clip found in no local folder is in the ``cache``.
     """
-    from ..audio.resolver import UnusableAudioError
+    from ..audio.headers import UnusableAudioError
 
     unique = {c.key: c for c in clips}
     present: dict[str, tuple[str, str]] = {}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..audio import cache as clip_cache
-from ..audio.resolver import WINDOW_TOLERANCE_S
+from ..audio.headers import WINDOW_TOLERANCE_S
 from ..checks import BOOL, OneOf, Rule, Spec, check_options
 from ..errors import AudioDialoguesError, UsageError
 from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, SECONDS, Number

@@ -408,7 +408,8 @@ class _LocalAudio:
     """The user's own audio, found exactly as the dataset builder finds it (a whole video's window is cut)."""
 
     def __init__(self, audio_dirs: Sequence[str | os.PathLike], cache_dir: Path) -> None:
-        from ..audio.resolver import AudioResolver, UnusableAudioError
+        from ..audio.headers import UnusableAudioError
+        from ..audio.resolver import AudioResolver
 
         self.resolver = AudioResolver(audio_dirs, cache_dir)
         self.unusable = UnusableAudioError

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..audio.cache import resolve_cache_dir
-from ..audio.resolver import AudioResolver, UnusableAudioError
+from ..audio.headers import UnusableAudioError
+from ..audio.resolver import AudioResolver
 from ..dataset.builder import record_example
 from ..dataset.cards import CARDS
 from ..fetch.availability import Availability, clip_availability
