@@ -61,7 +61,7 @@ def parse_audio_name(stem: str) -> list[tuple[str, float | None, float | None]]:
     A reading that names no real clip simply never matches, so offering both readings of
     ``Y<11 chars>...`` is safe where guessing one is not.
     """
-    readings = []
+    readings: list[tuple[str, float | None, float | None]] = []
     for offset in (0, 1):
         if offset and not stem.startswith("Y"):
             continue

@@ -114,8 +114,11 @@ def _embedded_folder(name: str, commit: str, config: str, files: dict[str, list[
 def _clip(where: str, value: object) -> Clip:
     if not isinstance(value, dict):
         raise AnnotationError(f"{where}: clip must be a struct (ytid, start_s, end_s), got {value!r}")
+    ytid = value.get("ytid")
+    if not isinstance(ytid, str):
+        raise AnnotationError(f"{where}: clip ytid must be a string, got {ytid!r}")
     try:
-        return Clip(value.get("ytid"), value.get("start_s"), value.get("end_s"))
+        return Clip(ytid, value.get("start_s"), value.get("end_s"))
     except ClipError as e:
         raise AnnotationError(f"{where}: {e}") from None
 
