@@ -15,7 +15,8 @@ this server with ``HF_ENDPOINT``. It speaks:
   ``GET``/``HEAD /datasets/{repo}/resolve/{rev}/{path}`` with ``Range``.
 
 Writes need ``Authorization: Bearer <token>``; private repos need it for reads too. ``fail_lfs_uploads``
-answers a 5xx to LFS uploads after a number of successes, as a storage backend failing mid-push does.
+answers a 5xx to LFS uploads after a number of successes, as a storage backend failing mid-push does;
+``trickle`` sends chosen answers' bodies a byte at a time, as a stalled Hub does.
 Runs in a thread (``with HubServer() as hub``) or as a process: ``python tests/hub_server.py`` prints its URL.
 """
 
@@ -108,6 +109,9 @@ class HubServer:
         #: ``(successes to let through, status)``: LFS uploads after that many answer ``status``.
         self.lfs_fault: tuple[int, int] | None = None
         self.lfs_uploads = 0
+        #: ``(regex, seconds)``: answers to requests whose ``METHOD path`` matches send their headers, then
+        #: their body one byte every ``seconds``, as a stalled Hub or proxy does (see :meth:`trickle`).
+        self.trickling: tuple[str, float] | None = None
         self._httpd = _Server((host, 0), _handler(self))
         self._thread: threading.Thread | None = None
 
@@ -142,9 +146,15 @@ class HubServer:
         with self.lock:
             self.lfs_fault = (self.lfs_uploads + after, status)
 
+    def trickle(self, pattern: str, every_s: float = 0.2) -> None:
+        """Answer requests whose ``METHOD path`` matches ``pattern`` with headers, then a byte every ``every_s``."""
+        with self.lock:
+            self.trickling = (pattern, every_s)
+
     def heal(self) -> None:
         with self.lock:
             self.lfs_fault = None
+            self.trickling = None
 
     def head(self, repo_id: str, branch: str = "main") -> str:
         return self.repos[repo_id].branches[branch]
@@ -292,9 +302,20 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)) if "Content-Length" not in (headers or {}) else
                              headers["Content-Length"])
             self.end_headers()
+            hub.log.append((self.command, self.path, status))
+            trickling = hub.trickling
+            if body and self.command != "HEAD" and trickling and re.search(trickling[0], f"{self.command} {self.path}"):
+                self.wfile.flush()
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(trickling[1])
+                except OSError:  # the client gave up
+                    self.close_connection = True
+                return
             if body and self.command != "HEAD":
                 self.wfile.write(body)
-            hub.log.append((self.command, self.path, status))
 
         def _json(self, status: int, value: object, headers: dict | None = None) -> None:
             self._send(status, json.dumps(value).encode(), {"Content-Type": "application/json", **(headers or {})})

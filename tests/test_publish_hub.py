@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -75,9 +76,11 @@ def push(*args: str, data_dir: str = SAMPLE["data_dir"]) -> int:
                      "--audio-cache-dir", os.environ["AUDIO_DIALOGUES_CACHE"]])
 
 
-def run_python(code: str, hub: HubServer, home: Path, *, isolated: bool = False) -> dict:
-    """Run ``code`` in a fresh interpreter against the stand-in; it prints one JSON line, returned parsed."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "AUDIO_DIALOGUES_"))}
+def run_python(code: str, hub: HubServer, home: Path, *, isolated: bool = False, keep: tuple[str, ...] = ()) -> dict:
+    """Run ``code`` in a fresh interpreter against the stand-in; it prints one JSON line, returned parsed.
+    ``keep``: variables of this process's environment passed on."""
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("HF_", "AUDIO_DIALOGUES_")) or k in keep}
     environ.update(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_DISABLE_XET="1", HF_HOME=str(home / "hf"),
                    HF_DATASETS_CACHE=str(home / "datasets"), HF_HUB_DISABLE_PROGRESS_BARS="1",
                    HF_DATASETS_DISABLE_PROGRESS_BARS="1", AUDIO_DIALOGUES_CACHE=str(home / "clips"))
@@ -415,3 +418,70 @@ def test_push_to_the_real_hub(tmp_path: Path) -> None:
                          env=environ, timeout=540)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])["ids"] == sorted(expected_rows("music", "test"))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("every_s", [0.2, 60.0], ids=["trickle", "stall"])
+def test_a_push_to_a_trickling_hub_ends_within_its_deadline(hub_client: HubServer, tmp_path: Path, every_s: float,
+                                                            capsys: pytest.CaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hub that sends an API answer's headers, then a byte every 0.2 s (or one byte and no more), ends the
+    push with the package's error naming the endpoint and the deadline, the branch as it was and the local files
+    kept (fails on the old code: huggingface_hub's client has no timeout for API calls, so the push waits for the
+    last byte, a minute or more)."""
+    repo = "tester/stalls"
+    assert push(repo, "--config", "music") == 0
+    before_head, before_files = hub_client.head(repo), hub_client.files(repo)
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE["data_dir"], data)
+    edited = data / "music_test.json"
+    edited.write_text(edited.read_text().replace('"assistant": "', f'"assistant": "{uuid.uuid4().hex} ', 1))
+    kept = {p.name: p.read_bytes() for p in data.iterdir()}
+    monkeypatch.setenv("AUDIO_DIALOGUES_HUB_TIMEOUT", "1")
+    hub_client.trickle(r"^POST /api/datasets/[^ ]+/preupload/", every_s)
+    capsys.readouterr()
+    started = time.monotonic()
+    try:
+        assert push(repo, "--config", "music", data_dir=str(data)) == 1
+    finally:
+        hub_client.heal()
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert elapsed < 20, elapsed
+    assert "/preupload/" in err and "no whole answer within 1.0 s" in err and "Traceback" not in err
+    assert "branch is unchanged" in err
+    assert hub_client.head(repo) == before_head and hub_client.files(repo) == before_files
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == kept
+
+
+TRICKLED_LOAD = """
+    import json, time
+    import datasets
+    import audio_dialogues
+    started = time.monotonic()
+    try:
+        datasets.load_dataset("audio_dialogues", "music", repo_id=ANNOTATIONS,
+                              audio_dir=audio_dialogues.sample_paths()["audio_dir"])
+        out = {"error": None}
+    except Exception as e:
+        out = {"error": str(e), "ours": isinstance(e, audio_dialogues.AudioDialoguesError)}
+    out["elapsed"] = time.monotonic() - started
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.timeout(180)
+def test_loading_a_published_repo_from_a_trickling_hub_ends_within_its_deadline(
+        published: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard download that trickles a byte every 0.2 s ends the load with the package's error naming the file
+    and the deadline (fails on the old code: huggingface_hub's timeouts are per read, so the load waits for the
+    whole shard, several minutes)."""
+    monkeypatch.setenv("AUDIO_DIALOGUES_HUB_TIMEOUT", "2")
+    published.trickle(r"^GET /datasets/[^ ]+/resolve/[^ ]+\.parquet")
+    try:
+        got = run_python(TRICKLED_LOAD, published, tmp_path, keep=("AUDIO_DIALOGUES_HUB_TIMEOUT",))
+    finally:
+        published.heal()
+    assert got["error"] and got["ours"], got
+    assert ".parquet" in got["error"] and "no whole answer within 2." in got["error"], got
+    assert got["elapsed"] < 40, got

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import hub_http
 from ..files import OUTPUT_MANIFEST
 from .plots import PLOTS_DIR
 from .repo_folder import DATA_DIR, FolderReport, PublishError, build_repo_folder, check_repo_id
@@ -44,6 +45,7 @@ class PushResult:
 def _api(token: str | None, endpoint: str | None):
     from huggingface_hub import HfApi, get_token
 
+    hub_http.install()
     token = token or get_token()
     if not token:
         raise PublishError("no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass token=")
@@ -97,6 +99,9 @@ def _describe(error: BaseException) -> str:
     while link is not None and link not in chain:
         chain.append(link)
         link = link.__cause__ or link.__context__
+    for e in chain:
+        if isinstance(e, hub_http.HubTimeout):  # names the request and its deadline; the socket's error does not
+            return str(e)
     for e in reversed(chain):
         if isinstance(e, HfHubHTTPError) and e.response is not None:
             return f"HTTP {e.response.status_code} ({str(chain[0]).splitlines()[0]} {str(e).splitlines()[0]})"

@@ -406,10 +406,15 @@ def metadata_download(dataset_name: str | None = None,
     fsspec's HTTP filesystem reads through aiohttp, whose default timeouts are per read: a server that
     trickles its answer would hold a load forever. ``total`` bounds the whole request (the package's one
     HTTP timeout policy; see :func:`audio_dialogues.llm.client.bounded`). URLs on the Hub
-    (``hf://``, ``huggingface.co/.../resolve/``) go through huggingface_hub and its own timeouts.
+    (``hf://``, ``huggingface.co/.../resolve/``) go through huggingface_hub, bounded by
+    :func:`audio_dialogues.hub_http.install`.
     """
     import aiohttp
     from datasets import DownloadConfig, DownloadManager
+
+    from ..hub_http import install
+
+    install()
 
     http = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=timeout_s)}}
     config = DownloadConfig(storage_options={"http": http, "https": http})
@@ -420,6 +425,8 @@ def metadata_download(dataset_name: str | None = None,
         for url in urls:
             try:
                 paths.append(manager.download(url))
+            except AudioDialoguesError:
+                raise
             except TimeoutError:
                 raise MetadataError(f"{url}: no whole answer within {timeout_s:g} s") from None
         return paths

@@ -59,6 +59,10 @@ def download_published(repo_id: str, config: str, revision: str | None = None) -
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    from ..hub_http import install
+
+    install()  # every request bounded as a whole (the package's one HTTP timeout policy)
+
     try:
         local = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
                                        allow_patterns=[f"{DATA_DIR}/{config}/*.parquet"]))
