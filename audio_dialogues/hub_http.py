@@ -70,6 +70,11 @@ def deadline_s(size: int, base: float, rate: float) -> float:
     return base + size / rate
 
 
+def _s(seconds: float) -> str:
+    """``1``, ``1.5``, ``3875.2``: seconds to a tenth, as the limits are given."""
+    return f"{seconds:.1f}".removesuffix(".0")
+
+
 def _length(headers: Any) -> int:
     try:
         return max(0, int(headers.get("content-length") or 0))
@@ -127,13 +132,13 @@ def _factory(httpx: Any, default: Any) -> Any:
         try:
             yield
         except httpx.TimeoutException as e:
-            raise HubTimeout(f"{request.method} {request.url}: no bytes for {limits()[0]:.1f} s, no whole answer "
-                             f"within {clock[1]:.1f} s (the Hub deadline: {BASE_ENV} + size / {RATE_ENV})") from e
+            raise HubTimeout(f"{request.method} {request.url}: no bytes for {_s(limits()[0])} s, no whole answer "
+                             f"within {_s(clock[1])} s (the Hub deadline: {BASE_ENV} + size / {RATE_ENV})") from e
 
     def _check(request: Any, clock: list[float]) -> None:
         start, limit = clock
         if time.monotonic() - start > limit:
-            raise HubTimeout(f"{request.method} {request.url}: no whole answer within {limit:.1f} s (the Hub "
+            raise HubTimeout(f"{request.method} {request.url}: no whole answer within {_s(limit)} s (the Hub "
                              f"deadline: {BASE_ENV} + size / {RATE_ENV})")
 
     class Deadline(httpx.BaseTransport):

@@ -625,8 +625,47 @@ def trickled_metadata(tmp_path: Path, server: OpenAIServer, media: MediaServer) 
     return str(raised.value)
 
 
-@pytest.mark.parametrize("client", [trickled_chat, trickled_embeddings, trickled_metadata],
-                         ids=["chat", "embeddings", "metadata download"])
+HUB_METADATA = """
+import json, sys
+from audio_dialogues.errors import AudioDialoguesError
+from audio_dialogues.sources.metadata import metadata_download, open_source_metadata
+try:
+    open_source_metadata({"ontology": [sys.argv[1]]}, download=metadata_download())
+except AudioDialoguesError as e:
+    print(json.dumps(str(e)))
+"""
+
+
+def trickled_hub_metadata(tmp_path: Path, server: OpenAIServer, media: MediaServer) -> str:
+    """A metadata URL on the Hub (huggingface_hub's client, not aiohttp), in a process whose ``HF_ENDPOINT`` is
+    the stand-in; ``AUDIO_DIALOGUES_HUB_TIMEOUT`` is the Hub's deadline."""
+    import base64
+
+    from tests.hub_server import HubServer
+
+    with HubServer() as hub:
+        body = json.dumps([{"id": "/m/x", "name": "X" * 500}]).encode()
+        content = base64.b64encode(body).decode()
+        hub.apply_commit(hub.create_repo("tester/meta", private=False), "main",
+                         [{"key": "file", "value": {"path": "ontology.json", "content": content}}])
+        hub.trickle(r"ontology\.json")
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("HF_")}, "HF_ENDPOINT": hub.url,
+               "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "ds"), "HF_HUB_OFFLINE": "0",
+               "HF_DATASETS_OFFLINE": "0", "AUDIO_DIALOGUES_HUB_TIMEOUT": f"{TRICKLE_TIMEOUT_S:g}"}
+        messages = []
+        for url in ("hf://datasets/tester/meta/ontology.json",
+                    f"{hub.url}/datasets/tester/meta/resolve/main/ontology.json"):
+            done = subprocess.run([sys.executable, "-c", HUB_METADATA, url], capture_output=True, text=True,
+                                  env=env, timeout=120)
+            assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+            assert done.stdout.strip(), f"{url}: read to its end, no deadline"
+            messages.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert all("ontology.json" in m and f"within {TRICKLE_TIMEOUT_S:g} s" in m for m in messages), messages
+    return messages[0]
+
+
+@pytest.mark.parametrize("client", [trickled_chat, trickled_embeddings, trickled_metadata, trickled_hub_metadata],
+                         ids=["chat", "embeddings", "metadata download", "hub metadata download"])
 def test_every_http_client_bounds_a_whole_request(tmp_path: Path, client: Callable[..., str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # datasets downloads from the loopback server only (tests run offline), into this test's folder

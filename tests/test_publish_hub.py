@@ -448,7 +448,7 @@ def test_a_push_to_a_trickling_hub_ends_within_its_deadline(hub_client: HubServe
     elapsed = time.monotonic() - started
     err = capsys.readouterr().err
     assert elapsed < 20, elapsed
-    assert "/preupload/" in err and "no whole answer within 1.0 s" in err and "Traceback" not in err
+    assert "/preupload/" in err and "no whole answer within 1 s" in err and "Traceback" not in err
     assert "branch is unchanged" in err
     assert hub_client.head(repo) == before_head and hub_client.files(repo) == before_files
     assert {p.name: p.read_bytes() for p in data.iterdir()} == kept
@@ -483,5 +483,5 @@ def test_loading_a_published_repo_from_a_trickling_hub_ends_within_its_deadline(
     finally:
         published.heal()
     assert got["error"] and got["ours"], got
-    assert ".parquet" in got["error"] and "no whole answer within 2." in got["error"], got
+    assert ".parquet" in got["error"] and "no whole answer within 2 s" in got["error"], got
     assert got["elapsed"] < 40, got
