@@ -47,7 +47,8 @@ def sources(tmp_path: Path) -> dict:
 def options(tmp_path: Path, server: OpenAIServer, sources: dict, **overrides) -> GenerateOptions:
     values = dict(output_dir=tmp_path / "out", model="test-model", base_url=server.base_url, embedder="openai:emb",
                   comparison_groups={"train": 6, "test": 3}, backoff_s=0.01, progress=False, seed=3,
-                  similarity_threshold=0.0, price_in=1.0, price_out=2.0)
+                  similarity_threshold=0.0, price_in=1.0, price_out=2.0,
+                  similarity_test="absolute", near_duplicate_threshold=0.0)
     values.update(overrides)
     return GenerateOptions(**{**values, **sources})
 
@@ -59,7 +60,8 @@ def journal_lines(folder: Path) -> int:
 
 def cli(out: Path, server: OpenAIServer, sources: dict, *extra: str) -> list[str]:
     args = [sys.executable, "-m", "audio_dialogues.cli", "generate", "--output-dir", str(out), "--model", "m",
-            "--base-url", server.base_url, "--embedder", "none", "--config", "audioset"]
+            "--base-url", server.base_url, "--embedder", "none", "--config", "audioset",
+            "--near-duplicate-threshold", "0"]
     for path in sources["strong_labels"]:
         args += ["--strong-labels", path]
     return args + ["--ontology", sources["ontology"][0], *extra]
@@ -90,7 +92,8 @@ def test_outputs_load_through_the_builder_with_provenance(tmp_path: Path, server
     assert data["usage"]["prompt_tokens"] == report.this_run.prompt_tokens
     expected_cost = (data["usage"]["prompt_tokens"] * 1.0 + data["usage"]["completion_tokens"] * 2.0) / 1e6
     assert data["cost_usd"] == pytest.approx(expected_cost, abs=1e-6)
-    assert "| audioset_train | 12 | 12 | 12 | 12 | 12 | 12 | 76,642 |" in (out / "generation_report.md").read_text()
+    markdown = (out / "generation_report.md").read_text()
+    assert "| audioset_train | 12 | 12 | 12 | 12 | 12 | 12 | 12 | 76,642 |" in markdown
     assert "sk-test-secret" not in "".join(p.read_text() for p in out.iterdir() if p.is_file())  # ...and no file
 
     record = json.loads((out / "audioset_train.jsonl").read_text().splitlines()[0])
@@ -171,7 +174,7 @@ def test_filters_are_counted_stages(tmp_path: Path, server: OpenAIServer, source
     report = generate(options(tmp_path, server, sources, configs=("audioset",), similarity_threshold=0.2))
     train = report.to_dict()["splits"]["audioset_train"]
     assert train["stages"] == {"items": 12, "answered": 12, "parsed": 12, "phrases": 11, "similarity": 10,
-                               "duplicates": 9}
+                               "duplicates": 9, "near_duplicates": 9}
     assert train["rejects"] == {"low-confidence phrase 'based on'": 1, "similarity below 0.2": 1,
                                 "exact duplicate of an earlier dialogue": 1}
     assert train["turns_histogram"] == {"1": 1, "4": 8}
@@ -426,7 +429,8 @@ def test_music_rows_with_an_empty_caption_or_repeated_are_counted_as_not_built(
     assert splits["music_test"]["not_built"] == {empty: 1, repeated: 1}
     assert splits["music_train"]["stages"]["items"] == 4 and splits["music_test"]["stages"]["items"] == 2
     summary = capsys.readouterr().out
-    assert f"music_train: 4 -> 4 -> 4 -> 4 -> 4 -> 4 (paper 3,358); source rows not built: 2 x {repeated}, " \
+    assert f"music_train: 4 items -> 4 answered -> 4 parsed -> 4 phrases -> 4 similarity -> 4 duplicates -> " \
+        f"4 near_duplicates (paper 3,358); source rows not built: 2 x {repeated}, " \
            f"1 x {empty}" in summary
     markdown = (tmp_path / "out" / "generation_report.md").read_text()
     assert f"## Source rows not built into items\n\n- music_test: 1 x {empty}" in markdown
@@ -439,7 +443,7 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_writes_the_outputs(tmp_path: 
     out = tmp_path / "out"
     server.embedding_latency_s = 0.4
     args = [*cli(out, server, sources, "--concurrency", "8"), "--embedder", "openai:emb",
-            "--similarity-threshold", "0"]
+            "--similarity-threshold", "0", "--similarity-test", "absolute"]
     cache = out / "similarity_cache.jsonl"
     proc = subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
@@ -451,7 +455,8 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_writes_the_outputs(tmp_path: 
     assert proc.returncode == 130, stderr
     assert "stopping: finishing the batch being scored" in stderr and "Traceback" not in stderr
     assert "NOT COMPLETE" in stdout and "dialogues not yet scored (interrupted)" in stdout
-    assert "audioset_test: 4 -> 4 -> 4 -> 4 -> 0 -> 0 (paper 1,442); 4 not yet scored" in stdout
+    assert ("audioset_test: 4 items -> 4 answered -> 4 parsed -> 4 phrases -> 0 similarity -> 0 duplicates -> "
+            "0 near_duplicates (paper 1,442); 4 not yet scored") in stdout
     scored = [json.loads(line) for line in cache.read_text().splitlines()]
     assert 0 < len(scored) < 100 and len(scored) % 32 == 0  # whole batches, each cached when it was done
     report = json.loads((out / "generation_report.json").read_text())
@@ -459,11 +464,11 @@ def test_ctrl_c_while_scoring_keeps_the_scores_and_writes_the_outputs(tmp_path: 
     assert report["interrupted"] and train["unscored"] == 100 - len(scored)
     assert report["splits"]["audioset_test"]["unscored"] == 4  # the split after the interrupt is not scored
     assert len((out / "audioset_train.jsonl").read_text().splitlines()) == len(scored) == train["stages"]["duplicates"]
-    # The re-run scores only the rest (two texts per pair) and completes.
+    # The re-run scores only the rest (at most two texts per pair: a text repeated in a batch is embedded once).
     server.embedding_latency_s = 0.0
     before = server.embedded_texts
     assert main(args[3:] + ["--quiet"]) == 0
-    assert server.embedded_texts - before == 2 * (104 - len(scored)) and server.repeated == 0
+    assert 0 < server.embedded_texts - before <= 2 * (104 - len(scored)) and server.repeated == 0
     assert len(cache.read_text().splitlines()) == 104
     assert len((out / "audioset_train.jsonl").read_text().splitlines()) == 100
 
@@ -630,3 +635,39 @@ def test_a_second_ctrl_c_abandons_the_batch_being_scored(tmp_path: Path, server:
     assert scores == {} and stop.requests == 2 and messages[0].startswith("stopping:")
     assert (tmp_path / "cache.jsonl").read_text() == ""
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_the_default_filters_drop_planted_off_topic_answers_and_near_duplicates(tmp_path, server) -> None:
+    """Defaults (lexical embedder, relative test, near-duplicates at 0.8): two music items answered about
+    something else go, the rest stay; every scored dialogue's score lands in similarity_scores.jsonl and its
+    distribution in the report; the summary names each stage."""
+    sources = write_sources(tmp_path / "src", music=24)
+    off_topic = "\n".join(json.dumps({"user": f"Question {k}?", "assistant": "A helicopter hovers while a chainsaw "
+                                      f"cuts wood in a forest, part {k}."}) for k in range(3))
+    server.fault("number 4 ", off_topic)
+    server.fault("number 7 ", off_topic)
+    lines: list[str] = []
+    report = generate(options(tmp_path, server, sources, configs=("music", "audioset"), embedder="lexical",
+                              similarity_test="relative", near_duplicate_threshold=0.8), out=lines.append)
+    train = report.to_dict()["splits"]["music_train"]
+    reason = "no closer to its own item than to others (margin below 1.5)"
+    assert train["stages"]["phrases"] == 16 and train["stages"]["similarity"] == 14
+    assert train["rejects"][reason] == 2
+    scores = [json.loads(line) for line in (tmp_path / "out" / "similarity_scores.jsonl").read_text().splitlines()]
+    music = {s["id"]: s for s in scores if s["config"] == "music" and s["split"] == "train"}
+    assert len(music) == 16 == train["similarity"]["count"] == train["similarity_margin"]["count"]
+    dropped = {key for key, s in music.items() if not s["kept"]}
+    assert len(dropped) == 2 and all(music[key]["margin"] < 1.5 for key in dropped)
+    assert min(s["margin"] for s in music.values() if s["kept"]) >= 1.5
+    written = [json.loads(line) for line in (tmp_path / "out" / "music_train.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in written} <= set(music) - dropped and len(written) == train["stages"]["near_duplicates"]
+    assert all(r["meta"]["generation"]["similarity_margin"] >= 1.5 for r in written)
+    # The stand-in server's answers for items with the same events (or captions but for a number) differ only
+    # in a word or two: near-duplicates.
+    near = "near-duplicate of an earlier dialogue (Jaccard >= 0.8)"
+    for split in (train, report.to_dict()["splits"]["audioset_train"]):
+        assert split["rejects"][near] == split["stages"]["duplicates"] - split["stages"]["near_duplicates"] > 0
+    assert "music_train: 16 items -> 16 answered -> 16 parsed -> 16 phrases -> 14 similarity -> 14 duplicates -> " \
+           f"{train['stages']['near_duplicates']} near_duplicates" in "\n".join(lines)
+    markdown = (tmp_path / "out" / "generation_report.md").read_text()
+    assert "| music_train | similarity_margin | 16 |" in markdown

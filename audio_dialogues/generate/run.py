@@ -29,12 +29,15 @@ from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .embedders import check_spec, make_embedder
 from .filters import (
+    NearDuplicates,
     PhraseFilter,
+    Score,
     ScoringStop,
     SimilarityScorer,
     assistant_text,
     default_phrases,
     dialogue_fingerprint,
+    other_items,
     read_phrases,
 )
 from .items import Item, audioset_items, comparison_count, comparison_items, music_items, music_rows_not_built
@@ -47,6 +50,8 @@ LOCK_NAME = lock_name("generate")
 REPORT_MD = GENERATION_REPORT.replace(".json", ".md")
 DESCRIPTORS_NAME = "descriptors.json"
 SIMILARITY_CACHE = "similarity_cache.jsonl"
+#: Every scored dialogue's similarity, margin and verdict, per config and split.
+SIMILARITY_SCORES = "similarity_scores.jsonl"
 #: Completion tokens a finished answer usually takes, for the dry-run estimate (four turns vs one pair).
 EXPECTED_COMPLETION_TOKENS = {"audioset": 320, "music": 320, "comparison": 140, "descriptor": 12}
 
@@ -378,9 +383,12 @@ def _write_atomic(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _record(item: Item, turns: Sequence[tuple[str, str]], entry: dict, provenance: dict, score: float | None) -> dict:
+def _record(item: Item, turns: Sequence[tuple[str, str]], entry: dict, provenance: dict,
+            score: Score | None) -> dict:
+    similarity = None if score is None or score.own is None else round(score.own, 4)
+    margin = None if score is None or score.margin is None else round(score.margin, 3)
     meta = {**item.record_meta(), "generation": {**provenance, "model": entry.get("model") or provenance["model"],
-                                        "similarity": None if score is None else round(score, 4)}}
+                                                 "similarity": similarity, "similarity_margin": margin}}
     return {"id": item.key, "clips": [c.to_dict() for c in item.clips],
             "turns": [{"user": u, "assistant": a} for u, a in turns], "meta": meta}
 
@@ -417,9 +425,11 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
     counted, not written, and the run is reported as interrupted.
     """
     stop = ScoringStop(log)
+    scored: list[dict] = []
     with stop if scorer is not None else contextlib.nullcontext():
         for config in CONFIGS:
             seen: set[str] = set()
+            near = NearDuplicates(options.near_duplicate_threshold) if options.near_duplicate_threshold else None
             for split in SPLITS:
                 group = items.get((config, split))
                 if not group:
@@ -444,24 +454,31 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                         continue
                     stats.stages["phrases"] += 1
                     kept.append((item, turns, entry))
-                scores: dict[int, float | None] = {}
+                scores: dict[int, Score] = {}
                 if scorer is not None and kept:
                     if not stop.stopped:
-                        log(f"scoring {len(kept)} {config}/{split} dialogues with {scorer.embedder.name}")
-                    scores = scorer.scores([(item, assistant_text(turns)) for item, turns, _ in kept], stop)
+                        log(f"scoring {len(kept)} {config}/{split} dialogues with {scorer.embedder.name} "
+                            f"({options.similarity_test} test)")
+                    scores = _score(options, scorer, group, kept, stop)
                 records = []
                 for index, (item, turns, entry) in enumerate(kept):
                     score = scores.get(index)
                     if scorer is not None:
-                        if index not in scores:
+                        if score is None:
                             stats.unscored += 1
                             continue
-                        if score is None:
+                        if score.own is None:
                             stats.reject("similarity could not be scored (no local audio)")
                             continue
-                        stats.similarity.append(score)
-                        if score < options.similarity_threshold:
-                            stats.reject(f"similarity below {options.similarity_threshold}")
+                        reason = _similarity_reject(options, score)
+                        stats.similarity.append(score.own)
+                        if score.margin is not None:
+                            stats.margins.append(score.margin)
+                        scored.append({"config": config, "split": split, "id": item.key, "score": round(score.own, 6),
+                                       "margin": None if score.margin is None else round(score.margin, 4),
+                                       "kept": reason is None})
+                        if reason:
+                            stats.reject(reason)
                             continue
                     stats.stages["similarity"] += 1
                     fingerprint = dialogue_fingerprint(turns)
@@ -470,6 +487,13 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                         continue
                     seen.add(fingerprint)
                     stats.stages["duplicates"] += 1
+                    if near is not None:
+                        jaccard = near.seen(turns)
+                        if jaccard is not None:
+                            stats.reject(f"near-duplicate of an earlier dialogue (Jaccard >= "
+                                         f"{options.near_duplicate_threshold:g})")
+                            continue
+                    stats.stages["near_duplicates"] += 1
                     stats.turns[len(turns)] += 1
                     provenance = {**report.settings["model_settings"], "prompt_hash": prompt_hashes[config],
                                   "embedder": scorer.embedder.name if scorer else None}
@@ -477,10 +501,38 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                 path = options.output_dir / f"{config}_{split}.jsonl"
                 _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
                 report.outputs.append(path.name)
+    if scorer is not None:
+        path = options.output_dir / SIMILARITY_SCORES
+        _write_atomic(path, "".join(json.dumps(r) + "\n" for r in scored))
     if stop.stopped and report.unscored_total():  # a stop asked once all was scored changed nothing
         report.interrupted = True
     if scorer is not None:
         scorer.cache.close()
+
+
+def _score(options: GenerateOptions, scorer: SimilarityScorer, group: Sequence[Item],
+           kept: Sequence[tuple[Item, tuple, dict]], stop: ScoringStop) -> dict[int, Score]:
+    """Each kept dialogue's score with its item and, for the relative test, with other items of the split."""
+    fit = getattr(scorer.embedder, "fit", None)
+    if fit is not None:
+        fit([item.description for item in group])
+    others = None
+    if options.similarity_test == "relative":
+        others = [other_items(item, group) for item, _, _ in kept]
+    return scorer.scores([(item, assistant_text(turns)) for item, turns, _ in kept], stop, others)
+
+
+def _similarity_reject(options: GenerateOptions, score: Score) -> str | None:
+    """Why a scored dialogue fails the similarity test, or None."""
+    if options.similarity_test == "absolute":
+        if score.own is not None and score.own < options.similarity_threshold:
+            return f"similarity below {options.similarity_threshold}"
+        return None
+    if score.margin is None:
+        return None  # fewer than two other items in the split: nothing to compare with
+    if score.margin < options.similarity_margin:
+        return f"no closer to its own item than to others (margin below {options.similarity_margin:g})"
+    return None
 
 
 def _audio_resolver(options: GenerateOptions) -> Callable[[Item], list[Path | None]] | None:
@@ -550,7 +602,9 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
                                      "max_tokens": settings.max_tokens, "seed": settings.seed},
                   "base_url": options.base_url, "configs": list(options.configs), "limit": options.limit,
                   "descriptors": options.descriptors, "embedder": options.embedder,
-                  "similarity_threshold": options.similarity_threshold, "prompt_hashes": prompt_hashes,
+                  "similarity_test": options.similarity_test, "similarity_margin": options.similarity_margin,
+                  "similarity_threshold": options.similarity_threshold,
+                  "near_duplicate_threshold": options.near_duplicate_threshold, "prompt_hashes": prompt_hashes,
                   "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm},
         price_in=options.price_in, price_out=options.price_out)
     log = (lambda message: print(message, file=sys.stderr)) if options.progress else (lambda message: None)

@@ -82,7 +82,8 @@ def _prompt_hash(report: dict) -> str | None:
 _STAGE_FILTERS = (("answered", "parsed", "answers that did not parse into turns"),
                   ("parsed", "phrases", "low-confidence phrases"),
                   ("phrases", "similarity", "similarity threshold"),
-                  ("similarity", "duplicates", "exact duplicates"))
+                  ("similarity", "duplicates", "exact duplicates"),
+                  ("duplicates", "near_duplicates", "near-duplicates"))
 
 
 def _stage_filters(report: dict) -> list[tuple[str, str]]:
@@ -101,6 +102,9 @@ def _stage_filters(report: dict) -> list[tuple[str, str]]:
     threshold = _lookup(report, "similarity_threshold")
     embedder = _lookup(report, "embedder")
     label = {"similarity threshold": f"similarity threshold {threshold} ({embedder})"} if threshold is not None else {}
+    if _lookup(report, "similarity_test") == "relative":  # generate's default since the relative test
+        margin = _lookup(report, "similarity_margin")
+        label = {"similarity threshold": f"similarity, relative test, margin {margin} ({embedder})"}
     return [(label.get(name, name), str(n)) for name, n in dropped.items()]
 
 
@@ -134,7 +138,8 @@ def _counts(report: dict) -> dict[str, list[tuple[str, str]]]:
             stages = split.get("stages") if isinstance(split, dict) else None
             if isinstance(stages, dict) and stages.get("items") is not None:
                 out[str(name)] = [("items", _text(stages.get("items")) or "unknown"),
-                                  ("written", _text(stages.get("duplicates")) or "unknown")]
+                                  ("written", _text(stages.get("near_duplicates", stages.get("duplicates")))
+                                   or "unknown")]
         return out
     if not isinstance(configs, dict):
         return out
