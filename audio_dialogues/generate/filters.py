@@ -226,12 +226,13 @@ class NearDuplicates:
 
     Each dialogue (its user and assistant turns, case and punctuation folded) becomes the set of its
     consecutive word pairs, summarised by a MinHash signature of ``PERMUTATIONS`` values; banding (``BANDS``
-    bands of equal rows) finds earlier dialogues likely to be similar, and the share of equal signature
-    values, an estimate of their Jaccard similarity, decides. Memory is the signatures alone (256 bytes a
-    dialogue), and the cost grows with the number of dialogues, not its square.
+    bands of 8 rows) finds earlier dialogues likely to be similar (a pair at Jaccard 0.8 shares a band with
+    probability 0.95, a pair at 0.5 with 0.06, so templated answers do not make every pair a candidate), and
+    the share of equal signature values, an estimate of their Jaccard similarity, decides. Memory is the
+    signatures (1 KiB a dialogue); time grows with the dialogues and their candidates, not their square.
     """
 
-    PERMUTATIONS = 64
+    PERMUTATIONS = 128
     BANDS = 16
 
     def __init__(self, threshold: float, seed: int = 0) -> None:
@@ -240,7 +241,8 @@ class NearDuplicates:
         self._xor = rng.integers(0, 2**63, self.PERMUTATIONS, dtype=np.uint64)
         self._mul = rng.integers(0, 2**63, self.PERMUTATIONS, dtype=np.uint64) | np.uint64(1)
         self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.BANDS)]
-        self._signatures: list[np.ndarray] = []
+        self._signatures = np.zeros((1024, self.PERMUTATIONS), dtype=np.uint64)
+        self._count = 0
 
     def signature(self, turns: Turns) -> np.ndarray:
         words = _SHINGLE_WORD.findall(" ".join(f"{u} {a}" for u, a in turns).lower())
@@ -258,13 +260,17 @@ class NearDuplicates:
         rows = self.PERMUTATIONS // self.BANDS
         bands = [signature[b * rows : (b + 1) * rows].tobytes() for b in range(self.BANDS)]
         candidates = {i for band, key in enumerate(bands) for i in self._buckets[band].get(key, ())}
-        best = max((float(np.mean(self._signatures[i] == signature)) for i in candidates), default=0.0)
-        if candidates and best >= self.threshold:
-            return best
-        index = len(self._signatures)
-        self._signatures.append(signature)
+        if candidates:
+            agreement = (self._signatures[sorted(candidates)] == signature).mean(axis=1)
+            best = float(agreement.max())
+            if best >= self.threshold:
+                return best
+        if self._count == len(self._signatures):
+            self._signatures = np.concatenate([self._signatures, np.zeros_like(self._signatures)])
+        self._signatures[self._count] = signature
         for band, key in enumerate(bands):
-            self._buckets[band].setdefault(key, []).append(index)
+            self._buckets[band].setdefault(key, []).append(self._count)
+        self._count += 1
         return None
 
 
