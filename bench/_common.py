@@ -201,3 +201,13 @@ def peak_rss_bytes() -> int:
     """
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return max(status_bytes("VmHWM"), children)
+
+
+def print_results(rows: Sequence[Sequence[object]], contention: Contention, verdicts: Verdicts) -> int:
+    """Print a benchmark's measures, how busy the machine was and its verdicts; the exit code."""
+    print(table(["measure", "value"], rows))
+    print()
+    print(contention.describe())
+    print()
+    print(verdicts.render())
+    return verdicts.exit_code

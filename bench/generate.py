@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Verdicts, isolate_caches, measure_contention, random_ytids, table  # noqa: E402
+from _common import Verdicts, isolate_caches, measure_contention, print_results, random_ytids  # noqa: E402
 
 LATENCY_S = 2.0
 CONCURRENCY = 256
@@ -310,12 +310,7 @@ def main() -> int:
         if "c" in parts:
             rows += bench_kill(root, args.kill_items, verdicts)
         shutil.rmtree(root, ignore_errors=True)
-    print(table(["measure", "value"], rows))
-    print()
-    print(contention.describe())
-    print()
-    print(verdicts.render())
-    return verdicts.exit_code
+    return print_results(rows, contention, verdicts)
 
 
 if __name__ == "__main__":

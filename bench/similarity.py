@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Verdicts, measure_contention, table  # noqa: E402
+from _common import Verdicts, measure_contention, print_results  # noqa: E402
 
 from audio_dialogues.generate.embedders import make_embedder  # noqa: E402
 from audio_dialogues.generate.filters import MIN_MARGIN, NearDuplicates, SimilarityScorer, other_items  # noqa: E402
@@ -132,12 +132,7 @@ def main() -> int:
     verdicts = Verdicts()
     with tempfile.TemporaryDirectory() as tmp, measure_contention() as contention:
         rows = bench_planted(args, Path(tmp), verdicts) + bench_scoring(args, Path(tmp), verdicts)
-    print(table(["measure", "value"], rows))
-    print()
-    print(contention.describe())
-    print()
-    print(verdicts.render())
-    return verdicts.exit_code
+    return print_results(rows, contention, verdicts)
 
 
 if __name__ == "__main__":
