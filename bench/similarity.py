@@ -33,7 +33,7 @@ from _common import Verdicts, measure_contention, print_results  # noqa: E402
 
 from audio_dialogues.generate.embedders import make_embedder  # noqa: E402
 from audio_dialogues.generate.filters import MIN_MARGIN, NearDuplicates, SimilarityScorer, other_items  # noqa: E402
-from audio_dialogues.generate.journal import Journal  # noqa: E402
+from audio_dialogues.llm.journal import Journal  # noqa: E402
 from tests.planted import make_items, planted  # noqa: E402
 
 SHARED = ROOT.parent.parent / "shared" / "data"

@@ -8,7 +8,7 @@ import pytest
 
 from audio_dialogues.generate.embedders import make_embedder
 from audio_dialogues.generate.filters import MIN_MARGIN, NearDuplicates, Score, SimilarityScorer, other_items
-from audio_dialogues.generate.journal import Journal
+from audio_dialogues.llm.journal import Journal
 from tests.planted import make_items, planted
 
 #: Varied item descriptions, combined two by two into 250 distinct items (no shared data in tests).
