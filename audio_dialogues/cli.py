@@ -24,6 +24,8 @@ from .files import input_problem
 from .generate import generate
 from .generate.options import add_arguments, from_args
 from .llm.endpoint import NUMBERS as ENDPOINT_NUMBERS
+from .llm.endpoint import add_arguments as add_endpoint_arguments
+from .llm.endpoint import from_arguments as endpoint_arguments
 from .sample import describe_sample, sample_paths
 from .sources import records
 from .sources.annotations import CONFIGS, SPLITS, Record
@@ -448,7 +450,9 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                           help="python: pure-Python PTB tokenizer (default); ptb: pycocoevalcap's Java one")
     evaluate.add_argument("--allow-missing", action="store_true",
                           help="score reference turns without a prediction as empty answers (and count them)")
-    add_endpoint_arguments(evaluate, "judge-", temperature=0.0, max_tokens=64)
+    from .evaluation.judge import JudgeOptions
+
+    add_endpoint_arguments(evaluate, JudgeOptions, "judge-")
     evaluate.add_argument("--judge-journal", metavar="JSONL",
                           help="the judge's answer journal (default: beside --predictions, <name>.judge.jsonl)")
     evaluate.add_argument("--output-json", metavar="FILE", help="write the scores as JSON")
@@ -474,13 +478,14 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                          help="input_audio: base64 WAV parts (OpenAI); audio_url: file:// WAV copies (vLLM, started "
                               "with --allowed-local-media-path covering the output's folder)")
     from .evaluation.predict import NUMBERS as PREDICT_NUMBERS
+    from .evaluation.predict import PredictOptions
 
     predict.add_argument("--sample-rate", type=_number(PREDICT_NUMBERS, "sample_rate"), default=16000,
                          help="every clip is resampled to this rate, mono, 16-bit WAV")
     predict.add_argument("--system-prompt", metavar="TEXT", help="a system message before the dialogue (default: none)")
     predict.add_argument("--limit", type=_number(PREDICT_NUMBERS, "limit"), metavar="N",
                          help="at most N dialogues (a small run)")
-    add_endpoint_arguments(predict, temperature=0.0, max_tokens=512)
+    add_endpoint_arguments(predict, PredictOptions)
     predict.add_argument("--seed", type=_number(ENDPOINT_NUMBERS, "seed", "--"), help="the API's sampling seed")
     predict.add_argument("--dry-run", action="store_true",
                          help="send nothing: print what would be asked and an estimate of its tokens and cost")
@@ -516,50 +521,10 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(run=_run_export)
 
 
-def add_endpoint_arguments(parser: argparse.ArgumentParser, prefix: str = "", *, temperature: float,
-                           max_tokens: int) -> None:
-    """The options of an OpenAI-compatible endpoint, spelled as ``generate`` spells them (``prefix`` for the judge)."""
-    o = f"--{prefix}"
-    what = "the judge's " if prefix else ""
-
-    def number(name: str) -> Callable[[str], int | float | None]:
-        return _number(ENDPOINT_NUMBERS, name, o)
-
-    parser.add_argument(f"{o}base-url", help=f"{what}OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    parser.add_argument(f"{o}model", help=f"{what}model name the endpoint serves" + (
-        " (grade every answer with it, see docs/evaluation.md)" if prefix else ""))
-    parser.add_argument(f"{o}api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                        help="environment variable holding the API key")
-    parser.add_argument(f"{o}temperature", type=number("temperature"), default=temperature,
-                        help="the model's sampling temperature")
-    parser.add_argument(f"{o}max-tokens", type=number("max_tokens"), default=max_tokens,
-                        help="the longest answer the model may give, in tokens")
-    parser.add_argument(f"{o}concurrency", type=number("concurrency"), default=8, help="requests in flight")
-    parser.add_argument(f"{o}rpm", type=number("rpm"), help="at most this many requests per minute")
-    parser.add_argument(f"{o}tpm", type=number("tpm"),
-                        help="at most this many tokens per minute (text estimate + max tokens)")
-    parser.add_argument(f"{o}timeout", type=number("timeout_s"), default=120.0,
-                        help="seconds for one whole request, from connecting to the answer's last byte")
-    parser.add_argument(f"{o}max-attempts", type=number("max_attempts"), default=6,
-                        help="attempts per request (429/5xx/timeouts)")
-    parser.add_argument(f"{o}price-in", type=number("price_in"), default=0.0, help="dollars per million prompt tokens")
-    parser.add_argument(f"{o}price-out", type=number("price_out"), default=0.0,
-                        help="dollars per million completion tokens")
-
-
 def _number(numbers: dict, name: str, prefix: str = "") -> Callable[[str], int | float | None]:
     """The argparse type of the numeric option ``name`` of ``numbers`` (flag, :class:`Number`), as typed."""
     flag, spec = numbers[name]
     return spec.argument(prefix + flag)
-
-
-def endpoint_kwargs(args: argparse.Namespace, prefix: str = "") -> dict:
-    """The values of :func:`add_endpoint_arguments` as keyword arguments (``prefix`` taken off)."""
-    names = ("base_url", "model", "api_key_env", "temperature", "max_tokens", "concurrency", "rpm", "tpm", "timeout",
-             "max_attempts", "price_in", "price_out")
-    values = {name: getattr(args, prefix + name) for name in names}
-    values["timeout_s"] = values.pop("timeout")
-    return values
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -569,7 +534,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         args.config, args.output, args.data_dir, split=args.split, audio_dirs=args.audio_dir,
         audio_cache_dir=args.audio_cache_dir, source_metadata=source_kwargs(args), system_prompt=args.system_prompt,
         seed=args.seed, history=args.history, audio_input=args.audio_input, sample_rate=args.sample_rate,
-        limit=args.limit, dry_run=args.dry_run, progress=not args.quiet, **endpoint_kwargs(args))
+        limit=args.limit, dry_run=args.dry_run, progress=not args.quiet, **endpoint_arguments(args))
     report = predict(options)
     return 0 if args.dry_run or report.complete else (130 if report.interrupted else 1)
 
@@ -588,7 +553,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         from .evaluation.judge import JudgeOptions
 
         journal = Path(args.judge_journal or f"{args.predictions}.judge.jsonl")
-        judge = JudgeOptions(journal=journal, **endpoint_kwargs(args, "judge_"))
+        judge = JudgeOptions(journal=journal, **endpoint_arguments(args, "judge-"))
     elif args.judge_base_url:
         args.parser.error("--judge-base-url needs --judge-model")
     report = evaluate(args.predictions, args.references, config=args.config, split=args.split,

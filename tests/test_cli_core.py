@@ -173,3 +173,26 @@ def test_an_empty_output_name_is_a_clear_error(tmp_path: Path) -> None:
                cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "not a usable file name" in done.stderr
+
+
+def test_endpoint_options_default_as_the_options_they_fill() -> None:
+    """generate, predict and evaluate's judge add their endpoint options with one function; each default is
+    that of the options class the command fills (generate samples at 1.0 with 1024 tokens, the judge answers
+    in 64), so the command line and the API agree."""
+    from dataclasses import fields
+
+    from audio_dialogues.evaluation.judge import JudgeOptions
+    from audio_dialogues.evaluation.predict import PredictOptions
+    from audio_dialogues.generate.options import GenerateOptions
+    from audio_dialogues.llm.endpoint import HELP
+
+    commands = _subcommands(build_parser())
+    for command, options, prefix in (("generate", GenerateOptions, ""), ("predict", PredictOptions, ""),
+                                     ("evaluate", JudgeOptions, "judge_")):
+        actions = {action.dest: action for action in commands[command]._actions}
+        defaults = {f.name: f.default for f in fields(options)}
+        for name in HELP:
+            assert actions[prefix + name].default == defaults[name], (command, name)
+    generate = GenerateOptions(Path("o"))
+    assert (generate.temperature, generate.max_tokens, generate.seed, JudgeOptions(
+        model="j", base_url="http://x", journal=Path("j")).max_tokens) == (1.0, 1024, 0, 64)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from ..checks import check_options
 from ..errors import AudioDialoguesError
 from ..llm.endpoint import NUMBERS as ENDPOINT
+from ..llm.endpoint import Endpoint, from_arguments
+from ..llm.endpoint import add_arguments as add_endpoint_arguments
 from ..numbers import Number
 from ..sources.annotations import CONFIGS, PAPER_SIZES
 
@@ -23,8 +25,9 @@ class GenerateError(AudioDialoguesError, ValueError):
 
 
 @dataclass
-class GenerateOptions:
-    """Everything a run needs; the command line maps one option to each field."""
+class GenerateOptions(Endpoint):
+    """Everything a run needs; the command line maps one option to each field. The endpoint's fields are
+    :class:`~audio_dialogues.llm.endpoint.Endpoint`'s, given by keyword."""
 
     output_dir: Path
     configs: tuple[str, ...] = CONFIGS
@@ -32,18 +35,6 @@ class GenerateOptions:
     strong_labels: Sequence[str] = ()
     ontology: Sequence[str] = ()
     musiccaps_csv: Sequence[str] = ()
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 1.0
-    seed: int = 0
-    max_tokens: int = 1024
-    concurrency: int = 8
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout_s: float = 120.0
-    max_attempts: int = 6
-    backoff_s: float = 1.0
     limit: int | None = None
     comparison_groups: dict[str, int] | None = None
     comparison_music_fraction: float = 0.0
@@ -62,11 +53,15 @@ class GenerateOptions:
     #: Jaccard similarity of word pairs at which a dialogue is a near-duplicate of an earlier one; 0: off.
     near_duplicate_threshold: float = 0.8
     audio_dirs: Sequence[str] = ()
-    price_in: float = 0.0
-    price_out: float = 0.0
     dry_run: bool = False
     show_prompts: int = 1
     progress: bool = True
+    _: KW_ONLY
+    #: Generate's own defaults for the endpoint: dialogues are sampled, and the seed, which also draws the
+    #: comparison groups, is always given.
+    temperature: float = 1.0
+    max_tokens: int = 1024
+    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("strong_labels", "ontology", "musiccaps_csv", "audio_dirs"):  # one path given alone
@@ -165,26 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "descriptors.json in the output folder) or a JSON file {class: descriptor}")
     src.add_argument("--seed", type=_number("seed"), default=0, help="comparison groups and the API's sampling seed")
     model = parser.add_argument_group("model")
-    model.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
-                                          "(default: the openai client's, i.e. OPENAI_BASE_URL or OpenAI)")
-    model.add_argument("--model", help="model name the endpoint serves")
-    model.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                       help="environment variable holding the API key (never printed or written)")
-    model.add_argument("--temperature", type=_number("temperature"), default=1.0,
-                       help="the model's sampling temperature")
-    model.add_argument("--max-tokens", type=_number("max_tokens"), default=1024,
-                       help="the longest answer the model may give, in tokens")
-    model.add_argument("--concurrency", type=_number("concurrency"), default=8, help="requests in flight (default 8)")
-    model.add_argument("--rpm", type=_number("rpm"), help="at most this many requests per minute")
-    model.add_argument("--tpm", type=_number("tpm"),
-                       help="at most this many tokens per minute (prompt estimate + max tokens)")
-    model.add_argument("--timeout", dest="timeout_s", type=_number("timeout_s"), default=120.0,
-                       help="seconds per attempt, up to the answer's last byte")
-    model.add_argument("--max-attempts", type=_number("max_attempts"), default=6,
-                       help="attempts per request (429/5xx/timeouts)")
-    model.add_argument("--price-in", type=_number("price_in"), default=0.0, help="dollars per million prompt tokens")
-    model.add_argument("--price-out", type=_number("price_out"), default=0.0,
-                       help="dollars per million completion tokens")
+    add_endpoint_arguments(model, GenerateOptions, client_base_url=True)
     model.add_argument("--prompt-file", dest="prompt_files", action="append", type=_prompt_file, default=[],
                        metavar="CONFIG=JSON", help="replace a config's prompt template (see docs/generate.md)")
     flt = parser.add_argument_group("filters")
@@ -217,15 +193,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_args(args: argparse.Namespace) -> GenerateOptions:
     return GenerateOptions(
         output_dir=args.output_dir, configs=tuple(args.configs or CONFIGS), strong_labels=args.strong_labels,
-        ontology=args.ontology, musiccaps_csv=args.musiccaps_csv, model=args.model, base_url=args.base_url,
-        api_key_env=args.api_key_env, temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens,
-        concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, timeout_s=args.timeout_s,
-        max_attempts=args.max_attempts, limit=args.limit, comparison_groups=args.comparison_groups,
-        comparison_music_fraction=args.comparison_music_fraction, descriptors=args.descriptors,
-        prompt_files=dict(args.prompt_files), phrases_file=args.phrases_file, replace_phrases=args.replace_phrases,
-        embedder=args.embedder, embedding_base_url=args.embedding_base_url,
+        ontology=args.ontology, musiccaps_csv=args.musiccaps_csv, seed=args.seed, limit=args.limit,
+        comparison_groups=args.comparison_groups, comparison_music_fraction=args.comparison_music_fraction,
+        descriptors=args.descriptors, prompt_files=dict(args.prompt_files), phrases_file=args.phrases_file,
+        replace_phrases=args.replace_phrases, embedder=args.embedder, embedding_base_url=args.embedding_base_url,
         similarity_test=args.similarity_test, similarity_margin=args.similarity_margin,
         similarity_threshold=args.similarity_threshold, near_duplicate_threshold=args.near_duplicate_threshold,
-        audio_dirs=args.audio_dirs, price_in=args.price_in,
-        price_out=args.price_out, dry_run=args.dry_run, progress=not args.quiet,
+        audio_dirs=args.audio_dirs, dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
     )

@@ -22,7 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..files import OutputError, atomic_write, claim_output_folder, load_json
-from ..llm.client import ChatClient, Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
+from ..llm.client import Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
 from ..llm.runner import Pool
 from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
@@ -204,10 +204,6 @@ def _judge(config: str, text: str | None, finish_reason: str | None) -> tuple[tu
     return parsed.turns, parsed.reason
 
 
-#: The fewest failed attempts (and at least ``concurrency``) that stop a run whose endpoint never answered.
-FAIL_FAST_ATTEMPTS = 5
-
-
 def unusable_endpoint(error: EndpointUnusable, options: GenerateOptions) -> GenerateError:
     """One paragraph for an endpoint that cannot serve the run: where, what it answered and the likely fix."""
     failure, var = error.failure, options.api_key_env
@@ -252,11 +248,7 @@ class _Runner:
         """Send ``jobs``; ``known`` are the keys of every request of this phase, answered or not."""
         if not jobs:
             return
-        api_key = os.environ.get(self.options.api_key_env)
-        client = ChatClient(self.settings, base_url=self.options.base_url, api_key=api_key,
-                            timeout_s=self.options.timeout_s, max_attempts=self.options.max_attempts,
-                            backoff_s=self.options.backoff_s, rpm=self.options.rpm, tpm=self.options.tpm,
-                            fail_fast_after=max(self.options.concurrency, FAIL_FAST_ATTEMPTS))
+        client = self.options.client(self.settings)
         if client.watch is not None and endpoint_proven(self.journal, set(known), self.settings.model,
                                                         client.base_url):
             client.watch.endpoint_only = True
@@ -594,7 +586,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
     _check(options)
     options.output_dir = Path(options.output_dir)
     assert options.model  # _check refused a missing model
-    settings = ModelSettings(options.model, options.temperature, options.max_tokens, options.seed)
+    settings = options.model_settings()
     chosen = templates(options.prompt_files)
     prompt_hashes = {config: chosen[config].digest for config in CONFIGS}
     report = GenerationReport(

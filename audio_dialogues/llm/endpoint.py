@@ -6,8 +6,9 @@ Free of ``openai``: the client is imported only when one is made.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import argparse
+from dataclasses import MISSING, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from ..numbers import POSITIVE_SECONDS, SECONDS, Number
 
@@ -37,6 +38,9 @@ NUMBERS: dict[str, tuple[str, Number]] = {
 
 @dataclass(kw_only=True)
 class Endpoint:
+    """An endpoint, its model's settings and the pacing of requests; commands subclass it with their own
+    defaults (``generate`` samples at temperature 1 with a required seed, the judge answers in 64 tokens)."""
+
     base_url: str | None = None
     model: str | None = None
     #: The environment variable holding the API key (the key itself is never stored or recorded).
@@ -74,3 +78,53 @@ class Endpoint:
         return ChatClient(settings, base_url=self.base_url, api_key=os.environ.get(self.api_key_env),
                           timeout_s=self.timeout_s, max_attempts=self.max_attempts, backoff_s=self.backoff_s,
                           rpm=self.rpm, tpm=self.tpm, fail_fast_after=max(self.concurrency, FAIL_FAST_ATTEMPTS))
+
+
+
+#: The command-line options of an endpoint, field -> help, in the order ``--help`` lists them. The seed is not
+#: among them: each command says what its seed does (``generate``'s also draws the comparison groups).
+HELP = {
+    "base_url": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1",
+    "model": "model name the endpoint serves",
+    "api_key_env": "environment variable holding the API key (never printed or written)",
+    "temperature": "the model's sampling temperature",
+    "max_tokens": "the longest answer the model may give, in tokens",
+    "concurrency": "requests in flight (default {default})",
+    "rpm": "at most this many requests per minute",
+    "tpm": "at most this many tokens per minute (prompt estimate + max tokens)",
+    "timeout_s": "seconds per attempt, up to the answer's last byte",
+    "max_attempts": "attempts per request (429/5xx/timeouts)",
+    "price_in": "dollars per million prompt tokens",
+    "price_out": "dollars per million completion tokens",
+}
+
+
+def add_arguments(parser: argparse._ActionsContainer, options: type[Endpoint] = Endpoint, prefix: str = "", *,
+                  client_base_url: bool = False) -> None:
+    """The command-line options of an endpoint (``prefix`` ``judge-`` for the judge's), one per :data:`HELP`.
+
+    Their defaults are those of ``options``, the :class:`Endpoint` subclass they fill, so that the command line
+    and the API default alike. ``client_base_url``: a missing ``--base-url`` means the openai client's own.
+    """
+    dest = prefix.replace("-", "_")
+    defaults = {f.name: f.default for f in fields(options) if f.default is not MISSING}
+    helps = dict(HELP)
+    if prefix:
+        helps["base_url"] = "the judge's " + helps["base_url"]
+        helps["model"] = f"the judge's {helps['model']} (grade every answer with it, see docs/evaluation.md)"
+    if client_base_url:
+        helps["base_url"] += " (default: the openai client's, i.e. OPENAI_BASE_URL or OpenAI)"
+    for name, text in helps.items():
+        flag, kwargs = f"--{prefix}{name.replace('_', '-')}", dict[str, Any]()
+        if name in NUMBERS:
+            flag = f"--{prefix}{NUMBERS[name][0]}"
+            kwargs["type"] = NUMBERS[name][1].argument(flag)
+        if name == "api_key_env":
+            kwargs["metavar"] = "VAR"
+        parser.add_argument(flag, dest=dest + name, default=defaults[name],
+                            help=text.format(default=defaults[name]), **kwargs)
+
+
+def from_arguments(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The values of :func:`add_arguments` as keyword arguments of an :class:`Endpoint` (``prefix`` as given there)."""
+    return {name: getattr(args, prefix.replace("-", "_") + name) for name in HELP}
