@@ -14,6 +14,12 @@ space every 0.2 s for a minute before the answer: no read ever waits long), ``dr
 
 ``report_usage = False`` leaves token usage out of the answers, as some local servers do.
 
+Prompt caching as OpenAI and vLLM do it: a request whose first messages were sent before (the same
+instruction and worked examples) reports those messages' tokens, rounded down to ``cache_block`` tokens, as
+``usage.prompt_tokens_details.cached_tokens``. Tokens are 4 characters of message text. :meth:`bill` says
+what the answers cost, exactly (a :class:`~fractions.Fraction` of dollars), at the prices given: what a
+paying user's invoice would say.
+
 ``api_key`` set makes every request without that bearer key fail with 401, as a hosted API does.
 
 ``hold_after=N`` answers N requests and then holds every later one open until the server stops: a run
@@ -32,6 +38,7 @@ import json
 import threading
 import time
 from collections import Counter, deque
+from fractions import Fraction
 from typing import Any
 
 from aiohttp import web
@@ -89,6 +96,8 @@ class OpenAIServer:
         self.hold_after: int | None = None
         #: False leaves ``usage`` out of every answer, as some local servers do.
         self.report_usage = True
+        #: Cached prefixes are counted in blocks of this many tokens (OpenAI: 128, after the first 1024).
+        self.cache_block = 16
         #: When set, a request without ``Authorization: Bearer <api_key>`` gets OpenAI's 401 answer.
         self.api_key: str | None = None
         #: True refuses (400) every request with a non-text content part, as a text-only model does.
@@ -122,6 +131,30 @@ class OpenAIServer:
             #: When each chat request arrived (wall clock), to check rate limits per window.
             self.arrivals: list[float] = []
             self.last_answer_at: float | None = None
+            #: Digests of every message prefix sent so far (the prompt cache).
+            self.prefixes: set[bytes] = set()
+            #: Per answer with usage: (prompt tokens, of which cached, completion tokens), what :meth:`bill` bills.
+            self.usages: list[tuple[int, int, int]] = []
+
+    def bill(self, price_in: float, price_cached_in: float, price_out: float) -> Fraction:
+        """Dollars for every answer sent with usage, at these prices per million tokens, exactly."""
+        p_in, p_cached, p_out = (Fraction(str(p)) for p in (price_in, price_cached_in, price_out))
+        with self._lock:
+            return sum(((prompt - cached) * p_in + cached * p_cached + completion * p_out) / 1_000_000
+                       for prompt, cached, completion in self.usages) or Fraction(0)
+
+    def _cached_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """The tokens of the longest run of first messages sent before, in whole blocks; remembers this prompt's."""
+        digest, chars, cached = hashlib.blake2b(digest_size=16), 0, 0
+        with self._lock:
+            for message in messages:
+                digest.update(json.dumps(message, sort_keys=True).encode())
+                chars += len(text_of(message["content"]))
+                if digest.digest() in self.prefixes:
+                    cached = chars // 4
+                else:
+                    self.prefixes.add(digest.digest())
+        return cached // self.cache_block * self.cache_block
 
     def fault(self, match: str, *kinds: str) -> None:
         with self._lock:
@@ -225,9 +258,12 @@ class OpenAIServer:
                 "model": body.get("model", "test-model"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
             }
+            prompt = sum(len(text_of(m["content"])) for m in body["messages"]) // 4
+            cached, completion = self._cached_tokens(body["messages"]), len(text) // 4
             if self.report_usage:
-                payload["usage"] = {"prompt_tokens": sum(len(text_of(m["content"])) for m in body["messages"]) // 4,
-                                    "completion_tokens": len(text) // 4, "total_tokens": 0}
+                payload["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                    "total_tokens": prompt + completion,
+                                    "prompt_tokens_details": {"cached_tokens": cached}}
             response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             await response.prepare(request)
             await response.write(json.dumps(payload).encode())
@@ -235,6 +271,8 @@ class OpenAIServer:
             with self._lock:
                 self.answered[key] += 1
                 self.statuses["200"] += 1
+                if self.report_usage:
+                    self.usages.append((prompt, cached, completion))
                 self.last_answer_at = time.time()
             return response
         finally:

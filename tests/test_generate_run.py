@@ -306,8 +306,8 @@ def test_the_total_covers_every_journaled_answer_descriptors_included(tmp_path: 
     """The total is the whole journal (dialogues, descriptors, answers no current item uses), on every run."""
     first = generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
     journal = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
-    paid = {"prompt_tokens": sum(e["usage"]["prompt_tokens"] for e in journal),
-            "completion_tokens": sum(e["usage"]["completion_tokens"] for e in journal)}
+    paid = {name: sum(e["usage"][name] for e in journal)
+            for name in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens")}
     described = [e for e in journal if e["kind"] == "descriptor"]
     assert len(described) == 5 and all(e["usage"]["prompt_tokens"] > 0 for e in described)
     data = first.to_dict()
@@ -317,7 +317,7 @@ def test_the_total_covers_every_journaled_answer_descriptors_included(tmp_path: 
     assert data["descriptors"]["usage"]["prompt_tokens"] == sum(e["usage"]["prompt_tokens"] for e in described)
     # The re-run pays nothing and reports the same total, descriptors included (the cache file answers them).
     again = generate(options(tmp_path, server, sources, configs=("audioset",), descriptors="llm", embedder="none"))
-    assert again.this_run.to_dict() == {"prompt_tokens": 0, "completion_tokens": 0}
+    assert again.this_run.to_dict() == {"prompt_tokens": 0, "completion_tokens": 0, "cached_prompt_tokens": 0}
     assert again.to_dict()["usage"] == paid
     assert again.to_dict()["descriptors"]["usage"] == data["descriptors"]["usage"]
     # A smaller run over the same folder still counts what the folder cost, its unused answers shown apart.

@@ -53,6 +53,9 @@ class GenerateOptions(Endpoint):
     #: Jaccard similarity of word pairs at which a dialogue is a near-duplicate of an earlier one; 0: off.
     near_duplicate_threshold: float = 0.8
     audio_dirs: Sequence[str] = ()
+    #: Dollars per million prompt tokens the endpoint served from its prompt cache; ``None``: ``price_in``
+    #: (what an endpoint without a cache discount bills, and the higher estimate when the discount is unknown).
+    price_cached_in: float | None = None
     dry_run: bool = False
     show_prompts: int = 1
     progress: bool = True
@@ -102,6 +105,7 @@ NUMBERS: dict[str, tuple[str, Number]] = {
     "similarity_margin": ("--similarity-margin", Number(0, 1000)),
     "near_duplicate_threshold": ("--near-duplicate-threshold", Number(0, 1)),
     "show_prompts": ("show_prompts", Number(0, 1_000_000, whole=True)),
+    "price_cached_in": ("--price-cached-in", Number(0, 1e6, none="the --price-in price")),
 }
 #: Comparison groups per split.
 GROUPS = Number(0, 1_000_000_000, whole=True)
@@ -161,6 +165,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--seed", type=_number("seed"), default=0, help="comparison groups and the API's sampling seed")
     model = parser.add_argument_group("model")
     add_endpoint_arguments(model, GenerateOptions, client_base_url=True)
+    model.add_argument("--price-cached-in", type=_number("price_cached_in"), metavar="PRICE",
+                       help="dollars per million prompt tokens the endpoint served from its prompt cache "
+                            "(usage.prompt_tokens_details.cached_tokens; default: --price-in, i.e. no discount)")
     model.add_argument("--prompt-file", dest="prompt_files", action="append", type=_prompt_file, default=[],
                        metavar="CONFIG=JSON", help="replace a config's prompt template (see docs/generate.md)")
     flt = parser.add_argument_group("filters")
@@ -199,5 +206,6 @@ def from_args(args: argparse.Namespace) -> GenerateOptions:
         replace_phrases=args.replace_phrases, embedder=args.embedder, embedding_base_url=args.embedding_base_url,
         similarity_test=args.similarity_test, similarity_margin=args.similarity_margin,
         similarity_threshold=args.similarity_threshold, near_duplicate_threshold=args.near_duplicate_threshold,
-        audio_dirs=args.audio_dirs, dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
+        audio_dirs=args.audio_dirs, price_cached_in=args.price_cached_in,
+        dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
     )

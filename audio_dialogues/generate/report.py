@@ -64,7 +64,7 @@ class SplitGenerationReport:
     def reject(self, reason: str) -> None:
         self.rejects[reason] += 1
 
-    def to_dict(self, price_in: float, price_out: float) -> dict[str, Any]:
+    def to_dict(self, price_in: float, price_out: float, price_cached_in: float | None = None) -> dict[str, Any]:
         return {
             "stages": dict(self.stages),
             "not_built": dict(self.not_built.most_common()),
@@ -73,7 +73,7 @@ class SplitGenerationReport:
             "turns_histogram": {str(k): self.turns[k] for k in sorted(self.turns)},
             "rejects": dict(self.rejects.most_common()),
             "usage": self.usage.to_dict(),
-            "cost_usd": round(self.usage.cost(price_in, price_out), 6),
+            "cost_usd": round(self.usage.cost(price_in, price_out, price_cached_in), 6),
             "similarity": _distribution(self.similarity),
             "similarity_margin": _distribution(self.margins),
         }
@@ -84,6 +84,8 @@ class GenerationReport:
     settings: dict[str, Any]
     price_in: float = 0.0
     price_out: float = 0.0
+    #: Dollars per million cached prompt tokens; ``None``: ``price_in``.
+    price_cached_in: float | None = None
     splits: dict[str, SplitGenerationReport] = field(default_factory=dict)
     this_run: Usage = field(default_factory=Usage)
     client: dict[str, Any] = field(default_factory=dict)
@@ -123,8 +125,12 @@ class GenerationReport:
         """Every journaled answer: the subsets' dialogues, the descriptors and the unused answers."""
         total = Usage()
         for usage in [*(report.usage for report in self.splits.values()), self.descriptor_usage, self.unused_usage]:
-            total.add(usage.prompt_tokens, usage.completion_tokens)
+            total.add_dict(usage.to_dict())
         return total
+
+    def cost(self, usage: Usage) -> float:
+        """``usage`` in dollars at the run's prices, rounded as the report shows it."""
+        return round(usage.cost(self.price_in, self.price_out, self.price_cached_in), 6)
 
     def to_dict(self) -> dict[str, Any]:
         total = self.total_usage()
@@ -136,20 +142,22 @@ class GenerationReport:
             "unscored_dialogues": self.unscored_total(),
             "failed_requests": dict(self.failed_requests.most_common()),
             "settings": self.settings,
-            "prices_per_million": {"input": self.price_in, "output": self.price_out},
+            "prices_per_million": {"input": self.price_in, "output": self.price_out,
+                                   "cached_input": self.price_in if self.price_cached_in is None
+                                   else self.price_cached_in},
             "usage": total.to_dict(),
-            "cost_usd": round(total.cost(self.price_in, self.price_out), 6),
-            "this_run": {**self.this_run.to_dict(),
-                         "cost_usd": round(self.this_run.cost(self.price_in, self.price_out), 6)},
+            "cost_usd": self.cost(total),
+            "this_run": {**self.this_run.to_dict(), "cost_usd": self.cost(self.this_run)},
             "client": self.client,
             "descriptors": {**self.descriptors, "usage": self.descriptor_usage.to_dict(),
-                            "cost_usd": round(self.descriptor_usage.cost(self.price_in, self.price_out), 6)},
+                            "cost_usd": self.cost(self.descriptor_usage)},
             "unused_answers": {"answers": self.unused_answers, "usage": self.unused_usage.to_dict(),
-                               "cost_usd": round(self.unused_usage.cost(self.price_in, self.price_out), 6)},
+                               "cost_usd": self.cost(self.unused_usage)},
             "wall_time_s": round(self.wall_time_s, 3),
             "outputs": self.outputs,
             "stages": STAGE_HELP,
-            "splits": {name: r.to_dict(self.price_in, self.price_out) for name, r in sorted(self.splits.items())},
+            "splits": {name: r.to_dict(self.price_in, self.price_out, self.price_cached_in)
+                       for name, r in sorted(self.splits.items())},
         }
 
     def to_json(self) -> str:
@@ -163,8 +171,10 @@ class GenerationReport:
             "# Generation report", "",
             f"- status: {status}; model `{self.settings['model_settings']['model']}`; "
             f"wall time {self.wall_time_s:.1f} s",
-            f"- tokens: {data['usage']['prompt_tokens']:,} in, {data['usage']['completion_tokens']:,} out; "
-            f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f})",
+            f"- tokens: {data['usage']['prompt_tokens']:,} in ({data['usage']['cached_prompt_tokens']:,} of them "
+            f"cached), {data['usage']['completion_tokens']:,} out; cost ${data['cost_usd']:.4f} (this run "
+            f"${data['this_run']['cost_usd']:.4f}) at ${self.price_in:g}/M in, "
+            f"${data['prices_per_million']['cached_input']:g}/M cached in, ${self.price_out:g}/M out",
         ]
         if self.pending or self.failed_requests or self.unscored_total():
             failed = ", ".join(f"{n} x {reason}" for reason, n in self.failed_requests.most_common())
@@ -197,20 +207,15 @@ class GenerationReport:
         for name, split in data["splits"].items():
             for reason, n in split["rejects"].items():
                 lines.append(f"- {name}: {n} x {reason}")
-        lines += ["", "## Tokens and cost per subset", "", "| subset | prompt tokens | completion tokens | cost $ |",
-                  "|---|---|---|---|"]
-        for name, split in data["splits"].items():
-            usage = split["usage"]
-            lines.append(f"| {name} | {usage['prompt_tokens']:,} | {usage['completion_tokens']:,} | "
-                         f"{split['cost_usd']:.4f} |")
-        for name, part in (("descriptors", data["descriptors"]),
-                           (f"unused answers ({self.unused_answers})", data["unused_answers"])):
+        lines += ["", "## Tokens and cost per subset", "",
+                  "| subset | prompt tokens | of them cached | completion tokens | cost $ |", "|---|---|---|---|---|"]
+        parts = [*data["splits"].items(), ("descriptors", data["descriptors"]),
+                 (f"unused answers ({self.unused_answers})", data["unused_answers"]), ("**total**", data)]
+        for name, part in parts:
             usage = part["usage"]
-            if usage["prompt_tokens"] or usage["completion_tokens"]:
-                lines.append(f"| {name} | {usage['prompt_tokens']:,} | {usage['completion_tokens']:,} | "
-                             f"{part['cost_usd']:.4f} |")
-        lines.append(f"| **total** | {data['usage']['prompt_tokens']:,} | {data['usage']['completion_tokens']:,} | "
-                     f"{data['cost_usd']:.4f} |")
+            if usage["prompt_tokens"] or usage["completion_tokens"] or name in data["splits"] or part is data:
+                lines.append(f"| {name} | {usage['prompt_tokens']:,} | {usage['cached_prompt_tokens']:,} | "
+                             f"{usage['completion_tokens']:,} | {part['cost_usd']:.4f} |")
         return "\n".join(lines) + "\n"
 
     def summary(self) -> str:
@@ -223,7 +228,8 @@ class GenerationReport:
             lines.append(f"{name}: {stages} (paper {split['paper']:,})"
                          + (f"; {split['unscored']} not yet scored" if split["unscored"] else "")
                          + (f"; source rows not built: {not_built}" if not_built else ""))
-        lines.append(f"tokens {data['usage']['prompt_tokens']:,} in / {data['usage']['completion_tokens']:,} out, "
+        lines.append(f"tokens {data['usage']['prompt_tokens']:,} in ({data['usage']['cached_prompt_tokens']:,} "
+                     f"cached) / {data['usage']['completion_tokens']:,} out, "
                      f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f}), "
                      f"{self.wall_time_s:.1f} s")
         if not data["complete"]:

@@ -184,7 +184,7 @@ def _entry(job: Job, completion: Completion, settings: ModelSettings, base_url: 
         "key": job.key, "kind": job.kind, "name": job.name, "config": job.config, "split": job.split,
         "model": completion.model or settings.model, "base_url": base_url, "text": completion.text,
         "finish_reason": completion.finish_reason,
-        "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
+        "usage": completion.usage.to_dict(),
         "attempts": completion.attempts, "latency_s": round(completion.latency_s, 4), "at": time.time(),
     }
     if job.kind == "descriptor":
@@ -262,7 +262,7 @@ class _Runner:
                 self.report.failed_requests[str(e)] += 1
             else:
                 self.journal.append(_entry(job, completion, self.settings, client.base_url))
-                self.report.this_run.add(completion.prompt_tokens, completion.completion_tokens)
+                self.report.this_run.add_dict(completion.usage.to_dict())
             bar.update()
 
         try:
@@ -347,7 +347,7 @@ def resolve_descriptors(options: GenerateOptions, classes: Sequence[str], journa
         entry = journal.get(job.key)
         if entry is None:
             continue
-        report.descriptor_usage.add(entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"])
+        report.descriptor_usage.add_dict(entry["usage"])
         if job.name not in cache and entry.get("parsed"):
             cache[job.name] = entry["parsed"]
             learned = True
@@ -363,8 +363,7 @@ def count_unused(journal: Journal, used: set[str], report: GenerationReport) -> 
     for key, entry in journal.entries.items():
         if key not in used:
             report.unused_answers += 1
-            usage = entry.get("usage") or {}
-            report.unused_usage.add(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+            report.unused_usage.add_dict(entry.get("usage") or {})
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -434,7 +433,7 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                     if entry is None:
                         continue
                     stats.stages["answered"] += 1
-                    stats.usage.add(entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"])
+                    stats.usage.add_dict(entry["usage"])
                     turns, reason = _judge(config, entry.get("text"), entry.get("finish_reason"))
                     if reason:
                         stats.reject(reason)
@@ -598,7 +597,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
                   "similarity_threshold": options.similarity_threshold,
                   "near_duplicate_threshold": options.near_duplicate_threshold, "prompt_hashes": prompt_hashes,
                   "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm},
-        price_in=options.price_in, price_out=options.price_out)
+        price_in=options.price_in, price_out=options.price_out, price_cached_in=options.price_cached_in)
     log = (lambda message: print(message, file=sys.stderr)) if options.progress else (lambda message: None)
     with contextlib.ExitStack() as stack:
         if options.dry_run:  # reads the journal if there is one; creates, locks and writes nothing

@@ -30,6 +30,7 @@ from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
 from ..errors import AudioDialoguesError, reason
+from .usage import Usage
 
 #: Characters per token, for estimates before any usage comes back (English prose with JSON: ~4).
 CHARS_PER_TOKEN = 4.0
@@ -192,6 +193,12 @@ class Completion:
     attempts: int
     latency_s: float
     model: str | None
+    #: Of ``prompt_tokens``, those the endpoint served from its prompt cache.
+    cached_prompt_tokens: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.prompt_tokens, self.completion_tokens, self.cached_prompt_tokens)
 
 
 @dataclass
@@ -290,6 +297,7 @@ class ChatClient:
             attempts=attempt,
             latency_s=time.perf_counter() - started,
             model=result.model,
+            cached_prompt_tokens=int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0),
         )
 
     async def embed(self, texts: list[str]) -> list[list[float]]:

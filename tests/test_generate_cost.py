@@ -1,0 +1,78 @@
+"""What ``generate`` costs: cached prompt prefixes priced on their own, exactly as the endpoint bills them.
+
+The test server (``tests/openai_server.py``) caches prompt prefixes as OpenAI and vLLM do, reports the cached
+tokens in ``usage.prompt_tokens_details.cached_tokens`` and keeps its own invoice (:meth:`OpenAIServer.bill`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from audio_dialogues.generate import GenerateOptions, generate
+from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES
+from audio_dialogues.llm.client import ModelSettings
+from audio_dialogues.llm.journal import JOURNAL_NAME
+from tests.generate_sources import write_sources
+from tests.openai_server import OpenAIServer
+
+#: Whole dollars per million tokens: every bill then has at most six decimals, as the report rounds it.
+PRICES = {"price_in": 3.0, "price_cached_in": 1.0, "price_out": 12.0}
+
+
+@pytest.fixture
+def server():
+    with OpenAIServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict:
+    return write_sources(tmp_path / "src")
+
+
+def options(tmp_path: Path, server: OpenAIServer, sources: dict, **overrides: object) -> GenerateOptions:
+    values = dict(output_dir=tmp_path / "out", model="test-model", base_url=server.base_url, embedder="none",
+                  comparison_groups={"train": 6, "test": 3}, backoff_s=0.01, progress=False, seed=3,
+                  near_duplicate_threshold=0.0, **PRICES)
+    values.update(overrides)
+    return GenerateOptions(**{**values, **sources})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("config", sorted(DEFAULT_TEMPLATES))
+def test_two_items_share_the_request_byte_for_byte_up_to_the_item(config: str) -> None:
+    """The instruction and worked examples come first and are the same bytes for every item, so an endpoint's
+    prefix cache serves all of it: the requests of two items differ from the first byte of the item on."""
+    template = DEFAULT_TEMPLATES[config]
+    first, second = (json.dumps(ModelSettings("m").body(template.messages(text)), ensure_ascii=False)
+                     for text in ("Sound of Dog: [0.0s-1.0s]", "Music description: a slow waltz"))
+    shared = os.path.commonprefix([first, second])
+    item_starts = first.rindex("Sound of Dog")
+    assert len(shared) == item_starts, (shared[-80:], first[item_starts - 40:item_starts + 20])
+    assert shared.endswith(f'"content": "Example {len(template.examples) + 1}:\\n')
+
+
+def test_the_report_costs_cached_prompt_tokens_as_the_server_bills_them(tmp_path: Path, server: OpenAIServer,
+                                                                         sources: dict) -> None:
+    report = generate(options(tmp_path, server, sources, descriptors="llm"))
+    data = report.to_dict()
+    journal = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
+    cached = sum(entry["usage"]["cached_prompt_tokens"] for entry in journal)
+    assert report.complete and server.repeated == 0 and len(server.usages) == len(journal)
+    assert data["usage"]["cached_prompt_tokens"] == cached == sum(c for _, c, _ in server.usages)
+    # most of each prompt is the shared prefix: every request after a config's first reads it from the cache
+    assert cached > data["usage"]["prompt_tokens"] / 2
+    assert data["cost_usd"] == float(server.bill(3.0, 1.0, 12.0)) == data["this_run"]["cost_usd"]
+    assert data["cost_usd"] < float(server.bill(3.0, 3.0, 12.0))  # what it would cost without the discount
+    assert data["prices_per_million"] == {"input": 3.0, "output": 12.0, "cached_input": 1.0}
+    parts = [*(s["cost_usd"] for s in data["splits"].values()), data["descriptors"]["cost_usd"]]
+    assert sum(parts) == pytest.approx(data["cost_usd"], abs=1e-6)
+    markdown = (tmp_path / "out" / "generation_report.md").read_text()
+    assert f"({cached:,} of them cached)" in markdown and "$1/M cached in" in markdown
+    # Without --price-cached-in, cached tokens cost what the others do.
+    undiscounted = generate(options(tmp_path, server, sources, descriptors="llm", price_cached_in=None)).to_dict()
+    assert undiscounted["cost_usd"] == float(server.bill(3.0, 3.0, 12.0))
+    assert undiscounted["prices_per_million"]["cached_input"] == 3.0
