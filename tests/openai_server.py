@@ -20,6 +20,11 @@ instruction and worked examples) reports those messages' tokens, rounded down to
 what the answers cost, exactly (a :class:`~fractions.Fraction` of dollars), at the prices given: what a
 paying user's invoice would say.
 
+Structured outputs: a request with ``response_format`` (a JSON schema, see
+:func:`audio_dialogues.generate.parsing.response_format`) is answered with ``{"turns": [...]}``, the same
+turns; ``refuse_response_format = True`` answers it with OpenAI's 400 for a model without structured outputs.
+The request's key leaves ``response_format`` out, as the journal's does.
+
 ``api_key`` set makes every request without that bearer key fail with 401, as a hosted API does.
 
 ``hold_after=N`` answers N requests and then holds every later one open until the server stops: a run
@@ -100,6 +105,8 @@ class OpenAIServer:
         self.cache_block = 16
         #: When set, a request without ``Authorization: Bearer <api_key>`` gets OpenAI's 401 answer.
         self.api_key: str | None = None
+        #: True refuses (400) every request with ``response_format``, as a model without structured outputs does.
+        self.refuse_response_format = False
         #: True refuses (400) every request with a non-text content part, as a text-only model does.
         self.reject_audio = False
         self.faults: dict[str, deque[str]] = {}
@@ -131,6 +138,8 @@ class OpenAIServer:
             #: When each chat request arrived (wall clock), to check rate limits per window.
             self.arrivals: list[float] = []
             self.last_answer_at: float | None = None
+            #: The ``response_format`` of every request that had one, refused or not.
+            self.response_formats: list[dict[str, Any]] = []
             #: Digests of every message prefix sent so far (the prompt cache).
             self.prefixes: set[bytes] = set()
             #: Per answer with usage: (prompt tokens, of which cached, completion tokens), what :meth:`bill` bills.
@@ -190,6 +199,7 @@ class OpenAIServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw)
+        schema = body.pop("response_format", None)
         key = request_key(body, request.headers.get(ITEM_HEADER, ""))
         with self._lock:
             self.requests += 1
@@ -198,6 +208,8 @@ class OpenAIServer:
             self.repeated += self.answered[key] > 0
             self.authorization = request.headers.get("Authorization")
             self.in_flight += 1
+            if schema is not None:
+                self.response_formats.append(schema)
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.arrivals.append(time.time())
             if self.first_request_at is None:
@@ -213,6 +225,11 @@ class OpenAIServer:
                 await asyncio.sleep(3600)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
+            if schema is not None and self.refuse_response_format:
+                self.statuses["400"] += 1
+                error = {"message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                                    "with this model.", "type": "invalid_request_error", "param": "response_format"}
+                return web.json_response({"error": error}, status=400)
             name = request.headers.get(ITEM_HEADER, "")
             fault = self._take_fault(body["messages"], name)
             if fault == "429":
@@ -245,6 +262,8 @@ class OpenAIServer:
                 error = {"message": "this model does not support audio input", "type": "invalid_request_error"}
                 return web.json_response({"error": error}, status=400)
             text, finish = self.answer(body["messages"], name), "stop"
+            if schema is not None:  # the same turns, in the schema's shape
+                text = json.dumps({"turns": [json.loads(line) for line in text.splitlines()]})
             if fault == "empty":
                 text = ""
             elif fault == "malformed":

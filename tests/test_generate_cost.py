@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from audio_dialogues.generate import GenerateOptions, generate
+from audio_dialogues.generate import GenerateError, GenerateOptions, generate
 from audio_dialogues.generate.prompts import DEFAULT_TEMPLATES
 from audio_dialogues.llm.client import ModelSettings
 from audio_dialogues.llm.journal import JOURNAL_NAME
@@ -76,3 +76,70 @@ def test_the_report_costs_cached_prompt_tokens_as_the_server_bills_them(tmp_path
     undiscounted = generate(options(tmp_path, server, sources, descriptors="llm", price_cached_in=None)).to_dict()
     assert undiscounted["cost_usd"] == float(server.bill(3.0, 3.0, 12.0))
     assert undiscounted["prices_per_million"]["cached_input"] == 3.0
+
+
+def journal(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
+
+
+def test_dialogues_are_asked_for_their_json_schema_and_parsed_with_the_usual_checks(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    server.fault("T0006", "long")  # cut at max_tokens: no valid JSON, rejected even when structured
+    report = generate(options(tmp_path, server, sources, descriptors="llm"))
+    data = report.to_dict()
+    entries = journal(tmp_path)
+    dialogues = [e for e in entries if e["kind"] == "dialogue"]
+    assert all(e["structured"] for e in dialogues) and not any(e["structured"] for e in entries if e not in dialogues)
+    assert all(json.loads(e["text"])["turns"] for e in dialogues if e["finish_reason"] == "stop")
+    assert len(server.response_formats) == len(dialogues) == 31  # descriptors are a phrase, asked as free text
+    shapes = {f["json_schema"]["name"]: f["json_schema"]["schema"]["properties"]["turns"]
+              for f in server.response_formats}
+    assert {name: (s["minItems"], s["maxItems"]) for name, s in shapes.items()} == {
+        "audioset_dialogue": (1, 4), "music_dialogue": (1, 4), "comparison_dialogue": (1, 1)}
+    assert all(f["json_schema"]["strict"] for f in server.response_formats)
+    answers = {name: split["answers"] for name, split in data["splits"].items()}
+    assert sum(a["structured"]["rejected"] for a in answers.values()) == 1  # the one cut short
+    assert all(a["structured"]["answered"] == split["stages"]["answered"] and a["free_text"]["answered"] == 0
+               for a, split in zip(answers.values(), data["splits"].values(), strict=True))
+    assert data["structured_outputs"] == {"mode": "auto", "refused": None}
+    assert "| audioset_train | 12 | 1 | 0 | 0 |" in (tmp_path / "out" / "generation_report.md").read_text()
+
+
+def test_a_refused_response_format_is_said_once_then_free_text_and_neither_paid_nor_a_failure(
+        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture) -> None:
+    """The first requests all go out at once and are all refused with a 400: as many as stop a run whose endpoint
+    never answered (``max(concurrency, 5)``), yet the run goes on, since the 400 is about the parameter."""
+    server.refuse_response_format, server.latency_s = True, 0.3
+    server.fault("Music description:", "no dialogue here")  # a free-text answer the parser rejects
+    report = generate(options(tmp_path, server, sources, concurrency=8, progress=True))
+    err = capsys.readouterr().err
+    assert report.complete and not report.failed_requests and server.repeated == 0
+    assert server.statuses["400"] == 8 == len(server.response_formats)  # every request in flight at first
+    assert err.count("the endpoint refuses structured outputs (HTTP 400") == 1
+    assert "asking for free text for the rest of the run" in err
+    entries = journal(tmp_path)
+    assert len(entries) == 31 == len(server.usages) and not any(e["structured"] for e in entries)
+    data = report.to_dict()
+    assert "response_format" in data["structured_outputs"]["refused"]
+    rejected = {name: split["answers"]["free_text"]["rejected"] for name, split in data["splits"].items()}
+    assert sum(rejected.values()) == 1 and sum(s["answers"]["structured"]["answered"]
+                                               for s in data["splits"].values()) == 0
+    assert "structured outputs refused by the endpoint" in report.summary()
+
+
+def test_on_stops_at_a_refusal_and_the_journal_key_ignores_response_format(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    server.refuse_response_format = True
+    with pytest.raises(GenerateError, match="--structured auto") as caught:
+        generate(options(tmp_path, server, sources, structured="on", configs=("music",)))
+    assert "response_format" in str(caught.value) and server.usages == []
+    assert not (tmp_path / "out" / JOURNAL_NAME).exists() or journal(tmp_path) == []
+    # Answers asked as free text are the same requests to the journal as structured ones: none is asked again.
+    server.refuse_response_format = False
+    generate(options(tmp_path, server, sources, structured="off", configs=("music",)))
+    answered = server.stats()["answered_keys"]
+    assert sorted(e["key"] for e in journal(tmp_path)) == answered and len(answered) == 6
+    requests = server.requests
+    again = generate(options(tmp_path, server, sources, structured="auto", configs=("music",)))
+    assert server.requests == requests and again.complete
+

@@ -56,6 +56,10 @@ class GenerateOptions(Endpoint):
     #: Dollars per million prompt tokens the endpoint served from its prompt cache; ``None``: ``price_in``
     #: (what an endpoint without a cache discount bills, and the higher estimate when the discount is unknown).
     price_cached_in: float | None = None
+    #: Structured outputs (``response_format`` with the answer's JSON schema): ``auto`` asks for them and falls
+    #: back to free text for the rest of the run when the endpoint refuses; ``on`` stops the run instead;
+    #: ``off`` never asks.
+    structured: str = "auto"
     dry_run: bool = False
     show_prompts: int = 1
     progress: bool = True
@@ -88,6 +92,8 @@ class GenerateOptions(Endpoint):
                 GROUPS.check(f"--comparison-groups {split}", count, GenerateError)
         if self.similarity_test not in ("relative", "absolute"):
             raise GenerateError(f"--similarity-test must be relative or absolute, got {self.similarity_test!r}")
+        if self.structured not in STRUCTURED:
+            raise GenerateError(f"--structured must be one of {', '.join(STRUCTURED)}, got {self.structured!r:.60}")
         if self.comparison_music_fraction > 0 and not self.musiccaps_csv:
             raise GenerateError(f"--comparison-music-fraction {self.comparison_music_fraction:g} mixes MusicCaps "
                                 "clips into comparison groups: give --musiccaps-csv too")
@@ -107,6 +113,8 @@ NUMBERS: dict[str, tuple[str, Number]] = {
     "show_prompts": ("show_prompts", Number(0, 1_000_000, whole=True)),
     "price_cached_in": ("--price-cached-in", Number(0, 1e6, none="the --price-in price")),
 }
+#: The values of ``--structured``.
+STRUCTURED = ("auto", "on", "off")
 #: Comparison groups per split.
 GROUPS = Number(0, 1_000_000_000, whole=True)
 _SPECS = {name: spec for name, (_, spec) in NUMBERS.items()}
@@ -168,6 +176,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--price-cached-in", type=_number("price_cached_in"), metavar="PRICE",
                        help="dollars per million prompt tokens the endpoint served from its prompt cache "
                             "(usage.prompt_tokens_details.cached_tokens; default: --price-in, i.e. no discount)")
+    model.add_argument("--structured", choices=STRUCTURED, default="auto",
+                       help="ask for the answer's JSON schema (response_format): auto tries and falls back to free "
+                            "text if the endpoint refuses it, on stops the run instead, off never asks")
     model.add_argument("--prompt-file", dest="prompt_files", action="append", type=_prompt_file, default=[],
                        metavar="CONFIG=JSON", help="replace a config's prompt template (see docs/generate.md)")
     flt = parser.add_argument_group("filters")
@@ -207,5 +218,5 @@ def from_args(args: argparse.Namespace) -> GenerateOptions:
         similarity_test=args.similarity_test, similarity_margin=args.similarity_margin,
         similarity_threshold=args.similarity_threshold, near_duplicate_threshold=args.near_duplicate_threshold,
         audio_dirs=args.audio_dirs, price_cached_in=args.price_cached_in,
-        dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
+        structured=args.structured, dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
     )

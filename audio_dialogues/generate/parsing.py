@@ -1,6 +1,7 @@
 """Turning what models really return into dialogue turns, or a reason why not.
 
-Accepted shapes: one JSON object per line; a JSON array; an object holding a list of turns; code
+Accepted shapes: one JSON object per line; a JSON array; an object holding a list of turns (what
+:func:`response_format` asks a structured-outputs endpoint for); code
 fences; objects wrapped in extra braces; JSON surrounded by prose; ``User:``/``Assistant:`` transcripts
 (also ``Q:``/``A:``, bold or not). Turn counts are enforced per config: 1-4 for audioset and music,
 exactly 1 for comparison. A response that yields nothing usable gets a reason, never silence.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 TURN_LIMITS = {"audioset": (1, 4), "music": (1, 4), "comparison": (1, 1)}
 _USER_KEYS = ("user", "question", "human", "q")
@@ -110,6 +112,22 @@ def _clean(value: object) -> str | None:
         return None
     text = value.strip()
     return text or None
+
+
+def response_format(config: str) -> dict[str, Any]:
+    """The strict JSON schema of ``config``'s answer, ``{"turns": [{"user", "assistant"}, ...]}`` with the
+    config's number of turns, as OpenAI's (and vLLM's) ``response_format`` takes it.
+
+    The answer still goes through :func:`parse_dialogue`: an endpoint may honour the schema loosely, and an
+    answer cut at ``max_tokens`` is no valid JSON at all.
+    """
+    low, high = TURN_LIMITS[config]
+    turn = {"type": "object", "properties": {"user": {"type": "string"}, "assistant": {"type": "string"}},
+            "required": ["user", "assistant"], "additionalProperties": False}
+    schema = {"type": "object", "properties": {"turns": {"type": "array", "items": turn, "minItems": low,
+                                                         "maxItems": high}},
+              "required": ["turns"], "additionalProperties": False}
+    return {"type": "json_schema", "json_schema": {"name": f"{config}_dialogue", "strict": True, "schema": schema}}
 
 
 def parse_dialogue(text: str | None, config: str) -> Parsed:

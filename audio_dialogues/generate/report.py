@@ -21,6 +21,8 @@ from ..version import __version__
 if TYPE_CHECKING:
     from ..llm.client import ClientStats
 
+#: How answers were asked for: with the answer's JSON schema (``response_format``), or as free text.
+ANSWER_MODES = ("structured", "free_text")
 #: Stages in order; each counts the dialogues still in after it.
 STAGES = ("items", "answered", "parsed", "phrases", "similarity", "duplicates", "near_duplicates")
 STAGE_HELP = {
@@ -60,6 +62,8 @@ class SplitGenerationReport:
     not_built: Counter = field(default_factory=Counter)
     #: Dialogues left out because scoring was interrupted before them (a re-run scores them).
     unscored: int = 0
+    #: Per way of asking (``structured``, ``free_text``): answers, and those rejected at parsing.
+    answers: dict[str, Counter] = field(default_factory=lambda: {mode: Counter() for mode in ANSWER_MODES})
 
     def reject(self, reason: str) -> None:
         self.rejects[reason] += 1
@@ -72,6 +76,8 @@ class SplitGenerationReport:
             "paper": PAPER_SIZES[self.config][self.split],
             "turns_histogram": {str(k): self.turns[k] for k in sorted(self.turns)},
             "rejects": dict(self.rejects.most_common()),
+            "answers": {mode: {"answered": c["answered"], "rejected": c["rejected"]}
+                        for mode, c in self.answers.items()},
             "usage": self.usage.to_dict(),
             "cost_usd": round(self.usage.cost(price_in, price_out, price_cached_in), 6),
             "similarity": _distribution(self.similarity),
@@ -96,6 +102,8 @@ class GenerationReport:
     unused_answers: int = 0
     unused_usage: Usage = field(default_factory=Usage)
     failed_requests: Counter = field(default_factory=Counter)
+    #: ``--structured`` and, when the endpoint refused ``response_format`` in this run, its answer.
+    structured: dict[str, str | None] = field(default_factory=lambda: {"mode": "auto", "refused": None})
     pending: int = 0
     interrupted: bool = False
     wall_time_s: float = 0.0
@@ -141,6 +149,7 @@ class GenerationReport:
             "pending_requests": self.pending,
             "unscored_dialogues": self.unscored_total(),
             "failed_requests": dict(self.failed_requests.most_common()),
+            "structured_outputs": self.structured,
             "settings": self.settings,
             "prices_per_million": {"input": self.price_in, "output": self.price_out,
                                    "cached_input": self.price_in if self.price_cached_in is None
@@ -203,6 +212,14 @@ class GenerationReport:
             for name, key, d in spreads:
                 lines.append(f"| {name} | {key} | {d['count']} | " + " | ".join(
                     f"{d[k]:.3f}" for k in ("min", "p10", "p25", "p50", "p75", "p90", "max")) + " |")
+        lines += ["", "## Answers by way of asking", "",
+                  f"Structured outputs: {self.structured['mode']}"
+                  + (f"; refused by the endpoint ({self.structured['refused']}), so asked as free text"
+                     if self.structured["refused"] else "") + ".", "",
+                  "| subset | structured | rejected | free text | rejected |", "|---|---|---|---|---|"]
+        for name, split in data["splits"].items():
+            asked = [split["answers"][mode][count] for mode in ANSWER_MODES for count in ("answered", "rejected")]
+            lines.append(f"| {name} | " + " | ".join(f"{n:,}" for n in asked) + " |")
         lines += ["", "## Rejects by reason", ""]
         for name, split in data["splits"].items():
             for reason, n in split["rejects"].items():
@@ -228,6 +245,9 @@ class GenerationReport:
             lines.append(f"{name}: {stages} (paper {split['paper']:,})"
                          + (f"; {split['unscored']} not yet scored" if split["unscored"] else "")
                          + (f"; source rows not built: {not_built}" if not_built else ""))
+        if self.structured["refused"]:
+            lines.append(f"structured outputs refused by the endpoint ({self.structured['refused']}): "
+                         "asked as free text")
         lines.append(f"tokens {data['usage']['prompt_tokens']:,} in ({data['usage']['cached_prompt_tokens']:,} "
                      f"cached) / {data['usage']['completion_tokens']:,} out, "
                      f"cost ${data['cost_usd']:.4f} (this run ${data['this_run']['cost_usd']:.4f}), "

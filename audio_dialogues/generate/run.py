@@ -22,7 +22,15 @@ from typing import Any
 from tqdm import tqdm
 
 from ..files import OutputError, atomic_write, claim_output_folder, load_json
-from ..llm.client import Completion, EndpointUnusable, ModelSettings, RequestFailed, estimate_tokens
+from ..llm.client import (
+    ChatClient,
+    Completion,
+    EndpointUnusable,
+    ModelSettings,
+    RequestFailed,
+    ResponseFormatRefused,
+    estimate_tokens,
+)
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
 from ..llm.runner import Pool
 from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
@@ -42,7 +50,7 @@ from .filters import (
 )
 from .items import Item, audioset_items, comparison_count, comparison_items, music_items, music_rows_not_built
 from .options import GenerateError, GenerateOptions
-from .parsing import parse_descriptor, parse_dialogue
+from .parsing import parse_descriptor, parse_dialogue, response_format
 from .prompts import descriptor_messages, templates
 from .report import GenerationReport
 
@@ -178,12 +186,14 @@ def classes_in(items: dict[tuple[str, str], list[Item]]) -> list[str]:
 # --- requests -----------------------------------------------------------------------------------
 
 
-def _entry(job: Job, completion: Completion, settings: ModelSettings, base_url: str) -> dict[str, Any]:
-    """The journal line of one answer: raw text, the parse result or the reject reason, usage, and the endpoint."""
+def _entry(job: Job, completion: Completion, settings: ModelSettings, base_url: str,
+           structured: bool) -> dict[str, Any]:
+    """The journal line of one answer: raw text, the parse result or the reject reason, usage, the endpoint, and
+    whether it was asked with the answer's JSON schema (``structured``)."""
     entry: dict[str, Any] = {
         "key": job.key, "kind": job.kind, "name": job.name, "config": job.config, "split": job.split,
         "model": completion.model or settings.model, "base_url": base_url, "text": completion.text,
-        "finish_reason": completion.finish_reason,
+        "finish_reason": completion.finish_reason, "structured": structured,
         "usage": completion.usage.to_dict(),
         "attempts": completion.attempts, "latency_s": round(completion.latency_s, 4), "at": time.time(),
     }
@@ -216,6 +226,9 @@ def unusable_endpoint(error: EndpointUnusable, options: GenerateOptions) -> Gene
         fix = (f"nothing serves chat completions at {error.base_url}/chat/completions: the base URL usually ends "
                f"with /v1 (e.g. http://127.0.0.1:8000/v1); if it does, check that the endpoint serves the model "
                f"{options.model!r}")
+    elif "response_format" in failure.label:
+        fix = ("the endpoint does not take response_format (structured outputs) for this model: run with "
+               "--structured auto, which then asks for free text, or --structured off")
     elif failure.status is not None:
         fix = ("the endpoint rejects the requests themselves (see its message): check --model, --max-tokens and "
                "--temperature against what it accepts")
@@ -257,11 +270,11 @@ class _Runner:
 
         async def work(job: Job) -> None:
             try:
-                completion = await client.complete(job.messages, {ITEM_HEADER: f"{job.kind}:{job.name}"})
+                completion, structured = await self.complete(client, job)
             except RequestFailed as e:
                 self.report.failed_requests[str(e)] += 1
             else:
-                self.journal.append(_entry(job, completion, self.settings, client.base_url))
+                self.journal.append(_entry(job, completion, self.settings, client.base_url, structured))
                 self.report.this_run.add_dict(completion.usage.to_dict())
             bar.update()
 
@@ -280,6 +293,29 @@ class _Runner:
             unusable = EndpointUnusable(watch.first, watch.failed_attempts, client.base_url)
         if unusable is not None:
             raise unusable_endpoint(unusable, self.options)
+
+
+    async def complete(self, client: ChatClient, job: Job) -> tuple[Completion, bool]:
+        """The answer to ``job`` and whether it was asked for as structured output.
+
+        Dialogues are asked with their JSON schema (:func:`response_format`) unless ``--structured off`` or the
+        endpoint refused it earlier in the run. A refusal is no answer and no endpoint failure: it is said once
+        and recorded in the report, and the job is asked again as free text (``--structured on``: the run
+        stops instead, nothing paid).
+        """
+        headers = {ITEM_HEADER: f"{job.kind}:{job.name}"}
+        structured = self.report.structured
+        if job.kind == "dialogue" and structured["mode"] != "off" and structured["refused"] is None:
+            try:
+                return await client.complete(job.messages, headers, response_format(job.config)), True
+            except ResponseFormatRefused as e:
+                if structured["mode"] == "on":
+                    raise EndpointUnusable(e.failure, 1, client.base_url) from None
+                if structured["refused"] is None:
+                    structured["refused"] = e.failure.label
+                    self.log(f"the endpoint refuses structured outputs ({e.failure.label}): asking for free text "
+                             "for the rest of the run")
+        return await client.complete(job.messages, headers), False
 
 
 def endpoint_proven(journal: Journal, known: set[str], model: str, base_url: str) -> bool:
@@ -434,8 +470,11 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                         continue
                     stats.stages["answered"] += 1
                     stats.usage.add_dict(entry["usage"])
+                    asked = stats.answers["structured" if entry.get("structured") else "free_text"]
+                    asked["answered"] += 1
                     turns, reason = _judge(config, entry.get("text"), entry.get("finish_reason"))
                     if reason:
+                        asked["rejected"] += 1
                         stats.reject(reason)
                         continue
                     stats.stages["parsed"] += 1
@@ -597,7 +636,8 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
                   "similarity_threshold": options.similarity_threshold,
                   "near_duplicate_threshold": options.near_duplicate_threshold, "prompt_hashes": prompt_hashes,
                   "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm},
-        price_in=options.price_in, price_out=options.price_out, price_cached_in=options.price_cached_in)
+        price_in=options.price_in, price_out=options.price_out, price_cached_in=options.price_cached_in,
+        structured={"mode": options.structured, "refused": None})
     log = (lambda message: print(message, file=sys.stderr)) if options.progress else (lambda message: None)
     with contextlib.ExitStack() as stack:
         if options.dry_run:  # reads the journal if there is one; creates, locks and writes nothing

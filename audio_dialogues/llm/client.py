@@ -90,6 +90,18 @@ class _NotACompletion(AudioDialoguesError, ValueError):
     """A 200 answer that is not a chat completion (an HTML page from a proxy, a JSON list)."""
 
 
+class ResponseFormatRefused(AudioDialoguesError, RuntimeError):
+    """A 400 refusing the request's ``response_format``: the endpoint (or its model) has no structured outputs.
+
+    It says nothing about the endpoint's health or the item, so the endpoint watch does not count it; the
+    caller asks again without the parameter.
+    """
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.label)
+        self.failure = failure
+
+
 class EndpointUnusable(AudioDialoguesError, RuntimeError):
     """The first attempts of a run all failed the same way, one that says the endpoint cannot serve it."""
 
@@ -277,15 +289,22 @@ class ChatClient:
             return min(server, MAX_RETRY_AFTER_S)
         return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
-    async def complete(self, messages: list[dict[str, str]], headers: dict[str, str] | None = None) -> Completion:
+    async def complete(self, messages: list[dict[str, str]], headers: dict[str, str] | None = None,
+                       response_format: dict[str, Any] | None = None) -> Completion:
         """One completion; retried on transient failures; :class:`RequestFailed` when they run out.
 
-        Raises :class:`EndpointUnusable` when the endpoint watch trips.
+        ``response_format`` (structured outputs) is sent with the request but is no part of its settings:
+        the same messages asked with or without it are one request to the journal. Raises
+        :class:`ResponseFormatRefused` when the endpoint refuses it, :class:`EndpointUnusable` when the
+        endpoint watch trips.
         """
         started = time.perf_counter()
+        body = self.settings.body(messages)
+        if response_format is not None:
+            body["response_format"] = response_format
         # The client's generic POST: ``chat.completions.create`` first walks every message through
         # its TypedDict transformer, which cost more CPU than the whole HTTP exchange here.
-        result, attempt = await self._post("/chat/completions", ChatCompletion, self.settings.body(messages),
+        result, attempt = await self._post("/chat/completions", ChatCompletion, body,
                                            {"headers": headers} if headers else {}, messages)
         choice = result.choices[0] if result.choices else None
         usage = result.usage
@@ -332,6 +351,8 @@ class ChatClient:
             except (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError) as e:
                 failure = classify(e)
                 response = getattr(e, "response", None)
+                if "response_format" in body and failure.status == 400 and "response_format" in str(e):
+                    raise ResponseFormatRefused(failure) from None
             else:
                 if self.watch is not None:
                     self.watch.succeeded()
