@@ -143,3 +143,24 @@ def test_on_stops_at_a_refusal_and_the_journal_key_ignores_response_format(
     again = generate(options(tmp_path, server, sources, structured="auto", configs=("music",)))
     assert server.requests == requests and again.complete
 
+
+def test_the_dry_run_estimates_each_mode_and_the_cache_hits_a_caching_server_gives(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    printed: list[str] = []
+    estimate = generate(options(tmp_path, server, sources, dry_run=True, show_prompts=0), out=printed.append)
+    assert isinstance(estimate, dict) and server.requests == 0
+    prompt, completion, cached = (estimate[k] for k in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens"))
+    synchronous = (prompt * 3.0 + completion * 12.0) / 1e6
+    assert estimate["cost_usd"] == round(synchronous, 4)
+    assert estimate["cost_usd_batch"] == round(synchronous / 2, 4)
+    assert estimate["cost_usd_cached"] == round(((prompt - cached) * 3.0 + cached * 1.0 + completion * 12.0) / 1e6, 4)
+    assert estimate["cost_usd_cached"] < estimate["cost_usd"]
+    assert estimate["cost_usd_batch_max"] < estimate["cost_usd_max"]
+    text = "\n".join(printed)
+    for line in ("  synchronous: ~$", "  batch (50% of synchronous): ~$",
+                 "  synchronous with the expected cache hits: ~$",
+                 f"prompt tokens a prefix cache would serve: ~{cached:,}", "$1/M cached in"):
+        assert line in text, text
+    # The shared prefix after each subset's first request is what a prefix-caching endpoint serves from its cache.
+    served = generate(options(tmp_path, server, sources)).to_dict()["usage"]["cached_prompt_tokens"]
+    assert abs(served - cached) <= 0.05 * cached, (served, cached)

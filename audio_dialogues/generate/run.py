@@ -33,6 +33,7 @@ from ..llm.client import (
 )
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
 from ..llm.runner import Pool
+from ..llm.usage import BATCH_PRICE_FACTOR, Usage
 from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .embedders import check_spec, make_embedder
@@ -580,10 +581,17 @@ def _audio_resolver(options: GenerateOptions) -> Callable[[Item], list[Path | No
 
 def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], jobs: dict[tuple[str, str, str], Job],
              journal: Journal, descriptor_classes: int, out: Callable[[str], None]) -> dict[str, Any]:
-    """Print rendered prompts and the token and cost estimate of the requests not yet answered."""
+    """Print rendered prompts and the token and cost estimate of the requests not yet answered, in each mode.
+
+    The modes: synchronous requests at the listed prices; a batch (``BATCH_PRICE_FACTOR`` of them); and
+    synchronous with the expected prompt-cache hits: each subset's shared prefix (instruction and worked
+    examples, everything but the item) read from the cache by every request of the subset after its first,
+    at ``--price-cached-in``.
+    """
     shown: set[str] = set()
     totals: dict[str, float] = {"requests": 0, "already_answered": 0, "prompt_tokens": 0, "completion_tokens": 0,
-              "completion_tokens_max": 0}
+              "completion_tokens_max": 0, "cached_prompt_tokens": 0}
+    prefixes: dict[str, tuple[int, int]] = {}  # config -> (prefix tokens, requests to send)
     for (config, split), group in items.items():
         for item in group:
             job = jobs[config, split, item.key]
@@ -594,6 +602,8 @@ def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]],
             totals["prompt_tokens"] += estimate_tokens(job.messages)
             totals["completion_tokens"] += EXPECTED_COMPLETION_TOKENS[config]
             totals["completion_tokens_max"] += options.max_tokens
+            prefix, sent = prefixes.get(config, (estimate_tokens(job.messages[:-1]), 0))
+            prefixes[config] = (prefix, sent + 1)
         if config not in shown and group and len(shown) < len(CONFIGS) and options.show_prompts:
             shown.add(config)
             out(f"=== {config}/{split}: the prompt of item {group[0].key} ===")
@@ -604,17 +614,32 @@ def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]],
         totals["prompt_tokens"] += descriptor_classes * 60
         totals["completion_tokens"] += descriptor_classes * EXPECTED_COMPLETION_TOKENS["descriptor"]
         totals["completion_tokens_max"] += descriptor_classes * options.max_tokens
-    cost = (totals["prompt_tokens"] * options.price_in + totals["completion_tokens"] * options.price_out) / 1e6
-    worst = (totals["prompt_tokens"] * options.price_in + totals["completion_tokens_max"] * options.price_out) / 1e6
-    totals["cost_usd"], totals["cost_usd_max"] = round(cost, 4), round(worst, 4)
+    totals["cached_prompt_tokens"] = sum(prefix * (sent - 1) for prefix, sent in prefixes.values())
+    prompt, cached = int(totals["prompt_tokens"]), int(totals["cached_prompt_tokens"])
+    prices = (options.price_in, options.price_out, options.price_cached_in)
+    expected = {"": Usage(prompt, int(totals["completion_tokens"])),
+                "_max": Usage(prompt, int(totals["completion_tokens_max"]))}
+    for bound, usage in expected.items():
+        synchronous = usage.cost(*prices)
+        totals[f"cost_usd{bound}"] = round(synchronous, 4)
+        totals[f"cost_usd_batch{bound}"] = round(synchronous * BATCH_PRICE_FACTOR, 4)
+        totals[f"cost_usd_cached{bound}"] = round(Usage(prompt, usage.completion_tokens, cached).cost(*prices), 4)
     out("=== estimate (no model was called) ===")
     for (config, split), group in items.items():
         out(f"{config}/{split}: {len(group):,} items")
     out(f"requests to send: {totals['requests']:,} (already answered in the journal: {totals['already_answered']:,})")
-    out(f"prompt tokens ~{totals['prompt_tokens']:,} (4 characters per token); completion tokens "
+    out(f"prompt tokens ~{prompt:,} (4 characters per token); completion tokens "
         f"~{totals['completion_tokens']:,} expected, at most {totals['completion_tokens_max']:,} (max_tokens)")
-    out(f"cost ~${cost:,.2f} expected, at most ${worst:,.2f}, at ${options.price_in}/M in and "
-        f"${options.price_out}/M out")
+    shared = ", ".join(f"{config} {prefix:,} x {sent - 1:,}" for config, (prefix, sent) in prefixes.items())
+    out(f"prompt tokens a prefix cache would serve: ~{cached:,} (each subset's shared prefix times its requests "
+        f"after the first: {shared or 'none'})")
+    cached_price = options.price_in if options.price_cached_in is None else options.price_cached_in
+    out(f"cost at ${options.price_in:g}/M in, ${cached_price:g}/M cached in and ${options.price_out:g}/M out, "
+        "expected (at most, every answer max_tokens long):")
+    modes = {"synchronous": "cost_usd", f"batch ({BATCH_PRICE_FACTOR:.0%} of synchronous)": "cost_usd_batch",
+             "synchronous with the expected cache hits": "cost_usd_cached"}
+    for mode, key in modes.items():
+        out(f"  {mode}: ~${totals[key]:,.2f} (at most ${totals[key + '_max']:,.2f})")
     return totals
 
 
