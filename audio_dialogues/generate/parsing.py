@@ -9,6 +9,7 @@ exactly 1 for comparison. A response that yields nothing usable gets a reason, n
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def _clean(value: object) -> str | None:
     return text or None
 
 
+@functools.cache  # one dict per config, sent as it is with every request (never changed)
 def response_format(config: str) -> dict[str, Any]:
     """The strict JSON schema of ``config``'s answer, ``{"turns": [{"user", "assistant"}, ...]}`` with the
     config's number of turns, as OpenAI's (and vLLM's) ``response_format`` takes it.

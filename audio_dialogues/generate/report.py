@@ -133,7 +133,7 @@ class GenerationReport:
         """Every journaled answer: the subsets' dialogues, the descriptors and the unused answers."""
         total = Usage()
         for usage in [*(report.usage for report in self.splits.values()), self.descriptor_usage, self.unused_usage]:
-            total.add_dict(usage.to_dict())
+            total.add(usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens)
         return total
 
     def cost(self, usage: Usage) -> float:

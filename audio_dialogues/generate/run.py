@@ -276,7 +276,8 @@ class _Runner:
                 self.report.failed_requests[str(e)] += 1
             else:
                 self.journal.append(_entry(job, completion, self.settings, client.base_url, structured))
-                self.report.this_run.add_dict(completion.usage.to_dict())
+                self.report.this_run.add(completion.prompt_tokens, completion.completion_tokens,
+                                         completion.cached_prompt_tokens)
             bar.update()
 
         try:
@@ -294,7 +295,6 @@ class _Runner:
             unusable = EndpointUnusable(watch.first, watch.failed_attempts, client.base_url)
         if unusable is not None:
             raise unusable_endpoint(unusable, self.options)
-
 
     async def complete(self, client: ChatClient, job: Job) -> tuple[Completion, bool]:
         """The answer to ``job`` and whether it was asked for as structured output.
