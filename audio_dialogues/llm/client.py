@@ -1,7 +1,11 @@
 """Chat completions from any OpenAI-compatible endpoint, with rate limits and retries we can account for.
 
-The official ``openai`` client does the HTTP (and the API key); its own retries are off so that every attempt, wait and
-``Retry-After`` is ours to honour and count. 429, 408/409, 5xx, timeouts and connection errors are
+The official ``openai`` client says where and how to ask (the base URL, ``OPENAI_BASE_URL``, the API key and
+the headers it sends); the requests themselves go out on one aiohttp session and their JSON is read into plain
+dicts. At hundreds of requests in flight the ``openai`` client's own request path (options, headers and URL
+built per request, its httpx layer over aiohttp, a pydantic model per answer) cost four times the CPU of the
+HTTP exchange, enough to make a 2-core client the bottleneck (``bench/generate.py`` (a)). Every attempt,
+wait and ``Retry-After`` is ours to honour and count. 429, 408/409, 5xx, timeouts and connection errors are
 retried with exponential backoff and jitter (or exactly the server's ``Retry-After``); other 4xx fail
 at once, since they would fail again. Requests-per-minute and tokens-per-minute limits are leaky
 buckets; tokens are counted the way hosted APIs do, prompt estimate plus ``max_tokens``.
@@ -15,19 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
-import re
 import socket
 import ssl
+import sys
 import time
-from collections.abc import Awaitable, Iterator
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import aiohttp
 import openai
 from aiolimiter import AsyncLimiter
-from openai.types import CreateEmbeddingResponse
-from openai.types.chat import ChatCompletion
 
 from ..errors import AudioDialoguesError, reason
 from .usage import Usage
@@ -36,7 +42,7 @@ from .usage import Usage
 CHARS_PER_TOKEN = 4.0
 MAX_RETRY_AFTER_S = 300.0
 
-T = TypeVar("T", bound=openai.BaseModel)
+T = TypeVar("T")
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -86,8 +92,8 @@ ENDPOINT_STATUSES = frozenset({401, 403, 404})
 ENDPOINT_KINDS = frozenset({"connection refused", "host name not resolved", "TLS error"})
 
 
-class _NotACompletion(AudioDialoguesError, ValueError):
-    """A 200 answer that is not a chat completion (an HTML page from a proxy, a JSON list)."""
+class _NotAnAnswer(AudioDialoguesError, ValueError):
+    """A 200 answer that is not what was asked for (a JSON list, a completion without its fields)."""
 
 
 class ResponseFormatRefused(AudioDialoguesError, RuntimeError):
@@ -150,19 +156,23 @@ class EndpointWatch:
         return self.armed and self.failed_attempts > 0
 
 
-def classify(error: openai.OpenAIError) -> Failure:
-    """What a failed attempt says: retried or not, and whether it condemns an endpoint that never answered.
+def status_failure(status: int, body: bytes) -> Failure:
+    """What an answer with an HTTP error status says: retried or not, and whether it condemns an endpoint that
+    never answered. The detail is the server's own message (``{"error": {"message": ...}}``), as the
+    ``openai`` client reports it."""
+    if status in (408, 409, 429) or status >= 500:
+        return Failure(f"HTTP {status}", f"HTTP {status}", retry=True, fatal_first=False, status=status)
+    detail = _short(_error_message(body))
+    return Failure(f"HTTP {status}", f"HTTP {status}: {detail}" if detail else f"HTTP {status}", retry=False,
+                   fatal_first=True, status=status)
 
-    The transports disagree on names: the aiohttp one reports a refused connection or an unknown host as
-    a connect *timeout*, so the exception chain is searched for the OS error underneath.
+
+def transport_failure(error: BaseException) -> Failure:
+    """What an attempt that got no answer at all says (aiohttp's exception, with the OS error underneath).
+
+    A refused connection, an unknown host and a TLS failure are searched for in the exception chain, so that
+    the endpoint watch can tell them from a connection dropped mid-answer.
     """
-    if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        if status in (408, 409, 429) or status >= 500:
-            return Failure(f"HTTP {status}", f"HTTP {status}", retry=True, fatal_first=False, status=status)
-        detail = _short(re.sub(r"^Error code: \d+( - )?", "", error.message))  # the client's prefix repeats the status
-        return Failure(f"HTTP {status}", f"HTTP {status}: {detail}" if detail else f"HTTP {status}", retry=False,
-                       fatal_first=True, status=status)
     for cause in _chain(error):
         if isinstance(cause, ConnectionRefusedError):
             return Failure("connection refused", "connection refused", retry=True, fatal_first=True)
@@ -172,11 +182,20 @@ def classify(error: openai.OpenAIError) -> Failure:
         if isinstance(cause, ssl.SSLError):
             return Failure("TLS error", f"TLS error ({cause.reason or type(cause).__name__})", retry=True,
                            fatal_first=True)
-    if isinstance(error, openai.APITimeoutError):
+    if isinstance(error, TimeoutError):
         return Failure("timeout", f"timeout ({_root_cause(error)})", retry=True, fatal_first=False)
-    if isinstance(error, openai.APIConnectionError):
-        return Failure("connection error", f"connection error ({_root_cause(error)})", retry=True, fatal_first=False)
-    return Failure("invalid response", f"invalid response ({_short(str(error))})", retry=True, fatal_first=False)
+    return Failure("connection error", f"connection error ({_root_cause(error)})", retry=True, fatal_first=False)
+
+
+def _error_message(body: bytes) -> str:
+    """The message of a JSON error body (``{"error": {"message": ...}}`` or ``{"message": ...}``), else ''."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    error = data.get("error", data) if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) else ""
 
 
 @dataclass(frozen=True)
@@ -270,12 +289,29 @@ class ChatClient:
         self.stats = ClientStats()
         self._rpm = _per_second_bucket(rpm) if rpm else None
         self._tpm = _per_second_bucket(tpm) if tpm else None
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s,
-                                          max_retries=0, http_client=_http_client(timeout_s))
-        self.base_url = str(self._client.base_url).rstrip("/")
+        # Where and how to ask, as the openai client resolves them (OPENAI_BASE_URL, OPENAI_ORG_ID ...): its
+        # default headers (1.x includes the key in them, later versions keep it in ``auth_headers``), the
+        # options it leaves unset (``Omit``) left out. Read once; no request goes through it.
+        config = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0)
+        self.base_url = str(config.base_url).rstrip("/")
+        self._headers = {name: value for name, value in {**config.default_headers, **config.auth_headers}.items()
+                         if isinstance(value, str)}
+        self._proxy = env_proxy(self.base_url)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The one session of every request (made in the running loop at the first one): its connections are
+        kept alive and shared, and their number is not capped here, since the callers' workers bound the
+        requests in flight."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers, connector=aiohttp.TCPConnector(limit=0),
+                                                  timeout=aiohttp.ClientTimeout(total=None))
+        return self._session
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _throttle(self, messages: list[dict[str, str]]) -> None:
         if self._rpm is not None:
@@ -302,61 +338,49 @@ class ChatClient:
         body = self.settings.body(messages)
         if response_format is not None:
             body["response_format"] = response_format
-        # The client's generic POST: ``chat.completions.create`` first walks every message through
-        # its TypedDict transformer, which cost more CPU than the whole HTTP exchange here.
-        result, attempt = await self._post("/chat/completions", ChatCompletion, body,
-                                           {"headers": headers} if headers else {}, messages)
-        choice = result.choices[0] if result.choices else None
-        usage = result.usage
-        return Completion(
-            text=choice.message.content if choice and choice.message else None,
-            finish_reason=choice.finish_reason if choice else None,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            attempts=attempt,
-            latency_s=time.perf_counter() - started,
-            model=result.model,
-            cached_prompt_tokens=int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0),
-        )
+        answer, attempt = await self._post("/chat/completions", body, _completion, messages, headers)
+        text, finish_reason, prompt_tokens, completion_tokens, cached, model = answer
+        return Completion(text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens, attempts=attempt,
+                          latency_s=time.perf_counter() - started, model=model, cached_prompt_tokens=cached)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """The embeddings of ``texts`` in their order, with the same retries and deadline as a completion."""
-        result, _ = await self._post("/embeddings", CreateEmbeddingResponse,
-                                     {"model": self.settings.model, "input": texts}, {},
-                                     [{"content": text} for text in texts])
-        return [d.embedding for d in sorted(result.data, key=lambda d: d.index)]
+        vectors, _ = await self._post("/embeddings", {"model": self.settings.model, "input": texts}, _embeddings,
+                                      [{"content": text} for text in texts])
+        return vectors
 
-    async def _post(self, path: str, cast_to: type[T], body: dict[str, Any], options: openai.RequestOptions,
-                    messages: list[dict[str, str]]) -> tuple[T, int]:
-        """The answer and the attempt that got it; each attempt ends within ``timeout_s`` (see :func:`bounded`)."""
+    async def _post(self, path: str, body: dict[str, Any], read: Callable[[Any], T], messages: list[dict[str, str]],
+                    headers: dict[str, str] | None = None) -> tuple[T, int]:
+        """What ``read`` makes of the JSON answer, and the attempt that got it; each attempt ends within
+        ``timeout_s`` (see :func:`bounded`). An answer ``read`` cannot use is retried like a 5xx."""
+        url = self.base_url + path
         label = "no attempt"
         for attempt in range(1, self.max_attempts + 1):
             await self._throttle(messages)
             self.stats.requests += 1
-            response = None
+            response: aiohttp.ClientResponse | None = None
             try:
-                result = await bounded(self._client.post(path, cast_to=cast_to, body=body, options=options),
-                                       self.timeout_s)
-                if not isinstance(result, cast_to):  # an HTML page, a JSON list: the client hands those back
-                    raise _NotACompletion(f"not a {cast_to.__name__} but {type(result).__name__} "
-                                          f"{_short(str(result))}")
+                answered, raw = await bounded(self._exchange(url, body, headers), self.timeout_s)
+                response = answered
+                if answered.status < 300:
+                    result = read(json.loads(raw))
+                    if self.watch is not None:
+                        self.watch.succeeded()
+                    return result, attempt
+                failure = status_failure(answered.status, raw)
+                if "response_format" in body and failure.status == 400 and "response_format" in _error_message(raw):
+                    raise ResponseFormatRefused(failure) from None
             except RequestTimeout:
                 failure = Failure("timeout", f"timeout (no whole answer within {self.timeout_s:g} s)", retry=True,
                                   fatal_first=False)
             except (ValueError, RecursionError) as e:
                 # A 200 that is no answer: truncated JSON (JSONDecodeError), a number of more than 4300 digits,
-                # JSON nested too deep, an HTML page. Retried like a 5xx.
+                # JSON nested too deep, an HTML page, a JSON list. Retried like a 5xx.
                 failure = Failure("invalid response", f"invalid response ({_short(reason(e))})", retry=True,
                                   fatal_first=False)
-            except (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError) as e:
-                failure = classify(e)
-                response = getattr(e, "response", None)
-                if "response_format" in body and failure.status == 400 and "response_format" in str(e):
-                    raise ResponseFormatRefused(failure) from None
-            else:
-                if self.watch is not None:
-                    self.watch.succeeded()
-                return result, attempt
+            except (aiohttp.ClientError, OSError) as e:
+                failure = transport_failure(e)
             label = failure.label
             if self.watch is not None:
                 self.watch.failed(failure)
@@ -372,6 +396,53 @@ class ChatClient:
             await asyncio.sleep(delay)
         raise RequestFailed(f"{label} after {self.max_attempts} attempts")
 
+    async def _exchange(self, url: str, body: dict[str, Any],
+                        headers: dict[str, str] | None) -> tuple[aiohttp.ClientResponse, bytes]:
+        """One POST and its whole answer. Redirects are answers, as with the openai client: a POST is not
+        repeated elsewhere. ``json=`` makes the JSON payload at once (``data=`` bytes are looked up in
+        aiohttp's payload registry, a tenth of the request's CPU)."""
+        async with self._http().post(url, json=body, headers=headers, proxy=self._proxy,
+                                       allow_redirects=False) as response:
+            return response, await response.read()
+
+
+def _completion(answer: Any) -> tuple[str | None, str | None, int, int, int, str | None]:
+    """(text, finish reason, prompt tokens, completion tokens, of them cached, model) of a chat completion's
+    JSON."""
+    if not isinstance(answer, dict):
+        raise _NotAnAnswer(f"not a chat completion but {type(answer).__name__} {_short(str(answer))}")
+    try:
+        choices = answer.get("choices") or ()
+        choice = choices[0] if choices else {}
+        message = choice.get("message") or {}
+        usage = answer.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        return (message.get("content"), choice.get("finish_reason"), int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0), int(details.get("cached_tokens") or 0), answer.get("model"))
+    except (AttributeError, TypeError, KeyError, IndexError) as e:
+        raise _NotAnAnswer(f"not a chat completion ({reason(e)}): {_short(str(answer))}") from None
+
+
+def _embeddings(answer: Any) -> list[list[float]]:
+    """The vectors of an embeddings answer's JSON, in the order of their ``index``."""
+    try:
+        return [d["embedding"] for d in sorted(answer["data"], key=lambda d: d["index"])]
+    except (AttributeError, TypeError, KeyError, IndexError) as e:
+        raise _NotAnAnswer(f"not an embeddings answer ({reason(e)}): {_short(str(answer))}") from None
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as the
+    openai client honours them.
+
+    Read once per client: aiohttp's ``trust_env`` reads it again for every request in a thread of the
+    executor, two thread hand-offs that cost more CPU than the rest of the request.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
 
 class RequestTimeout(AudioDialoguesError, TimeoutError):
     """An HTTP request that did not end (its answer read to the last byte) within its deadline."""
@@ -382,11 +453,16 @@ async def bounded(request: Awaitable[T], timeout_s: float) -> T:
     last byte of the answer, not the wait between two bytes.
 
     The transports' own timeouts are per read (aiohttp's ``sock_read``, httpx's ``read``): an endpoint that
-    trickles a byte now and then never trips them, and a run would wait forever on it.
+    trickles a byte now and then never trips them, and a run would wait forever on it. Python 3.11's
+    ``asyncio.timeout`` bounds the request in its own task; ``wait_for`` (3.10) wraps it in another task,
+    which at hundreds of requests a second is CPU the client spends on nothing.
     """
     try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(timeout_s):
+                return await request
         return await asyncio.wait_for(request, timeout_s)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # on 3.10 not the built-in TimeoutError
         raise RequestTimeout(f"no whole answer within {timeout_s:g} s") from None
 
 
@@ -411,21 +487,6 @@ async def _acquire_all(bucket: AsyncLimiter, amount: float) -> None:
         chunk = min(amount, bucket.max_rate)
         await bucket.acquire(chunk)
         amount -= chunk
-
-
-def _http_client(timeout_s: float) -> Any:
-    """The client's aiohttp transport (the ``openai[aiohttp]`` extra) when present, else its httpx default.
-
-    At 64 requests in flight the default transport's connection pool spends several times more CPU per
-    request than the aiohttp one, enough to make the client the bottleneck of a fast endpoint.
-    """
-    factory = getattr(openai, "DefaultAioHttpClient", None)
-    if factory is None:
-        return None
-    try:
-        return factory(timeout=timeout_s)
-    except RuntimeError:  # aiohttp is not installed
-        return None
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
