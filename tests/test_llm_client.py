@@ -125,3 +125,20 @@ def test_estimate_counts_the_text_parts_of_a_message_and_no_audio() -> None:
     audio = {"type": "input_audio", "input_audio": {"data": "A" * 400_000, "format": "wav"}}
     parts = [{"role": "user", "content": [audio, {"type": "text", "text": "abcd" * 10}]}]
     assert estimate_tokens(parts) == estimate_tokens([{"role": "user", "content": "abcd" * 10}]) == 10 + 4
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_the_proxy_the_environment_names_carries_the_requests(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch,
+                                                              bypass: bool) -> None:
+    """HTTP_PROXY is honoured (the host below resolves nowhere: only the proxy, here the stand-in server, can
+    answer for it) and NO_PROXY exempts a host, though the environment is read once per client, not per request."""
+    host = "audio-dialogues-test.invalid"
+    for name in ("http_proxy", "no_proxy", "all_proxy", "ALL_PROXY"):  # the lower-case ones win in urllib
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.base_url.rsplit("/", 1)[0])
+    monkeypatch.setenv("NO_PROXY", host if bypass else "")
+    error, stats = attempt(f"http://{host}/v1", max_attempts=1)
+    if bypass:
+        assert isinstance(error, RequestFailed) and str(error).startswith("host name not resolved (")
+    else:
+        assert error is None and server.requests == stats.requests == 1
