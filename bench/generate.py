@@ -5,11 +5,11 @@ in its own process on 127.0.0.1, answering after a fixed latency. Sources are sy
 labels (about 9 events per clip over 400 invented classes, as in the real train file) and an ontology.
 
 (a) throughput as real endpoints look: 10,000 audioset items at 2 s latency with ``--concurrency 256``
-    (ideal 128 requests/s), through the real ``openai`` client, the journal and the report. Throughput is
+    (ideal 128 requests/s), through the package's chat client, the journal and the report. Throughput is
     counted by the server (first request to last answer). Targets: at least 0.9x the ideal
     ``concurrency / latency``, and CPU per request of the whole client (the ``generate`` process: items,
     client, journal, parsing, outputs, report) at most 1.5 ms. Baselines in the same run: a bare aiohttp
-    client (no openai, no journal) and the chat client alone against the same server, which say what this
+    client (no chat client, no journal) and the chat client alone against the same server, which say what this
     machine and server allow at the moment;
 (b) items and prompts for 100,000 strong-labelled clips (reading the TSV and ontology, grouping events,
     rendering every prompt and its request key; audioset plus the paper's 64,085 / 16,249 comparison
@@ -119,8 +119,8 @@ async def _bare_client(base_url: str, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - start)
 
 
-async def _official_client(base_url: str, n: int, concurrency: int) -> float:
-    """Requests per second of the package's chat client (the official ``openai`` client) with nothing around it."""
+async def _chat_client(base_url: str, n: int, concurrency: int) -> float:
+    """Requests per second of the package's chat client (``audio_dialogues.llm.client``) with nothing around it."""
     from audio_dialogues.llm.client import ChatClient, ModelSettings
 
     client = ChatClient(ModelSettings("m"), base_url=base_url, max_attempts=1)
@@ -158,10 +158,10 @@ def bench_throughput(root: Path, items: int, verdicts: Verdicts) -> list[tuple]:
     server = Server(LATENCY_S)
     probe = min(items, 2560)
     try:
-        for client in (_bare_client, _official_client):  # imports and first connections stay out of the CPU figures
+        for client in (_bare_client, _chat_client):  # imports and first connections stay out of the CPU figures
             asyncio.run(client(server.base_url, CONCURRENCY, CONCURRENCY))
         bare = _cpu_per_request(lambda: asyncio.run(_bare_client(server.base_url, probe, CONCURRENCY)), server, probe)
-        official = _cpu_per_request(lambda: asyncio.run(_official_client(server.base_url, probe, CONCURRENCY)),
+        official = _cpu_per_request(lambda: asyncio.run(_chat_client(server.base_url, probe, CONCURRENCY)),
                                     server, probe)
         server.reset()
         started = time.perf_counter()
@@ -191,7 +191,7 @@ def bench_throughput(root: Path, items: int, verdicts: Verdicts) -> list[tuple]:
     return [("(a) generate, requests/s (server-side span)", f"{rate:,.0f}"),
             ("(a) ideal = concurrency / latency; target", f"{ideal:,.0f}; {need:,.0f}"),
             ("(a) generate, CPU ms per request: whole run / server", f"{run_cpu[0]:.2f} / {run_cpu[1]:.2f}"),
-            ("(a) chat client alone (official openai client), requests/s", f"{official[0]:,.0f}"),
+            ("(a) chat client alone (llm.client), requests/s", f"{official[0]:,.0f}"),
             ("(a) chat client alone, CPU ms per request: client / server", f"{official[1]:.2f} / {official[2]:.2f}"),
             ("(a) chat client alone, cores needed at the target rate",
              f"{need * (official[1] + official[2]) / 1000:.2f} of {cores}"),
