@@ -15,6 +15,10 @@ from ..numbers import POSITIVE_SECONDS, SECONDS, Number
 if TYPE_CHECKING:
     from .client import ChatClient, ModelSettings
 
+#: OpenAI's limits on one batch input file (requests, bytes): a larger batch goes out as several files.
+BATCH_MAX_REQUESTS = 50_000
+BATCH_MAX_BYTES = 200 * 1024 * 1024
+
 #: The fewest failed attempts (and at least ``concurrency``) that stop a run whose endpoint never answered.
 FAIL_FAST_ATTEMPTS = 5
 

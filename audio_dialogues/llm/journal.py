@@ -2,7 +2,10 @@
 
 ``journal.jsonl`` in the output folder holds one JSON object per response, keyed by the hash of the
 request (model, messages and sampling parameters). A re-run reads it first and never sends a request whose
-key is there. Each line goes to the kernel in one ``write`` on an ``O_APPEND`` descriptor, so a SIGKILL
+key is there. A line with an ``error`` records a request that got no answer (a batch's error line): it is
+kept in :attr:`Journal.errors`, not among the answers, so the request is asked again.
+
+Each line goes to the kernel in one ``write`` on an ``O_APPEND`` descriptor, so a SIGKILL
 can at worst leave a torn last line, which the next open cuts off; ``fsync`` runs at most every
 ``fsync_interval`` seconds (and on close), which bounds what a power cut, not a kill, can lose.
 
@@ -109,6 +112,9 @@ class Journal:
         self.path = Path(path)
         self.fsync_interval = fsync_interval
         self.entries: dict[str, dict] = {}
+        #: Requests that got an error instead of an answer (a batch's error line, an expired batch): recorded, but
+        #: not answers, so ``key in journal`` stays false and a later run asks them again.
+        self.errors: dict[str, dict] = {}
         self.torn_bytes = 0
         self._failure: OutputError | None = None
         self._fd = -1
@@ -142,7 +148,7 @@ class Journal:
                                    f"aside to start over, or delete that line") from None
             if not complete:
                 break
-            self.entries[entry["key"]] = entry
+            self._index(entry)
             good = end
         if good < len(data) and cut_torn:
             self.torn_bytes = len(data) - good
@@ -188,7 +194,10 @@ class Journal:
                 "fix the cause and run the same command again to resume")
             raise self._failure from None
         self._size += written
-        self.entries[entry["key"]] = entry
+        self._index(entry)
+
+    def _index(self, entry: dict) -> None:
+        (self.errors if entry.get("error") is not None else self.entries)[entry["key"]] = entry
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -10,14 +10,34 @@ so the caller can say in one paragraph why nothing can be asked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .client import EndpointUnusable
 
 U = TypeVar("U")
+
+
+@contextlib.contextmanager
+def interrupt_handlers(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` on SIGINT and SIGTERM in the running event loop, instead of raising (where signals can be
+    handled: the main thread of a POSIX process)."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
 @dataclass
@@ -51,14 +71,6 @@ class Pool(Generic[U]):
     async def run(self, units: Sequence[U]) -> Outcome:
         if not units:
             return self.outcome
-        loop = asyncio.get_running_loop()
-        handled = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._interrupt)
-                handled.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
-                pass
         queue = iter(units)
 
         async def worker() -> None:
@@ -75,15 +87,14 @@ class Pool(Generic[U]):
                             task.cancel()
                     return
 
-        self._tasks = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(units)))]
-        try:
-            await asyncio.gather(*self._tasks)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            for sig in handled:
-                loop.remove_signal_handler(sig)
+        with interrupt_handlers(self._interrupt):
+            self._tasks = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(units)))]
+            try:
+                await asyncio.gather(*self._tasks)
+            except asyncio.CancelledError:
+                pass
+            finally:
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
         return self.outcome
