@@ -30,6 +30,16 @@ The request's key leaves ``response_format`` out, as the journal's does.
 ``hold_after=N`` answers N requests and then holds every later one open until the server stops: a run
 killed then has requests in flight but none answered and unjournaled, which makes repeats countable.
 
+Files and Batches (``/v1/files`` upload, retrieve and content; ``/v1/batches`` create, retrieve, list and
+cancel) serve the Batch API: a batch advances when it is retrieved (``batch_step`` lines at a time, all by
+default; none while ``hold_batches``), answers each line as a chat request would be answered (the same
+per-item faults make error lines), and :meth:`bill` charges its answers ``batch_discount`` less.
+``batch_faults`` are taken one per created batch: ``expire`` (expires half done: the rest get
+``batch_expired`` error lines), ``fail`` (fails validation, no line at all). An input file over
+``batch_max_bytes`` or ``batch_max_requests`` is refused with 400, as OpenAI refuses it. ``hold_creates_after=N``
+registers every create call after the N-th but never answers it (a run killed then has a batch it never
+heard of). ``seen`` counts every request by key, sent alone or in a batch.
+
 Run as a script (``python -m tests.openai_server --latency 0.05``) it serves from its own process and
 prints ``PORT <n>``; ``GET /stats`` returns the counters as JSON, ``POST /reset`` clears them.
 """
@@ -110,8 +120,16 @@ class OpenAIServer:
         #: True refuses (400) every request with a non-text content part, as a text-only model does.
         self.reject_audio = False
         self.faults: dict[str, deque[str]] = {}
+        #: The share of the price a batch's answers do not pay (see :meth:`bill`).
+        self.batch_discount = 0.5
+        self.batch_max_requests = 50_000
+        self.batch_max_bytes = 200 * 1024 * 1024
+        self.batch_step: int | None = None
+        self.hold_batches = False
+        self.hold_creates_after: int | None = None
+        self.batch_faults: deque[str] = deque()
         self.port = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a batch line is answered under the lock it bills under
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -144,13 +162,21 @@ class OpenAIServer:
             self.prefixes: set[bytes] = set()
             #: Per answer with usage: (prompt tokens, of which cached, completion tokens), what :meth:`bill` bills.
             self.usages: list[tuple[int, int, int]] = []
+            #: The same, of the answers in batches' output files, billed at ``1 - batch_discount``.
+            self.batch_usages: list[tuple[int, int, int]] = []
+            self.files: dict[str, dict[str, Any]] = {}
+            self.batches: dict[str, dict[str, Any]] = {}
 
     def bill(self, price_in: float, price_cached_in: float, price_out: float) -> Fraction:
-        """Dollars for every answer sent with usage, at these prices per million tokens, exactly."""
+        """Dollars for every answer sent with usage, at these prices per million tokens (those of a batch at
+        ``1 - batch_discount`` of them), exactly."""
         p_in, p_cached, p_out = (Fraction(str(p)) for p in (price_in, price_cached_in, price_out))
         with self._lock:
-            return sum(((prompt - cached) * p_in + cached * p_cached + completion * p_out) / 1_000_000
-                       for prompt, cached, completion in self.usages) or Fraction(0)
+            def dollars(usages: list[tuple[int, int, int]]) -> Fraction:
+                return sum(((prompt - cached) * p_in + cached * p_cached + completion * p_out) / 1_000_000
+                           for prompt, cached, completion in usages) or Fraction(0)
+
+            return dollars(self.usages) + (1 - Fraction(str(self.batch_discount))) * dollars(self.batch_usages)
 
     def _cached_tokens(self, messages: list[dict[str, Any]]) -> int:
         """The tokens of the longest run of first messages sent before, in whole blocks; remembers this prompt's."""
@@ -261,28 +287,7 @@ class OpenAIServer:
                 self.statuses["400"] += 1  # what a text-only model behind vLLM or OpenAI answers
                 error = {"message": "this model does not support audio input", "type": "invalid_request_error"}
                 return web.json_response({"error": error}, status=400)
-            text, finish = self.answer(body["messages"], name), "stop"
-            if schema is not None:  # the same turns, in the schema's shape
-                text = json.dumps({"turns": [json.loads(line) for line in text.splitlines()]})
-            if fault == "empty":
-                text = ""
-            elif fault == "malformed":
-                text = "Sure! Here is a conversation about the clip, I hope it helps {\"user\": oops"
-            elif fault == "long":
-                text, finish = text[:40], "length"
-            elif fault is not None:
-                text = fault
-            payload = {
-                "id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", "test-model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            }
-            prompt = sum(len(text_of(m["content"])) for m in body["messages"]) // 4
-            cached, completion = self._cached_tokens(body["messages"]), len(text) // 4
-            if self.report_usage:
-                payload["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                                    "total_tokens": prompt + completion,
-                                    "prompt_tokens_details": {"cached_tokens": cached}}
+            payload, (prompt, cached, completion) = self._completion(body, key, fault, schema)
             response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
             await response.prepare(request)
             await response.write(json.dumps(payload).encode())
@@ -297,6 +302,164 @@ class OpenAIServer:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _completion(self, body: dict[str, Any], key: str, fault: str | None,
+                    schema: dict[str, Any] | None) -> tuple[dict[str, Any], tuple[int, int, int]]:
+        """The chat completion answering ``body`` (its text names the request, so every item's differs) and its
+        usage (prompt tokens, of which cached, completion tokens)."""
+        text, finish = self.answer(body["messages"], key[:16]), "stop"
+        if schema is not None:  # the same turns, in the schema's shape
+            text = json.dumps({"turns": [json.loads(line) for line in text.splitlines()]})
+        if fault == "empty":
+            text = ""
+        elif fault == "malformed":
+            text = "Sure! Here is a conversation about the clip, I hope it helps {\"user\": oops"
+        elif fault == "long":
+            text, finish = text[:40], "length"
+        elif fault is not None:
+            text = fault
+        payload: dict[str, Any] = {
+            "id": f"chatcmpl-{key[:12]}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "test-model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        }
+        prompt = sum(len(text_of(m["content"])) for m in body["messages"]) // 4
+        cached, completion = self._cached_tokens(body["messages"]), len(text) // 4
+        if self.report_usage:
+            payload["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
+        return payload, (prompt, cached, completion)
+
+    # --- files and batches -----------------------------------------------------------------------
+
+    def _file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        file_id = f"file-{len(self.files) + 1:04d}"
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                               "filename": filename, "purpose": purpose, "status": "processed", "data": data}
+        return self.files[file_id]
+
+    @staticmethod
+    def _public(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if not k.startswith("_") and k != "data"}
+
+    @staticmethod
+    def _refuse(status: int, message: str) -> web.Response:
+        return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=status)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        data = upload.file.read()
+        if len(data) > self.batch_max_bytes:
+            self.statuses["400"] += 1
+            return self._refuse(400, f"file of {len(data)} bytes is over the limit of {self.batch_max_bytes}")
+        with self._lock:
+            record = self._file(data, upload.filename, str(form["purpose"]))
+        return web.json_response(self._public(record))
+
+    async def _file_get(self, request: web.Request) -> web.Response:
+        record = self.files.get(request.match_info["id"])
+        return self._refuse(404, "no such file") if record is None else web.json_response(self._public(record))
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        record = self.files.get(request.match_info["id"])
+        return self._refuse(404, "no such file") if record is None else web.Response(body=record["data"])
+
+    async def _batch_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        source = self.files.get(body["input_file_id"])
+        if source is None:
+            return self._refuse(404, "no such input file")
+        lines = [json.loads(line) for line in source["data"].splitlines() if line.strip()]
+        if len(lines) > self.batch_max_requests:
+            self.statuses["400"] += 1
+            return self._refuse(400, f"{len(lines)} requests are over the limit of {self.batch_max_requests}")
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1:04d}"
+            fault = self.batch_faults.popleft() if self.batch_faults else None
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "input_file_id": source["id"],
+                "completion_window": body["completion_window"], "status": "in_progress",
+                "created_at": int(time.time()), "output_file_id": None, "error_file_id": None, "errors": None,
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "_lines": lines, "_done": 0, "_fault": fault, "_output": [], "_errors": []}
+            for line in lines:
+                self.seen[line["custom_id"]] += 1
+                self.repeated += self.answered[line["custom_id"]] > 0
+            if fault == "fail":
+                self.batches[batch_id].update(status="failed", errors={"object": "list", "data": [
+                    {"code": "invalid_request", "message": "the test server failed this batch", "line": 1}]})
+            hold = self.hold_creates_after is not None and len(self.batches) > self.hold_creates_after
+        if hold:
+            await asyncio.sleep(3600)
+        return web.json_response(self._public(self.batches[batch_id]))
+
+    def _advance(self, batch: dict[str, Any]) -> None:
+        """Answer the next lines of an in-progress batch; finish it when all (or, expiring, half) are done."""
+        if batch["status"] != "in_progress" or self.hold_batches:
+            return
+        lines, done = batch["_lines"], batch["_done"]
+        end = len(lines) // 2 if batch["_fault"] == "expire" else len(lines)
+        stop = end if self.batch_step is None else min(end, done + self.batch_step)
+        counts = batch["request_counts"]
+        for line in lines[done:stop]:
+            custom_id, body = line["custom_id"], line["body"]
+            fault = self._take_fault(body["messages"], "")
+            result: dict[str, Any] = {"id": f"batch_req_{custom_id[:12]}", "custom_id": custom_id, "error": None}
+            if fault in ("400", "500"):
+                result["response"] = {"status_code": int(fault), "request_id": custom_id[:12], "body": {
+                    "error": {"message": f"refused with {fault}", "type": "invalid_request_error"}}}
+                batch["_errors"].append(result)
+                counts["failed"] += 1
+                continue
+            payload, usage = self._completion(body, custom_id, fault, body.get("response_format"))
+            result["response"] = {"status_code": 200, "request_id": custom_id[:12], "body": payload}
+            with self._lock:
+                self.answered[custom_id] += 1
+                if self.report_usage:
+                    self.batch_usages.append(usage)
+            batch["_output"].append(result)
+            counts["completed"] += 1
+        batch["_done"] = stop
+        if stop < end:
+            return
+        if end < len(lines):
+            batch["status"] = "expired"
+            for line in lines[end:]:
+                batch["_errors"].append({"id": "", "custom_id": line["custom_id"], "response": None, "error": {
+                    "code": "batch_expired", "message": "This request could not be executed before the completion "
+                                                        "window expired."}})
+        else:
+            batch["status"] = "completed"
+        self._finish(batch)
+
+    def _finish(self, batch: dict[str, Any]) -> None:
+        for kind, results in (("output", batch["_output"]), ("error", batch["_errors"])):
+            if results:
+                data = "".join(json.dumps(r) + "\n" for r in results).encode()
+                batch[f"{kind}_file_id"] = self._file(data, f"{batch['id']}_{kind}.jsonl", f"batch_{kind}")["id"]
+
+    async def _batch_get(self, request: web.Request) -> web.Response:
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None:
+            return self._refuse(404, "no such batch")
+        with self._lock:
+            self._advance(batch)
+        return web.json_response(self._public(batch))
+
+    async def _batch_list(self, request: web.Request) -> web.Response:
+        data = [self._public(b) for b in reversed(self.batches.values())]
+        return web.json_response({"object": "list", "data": data, "has_more": False})
+
+    async def _batch_cancel(self, request: web.Request) -> web.Response:
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None:
+            return self._refuse(404, "no such batch")
+        with self._lock:
+            if batch["status"] == "in_progress":
+                batch["status"] = "cancelled"
+                self._finish(batch)
+        return web.json_response(self._public(batch))
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -326,6 +489,13 @@ class OpenAIServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files/{id}", self._file_get)
+        app.router.add_get("/v1/files/{id}/content", self._file_content)
+        app.router.add_post("/v1/batches", self._batch_create)
+        app.router.add_get("/v1/batches", self._batch_list)
+        app.router.add_get("/v1/batches/{id}", self._batch_get)
+        app.router.add_post("/v1/batches/{id}/cancel", self._batch_cancel)
         app.router.add_get("/stats", self._stats)
         app.router.add_post("/reset", self._reset)
         return app
