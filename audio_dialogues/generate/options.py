@@ -13,10 +13,11 @@ from pathlib import Path
 
 from ..checks import check_options
 from ..errors import AudioDialoguesError
+from ..llm.endpoint import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, Endpoint, from_arguments
 from ..llm.endpoint import NUMBERS as ENDPOINT
-from ..llm.endpoint import Endpoint, from_arguments
 from ..llm.endpoint import add_arguments as add_endpoint_arguments
-from ..numbers import Number
+from ..llm.usage import BATCH_PRICE_FACTOR
+from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, Number
 from ..sources.annotations import CONFIGS, PAPER_SIZES
 
 
@@ -60,6 +61,20 @@ class GenerateOptions(Endpoint):
     #: back to free text for the rest of the run when the endpoint refuses; ``on`` stops the run instead;
     #: ``off`` never asks.
     structured: str = "auto"
+    #: Send the requests through the Batch API (``/v1/files`` and ``/v1/batches``) instead of one by one.
+    batch: bool = False
+    #: Seconds between two looks at the batches in flight, and at most how long to wait for them (None: until
+    #: done; 0: submit, collect what is finished, and return; a re-run collects the rest).
+    batch_poll_s: float = 60.0
+    batch_wait_s: float | None = None
+    #: The share of the prices a batch answer does not pay (OpenAI's: half).
+    batch_discount: float = 1 - BATCH_PRICE_FACTOR
+    batch_max_requests: int = BATCH_MAX_REQUESTS
+    batch_max_bytes: int = BATCH_MAX_BYTES
+    #: The offline form: write the request files there (no model is called) ...
+    batch_write: Path | None = None
+    #: ... and journal the output files ``vllm run-batch`` (or a batch run by hand) made of them.
+    batch_ingest: Sequence[str] = ()
     dry_run: bool = False
     show_prompts: int = 1
     progress: bool = True
@@ -71,7 +86,8 @@ class GenerateOptions(Endpoint):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("strong_labels", "ontology", "musiccaps_csv", "audio_dirs"):  # one path given alone
+        # one path given alone
+        for name in ("strong_labels", "ontology", "musiccaps_csv", "audio_dirs", "batch_ingest"):
             if isinstance(getattr(self, name), (str, os.PathLike)):
                 setattr(self, name, (getattr(self, name),))
         self.validate()
@@ -90,6 +106,10 @@ class GenerateOptions(Endpoint):
                                     f"{self.comparison_groups!r:.60}")
             for split, count in self.comparison_groups.items():
                 GROUPS.check(f"--comparison-groups {split}", count, GenerateError)
+        modes = [flag for flag, on in (("--batch", self.batch), ("--batch-write", self.batch_write is not None),
+                                       ("--batch-ingest", bool(self.batch_ingest))) if on]
+        if len(modes) > 1:
+            raise GenerateError(f"{' and '.join(modes)} are different ways to send the requests: choose one")
         if self.similarity_test not in ("relative", "absolute"):
             raise GenerateError(f"--similarity-test must be relative or absolute, got {self.similarity_test!r}")
         if self.structured not in STRUCTURED:
@@ -112,6 +132,11 @@ NUMBERS: dict[str, tuple[str, Number]] = {
     "near_duplicate_threshold": ("--near-duplicate-threshold", Number(0, 1)),
     "show_prompts": ("show_prompts", Number(0, 1_000_000, whole=True)),
     "price_cached_in": ("--price-cached-in", Number(0, 1e6, none="the --price-in price")),
+    "batch_poll_s": ("--batch-poll", POSITIVE_SECONDS),
+    "batch_wait_s": ("--batch-wait", Number(0, MAX_SECONDS, none="until every batch is done")),
+    "batch_discount": ("--batch-discount", Number(0, 1)),
+    "batch_max_requests": ("--batch-max-requests", Number(1, BATCH_MAX_REQUESTS, whole=True)),
+    "batch_max_bytes": ("--batch-max-bytes", Number(1024, BATCH_MAX_BYTES, whole=True)),
 }
 #: The values of ``--structured``.
 STRUCTURED = ("auto", "on", "off")
@@ -202,6 +227,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "or more (MinHash estimate; default 0.8; 0 turns the stage off)")
     flt.add_argument("--audio-dir", dest="audio_dirs", action="append", default=[],
                      help="local audio for clap:CHECKPOINT (repeatable)")
+    batch = parser.add_argument_group("batch (half price, answers within 24 h; see docs/generate.md)")
+    batch.add_argument("--batch", action="store_true",
+                       help="send the requests through the Batch API (/v1/files, /v1/batches) and wait for them; "
+                            "a stopped or killed run re-attaches to its batches")
+    batch.add_argument("--batch-poll", dest="batch_poll_s", type=_number("batch_poll_s"), default=60.0,
+                       metavar="SECONDS", help="seconds between two looks at the batches in flight (default 60)")
+    batch.add_argument("--batch-wait", dest="batch_wait_s", type=_number("batch_wait_s"), metavar="SECONDS",
+                       help="wait at most this long for the batches (default: until done; 0: submit and return, "
+                            "then run again to collect)")
+    batch.add_argument("--batch-discount", type=_number("batch_discount"), default=1 - BATCH_PRICE_FACTOR,
+                       metavar="SHARE", help="share of the prices a batch answer does not pay (default "
+                                             f"{1 - BATCH_PRICE_FACTOR:g}, OpenAI's)")
+    batch.add_argument("--batch-max-requests", type=_number("batch_max_requests"), default=BATCH_MAX_REQUESTS,
+                       metavar="N", help=f"requests per batch file (default and most {BATCH_MAX_REQUESTS:,})")
+    batch.add_argument("--batch-max-bytes", type=_number("batch_max_bytes"), default=BATCH_MAX_BYTES, metavar="N",
+                       help=f"bytes per batch file (default and most {BATCH_MAX_BYTES:,})")
+    batch.add_argument("--batch-write", type=Path, metavar="DIR",
+                       help="offline: write the unanswered requests as batch input files (for vllm run-batch) and "
+                            "call no model")
+    batch.add_argument("--batch-ingest", nargs="+", default=[], metavar="FILE",
+                       help="offline: journal these batch output files, then write the outputs; call no model")
     parser.add_argument("--dry-run", action="store_true",
                         help="print rendered prompts and a token and cost estimate of what the journal has not "
                              "answered yet; call no model, write nothing (needs --model: answers are keyed by it)")
@@ -217,6 +263,9 @@ def from_args(args: argparse.Namespace) -> GenerateOptions:
         replace_phrases=args.replace_phrases, embedder=args.embedder, embedding_base_url=args.embedding_base_url,
         similarity_test=args.similarity_test, similarity_margin=args.similarity_margin,
         similarity_threshold=args.similarity_threshold, near_duplicate_threshold=args.near_duplicate_threshold,
-        audio_dirs=args.audio_dirs, price_cached_in=args.price_cached_in,
-        structured=args.structured, dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
+        audio_dirs=args.audio_dirs, price_cached_in=args.price_cached_in, structured=args.structured,
+        batch=args.batch, batch_poll_s=args.batch_poll_s, batch_wait_s=args.batch_wait_s,
+        batch_discount=args.batch_discount, batch_max_requests=args.batch_max_requests,
+        batch_max_bytes=args.batch_max_bytes, batch_write=args.batch_write, batch_ingest=args.batch_ingest,
+        dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
     )

@@ -14,11 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..llm.usage import Usage
+from ..llm.usage import BATCH_PRICE_FACTOR, Usage
 from ..sources.annotations import PAPER_SIZES
 from ..version import __version__
 
 if TYPE_CHECKING:
+    from ..llm.batch import BatchOutcome
     from ..llm.client import ClientStats
 
 #: How answers were asked for: with the answer's JSON schema (``response_format``), or as free text.
@@ -68,7 +69,8 @@ class SplitGenerationReport:
     def reject(self, reason: str) -> None:
         self.rejects[reason] += 1
 
-    def to_dict(self, price_in: float, price_out: float, price_cached_in: float | None = None) -> dict[str, Any]:
+    def to_dict(self, price_in: float, price_out: float, price_cached_in: float | None = None,
+                batch_discount: float = 1 - BATCH_PRICE_FACTOR) -> dict[str, Any]:
         return {
             "stages": dict(self.stages),
             "not_built": dict(self.not_built.most_common()),
@@ -79,7 +81,7 @@ class SplitGenerationReport:
             "answers": {mode: {"answered": c["answered"], "rejected": c["rejected"]}
                         for mode, c in self.answers.items()},
             "usage": self.usage.to_dict(),
-            "cost_usd": round(self.usage.cost(price_in, price_out, price_cached_in), 6),
+            "cost_usd": round(self.usage.cost(price_in, price_out, price_cached_in, batch_discount), 6),
             "similarity": _distribution(self.similarity),
             "similarity_margin": _distribution(self.margins),
         }
@@ -92,9 +94,13 @@ class GenerationReport:
     price_out: float = 0.0
     #: Dollars per million cached prompt tokens; ``None``: ``price_in``.
     price_cached_in: float | None = None
+    #: The share of the prices that answers from a batch do not pay.
+    batch_discount: float = 1 - BATCH_PRICE_FACTOR
     splits: dict[str, SplitGenerationReport] = field(default_factory=dict)
     this_run: Usage = field(default_factory=Usage)
     client: dict[str, Any] = field(default_factory=dict)
+    #: ``--batch``: batches created, requests submitted, batches collected, requests still in batches in flight.
+    batches: dict[str, int] = field(default_factory=dict)
     descriptors: dict[str, int] = field(default_factory=dict)
     #: Tokens of the descriptor answers this run's descriptors come from.
     descriptor_usage: Usage = field(default_factory=Usage)
@@ -129,16 +135,21 @@ class GenerationReport:
             reasons[reason] = reasons.get(reason, 0) + n
         c["backoff_waited_s"] = round(c.get("backoff_waited_s", 0.0) + stats.waited_s, 3)
 
+    def add_batches(self, outcome: BatchOutcome) -> None:
+        """Add one request phase's batch counters (descriptors, then dialogues)."""
+        for name in ("batches_created", "requests_submitted", "collected", "in_flight"):
+            self.batches[name] = self.batches.get(name, 0) + getattr(outcome, name)
+
     def total_usage(self) -> Usage:
         """Every journaled answer: the subsets' dialogues, the descriptors and the unused answers."""
         total = Usage()
         for usage in [*(report.usage for report in self.splits.values()), self.descriptor_usage, self.unused_usage]:
-            total.add(usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens)
+            total.merge(usage)
         return total
 
     def cost(self, usage: Usage) -> float:
         """``usage`` in dollars at the run's prices, rounded as the report shows it."""
-        return round(usage.cost(self.price_in, self.price_out, self.price_cached_in), 6)
+        return round(usage.cost(self.price_in, self.price_out, self.price_cached_in, self.batch_discount), 6)
 
     def to_dict(self) -> dict[str, Any]:
         total = self.total_usage()
@@ -153,11 +164,12 @@ class GenerationReport:
             "settings": self.settings,
             "prices_per_million": {"input": self.price_in, "output": self.price_out,
                                    "cached_input": self.price_in if self.price_cached_in is None
-                                   else self.price_cached_in},
+                                   else self.price_cached_in, "batch_discount": self.batch_discount},
             "usage": total.to_dict(),
             "cost_usd": self.cost(total),
             "this_run": {**self.this_run.to_dict(), "cost_usd": self.cost(self.this_run)},
             "client": self.client,
+            "batches": self.batches,
             "descriptors": {**self.descriptors, "usage": self.descriptor_usage.to_dict(),
                             "cost_usd": self.cost(self.descriptor_usage)},
             "unused_answers": {"answers": self.unused_answers, "usage": self.unused_usage.to_dict(),
@@ -165,7 +177,7 @@ class GenerationReport:
             "wall_time_s": round(self.wall_time_s, 3),
             "outputs": self.outputs,
             "stages": STAGE_HELP,
-            "splits": {name: r.to_dict(self.price_in, self.price_out, self.price_cached_in)
+            "splits": {name: r.to_dict(self.price_in, self.price_out, self.price_cached_in, self.batch_discount)
                        for name, r in sorted(self.splits.items())},
         }
 
@@ -255,7 +267,9 @@ class GenerationReport:
         if not data["complete"]:
             unscored = f", {self.unscored_total()} dialogues not yet scored" if self.unscored_total() else ""
             top = "; ".join(f"{n} x {reason}" for reason, n in self.failed_requests.most_common(3))
-            lines.append(f"NOT COMPLETE: {self.pending} requests pending, "
+            in_batches = self.batches.get("in_flight", 0)
+            lines.append(f"NOT COMPLETE: {self.pending} requests pending"
+                         + (f" ({in_batches} in batches in flight)" if in_batches else "") + ", "
                          f"{sum(self.failed_requests.values())} failed" + (f" ({top})" if top else "") + unscored
                          + (" (interrupted)" if self.interrupted else "")
                          + "; run the same command again to continue without paying twice")

@@ -22,6 +22,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ..files import OutputError, atomic_write, claim_output_folder, load_json
+from ..llm.batch import STATE_NAME as BATCH_STATE
+from ..llm.batch import BatchRunner, BatchState, EntryMaker, ingest, open_client, write_request_files
 from ..llm.client import (
     ChatClient,
     Completion,
@@ -33,7 +35,7 @@ from ..llm.client import (
 )
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
 from ..llm.runner import Pool
-from ..llm.usage import BATCH_PRICE_FACTOR, Usage
+from ..llm.usage import Usage
 from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
 from .embedders import check_spec, make_embedder
@@ -337,10 +339,88 @@ def endpoint_proven(journal: Journal, known: set[str], model: str, base_url: str
 
 def _send(jobs: Sequence[Job], options: GenerateOptions, journal: Journal, report: GenerationReport,
           settings: ModelSettings, log: Callable[[str], None]) -> None:
+    """Ask what the journal has not answered: one by one, by batch, or offline (write the requests, or ingest
+    the answers); requests in a batch not yet collected are left to ``--batch`` (never paid twice)."""
     pending = [job for job in jobs if job.key not in journal]
-    if pending:
-        asyncio.run(_Runner(options, journal, report, settings, log).run(pending, (job.key for job in jobs)))
+    if options.batch_ingest:
+        _ingest(pending, options, journal, report, settings, log)
+    elif options.batch:
+        if pending:
+            asyncio.run(_batch(pending, options, journal, report, settings, log))
+    else:
+        state = options.output_dir / BATCH_STATE
+        in_batches = BatchState(state).in_flight() if state.exists() else set()
+        if in_batches & {job.key for job in pending}:
+            log(f"{len(in_batches & {job.key for job in pending}):,} requests are in batches not yet collected "
+                f"({state}): they are not sent again; run with --batch to collect them")
+            pending = [job for job in pending if job.key not in in_batches]
+        if options.batch_write is not None:
+            if pending:
+                paths = write_request_files(options.batch_write, f"{pending[0].kind}-requests",
+                                            _batch_bodies(pending, settings, options),
+                                            options.batch_max_requests, options.batch_max_bytes)
+                log(f"wrote {len(pending):,} {pending[0].kind} requests to {len(paths)} batch files in "
+                    f"{options.batch_write}; no model was called")
+        elif pending:
+            asyncio.run(_Runner(options, journal, report, settings, log).run(pending, (job.key for job in jobs)))
     report.pending += sum(1 for job in jobs if job.key not in journal)
+
+
+def _batch_structured(job: Job, options: GenerateOptions) -> bool:
+    """Whether a batch asks ``job`` with its JSON schema: a dialogue, unless ``--structured off`` (a batch cannot
+    fall back request by request; an endpoint that refuses the schema returns error lines, asked again with
+    ``--structured off``)."""
+    return job.kind == "dialogue" and options.structured != "off"
+
+
+def _batch_bodies(jobs: Sequence[Job], settings: ModelSettings, options: GenerateOptions) -> dict[str, dict[str, Any]]:
+    """Each job's request body, by journal key, as a batch file line carries it."""
+    bodies = {}
+    for job in jobs:
+        body = settings.body(job.messages)
+        if _batch_structured(job, options):
+            body["response_format"] = response_format(job.config)
+        bodies[job.key] = body
+    return bodies
+
+
+def _batch_entries(jobs: Sequence[Job], settings: ModelSettings, options: GenerateOptions, base_url: str,
+                   report: GenerationReport) -> EntryMaker:
+    """The journal entry of a batch answer: a synchronous one's, plus the batch (or output file) it came from."""
+    by_key = {job.key: job for job in jobs}
+
+    def entry(custom_id: str, completion: Completion, source: str) -> dict[str, Any]:
+        job = by_key[custom_id]
+        report.this_run.add(completion.prompt_tokens, completion.completion_tokens, completion.cached_prompt_tokens,
+                            batch=True)
+        return {**_entry(job, completion, settings, base_url, _batch_structured(job, options)), "batch": source}
+
+    return entry
+
+
+async def _batch(jobs: Sequence[Job], options: GenerateOptions, journal: Journal, report: GenerationReport,
+                 settings: ModelSettings, log: Callable[[str], None]) -> None:
+    client = open_client(options.base_url, os.environ.get(options.api_key_env), options.timeout_s,
+                         options.max_attempts)
+    runner = BatchRunner(client, BatchState(options.output_dir / BATCH_STATE), journal,
+                         max_requests=options.batch_max_requests, max_bytes=options.batch_max_bytes,
+                         poll_s=options.batch_poll_s, wait_s=options.batch_wait_s, log=log)
+    try:
+        outcome = await runner.run(_batch_bodies(jobs, settings, options),
+                                   _batch_entries(jobs, settings, options, str(client.base_url).rstrip("/"), report))
+    finally:
+        await client.close()
+    report.interrupted = report.interrupted or outcome.interrupted
+    report.add_batches(outcome)
+
+
+def _ingest(jobs: Sequence[Job], options: GenerateOptions, journal: Journal, report: GenerationReport,
+            settings: ModelSettings, log: Callable[[str], None]) -> None:
+    """Journal the lines of the ``--batch-ingest`` files that answer ``jobs``."""
+    answers, errors = ingest([Path(p) for p in options.batch_ingest], journal, {job.key for job in jobs},
+                             _batch_entries(jobs, settings, options, "offline", report))
+    if jobs:
+        log(f"ingested {answers:,} {jobs[0].kind} answers and {errors:,} error lines; no model was called")
 
 
 # --- descriptors --------------------------------------------------------------------------------
@@ -384,7 +464,7 @@ def resolve_descriptors(options: GenerateOptions, classes: Sequence[str], journa
         entry = journal.get(job.key)
         if entry is None:
             continue
-        report.descriptor_usage.add_dict(entry["usage"])
+        report.descriptor_usage.add_answer(entry)
         if job.name not in cache and entry.get("parsed"):
             cache[job.name] = entry["parsed"]
             learned = True
@@ -400,7 +480,7 @@ def count_unused(journal: Journal, used: set[str], report: GenerationReport) -> 
     for key, entry in journal.entries.items():
         if key not in used:
             report.unused_answers += 1
-            report.unused_usage.add_dict(entry.get("usage") or {})
+            report.unused_usage.add_answer(entry)
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -470,7 +550,7 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                     if entry is None:
                         continue
                     stats.stages["answered"] += 1
-                    stats.usage.add_dict(entry["usage"])
+                    stats.usage.add_answer(entry)
                     asked = stats.answers["structured" if entry.get("structured") else "free_text"]
                     asked["answered"] += 1
                     turns, reason = _judge(config, entry.get("text"), entry.get("finish_reason"))
@@ -622,7 +702,7 @@ def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]],
     for bound, usage in expected.items():
         synchronous = usage.cost(*prices)
         totals[f"cost_usd{bound}"] = round(synchronous, 4)
-        totals[f"cost_usd_batch{bound}"] = round(synchronous * BATCH_PRICE_FACTOR, 4)
+        totals[f"cost_usd_batch{bound}"] = round(synchronous * (1 - options.batch_discount), 4)
         totals[f"cost_usd_cached{bound}"] = round(Usage(prompt, usage.completion_tokens, cached).cost(*prices), 4)
     out("=== estimate (no model was called) ===")
     for (config, split), group in items.items():
@@ -636,7 +716,7 @@ def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]],
     cached_price = options.price_in if options.price_cached_in is None else options.price_cached_in
     out(f"cost at ${options.price_in:g}/M in, ${cached_price:g}/M cached in and ${options.price_out:g}/M out, "
         "expected (at most, every answer max_tokens long):")
-    modes = {"synchronous": "cost_usd", f"batch ({BATCH_PRICE_FACTOR:.0%} of synchronous)": "cost_usd_batch",
+    modes = {"synchronous": "cost_usd", f"batch ({1 - options.batch_discount:.0%} of synchronous)": "cost_usd_batch",
              "synchronous with the expected cache hits": "cost_usd_cached"}
     for mode, key in modes.items():
         out(f"  {mode}: ~${totals[key]:,.2f} (at most ${totals[key + '_max']:,.2f})")
@@ -662,6 +742,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
                   "near_duplicate_threshold": options.near_duplicate_threshold, "prompt_hashes": prompt_hashes,
                   "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm},
         price_in=options.price_in, price_out=options.price_out, price_cached_in=options.price_cached_in,
+        batch_discount=options.batch_discount,
         structured={"mode": options.structured, "refused": None})
     log = (lambda message: print(message, file=sys.stderr)) if options.progress else (lambda message: None)
     with contextlib.ExitStack() as stack:
@@ -698,7 +779,11 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
         if options.dry_run:
             missing = report.descriptors.get("classes", 0) - report.descriptors.get("described", 0)
             return _dry_run(options, items, jobs, journal, missing, out)
-        if not report.interrupted:
+        # By batch or offline, the dialogue prompts wait for every descriptor (a later run sends them).
+        waiting = report.pending and (options.batch or options.batch_write is not None or options.batch_ingest)
+        if waiting:
+            log("the dialogue requests wait for the descriptor answers; run the same command again once they are in")
+        if not report.interrupted and not waiting:
             _send(list(jobs.values()), options, journal, report, settings, log)
         else:
             report.pending += sum(1 for job in jobs.values() if job.key not in journal)
@@ -721,7 +806,7 @@ def make_output_dir(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: the output folder is a file, not a folder; choose another --output-dir")
     claim_output_folder(path, "generate", previous=(JOURNAL_NAME, LOCK_NAME, DESCRIPTORS_NAME, SIMILARITY_CACHE,
-                                                    GENERATION_REPORT))
+                                                    GENERATION_REPORT, BATCH_STATE))
 
 
 def _check(options: GenerateOptions) -> None:
