@@ -143,6 +143,33 @@ def test_sigkill_while_batches_are_in_flight_then_rerun_submits_nothing_twice(
     assert len((out / "audioset_train.jsonl").read_text().splitlines()) == 12
 
 
+def recorded(out: Path) -> list[str]:
+    """The batch ids ``batches.json`` records (none before the file exists)."""
+    path = out / STATE_NAME
+    return [r["batch_id"] for r in json.loads(path.read_text())["batches"] if r["batch_id"]] if path.exists() else []
+
+
+def test_ctrl_c_while_waiting_leaves_the_batches_running_and_the_rerun_collects_them(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    out = tmp_path / "out"
+    server.hold_batches = True
+    args = cli(out, server, sources, "--batch", "--batch-poll", "0.05")
+    proc = subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not server.batches or not recorded(out):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few looks at the batch
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "stopping: the batches keep running" in stderr and "0/0/16 completed/failed/total" in stderr
+    assert "16 requests pending (16 in batches in flight)" in stdout
+    server.hold_batches = False
+    assert main(args[3:] + ["--quiet"]) == 0
+    assert len(server.batches) == 1 and max(server.seen.values()) == 1
+
+
 def run_batch_files(server: OpenAIServer, requests: list[Path], folder: Path) -> list[Path]:
     """What ``vllm run-batch`` does offline, done by the test server: an output file per request file."""
     client = openai.OpenAI(base_url=server.base_url, api_key="unused")
