@@ -88,6 +88,9 @@ def test_expired_failed_and_refused_requests_are_journaled_as_errors_and_asked_a
     # 5 per file: the first keeps 2 answers and loses 3 to expiry, the second loses all 5, one line is refused.
     assert len(journal.errors) == first.pending == 3 + 5 + 1
     assert reasons == ["HTTP 400", "batch_expired", "no result"]
+    failed = first.to_dict()["failed_requests"]
+    assert failed["HTTP 400: refused with 400"] == 1 and sum(failed.values()) == 9
+    assert "NOT COMPLETE: 9 requests pending, 9 failed" in first.summary()
     assert len(journal.entries) == 22 - 9 and all(server.answered[k] == 1 for k in journal.entries)
 
     second = generate(opts)

@@ -136,9 +136,11 @@ class GenerationReport:
         c["backoff_waited_s"] = round(c.get("backoff_waited_s", 0.0) + stats.waited_s, 3)
 
     def add_batches(self, outcome: BatchOutcome) -> None:
-        """Add one request phase's batch counters (descriptors, then dialogues)."""
+        """Add one request phase's batch counters (descriptors, then dialogues); requests a batch returned
+        without an answer are failed requests, by reason, as synchronous ones are."""
         for name in ("batches_created", "requests_submitted", "collected", "in_flight"):
             self.batches[name] = self.batches.get(name, 0) + getattr(outcome, name)
+        self.failed_requests.update(outcome.errors)
 
     def total_usage(self) -> Usage:
         """Every journaled answer: the subsets' dialogues, the descriptors and the unused answers."""

@@ -24,8 +24,9 @@ import asyncio
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -189,6 +190,8 @@ class BatchOutcome:
     #: Requests in batches still running when the run stopped waiting (a re-run collects them).
     in_flight: int = 0
     interrupted: bool = False
+    #: Requests the collected batches returned no answer for, by reason (a re-run asks them again).
+    errors: Counter[str] = field(default_factory=Counter)
 
 
 def open_client(base_url: str | None, api_key: str | None, timeout_s: float, max_attempts: int) -> openai.AsyncOpenAI:
@@ -310,13 +313,15 @@ class BatchRunner:
                 if raw.strip():
                     result = parse_result(raw, f"batch {batch.id}, file {file_id}, line {n}")
                     if result.custom_id in ours:
-                        journal_result(self.journal, result, batch.id, entry)
+                        if not journal_result(self.journal, result, batch.id, entry) and result.error:
+                            self.outcome.errors[result.error] += 1
                         seen.add(result.custom_id)
         why = f"no result: the batch {batch.status}"
         if batch.errors and batch.errors.data:
             why += " (" + "; ".join(f"{e.code}: {e.message}" for e in batch.errors.data[:3]) + ")"
         for custom_id in (cid for cid in record["custom_ids"] if cid not in seen and cid not in self.journal):
             self.journal.append({"key": custom_id, "error": why, "batch": batch.id, "at": time.time()})
+            self.outcome.errors[why] += 1
         record["collected"], record["status"] = True, batch.status
         self.state.save()
         self.outcome.collected += 1
