@@ -313,9 +313,10 @@ class BatchRunner:
                 if raw.strip():
                     result = parse_result(raw, f"batch {batch.id}, file {file_id}, line {n}")
                     if result.custom_id in ours:
-                        if not journal_result(self.journal, result, batch.id, entry) and result.error:
-                            self.outcome.errors[result.error] += 1
                         seen.add(result.custom_id)
+                        if result.custom_id not in self.journal and not journal_result(self.journal, result,
+                                                                                       batch.id, entry):
+                            self.outcome.errors[str(result.error)] += 1
         why = f"no result: the batch {batch.status}"
         if batch.errors and batch.errors.data:
             why += " (" + "; ".join(f"{e.code}: {e.message}" for e in batch.errors.data[:3]) + ")"
