@@ -67,7 +67,7 @@ def test_the_report_costs_cached_prompt_tokens_as_the_server_bills_them(tmp_path
     assert cached > data["usage"]["prompt_tokens"] / 2
     assert data["cost_usd"] == float(server.bill(3.0, 1.0, 12.0)) == data["this_run"]["cost_usd"]
     assert data["cost_usd"] < float(server.bill(3.0, 3.0, 12.0))  # what it would cost without the discount
-    assert data["prices_per_million"] == {"input": 3.0, "output": 12.0, "cached_input": 1.0}
+    assert data["prices_per_million"] == {"input": 3.0, "output": 12.0, "cached_input": 1.0, "batch_discount": 0.5}
     parts = [*(s["cost_usd"] for s in data["splits"].values()), data["descriptors"]["cost_usd"]]
     assert sum(parts) == pytest.approx(data["cost_usd"], abs=1e-6)
     markdown = (tmp_path / "out" / "generation_report.md").read_text()
