@@ -1,4 +1,4 @@
-"""The chat client's rate limits and failure labels, through the real ``openai`` client and real HTTP.
+"""The chat client's rate limits, failure labels and proxy, through real HTTP (the client's own aiohttp session).
 
 Hosted LLMs cannot be reached from tests: requests go to ``tests/openai_server.py`` (aiohttp on 127.0.0.1),
 to a closed port on 127.0.0.1, or to a host name that cannot resolve (``.invalid`` is reserved for that).
