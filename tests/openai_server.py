@@ -22,7 +22,8 @@ paying user's invoice would say.
 
 Structured outputs: a request with ``response_format`` (a JSON schema, see
 :func:`audio_dialogues.generate.parsing.response_format`) is answered with ``{"turns": [...]}``, the same
-turns; ``refuse_response_format = True`` answers it with OpenAI's 400 for a model without structured outputs.
+turns; ``refuse_response_format = True`` answers it with OpenAI's 400 for a model without structured outputs,
+``"llama.cpp"`` with the 500 that llama-cpp-python's server gives (its request model knows only json_object).
 The request's key leaves ``response_format`` out, as the journal's does.
 
 ``api_key`` set makes every request without that bearer key fail with 401, as a hosted API does.
@@ -116,7 +117,7 @@ class OpenAIServer:
         #: When set, a request without ``Authorization: Bearer <api_key>`` gets OpenAI's 401 answer.
         self.api_key: str | None = None
         #: True refuses (400) every request with ``response_format``, as a model without structured outputs does.
-        self.refuse_response_format = False
+        self.refuse_response_format: bool | str = False
         #: True refuses (400) every request with a non-text content part, as a text-only model does.
         self.reject_audio = False
         self.faults: dict[str, deque[str]] = {}
@@ -251,6 +252,13 @@ class OpenAIServer:
                 await asyncio.sleep(3600)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
+            if schema is not None and self.refuse_response_format == "llama.cpp":
+                self.statuses["500"] += 1
+                # the body llama-cpp-python 0.3.36's server sent here for a json_schema response_format
+                error = {"message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
+                                    "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}",
+                         "type": "internal_server_error", "param": None, "code": None}
+                return web.json_response({"error": error}, status=500)
             if schema is not None and self.refuse_response_format:
                 self.statuses["400"] += 1
                 error = {"message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported "

@@ -97,7 +97,9 @@ class _NotAnAnswer(AudioDialoguesError, ValueError):
 
 
 class ResponseFormatRefused(AudioDialoguesError, RuntimeError):
-    """A 400 refusing the request's ``response_format``: the endpoint (or its model) has no structured outputs.
+    """An error answer naming the request's ``response_format``: the endpoint (or its model) has no structured
+    outputs. OpenAI answers 400; llama-cpp-python's server answers 500 with its validation error (it knows only
+    ``json_object``), so the status alone does not tell, and a 5xx would otherwise be retried in vain.
 
     It says nothing about the endpoint's health or the item, so the endpoint watch does not count it; the
     caller asks again without the parameter.
@@ -369,8 +371,10 @@ class ChatClient:
                         self.watch.succeeded()
                     return result, attempt
                 failure = status_failure(answered.status, raw)
-                if "response_format" in body and failure.status == 400 and "response_format" in _error_message(raw):
-                    raise ResponseFormatRefused(failure) from None
+                message = _error_message(raw) if "response_format" in body else ""
+                if "response_format" in message:  # the label keeps the server's words, 5xx included
+                    raise ResponseFormatRefused(Failure(failure.kind, f"{failure.kind}: {_short(message)}",
+                                                        retry=False, fatal_first=False, status=failure.status))
             except RequestTimeout:
                 failure = Failure("timeout", f"timeout (no whole answer within {self.timeout_s:g} s)", retry=True,
                                   fatal_first=False)
