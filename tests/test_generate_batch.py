@@ -199,6 +199,7 @@ def test_the_offline_write_and_ingest_round_trip_writes_what_a_synchronous_run_w
     assert [p.name for p in files] == [f"dialogue-requests-000{n}.jsonl" for n in range(1, 5)]
     line = json.loads(files[0].read_text().splitlines()[0])
     assert line["url"] == "/v1/chat/completions" and line["body"]["model"] == "test-model"
+    assert line["body"]["response_format"]["type"] == "json_schema"  # structured outputs, as the synchronous run
     results = run_batch_files(server, files, tmp_path / "results")
     assert main(["generate", "--output-dir", str(tmp_path / "out"), "--model", "test-model", "--base-url",
                  "http://127.0.0.1:9/v1", "--embedder", "openai:emb", "--embedding-base-url", server.base_url,
