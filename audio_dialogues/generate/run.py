@@ -663,7 +663,7 @@ def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]],
              journal: Journal, descriptor_classes: int, out: Callable[[str], None]) -> dict[str, Any]:
     """Print rendered prompts and the token and cost estimate of the requests not yet answered, in each mode.
 
-    The modes: synchronous requests at the listed prices; a batch (``BATCH_PRICE_FACTOR`` of them); and
+    The modes: synchronous requests at the listed prices; a batch (``1 - batch_discount`` of them); and
     synchronous with the expected prompt-cache hits: each subset's shared prefix (instruction and worked
     examples, everything but the item) read from the cache by every request of the subset after its first,
     at ``--price-cached-in``.
