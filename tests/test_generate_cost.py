@@ -106,17 +106,20 @@ def test_dialogues_are_asked_for_their_json_schema_and_parsed_with_the_usual_che
     assert "| audioset_train | 12 | 1 | 0 | 0 |" in (tmp_path / "out" / "generation_report.md").read_text()
 
 
+@pytest.mark.parametrize(("refusal", "status"), [(True, "400"), ("llama.cpp", "500")])
 def test_a_refused_response_format_is_said_once_then_free_text_and_neither_paid_nor_a_failure(
-        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture) -> None:
-    """The first requests all go out at once and are all refused with a 400: as many as stop a run whose endpoint
-    never answered (``max(concurrency, 5)``), yet the run goes on, since the 400 is about the parameter."""
-    server.refuse_response_format, server.latency_s = True, 0.3
+        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture, refusal: bool | str,
+        status: str) -> None:
+    """The first requests all go out at once and are all refused: as many as stop a run whose endpoint never
+    answered (``max(concurrency, 5)``), yet the run goes on, since the refusal is about the parameter. OpenAI
+    refuses with a 400; llama-cpp-python's server with a 500, which is not retried either."""
+    server.refuse_response_format, server.latency_s = refusal, 0.3
     server.fault("Music description:", "no dialogue here")  # a free-text answer the parser rejects
     report = generate(options(tmp_path, server, sources, concurrency=8, progress=True))
     err = capsys.readouterr().err
     assert report.complete and not report.failed_requests and server.repeated == 0
-    assert server.statuses["400"] == 8 == len(server.response_formats)  # every request in flight at first
-    assert err.count("the endpoint refuses structured outputs (HTTP 400") == 1
+    assert server.statuses[status] == 8 == len(server.response_formats)  # every request in flight at first
+    assert err.count(f"the endpoint refuses structured outputs (HTTP {status}") == 1
     assert "asking for free text for the rest of the run" in err
     entries = journal(tmp_path)
     assert len(entries) == 31 == len(server.usages) and not any(e["structured"] for e in entries)
