@@ -12,26 +12,25 @@ grades are averaged (AIR-Bench's chat judge does this to cancel the judge's pref
 An item the judge does not grade in both orders (no parsable grades, or a request that failed after its
 retries) is counted as unscored and left out of the means; a turn without a prediction is not judged.
 
-Requests go through :mod:`audio_dialogues.llm`: journaled (``<predictions>.judge.jsonl`` by default) so a
-re-run pays for nothing twice, with the same retries, rate limits and cost accounting as ``generate``.
+Requests go through :class:`audio_dialogues.llm.judge.Judge`, as ``generate --judge-model``'s do: journaled
+(``<predictions>.judge.jsonl`` by default) so a re-run pays for nothing twice, with the same retries, rate
+limits and cost accounting as ``generate``.
+
 The report names the judge's model and the SHA-256 of its instruction and prompt template.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import re
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AudioDialoguesError, UsageError
+from ..errors import UsageError
 from ..llm.endpoint import Endpoint
+from ..llm.judge import KIND, Judge, Question, Scale
 
 #: The judge's instruction, in this project's words.
 INSTRUCTION = (
@@ -52,11 +51,6 @@ UNKNOWN_CONTENT = "Not known: grade the answers against the question and each ot
 PROMPT_SHA256 = hashlib.sha256(f"{INSTRUCTION}\0{TEMPLATE}".encode()).hexdigest()
 #: The orders each item is asked in: the model's answer first, then the reference first.
 ORDERS = ("answer_first", "reference_first")
-KIND = "judge"
-
-
-class JudgeError(AudioDialoguesError, ValueError):
-    """A judge run that cannot start or had to stop; the message names the option or endpoint."""
 
 
 @dataclass(kw_only=True)
@@ -144,20 +138,8 @@ def prompt(item: Item, order: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": text}]
 
 
-_GRADE = re.compile(r'"?answer_([12])"?\s*[:=]\s*"?(\d+(?:\.\d+)?)')
-
-
-def parse_grades(text: str | None) -> tuple[float, float] | None:
-    """``(grade of answer 1, grade of answer 2)`` from the judge's reply, or ``None`` when it holds no such pair
-    of numbers from 1 to 10."""
-    if not text:
-        return None
-    found: dict[str, float] = {}
-    for which, value in _GRADE.findall(text):
-        found.setdefault(which, float(value))
-    if set(found) != {"1", "2"} or not all(1.0 <= v <= 10.0 for v in found.values()):
-        return None
-    return found["1"], found["2"]
+#: Each answer's grade, from 1 to 10, named by its position in the prompt.
+GRADES = Scale(("answer_1", "answer_2"), 1.0, 10.0)
 
 
 @dataclass
@@ -245,89 +227,34 @@ def _groups(items: Sequence[Item], grades: Sequence[tuple[float, float] | None])
 
 def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str], None] | None = None) -> JudgeReport:
     """Grade ``items`` (answers present) in both orders; the means per config, per turn and overall."""
-    from ..llm.client import EndpointUnusable, RequestFailed
-    from ..llm.journal import ITEM_HEADER, Journal, OutputLock, request_key
-    from ..llm.runner import Pool
-    from ..llm.usage import Usage
+    from ..llm.journal import Journal, OutputLock
 
-    def say(text: str) -> None:
-        (log or (lambda t: print(t, file=sys.stderr)))(text)
-
-    settings = options.model_settings()
     journal_path = Path(options.journal or "")
     judged = [item for item in items if item.answer.strip()]
-
-    def name(item: Item, order: str) -> str:
-        return f"{KIND}:{item.config or ''}:{item.id}:{item.turn}:{order}"
-
-    keys = {(i, order): request_key(settings.body(prompt(item, order)), name(item, order))
-            for i, item in enumerate(judged) for order in ORDERS}
-    failures: Counter[str] = Counter()
-    interrupted, sent = False, 0
+    questions = {(i, order): Question(f"{KIND}:{item.config or ''}:{item.id}:{item.turn}:{order}",
+                                      prompt(item, order),
+                                      {"config": item.config, "id": item.id, "turn": item.turn, "order": order})
+                 for i, item in enumerate(judged) for order in ORDERS}
     journal_path.parent.mkdir(parents=True, exist_ok=True)
     with OutputLock(journal_path.parent, "evaluate", "--judge-journal", name=f".{journal_path.name}.lock"), \
             Journal(journal_path) as journal:
-        todo = [(i, order) for (i, order), key in keys.items() if key not in journal]
-        client: Any = None
-
-        async def ask(unit: tuple[int, str]) -> None:
-            i, order = unit
-            item = judged[i]
-            try:
-                completion = await client.complete(prompt(item, order), {ITEM_HEADER: name(item, order)})
-            except RequestFailed as e:
-                failures[str(e)] += 1
-                return
-            journal.append({"key": keys[unit], "kind": KIND, "config": item.config, "id": item.id,
-                            "turn": item.turn, "order": order, "model": completion.model or options.model,
-                            "text": completion.text, "grades": parse_grades(completion.text),
-                            "usage": {"prompt_tokens": completion.prompt_tokens,
-                                      "completion_tokens": completion.completion_tokens}, "at": time.time()})
-
-        async def send() -> None:
-            nonlocal client, interrupted, sent
-            client = options.client(settings)
-            try:
-                outcome = await Pool(ask, options.concurrency, say).run(todo)
-            finally:
-                sent = client.stats.requests
-                await client.close()
-            interrupted = outcome.interrupted
-            watch = client.watch
-            error: EndpointUnusable | None = outcome.unusable
-            if error is None and not interrupted and watch and watch.every_attempt_failed and watch.first:
-                error = EndpointUnusable(watch.first, watch.failed_attempts, client.base_url)
-            if error is not None:
-                raise JudgeError(f"stopped: the judge's endpoint {error.base_url} cannot serve this run: the first "
-                                 f"{error.attempts} attempts all failed with {error.failure.label}; check "
-                                 "--judge-base-url, --judge-model and --judge-api-key-env. Answers already "
-                                 "journaled are kept.")
-
-        if todo:
-            asyncio.run(send())
-        usage = Usage()
+        judge = Judge(options, GRADES, journal, log)
+        asked = judge.ask(list(questions.values()))
         grades: list[tuple[float, float] | None] = []
         reasons: Counter[str] = Counter()
         pending = 0
         for i in range(len(judged)):
-            pair: list[Any] = []
-            for order in ORDERS:
-                entry = journal.get(keys[i, order])
-                if entry is None:
-                    pending += 1
-                    pair.append(None)
-                    continue
-                usage.add(entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"])
-                pair.append(entry.get("grades"))
+            pair = [judge.scores(questions[i, order]) for order in ORDERS]
+            unanswered = [order for order in ORDERS if judge.answer(questions[i, order]) is None]
+            pending += len(unanswered)
             first, second = pair
             if first is None or second is None:
-                missing = [o for o, p in zip(ORDERS, pair, strict=True) if p is None]
-                reasons["no grades in the reply" if all(journal.get(keys[i, o]) for o in missing)
-                        else "request failed or not asked"] += 1
+                reasons["request failed or not asked" if unanswered else "no grades in the reply"] += 1
                 grades.append(None)
                 continue
             # answer_first: (answer, reference); reference_first: (reference, answer)
-            grades.append(((first[0] + second[1]) / 2, (first[1] + second[0]) / 2))
+            grades.append(((first["answer_1"] + second["answer_2"]) / 2, (first["answer_2"] + second["answer_1"]) / 2))
+        usage = judge.usage(list(questions.values()))
     overall, per_turn = _groups(judged, grades)
     per_config = {}
     configs = list(dict.fromkeys(item.config for item in judged))
@@ -337,13 +264,13 @@ def run_judge(items: Sequence[Item], options: JudgeOptions, log: Callable[[str],
             c_overall, c_turns = _groups([judged[i] for i in idx], [grades[i] for i in idx])
             per_config[str(config)] = {"overall": c_overall.to_dict() if c_overall else None,
                                        "per_turn": {str(t): m.to_dict() for t, m in c_turns.items()}}
-    if failures:
-        say("judge: " + "; ".join(f"{n} requests failed ({reason})" for reason, n in failures.items()))
+    if asked.failures:
+        judge.log("judge: " + "; ".join(f"{n} requests failed ({reason})" for reason, n in asked.failures.items()))
     return JudgeReport(options.model or "", options.base_url or "", overall, per_turn, per_config,
                        sum(reasons.values()), dict(reasons), len(items) - len(judged),
                        sum(1 for item in judged if item.content), usage.prompt_tokens, usage.completion_tokens,
-                       round(usage.cost(options.price_in, options.price_out), 6), str(journal_path),
-                       interrupted=interrupted, pending=pending, requests_sent=sent)
+                       judge.cost(usage), str(journal_path),
+                       interrupted=asked.interrupted, pending=pending, requests_sent=asked.sent)
 
 
 def items_for(references: Sequence[Any], texts: Sequence[str], contents: Mapping[tuple[str | None, str], str]
