@@ -587,10 +587,12 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
         description="Regenerate audioset, music and comparison with any OpenAI-compatible chat endpoint "
                     "(see docs/generate.md). Answers are journaled: re-run the same command to resume.")
     add_arguments(generate)
-    generate.set_defaults(run=_run_generate)
+    generate.set_defaults(run=_run_generate, parser=generate)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    if args.judge_base_url and not args.judge_model:
+        args.parser.error("--judge-base-url needs --judge-model")
     report = generate(from_args(args))
     return 0 if isinstance(report, dict) or report.complete else (130 if report.interrupted else 1)
 

@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -70,6 +71,8 @@ def dialogue_for(messages: list[dict[str, str]], name: str = "") -> str:
     words = " ".join(body.replace("Sound of", "").replace("Music description:", "").split())
     if system.startswith("You describe how sound classes"):
         return "soft, steady and mid-pitched"
+    if system.startswith("You check dialogues"):
+        return judge_scores(item)
     if "several recordings" in system:
         return json.dumps({"user": "How do these recordings differ?",
                            "assistant": f"They differ in their sounds: {words[:300]} ({name})."})
@@ -78,6 +81,24 @@ def dialogue_for(messages: list[dict[str, str]], name: str = "") -> str:
         lines.append(json.dumps({"user": f"Question {turn + 1} about what is heard here?",
                                  "assistant": f"It is {words[:200]}, as part {turn + 1} of {name} makes clear."}))
     return "\n".join(lines)
+
+
+_TIMESTAMP = re.compile(r"\d+(?:\.\d+)?\s*s\b|\d+(?:\.\d+)?\s*seconds")
+
+
+def judge_scores(prompt: str) -> str:
+    """``generate``'s judge (see audio_dialogues/generate/judge.py): faithful and specific are the share of the
+    answers' longer words that the recording's description holds (1-5), no_timestamps is 1 when an answer
+    gives seconds, refers_back always 4. An off-topic dialogue scores a mean of about 2.75, a faithful one
+    4.75, a faithful one reading timestamps aloud 3.75."""
+    content, _, dialogue = prompt.partition("## The dialogue")
+    known = set(re.findall(r"[a-z]{4,}", content.lower()))
+    answers = " ".join(line[len("Assistant: "):] for line in dialogue.splitlines() if line.startswith("Assistant: "))
+    words = re.findall(r"[a-z]{4,}", answers.lower())
+    share = sum(w in known for w in words) / len(words) if words else 0.0
+    point = 1 + round(4 * share)
+    return json.dumps({"faithful": point, "no_timestamps": 1 if _TIMESTAMP.search(answers) else 5,
+                       "refers_back": 4, "specific": point})
 
 
 def embedding_for(text: str, dim: int = 64) -> list[float]:

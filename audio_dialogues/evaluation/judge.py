@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..llm.endpoint import Endpoint
-from ..llm.judge import KIND, Judge, Question, Scale
+from ..llm.judge import KIND, Judge, JudgeEndpoint, Question, Scale
 
 #: The judge's instruction, in this project's words.
 INSTRUCTION = (
@@ -54,20 +53,14 @@ ORDERS = ("answer_first", "reference_first")
 
 
 @dataclass(kw_only=True)
-class JudgeOptions(Endpoint):
-    """The judge's endpoint (:class:`~audio_dialogues.llm.endpoint.Endpoint`) and the journal of its answers."""
+class JudgeOptions(JudgeEndpoint):
+    """The judge's endpoint (:class:`~audio_dialogues.llm.judge.JudgeEndpoint`) and the journal of its answers."""
 
-    #: Grades are a few tokens; a judge that explains itself first is cut short, and counted as unscored.
-    max_tokens: int = 64
     #: The journal of the judge's answers (``evaluate`` defaults it to ``<predictions>.judge.jsonl``).
     journal: Path | None = None
 
     def __post_init__(self) -> None:
-        self.check_endpoint("--judge-")
-        if not self.model:
-            raise UsageError("give --judge-model")
-        if not self.base_url:
-            raise UsageError("--judge-model needs --judge-base-url, the OpenAI-compatible endpoint serving it")
+        super().__post_init__()
         if self.journal is None:
             raise UsageError("the judge needs a journal file for its answers (--judge-journal)")
         self.journal = Path(self.journal)

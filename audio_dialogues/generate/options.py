@@ -16,6 +16,7 @@ from ..errors import AudioDialoguesError
 from ..llm.endpoint import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, Endpoint, from_arguments
 from ..llm.endpoint import NUMBERS as ENDPOINT
 from ..llm.endpoint import add_arguments as add_endpoint_arguments
+from ..llm.judge import JudgeEndpoint
 from ..llm.usage import BATCH_PRICE_FACTOR
 from ..numbers import MAX_SECONDS, POSITIVE_SECONDS, Number
 from ..sources.annotations import CONFIGS, PAPER_SIZES
@@ -75,6 +76,10 @@ class GenerateOptions(Endpoint):
     batch_write: Path | None = None
     #: ... and journal the output files ``vllm run-batch`` (or a batch run by hand) made of them.
     batch_ingest: Sequence[str] = ()
+    #: The judge's endpoint (``--judge-*``); None: no judge.
+    judge: JudgeEndpoint | None = None
+    #: The judge's mean score (1-5) under which a dialogue goes.
+    judge_threshold: float = 3.0
     dry_run: bool = False
     show_prompts: int = 1
     progress: bool = True
@@ -130,6 +135,7 @@ NUMBERS: dict[str, tuple[str, Number]] = {
     "similarity_threshold": ("--similarity-threshold", Number(-1, 1)),
     "similarity_margin": ("--similarity-margin", Number(0, 1000)),
     "near_duplicate_threshold": ("--near-duplicate-threshold", Number(0, 1)),
+    "judge_threshold": ("--judge-threshold", Number(1, 5)),
     "show_prompts": ("show_prompts", Number(0, 1_000_000, whole=True)),
     "price_cached_in": ("--price-cached-in", Number(0, 1e6, none="the --price-in price")),
     "batch_poll_s": ("--batch-poll", POSITIVE_SECONDS),
@@ -248,6 +254,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "call no model")
     batch.add_argument("--batch-ingest", nargs="+", default=[], metavar="FILE",
                        help="offline: journal these batch output files, then write the outputs; call no model")
+    judge = parser.add_argument_group("judge (optional: a model scores each dialogue on a rubric, see "
+                                      "docs/generate.md)")
+    add_endpoint_arguments(judge, JudgeEndpoint, "judge-", judges="score every kept dialogue with it")
+    judge.add_argument("--judge-threshold", type=_number("judge_threshold"), default=3.0,
+                       help="drop a dialogue whose mean rubric score (1-5) is under this (default 3)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print rendered prompts and a token and cost estimate of what the journal has not "
                              "answered yet; call no model, write nothing (needs --model: answers are keyed by it)")
@@ -268,4 +279,6 @@ def from_args(args: argparse.Namespace) -> GenerateOptions:
         batch_discount=args.batch_discount, batch_max_requests=args.batch_max_requests,
         batch_max_bytes=args.batch_max_bytes, batch_write=args.batch_write, batch_ingest=args.batch_ingest,
         dry_run=args.dry_run, progress=not args.quiet, **from_arguments(args),
+        judge=JudgeEndpoint(**from_arguments(args, "judge-")) if args.judge_model else None,
+        judge_threshold=args.judge_threshold,
     )

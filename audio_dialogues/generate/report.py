@@ -33,8 +33,11 @@ STAGE_HELP = {
     "phrases": "after the low-confidence phrase filter",
     "similarity": "after the similarity filter",
     "duplicates": "after dropping exact duplicates",
-    "near_duplicates": "after dropping near-duplicates (written)",
+    "near_duplicates": "after dropping near-duplicates (written, unless a judge follows)",
 }
+#: The last stage when a judge is asked (``--judge-model``).
+JUDGE_STAGE = "judge"
+JUDGE_HELP = "after dropping what the judge scored under the threshold or could not score (written)"
 
 
 def _distribution(values: list[float]) -> dict[str, Any] | None:
@@ -52,7 +55,7 @@ def _distribution(values: list[float]) -> dict[str, Any] | None:
 class SplitGenerationReport:
     config: str
     split: str
-    stages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    stages: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*STAGES, JUDGE_STAGE), 0))
     turns: Counter = field(default_factory=Counter)
     rejects: Counter = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
@@ -61,18 +64,20 @@ class SplitGenerationReport:
     margins: list[float] = field(default_factory=list)
     #: Source rows of this split that became no item, by reason (an empty caption, a repeated row).
     not_built: Counter = field(default_factory=Counter)
-    #: Dialogues left out because scoring was interrupted before them (a re-run scores them).
+    #: Dialogues left out because scoring, or the judge, was interrupted before them (a re-run scores them).
     unscored: int = 0
     #: Per way of asking (``structured``, ``free_text``): answers, and those rejected at parsing.
     answers: dict[str, Counter] = field(default_factory=lambda: {mode: Counter() for mode in ANSWER_MODES})
+    #: The judge's mean rubric score of each dialogue it kept.
+    judge_scores: list[float] = field(default_factory=list)
 
     def reject(self, reason: str) -> None:
         self.rejects[reason] += 1
 
     def to_dict(self, price_in: float, price_out: float, price_cached_in: float | None = None,
-                batch_discount: float = 1 - BATCH_PRICE_FACTOR) -> dict[str, Any]:
+                batch_discount: float = 1 - BATCH_PRICE_FACTOR, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
         return {
-            "stages": dict(self.stages),
+            "stages": {stage: self.stages[stage] for stage in stages},
             "not_built": dict(self.not_built.most_common()),
             "unscored": self.unscored,
             "paper": PAPER_SIZES[self.config][self.split],
@@ -84,6 +89,7 @@ class SplitGenerationReport:
             "cost_usd": round(self.usage.cost(price_in, price_out, price_cached_in, batch_discount), 6),
             "similarity": _distribution(self.similarity),
             "similarity_margin": _distribution(self.margins),
+            **({"judge_score": _distribution(self.judge_scores)} if JUDGE_STAGE in stages else {}),
         }
 
 
@@ -114,6 +120,19 @@ class GenerationReport:
     interrupted: bool = False
     wall_time_s: float = 0.0
     outputs: list[str] = field(default_factory=list)
+    #: The judge's prices per million tokens (in, out); None: no judge was asked.
+    judge_prices: tuple[float, float] | None = None
+    #: Tokens of every journaled judge reply the outputs use, requests this run sent, and their journal keys.
+    judge_usage: Usage = field(default_factory=Usage)
+    judge_requests_sent: int = 0
+    judge_keys: set[str] = field(default_factory=set)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return (*STAGES, JUDGE_STAGE) if self.judge_prices is not None else STAGES
+
+    def judge_cost(self) -> float:
+        return self.judge_usage.cost(*self.judge_prices) if self.judge_prices is not None else 0.0
 
     def split(self, config: str, split: str) -> SplitGenerationReport:
         return self.splits.setdefault(f"{config}_{split}", SplitGenerationReport(config, split))
@@ -168,7 +187,11 @@ class GenerationReport:
                                    "cached_input": self.price_in if self.price_cached_in is None
                                    else self.price_cached_in, "batch_discount": self.batch_discount},
             "usage": total.to_dict(),
-            "cost_usd": self.cost(total),
+            "cost_usd": round(self.cost(total) + self.judge_cost(), 6),
+            "judge": None if self.judge_prices is None else {
+                "usage": self.judge_usage.to_dict(), "cost_usd": round(self.judge_cost(), 6),
+                "prices_per_million": {"input": self.judge_prices[0], "output": self.judge_prices[1]},
+                "requests_sent": self.judge_requests_sent},
             "this_run": {**self.this_run.to_dict(), "cost_usd": self.cost(self.this_run)},
             "client": self.client,
             "batches": self.batches,
@@ -178,8 +201,9 @@ class GenerationReport:
                                "cost_usd": self.cost(self.unused_usage)},
             "wall_time_s": round(self.wall_time_s, 3),
             "outputs": self.outputs,
-            "stages": STAGE_HELP,
-            "splits": {name: r.to_dict(self.price_in, self.price_out, self.price_cached_in, self.batch_discount)
+            "stages": {**STAGE_HELP, **({JUDGE_STAGE: JUDGE_HELP} if JUDGE_STAGE in self.stages else {})},
+            "splits": {name: r.to_dict(self.price_in, self.price_out, self.price_cached_in, self.batch_discount,
+                                       self.stages)
                        for name, r in sorted(self.splits.items())},
         }
 
@@ -204,11 +228,11 @@ class GenerationReport:
             lines.append(f"- pending requests: {self.pending}; failed: {failed or 'none'}; "
                          f"dialogues not yet scored: {self.unscored_total()}")
         lines += ["", "## Counts after each stage", "",
-                  "| subset | " + " | ".join(STAGES) + " | paper |", "|---" * (len(STAGES) + 2) + "|"]
+                  "| subset | " + " | ".join(self.stages) + " | paper |", "|---" * (len(self.stages) + 2) + "|"]
         for name, split in data["splits"].items():
-            counts = " | ".join(f"{split['stages'][s]:,}" for s in STAGES)
+            counts = " | ".join(f"{split['stages'][s]:,}" for s in self.stages)
             lines.append(f"| {name} | {counts} | {split['paper']:,} |")
-        lines += ["", "Stages: " + "; ".join(f"**{k}**: {v}" for k, v in STAGE_HELP.items()) + ".", "",
+        lines += ["", "Stages: " + "; ".join(f"**{k}**: {v}" for k, v in data["stages"].items()) + ".", "",
                   "## Turns per dialogue", "", "| subset | 1 | 2 | 3 | 4 |", "|---|---|---|---|---|"]
         for name, split in data["splits"].items():
             hist = split["turns_histogram"]
@@ -218,9 +242,10 @@ class GenerationReport:
         if not_built:
             lines += ["", "## Source rows not built into items", "", *not_built]
         spreads = [(name, key, split[key]) for name, split in data["splits"].items()
-                   for key in ("similarity", "similarity_margin") if split[key]]
+                   for key in ("similarity", "similarity_margin", "judge_score") if split.get(key)]
         if spreads:
-            lines += ["", "## Similarity scores (each dialogue's in similarity_scores.jsonl)", "",
+            lines += ["", "## Scores (similarity: each dialogue's in similarity_scores.jsonl; judge: in each "
+                      "record's meta)", "",
                       "| subset | measure | count | min | p10 | p25 | median | p75 | p90 | max |",
                       "|---|---|---|---|---|---|---|---|---|---|"]
             for name, key, d in spreads:
@@ -241,7 +266,9 @@ class GenerationReport:
         lines += ["", "## Tokens and cost per subset", "",
                   "| subset | prompt tokens | of them cached | completion tokens | cost $ |", "|---|---|---|---|---|"]
         parts = [*data["splits"].items(), ("descriptors", data["descriptors"]),
-                 (f"unused answers ({self.unused_answers})", data["unused_answers"]), ("**total**", data)]
+                 (f"unused answers ({self.unused_answers})", data["unused_answers"]),
+                 *([(f"judge `{self.settings['judge']['model']}`", data["judge"])] if data["judge"] else []),
+                 ("**total** (tokens: the generator's)", data)]
         for name, part in parts:
             usage = part["usage"]
             if usage["prompt_tokens"] or usage["completion_tokens"] or name in data["splits"] or part is data:
@@ -254,7 +281,7 @@ class GenerationReport:
         data = self.to_dict()
         lines = []
         for name, split in data["splits"].items():
-            stages = " -> ".join(f"{split['stages'][s]} {s}" for s in STAGES)
+            stages = " -> ".join(f"{split['stages'][s]} {s}" for s in self.stages)
             not_built = ", ".join(f"{n} x {reason}" for reason, n in split["not_built"].items())
             lines.append(f"{name}: {stages} (paper {split['paper']:,})"
                          + (f"; {split['unscored']} not yet scored" if split["unscored"] else "")

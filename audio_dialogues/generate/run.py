@@ -34,10 +34,12 @@ from ..llm.client import (
     estimate_tokens,
 )
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
+from ..llm.judge import Judge
 from ..llm.runner import Pool
 from ..llm.usage import Usage
 from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
+from . import judge as rubric
 from .embedders import check_spec, make_embedder
 from .filters import (
     NearDuplicates,
@@ -65,6 +67,10 @@ SIMILARITY_CACHE = "similarity_cache.jsonl"
 SIMILARITY_SCORES = "similarity_scores.jsonl"
 #: Completion tokens a finished answer usually takes, for the dry-run estimate (four turns vs one pair).
 EXPECTED_COMPLETION_TOKENS = {"audioset": 320, "music": 320, "comparison": 140, "descriptor": 12}
+
+
+#: A dialogue every filter before the judge kept: its item, turns, journal entry and similarity score.
+Candidate = tuple[Item, tuple, dict, Score | None]
 
 
 @dataclass(frozen=True)
@@ -534,6 +540,8 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
     """
     stop = ScoringStop(log)
     scored: list[dict] = []
+    #: What passed every filter before the judge, per config and split, in item order.
+    candidates: dict[tuple[str, str], list[Candidate]] = {}
     with stop if scorer is not None else contextlib.nullcontext():
         for config in CONFIGS:
             seen: set[str] = set()
@@ -544,6 +552,7 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                     continue
                 stats = report.split(config, split)
                 stats.stages["items"] = len(group)
+                candidates[config, split] = []
                 kept: list[tuple[Item, tuple, dict]] = []
                 for item in group:
                     entry = journal.get(jobs[config, split, item.key].key)
@@ -571,7 +580,6 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                         log(f"scoring {len(kept)} {config}/{split} dialogues with {scorer.embedder.name} "
                             f"({options.similarity_test} test)")
                     scores = _score(options, scorer, group, kept, stop)
-                records = []
                 for index, (item, turns, entry) in enumerate(kept):
                     score = scores.get(index)
                     if scorer is not None:
@@ -605,13 +613,33 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
                                          f"{options.near_duplicate_threshold:g})")
                             continue
                     stats.stages["near_duplicates"] += 1
-                    stats.turns[len(turns)] += 1
-                    provenance = {**report.settings["model_settings"], "prompt_hash": prompt_hashes[config],
-                                  "embedder": scorer.embedder.name if scorer else None}
-                    records.append(_record(item, turns, entry, provenance, score))
-                path = options.output_dir / f"{config}_{split}.jsonl"
-                _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-                report.outputs.append(path.name)
+                    candidates[config, split].append((item, turns, entry, score))
+    judge = _ask_judge(options, candidates, journal, report, log, asking=not (stop.stopped or report.interrupted))
+    for (config, split), passed in candidates.items():
+        stats = report.split(config, split)
+        records = []
+        for item, turns, entry, score in passed:
+            provenance = {**report.settings["model_settings"], "prompt_hash": prompt_hashes[config],
+                          "embedder": scorer.embedder.name if scorer else None}
+            if judge is not None:
+                question = rubric.question(item, turns)
+                if judge.answer(question) is None:
+                    stats.unscored += 1
+                    continue
+                points = judge.scores(question)
+                reason = rubric.reject(points, options.judge_threshold)
+                if reason:
+                    stats.reject(reason)
+                    continue
+                assert points is not None  # rubric.reject refuses a reply without scores
+                stats.judge_scores.append(rubric.mean(points))
+                stats.stages["judge"] += 1
+                provenance["judge"] = {**points, "mean": round(rubric.mean(points), 4)}
+            stats.turns[len(turns)] += 1
+            records.append(_record(item, turns, entry, provenance, score))
+        path = options.output_dir / f"{config}_{split}.jsonl"
+        _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        report.outputs.append(path.name)
     if scorer is not None:
         path = options.output_dir / SIMILARITY_SCORES
         _write_atomic(path, "".join(json.dumps(r) + "\n" for r in scored))
@@ -619,6 +647,26 @@ def finish(options: GenerateOptions, items: dict[tuple[str, str], list[Item]], j
         report.interrupted = True
     if scorer is not None:
         scorer.cache.close()
+
+
+def _ask_judge(options: GenerateOptions, candidates: dict[tuple[str, str], list[Candidate]], journal: Journal,
+               report: GenerationReport, log: Callable[[str], None], asking: bool) -> Judge | None:
+    """The judge over every dialogue the filters kept, having asked it what the journal lacks (unless ``asking``
+    is off: a run stopped before asks nothing more); its usage, cost and failures go into the report."""
+    if options.judge is None:
+        return None
+    judge = Judge(options.judge, rubric.SCALE, journal, log)
+    questions = [rubric.question(item, turns) for passed in candidates.values() for item, turns, _, _ in passed]
+    if asking and questions:
+        log(f"judging {len(questions)} dialogues with {options.judge.model}")
+        asked = judge.ask(questions)
+        report.interrupted = report.interrupted or asked.interrupted
+        report.failed_requests.update({f"judge: {reason}": n for reason, n in asked.failures.items()})
+        report.judge_requests_sent += asked.sent
+    report.pending += sum(1 for q in questions if judge.answer(q) is None)
+    report.judge_usage = judge.usage(questions)
+    report.judge_keys = {judge.key(q) for q in questions}
+    return judge
 
 
 def _score(options: GenerateOptions, scorer: SimilarityScorer, group: Sequence[Item],
@@ -740,10 +788,15 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
                   "similarity_test": options.similarity_test, "similarity_margin": options.similarity_margin,
                   "similarity_threshold": options.similarity_threshold,
                   "near_duplicate_threshold": options.near_duplicate_threshold, "prompt_hashes": prompt_hashes,
-                  "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm},
+                  "concurrency": options.concurrency, "rpm": options.rpm, "tpm": options.tpm,
+                  "judge": None if options.judge is None else {
+                      "model": options.judge.model, "base_url": options.judge.base_url,
+                      "temperature": options.judge.temperature, "max_tokens": options.judge.max_tokens,
+                      "threshold": options.judge_threshold, "prompt_sha256": rubric.PROMPT_SHA256}},
         price_in=options.price_in, price_out=options.price_out, price_cached_in=options.price_cached_in,
         batch_discount=options.batch_discount,
-        structured={"mode": options.structured, "refused": None})
+        structured={"mode": options.structured, "refused": None},
+        judge_prices=None if options.judge is None else (options.judge.price_in, options.judge.price_out))
     log = (lambda message: print(message, file=sys.stderr)) if options.progress else (lambda message: None)
     with contextlib.ExitStack() as stack:
         if options.dry_run:  # reads the journal if there is one; creates, locks and writes nothing
@@ -789,7 +842,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
             report.pending += sum(1 for job in jobs.values() if job.key not in journal)
         assert phrase_filter is not None  # made by filters() whenever this is no dry run
         finish(options, items, jobs, journal, report, prompt_hashes, phrase_filter, scorer, log)
-        count_unused(journal, descriptor_keys | {job.key for job in jobs.values()}, report)
+        count_unused(journal, descriptor_keys | report.judge_keys | {job.key for job in jobs.values()}, report)
         report.wall_time_s = time.perf_counter() - started
         _write_atomic(options.output_dir / GENERATION_REPORT, report.to_json())
         _write_atomic(options.output_dir / REPORT_MD, report.to_markdown())

@@ -104,8 +104,10 @@ HELP = {
 
 
 def add_arguments(parser: argparse._ActionsContainer, options: type[Endpoint] = Endpoint, prefix: str = "", *,
-                  client_base_url: bool = False) -> None:
-    """The command-line options of an endpoint (``prefix`` ``judge-`` for the judge's), one per :data:`HELP`.
+                  client_base_url: bool = False,
+                  judges: str = "grade every answer with it, see docs/evaluation.md") -> None:
+    """The command-line options of an endpoint (``prefix`` ``judge-`` for the judge's, which ``judges``), one
+    per :data:`HELP`.
 
     Their defaults are those of ``options``, the :class:`Endpoint` subclass they fill, so that the command line
     and the API default alike. ``client_base_url``: a missing ``--base-url`` means the openai client's own.
@@ -115,7 +117,7 @@ def add_arguments(parser: argparse._ActionsContainer, options: type[Endpoint] = 
     helps = dict(HELP)
     if prefix:
         helps["base_url"] = "the judge's " + helps["base_url"]
-        helps["model"] = f"the judge's {helps['model']} (grade every answer with it, see docs/evaluation.md)"
+        helps["model"] = f"the judge's {helps['model']} ({judges})"
     if client_base_url:
         helps["base_url"] += " (default: the openai client's, i.e. OPENAI_BASE_URL or OpenAI)"
     for name, text in helps.items():

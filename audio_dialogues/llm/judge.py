@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AudioDialoguesError
+from ..errors import AudioDialoguesError, UsageError
 from .endpoint import Endpoint
 from .journal import ITEM_HEADER, Journal, request_key
 from .usage import Usage
@@ -32,6 +32,22 @@ KIND = "judge"
 
 class JudgeError(AudioDialoguesError, ValueError):
     """A judge run that cannot start or had to stop; the message names the option or endpoint."""
+
+
+@dataclass(kw_only=True)
+class JudgeEndpoint(Endpoint):
+    """A judge's endpoint (the ``--judge-*`` options of ``evaluate`` and ``generate``): a model and the
+    OpenAI-compatible endpoint serving it are required; greedy sampling by default."""
+
+    #: Scores are a few tokens; a judge that explains itself first is cut short, and counted as unscored.
+    max_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        self.check_endpoint("--judge-")
+        if not self.model:
+            raise UsageError("give --judge-model")
+        if not self.base_url:
+            raise UsageError("--judge-model needs --judge-base-url, the OpenAI-compatible endpoint serving it")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""``generate --judge-model``: a model scores each dialogue on the rubric, through the real client and HTTP.
+
+tests/openai_server.py answers the judge's requests with scores computed from the dialogue (see its
+``judge_scores``): answers about something the recording does not hold score low, answers giving seconds
+score 1 on ``no_timestamps``; a queued fault makes it reply without scores.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from audio_dialogues.cli import main
+from audio_dialogues.generate import generate
+from audio_dialogues.generate.judge import NO_SCORE
+from audio_dialogues.llm.journal import JOURNAL_NAME
+from audio_dialogues.llm.judge import JudgeEndpoint
+from tests.generate_sources import write_sources
+from tests.openai_server import OpenAIServer
+from tests.test_generate_run import cli, env, journal_lines, options
+
+
+@pytest.fixture
+def server():
+    with OpenAIServer() as srv:
+        yield srv
+
+
+def turns(*answers: str) -> str:
+    return "\n".join(json.dumps({"user": f"Question {k}?", "assistant": a}) for k, a in enumerate(answers))
+
+
+def test_the_judge_drops_low_scores_and_replies_without_scores_and_keeps_its_scores_in_meta(
+        tmp_path: Path, server: OpenAIServer) -> None:
+    sources = write_sources(tmp_path / "src", music=12)
+    server.fault("number 4 ", turns("A helicopter hovers while a chainsaw cuts wood in a forest."))
+    server.fault("number 7 ", turns("A calm piano piece with soft chords, from 2.5 s to 7 s."))
+    server.fault("number 8 ", turns("A calm piano piece with soft chords, marked for the judge."))
+    server.fault("marked for the judge", "I would rather not score this dialogue.")
+    judge = JudgeEndpoint(model="judge-m", base_url=server.base_url, price_in=3.0, price_out=5.0)
+    lines: list[str] = []
+    report = generate(options(tmp_path, server, sources, configs=("music",), embedder="none", judge=judge,
+                              judge_threshold=3.0), out=lines.append)
+    data = report.to_dict()
+    train = data["splits"]["music_train"]
+    assert train["stages"]["near_duplicates"] == 8 and train["stages"]["judge"] == 6
+    assert train["rejects"] == {"judge's mean score below 3": 1, NO_SCORE: 1}
+    assert "8 near_duplicates -> 6 judge" in "\n".join(lines)
+    records = {r["meta"]["caption"]: r for r in map(json.loads, (tmp_path / "out" / "music_train.jsonl").open())}
+    assert len(records) == 6 and not any("number 4 " in c or "number 8 " in c for c in records)
+    scores = {c: r["meta"]["generation"]["judge"] for c, r in records.items()}
+    assert all(set(s) == {"faithful", "no_timestamps", "refers_back", "specific", "mean"} for s in scores.values())
+    timestamped = next(s for c, s in scores.items() if "number 7 " in c)
+    assert timestamped["no_timestamps"] == 1 and all(s["no_timestamps"] == 5 for s in scores.values()
+                                                     if s is not timestamped)
+    assert min(s["mean"] for s in scores.values()) >= 3.0
+    assert train["judge_score"]["count"] == 6
+    # Costed at the judge's prices from the journal, apart from the generator's, and added to the total.
+    entries = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).open()]
+    judged = [e for e in entries if e["kind"] == "judge"]
+    assert len(judged) == 12 == data["judge"]["requests_sent"]  # every dialogue that reached the judge, once
+    tokens = [sum(e["usage"][k] for e in judged) for k in ("prompt_tokens", "completion_tokens")]
+    assert data["judge"]["usage"] == {"prompt_tokens": tokens[0], "completion_tokens": tokens[1]}
+    assert data["judge"]["cost_usd"] == pytest.approx((tokens[0] * 3.0 + tokens[1] * 5.0) / 1e6, abs=1e-6)
+    generator = (data["usage"]["prompt_tokens"] * 1.0 + data["usage"]["completion_tokens"] * 2.0) / 1e6
+    assert data["cost_usd"] == pytest.approx(generator + data["judge"]["cost_usd"], abs=1e-6)
+    assert data["unused_answers"]["answers"] == 0 and data["settings"]["judge"]["model"] == "judge-m"
+    # A re-run asks nothing: the judge's replies, with or without scores, are journaled.
+    before = server.requests
+    again = generate(options(tmp_path, server, sources, configs=("music",), embedder="none", judge=judge))
+    assert server.requests == before and again.to_dict()["splits"]["music_train"]["stages"]["judge"] == 6
+    # A stricter threshold re-judges nothing either: it reads the journaled scores.
+    strict = generate(options(tmp_path, server, sources, configs=("music",), embedder="none", judge=judge,
+                              judge_threshold=4.5))
+    assert server.requests == before and strict.to_dict()["splits"]["music_train"]["stages"]["judge"] < 6
+
+
+def test_the_judge_options_are_checked_and_spelled_like_evaluates(tmp_path: Path, server: OpenAIServer,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    sources = write_sources(tmp_path / "src")
+    base = cli(tmp_path / "out", server, sources)[3:]
+    with pytest.raises(SystemExit):
+        main([*base, "--judge-base-url", server.base_url])
+    assert "--judge-base-url needs --judge-model" in capsys.readouterr().err
+    assert main([*base, "--judge-model", "j"]) == 2
+    assert "--judge-model needs --judge-base-url" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--judge-model", "j", "--judge-base-url", server.base_url, "--judge-threshold", "6"])
+    assert "--judge-threshold" in capsys.readouterr().err
+    assert server.requests == 0
+
+
+def test_sigkill_while_judging_then_resume_pays_no_judge_twice(tmp_path: Path, server: OpenAIServer) -> None:
+    sources = write_sources(tmp_path / "src")
+    out = tmp_path / "out"
+    command = cli(out, server, sources, "--concurrency", "3", "--quiet", "--judge-model", "j",
+                  "--judge-base-url", server.base_url, "--judge-concurrency", "3")
+    server.hold_after = 16 + 5  # the 16 dialogues, five judge replies, then requests stay in flight
+    proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while journal_lines(out) < 21 or server.in_flight < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert journal_lines(out) == 21
+    server.hold_after = None
+    assert main(command[3:]) == 0
+    assert server.repeated == 0 and len(server.answered) == 32 and set(server.answered.values()) == {1}
+    report = json.loads((out / "generation_report.json").read_text())
+    # The stand-in generator reads the events' time spans aloud: the judge drops every one of them.
+    assert report["complete"] and report["splits"]["audioset_train"]["stages"]["judge"] == 0
+    assert report["splits"]["audioset_train"]["rejects"] == {"judge's mean score below 3": 12}
