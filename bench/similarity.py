@@ -67,12 +67,13 @@ def score_planted(descriptions: list[str], spec: str, folder: Path, config: str,
     items = make_items(descriptions, config)
     dialogues, chosen = planted(items, 0.1, seed=seed)
     embedder = make_embedder(spec)
+    answers = [" ".join(a for _, a in turns) for _, turns in dialogues]
+    cpu, wall = time.process_time(), time.perf_counter()
     fit = getattr(embedder, "fit", None)
     if fit is not None:
-        fit([item.description for item in items])
+        fit([item.description for item in items], answers)
     scorer = SimilarityScorer(embedder, Journal(folder / f"cache-{config}-{spec}-{seed}.jsonl"))
-    cpu, wall = time.process_time(), time.perf_counter()
-    scores = scorer.scores([(item, " ".join(a for _, a in turns)) for item, turns in dialogues],
+    scores = scorer.scores([(item, answer) for (item, _), answer in zip(dialogues, answers, strict=True)],
                            others=[other_items(item, items) for item, _ in dialogues])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     scorer.cache.close()

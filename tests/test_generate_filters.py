@@ -31,9 +31,9 @@ def margins(embedder_spec: str, tmp_path, n: int = 250) -> tuple[list[Score], se
     items = make_items(descriptions(n), "audioset")
     dialogues, chosen = planted(items, 0.1, seed=1)
     embedder = make_embedder(embedder_spec)
-    embedder.fit([i.description for i in items])
-    scorer = SimilarityScorer(embedder, Journal(tmp_path / "cache.jsonl"))
     pairs = [(item, " ".join(a for _, a in turns)) for item, turns in dialogues]
+    embedder.fit([i.description for i in items], [answer for _, answer in pairs])  # as generate fits it
+    scorer = SimilarityScorer(embedder, Journal(tmp_path / "cache.jsonl"))
     scores = scorer.scores(pairs, others=[other_items(item, items) for item, _ in dialogues])
     return [scores[i] for i in range(len(pairs))], chosen
 

