@@ -59,6 +59,21 @@ def test_the_default_lexical_embedder_ranks_matching_descriptions_higher() -> No
     assert max(scores[len(PAIRS):]) == 0.0  # no content word in common
 
 
+def test_lexical_weighs_words_every_answer_uses_less() -> None:
+    """Fitted on the split's answers, a word they all use (commentary around any clip) matches less: an answer
+    sharing only that word with the item loses ground to one naming the item's own sound."""
+    descriptions = ["Sound of Dog; Sound of Speech", "Sound of Piano; Sound of Speech", "Sound of Rain"]
+    answers = ["Speech and a dog barking nearby.", "Speech over a soft piano.", "Speech while rain falls.",
+               "Speech, speech and more speech here."]
+    embedder = make_embedder("lexical")
+    embedder.fit(descriptions)
+    texts = [answers[0], answers[3]]
+    before = embedder.scores([item(descriptions[0])] * 2, texts)
+    embedder.fit(descriptions, answers)
+    after = embedder.scores([item(descriptions[0])] * 2, texts)
+    assert after[1] / after[0] < before[1] / before[0]  # the filler's share of the match shrank
+
+
 def test_the_text_embedder_embeds_each_distinct_text_once() -> None:
     """The relative test pairs each answer with many descriptions: each text goes to the endpoint once."""
     with OpenAIServer() as server:
