@@ -8,6 +8,7 @@ score 1 on ``no_timestamps``; a queued fault makes it reply without scores.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -78,6 +79,24 @@ def test_the_judge_drops_low_scores_and_replies_without_scores_and_keeps_its_sco
     strict = generate(options(tmp_path, server, sources, configs=("music",), embedder="none", judge=judge,
                               judge_threshold=4.5))
     assert server.requests == before and strict.to_dict()["splits"]["music_train"]["stages"]["judge"] < 6
+
+
+def test_a_dry_run_estimates_the_judge_and_counts_what_it_already_judged(tmp_path: Path, server: OpenAIServer,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    sources = write_sources(tmp_path / "src")
+    args = [*cli(tmp_path / "out", server, sources, "--quiet", "--judge-model", "j", "--judge-base-url",
+                 server.base_url, "--judge-price-in", "1000000", "--judge-price-out", "0")[3:]]
+    assert main([*args, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "judge j: at most 16 requests" in printed and server.requests == 0
+    assert main(args) == 0  # every dialogue answered and judged
+    assert main([*args, "--dry-run"]) == 0
+    assert "judge j: at most 0 requests" in capsys.readouterr().out
+    estimate = re.search(r"judge j: .*prompt tokens ~([\d,]+).*cost at most \$([\d,.]+)", printed)
+    assert estimate is not None, printed
+    tokens, cost = (float(x.replace(",", "")) for x in estimate.groups())
+    assert tokens > 16 * 150  # a judge prompt holds the instruction (over 150 tokens) and a dialogue
+    assert cost == pytest.approx(tokens, rel=0.01)  # $1,000,000 per million prompt tokens, completions free
 
 
 def test_the_judge_options_are_checked_and_spelled_like_evaluates(tmp_path: Path, server: OpenAIServer,

@@ -34,7 +34,7 @@ from ..llm.client import (
     estimate_tokens,
 )
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
-from ..llm.judge import Judge
+from ..llm.judge import Judge, JudgeEndpoint
 from ..llm.runner import Pool
 from ..llm.usage import Usage
 from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
@@ -768,6 +768,35 @@ def _dry_run(options: GenerateOptions, items: dict[tuple[str, str], list[Item]],
              "synchronous with the expected cache hits": "cost_usd_cached"}
     for mode, key in modes.items():
         out(f"  {mode}: ~${totals[key]:,.2f} (at most ${totals[key + '_max']:,.2f})")
+    if options.judge is not None:
+        j = _judge_estimate(options.judge, items, jobs, journal)
+        out(f"judge {options.judge.model}: at most {j['requests']:,} requests (one per dialogue still to judge, "
+            f"if every one passed the filters), prompt tokens ~{j['prompt_tokens']:,}, completion tokens at most "
+            f"{j['completion_tokens_max']:,}; cost at most ${j['cost_usd_max']:,.2f}, at ${options.judge.price_in}/M "
+            f"in and ${options.judge.price_out}/M out")
+        return {**totals, "judge": j}
+    return totals
+
+
+def _judge_estimate(judge: JudgeEndpoint, items: dict[tuple[str, str], list[Item]],
+                    jobs: dict[tuple[str, str, str], Job], journal: Journal) -> dict[str, float]:
+    """The judge's requests and tokens at most: one per item whose dialogue it has not judged (the journaled
+    dialogue's own request, or, for an item not answered yet, its expected length in place of the dialogue)."""
+    asker = Judge(judge, rubric.SCALE, journal)
+    totals: dict[str, float] = {"requests": 0, "prompt_tokens": 0, "completion_tokens_max": 0}
+    for (config, split), group in items.items():
+        for item in group:
+            entry = journal.get(jobs[config, split, item.key].key)
+            turns = _judge(config, entry.get("text"), entry.get("finish_reason"))[0] if entry else ()
+            question = rubric.question(item, turns)
+            if turns and asker.answer(question) is not None:
+                continue
+            totals["requests"] += 1
+            totals["prompt_tokens"] += estimate_tokens(question.messages) + (
+                0 if turns else EXPECTED_COMPLETION_TOKENS[config])
+            totals["completion_tokens_max"] += judge.max_tokens
+    totals["cost_usd_max"] = round((totals["prompt_tokens"] * judge.price_in
+                                    + totals["completion_tokens_max"] * judge.price_out) / 1e6, 4)
     return totals
 
 
