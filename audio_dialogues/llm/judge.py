@@ -19,12 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AudioDialoguesError, UsageError
 from .endpoint import Endpoint
-from .journal import ITEM_HEADER, Journal, request_key
 from .usage import Usage
+
+if TYPE_CHECKING:  # the journal needs filelock, which listing the commands' options should not load
+    from .journal import Journal
 
 #: The ``kind`` of a judge's journal entries (a journal may hold other answers too, as ``generate``'s does).
 KIND = "judge"
@@ -111,6 +113,8 @@ class Judge:
         self.log = log or (lambda text: print(text, file=sys.stderr))
 
     def key(self, question: Question) -> str:
+        from .journal import request_key
+
         return request_key(self.settings.body(question.messages), question.name)
 
     def ask(self, questions: Sequence[Question]) -> Asked:
@@ -123,6 +127,7 @@ class Judge:
 
     async def _send(self, todo: Sequence[Question], asked: Asked) -> None:
         from .client import EndpointUnusable, RequestFailed
+        from .journal import ITEM_HEADER
         from .runner import Pool
 
         client = self.endpoint.client(self.settings)
