@@ -65,8 +65,10 @@ def test_the_judge_drops_low_scores_and_replies_without_scores_and_keeps_its_sco
     entries = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).open()]
     judged = [e for e in entries if e["kind"] == "judge"]
     assert len(judged) == 12 == data["judge"]["requests_sent"]  # every dialogue that reached the judge, once
-    tokens = [sum(e["usage"][k] for e in judged) for k in ("prompt_tokens", "completion_tokens")]
-    assert data["judge"]["usage"] == {"prompt_tokens": tokens[0], "completion_tokens": tokens[1]}
+    names = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens")
+    tokens = [sum(e["usage"][k] for e in judged) for k in names]
+    assert data["judge"]["usage"] == dict(zip(names, tokens, strict=True))
+    assert tokens[2] > 0  # the server serves the rubric from its prompt cache; billed here at --judge-price-in
     assert data["judge"]["cost_usd"] == pytest.approx((tokens[0] * 3.0 + tokens[1] * 5.0) / 1e6, abs=1e-6)
     generator = (data["usage"]["prompt_tokens"] * 1.0 + data["usage"]["completion_tokens"] * 2.0) / 1e6
     assert data["cost_usd"] == pytest.approx(generator + data["judge"]["cost_usd"], abs=1e-6)
@@ -108,8 +110,11 @@ def test_the_judge_options_are_checked_and_spelled_like_evaluates(tmp_path: Path
     assert "--judge-base-url needs --judge-model" in capsys.readouterr().err
     assert main([*base, "--judge-model", "j"]) == 2
     assert "--judge-model needs --judge-base-url" in capsys.readouterr().err
+    judged = [*base, "--judge-model", "j", "--judge-base-url", server.base_url]
+    assert main([*judged, "--batch-write", str(tmp_path / "requests")]) == 1
+    assert "the offline form (--batch-write, --batch-ingest) calls no model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main([*base, "--judge-model", "j", "--judge-base-url", server.base_url, "--judge-threshold", "6"])
+        main([*judged, "--judge-threshold", "6"])
     assert "--judge-threshold" in capsys.readouterr().err
     assert server.requests == 0
 

@@ -900,6 +900,9 @@ def _check(options: GenerateOptions) -> None:
             "; a dry run needs it too: journaled answers are keyed by the model, so what is left to pay depends "
             "on it" if options.dry_run else ""))
     options.validate()  # again: fields may have changed since the options were made
+    if options.judge is not None and (options.batch_write is not None or options.batch_ingest):
+        raise GenerateError("--judge-model asks its endpoint, and the offline form (--batch-write, --batch-ingest) "
+                            "calls no model: judge with a run without them afterwards (the dialogues are journaled)")
     # What the filters would refuse, refused before the sources are read, and in a dry run too.
     check_spec(options.embedder)
     phrases(options)

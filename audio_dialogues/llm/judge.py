@@ -142,8 +142,7 @@ class Judge:
                 "key": self.key(question), "kind": KIND, "name": question.name, **question.fields,
                 "model": completion.model or self.settings.model, "base_url": client.base_url,
                 "text": completion.text, "scores": self.scale.parse(completion.text),
-                "usage": {"prompt_tokens": completion.prompt_tokens,
-                          "completion_tokens": completion.completion_tokens}, "at": time.time()})
+                "usage": completion.usage.to_dict(), "at": time.time()})
 
         try:
             outcome = await Pool(one, self.endpoint.concurrency, self.log).run(todo)
@@ -176,7 +175,7 @@ class Judge:
         for question in questions:
             entry = self.answer(question)
             if entry is not None:
-                usage.add(entry["usage"]["prompt_tokens"] or 0, entry["usage"]["completion_tokens"] or 0)
+                usage.add_answer(entry)
         return usage
 
     def cost(self, usage: Usage) -> float:
