@@ -268,7 +268,7 @@ class GenerationReport:
         parts = [*data["splits"].items(), ("descriptors", data["descriptors"]),
                  (f"unused answers ({self.unused_answers})", data["unused_answers"]),
                  *([(f"judge `{self.settings['judge']['model']}`", data["judge"])] if data["judge"] else []),
-                 ("**total** (tokens: the generator's)", data)]
+                 ("**total**" + (" (tokens: the generator's; cost: the judge's too)" if data["judge"] else ""), data)]
         for name, part in parts:
             usage = part["usage"]
             if usage["prompt_tokens"] or usage["completion_tokens"] or name in data["splits"] or part is data:
