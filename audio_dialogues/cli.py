@@ -19,6 +19,7 @@ from .audio.resolver import MISSING_AUDIO_POLICIES
 from .dataset.overview import sample_gaps_note, summarise
 from .errors import AudioDialoguesError, UsageError, exit_code
 from .evaluation import TOKENIZERS
+from .evaluation.options import AUDIO_INPUTS, HISTORIES, PREDICT_NUMBERS, PredictOptions
 from .export import EXPORT_MISSING_AUDIO_POLICIES, FORMATS, OPENAI_AUDIO
 from .files import input_problem
 from .generate import generate
@@ -472,14 +473,11 @@ def _add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
                          help="local audio folder, searched before the clip cache (repeatable)")
     predict.add_argument("--audio-cache-dir", metavar="DIR", help="the clip cache (default: $AUDIO_DIALOGUES_CACHE, "
                                                                  "else $XDG_CACHE_HOME/audio_dialogues/clips)")
-    predict.add_argument("--history", choices=("gold", "own"), default="gold",
+    predict.add_argument("--history", choices=HISTORIES, default="gold",
                          help="what earlier assistant turns the model sees: the gold answers, or its own")
-    predict.add_argument("--audio-input", choices=("input_audio", "audio_url"), default="input_audio",
+    predict.add_argument("--audio-input", choices=AUDIO_INPUTS, default="input_audio",
                          help="input_audio: base64 WAV parts (OpenAI); audio_url: file:// WAV copies (vLLM, started "
                               "with --allowed-local-media-path covering the output's folder)")
-    from .evaluation.predict import NUMBERS as PREDICT_NUMBERS
-    from .evaluation.predict import PredictOptions
-
     predict.add_argument("--sample-rate", type=_number(PREDICT_NUMBERS, "sample_rate"), default=16000,
                          help="every clip is resampled to this rate, mono, 16-bit WAV")
     predict.add_argument("--system-prompt", metavar="TEXT", help="a system message before the dialogue (default: none)")
@@ -528,7 +526,7 @@ def _number(numbers: dict, name: str, prefix: str = "") -> Callable[[str], int |
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .evaluation.predict import PredictOptions, predict
+    from .evaluation.predict import predict
 
     options = PredictOptions(
         args.config, args.output, args.data_dir, split=args.split, audio_dirs=args.audio_dir,

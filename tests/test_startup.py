@@ -13,14 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 import audio_dialogues
+from audio_dialogues.audio import cache as clip_cache
+from audio_dialogues.sources.clips import Clip
 
 SAMPLE = audio_dialogues.sample_paths()
-#: Libraries that each cost from tens of milliseconds to seconds to import.
+#: Libraries that each cost from tens of milliseconds to seconds to import (asyncio: ~50 ms, only the LLM
+#: commands' runs need it).
 HEAVY = ("datasets", "pandas", "pyarrow", "numpy", "pycocoevalcap", "torch", "torchcodec", "yt_dlp", "soundfile",
-         "soxr", "huggingface_hub", "fsspec", "requests", "filelock", "tqdm")
+         "soxr", "huggingface_hub", "fsspec", "requests", "filelock", "tqdm", "asyncio")
 
 _PROBE = """
 import json, sys, time
@@ -57,6 +62,28 @@ def test_cli_help_and_status_load_no_heavy_library(argv: list[str], tmp_path: Pa
     result = probe(code, tmp_path)
     command = " ".join(["audio-dialogues", *argv])
     assert result["heavy"] == [], f"{command} took {result['seconds']:.3f} s and loaded {result['heavy']}"
+
+
+def test_a_fetch_rerun_with_every_clip_cached_loads_no_heavy_library(tmp_path: Path) -> None:
+    """Its clips are looked up (a read and a stat each), never decoded: no soundfile, numpy or yt-dlp."""
+    clip = Clip("Zz9_Yy8-Xx7", 30.0, 40.0)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "audioset_test.jsonl").write_text(json.dumps(
+        {"id": "r0", "clips": [clip.to_dict()], "turns": [{"user": "What?", "assistant": "A bell."}]}) + "\n")
+    cache = tmp_path / "clips"
+    path = clip_cache.audio_path(cache, clip, "flac")
+    path.parent.mkdir(parents=True)
+    sf.write(path, np.zeros(160_000, dtype=np.int16), 16_000, format="FLAC")
+    clip_cache.write_record(cache, clip, clip_cache.ClipRecord(
+        file=path.name, size=path.stat().st_size, format="flac", sample_rate=16_000, channels=1, frames=160_000,
+        requested_sample_rate=16_000))
+    code = ("import contextlib, io\nfrom audio_dialogues.cli import main\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            f"    assert main(['fetch', 'audioset', '--data-dir', {str(data)!r}, '--no-progress']) == 0\n"
+            "assert '1 already cached' in out.getvalue(), out.getvalue()")
+    result = probe(code, tmp_path)  # probe's AUDIO_DIALOGUES_CACHE is tmp_path / "clips"
+    assert result["heavy"] == [], f"a cached fetch took {result['seconds']:.3f} s and loaded {result['heavy']}"
 
 
 def test_load_dataset_finds_the_builder_when_datasets_is_imported_after_the_package(tmp_path: Path) -> None:

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.abc
 import os
 import sys
 import types
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from importlib.abc import Loader
     from importlib.machinery import ModuleSpec
 
 DATASET_NAME = "audio_dialogues"
@@ -114,7 +114,7 @@ def wrap(datasets_load: Any) -> bool:
 # whose import pulls in importlib.resources (tens of milliseconds at every start-up).
 
 
-class _WrappingLoader(importlib.abc.Loader):
+class _WrappingLoader:
     """Runs the real loader of ``datasets.load``, then :func:`wrap` on the fresh module."""
 
     def __init__(self, loader: Any) -> None:
@@ -145,7 +145,7 @@ class _PostImportFinder:
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _WrappingLoader(spec.loader)
+                    spec.loader = cast("Loader", _WrappingLoader(spec.loader))
                 return spec
         return None
 

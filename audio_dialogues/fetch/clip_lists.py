@@ -20,7 +20,7 @@ from typing import Any
 from ..audio.cache import resolve_cache_dir
 from ..files import FileIdentity, OutputError, atomic_write
 from ..sources import records
-from ..sources.annotations import AnnotationError, split_files
+from ..sources.annotations import AnnotationError, gc_paused, split_files
 from ..sources.clips import Clip, ClipError
 from ..sources.metadata import PathOrUrl, is_url, metadata_sources
 
@@ -93,7 +93,7 @@ def _remembered(cache_dir: str | os.PathLike, config: str, splits: Iterable[str]
     path = Path(cache_dir) / INDEX_DIRNAME / f"clips-{config}-{key}.json"
     if key is not None:
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb") as f, gc_paused():  # 100k+ acyclic clips: no collection pass to rescan them
                 return {split: [Clip(ytid, start, end) for ytid, start, end in rows]
                         for split, rows in json.load(f).items()}
         except (OSError, ValueError, TypeError, AttributeError, RecursionError, ClipError):

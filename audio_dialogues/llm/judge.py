@@ -12,7 +12,6 @@ from the journaled usage at the endpoint's prices.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 import time
@@ -119,6 +118,8 @@ class Judge:
 
     def ask(self, questions: Sequence[Question]) -> Asked:
         """Send the questions not journaled yet; raises :class:`JudgeError` when the endpoint cannot serve."""
+        import asyncio  # here, not at the top: the CLI imports this module to list the judge's options
+
         todo = [q for q in questions if self.key(q) not in self.journal]
         asked = Asked()
         if todo:
