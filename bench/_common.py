@@ -203,9 +203,12 @@ def peak_rss_bytes() -> int:
     return max(status_bytes("VmHWM"), children)
 
 
-def print_results(rows: Sequence[Sequence[object]], contention: Contention, verdicts: Verdicts) -> int:
-    """Print a benchmark's measures, how busy the machine was and its verdicts; the exit code."""
-    print(table(["measure", "value"], rows))
+def print_results(rows: Sequence[Sequence[object]], contention: Contention, verdicts: Verdicts,
+                  headers: Sequence[str] = ("measure", "value")) -> int:
+    """Print a benchmark's measures (a table under ``headers``; none when ``rows`` is empty), how busy the
+    machine was and its verdicts; the exit code."""
+    if rows:
+        print(table(headers, rows))
     print()
     print(contention.describe())
     print()

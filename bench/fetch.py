@@ -48,7 +48,7 @@ from audio_dialogues.audio import cache as clip_cache  # noqa: E402
 from audio_dialogues.audio.ffmpeg import find_ffmpeg  # noqa: E402
 from audio_dialogues.fetch import FetchOptions, fetch_clips  # noqa: E402
 from audio_dialogues.sources.clips import Clip  # noqa: E402
-from bench._common import Verdicts, canonical_record, measure_contention, random_ytids  # noqa: E402
+from bench._common import Verdicts, canonical_record, measure_contention, print_results, random_ytids  # noqa: E402
 from tests.media_server import write_media  # noqa: E402
 
 SOURCE_S = 60.0
@@ -254,9 +254,7 @@ def main() -> int:
                   f"a clean run); the re-run fetched {rerun_bytes / 1e6:.1f} MB")
             ratio = rerun_bytes / missing_bytes
             verdicts.check("re-run bytes after a kill / missing bytes", f"{ratio:.3f}", "<= 1.1", ratio <= 1.1)
-        print(contention.describe())
-        print(verdicts.render())
-        return verdicts.exit_code
+        return print_results((), contention, verdicts)
     finally:
         if server is not None:
             server.close()

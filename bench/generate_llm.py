@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Verdicts, isolate_caches, measure_contention  # noqa: E402
+from _common import Verdicts, isolate_caches, measure_contention, print_results  # noqa: E402
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
@@ -149,11 +149,7 @@ def main() -> int:
             if path.exists() and path.read_text().strip():
                 record = json.loads(path.read_text().splitlines()[0])
                 print(f"a {config} dialogue: {json.dumps(record['turns'], ensure_ascii=False)[:600]}")
-    print()
-    print(contention.describe())
-    print()
-    print(verdicts.render())
-    return verdicts.exit_code
+    return print_results((), contention, verdicts)
 
 
 if __name__ == "__main__":

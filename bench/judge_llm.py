@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Verdicts, isolate_caches, measure_contention  # noqa: E402
+from _common import Verdicts, isolate_caches, measure_contention, print_results  # noqa: E402
 from generate_llm import MODEL_ALIAS, find_gguf, free_port, start_server  # noqa: E402
 
 WRONG = "A dog barks twice and then a car horn sounds."
@@ -105,11 +105,7 @@ def main() -> int:
                        f"{second.returncode})", "0, same means", second.returncode == 0 and
                        two.get("requests_sent") == 0 and two.get("overall") == one.get("overall"))
         print("judge report:", json.dumps(one, indent=1)[:3000])
-    print()
-    print(contention.describe())
-    print()
-    print(verdicts.render())
-    return verdicts.exit_code
+    return print_results((), contention, verdicts)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Verdicts, isolate_caches, measure_contention, random_ytids, table  # noqa: E402
+from _common import Verdicts, isolate_caches, measure_contention, print_results, random_ytids  # noqa: E402
 from generate import Server  # noqa: E402
 
 CONCURRENCY = 8
@@ -157,8 +157,6 @@ def main() -> int:
     rows = []
     for name, cpu, n, stats in (("bare client", bare_cpu, bare_n, bare), ("predict", predict_cpu, predict_n, pred)):
         rows.append((name, n, stats["requests"], f"{1000 * cpu / n:.2f}", f"{stats['request_bytes'] / n / 1024:.1f}"))
-    print(table(["run", "turns", "requests", "CPU ms/turn", "KiB/request"], rows))
-    print()
     bare_ms, predict_ms = 1000 * bare_cpu / bare_n, 1000 * predict_cpu / max(predict_n, 1)
     verdicts.check("every turn answered", f"predict {predict_n}, bare {bare_n}", f"{turns} each",
                    predict_n == bare_n == turns == pred["requests"])
@@ -168,10 +166,7 @@ def main() -> int:
     size_ratio = (pred["request_bytes"] / max(pred["requests"], 1)) / (bare["request_bytes"] / bare["requests"])
     verdicts.check("request size", f"{size_ratio:.4f}x the bare client's", f"<= {SIZE_FACTOR}x",
                    size_ratio <= SIZE_FACTOR)
-    print(contention.describe())
-    print()
-    print(verdicts.render())
-    return verdicts.exit_code
+    return print_results(rows, contention, verdicts, ["run", "turns", "requests", "CPU ms/turn", "KiB/request"])
 
 
 if __name__ == "__main__":
