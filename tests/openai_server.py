@@ -20,10 +20,11 @@ instruction and worked examples) reports those messages' tokens, rounded down to
 what the answers cost, exactly (a :class:`~fractions.Fraction` of dollars), at the prices given: what a
 paying user's invoice would say.
 
-Structured outputs: a request with ``response_format`` (a JSON schema, see
-:func:`audio_dialogues.generate.parsing.response_format`) is answered with ``{"turns": [...]}``, the same
-turns; ``refuse_response_format = True`` answers it with OpenAI's 400 for a model without structured outputs,
-``"llama.cpp"`` with the 500 that llama-cpp-python's server gives (its request model knows only json_object).
+Structured outputs: a request with ``response_format`` (a JSON schema in either spelling of
+:mod:`audio_dialogues.llm.structured`) for a dialogue is answered with ``{"turns": [...]}``, the same turns;
+``refuse_response_format = True`` answers any ``response_format`` with OpenAI's 400 for a model without
+structured outputs, ``"llama.cpp"`` answers the ``json_schema`` spelling with the 500 that llama-cpp-python's
+server gives and takes its own ``json_object`` one.
 The request's key leaves ``response_format`` out, as the journal's does.
 
 ``api_key`` set makes every request without that bearer key fail with 401, as a hosted API does.
@@ -273,14 +274,14 @@ class OpenAIServer:
                 await asyncio.sleep(3600)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
-            if schema is not None and self.refuse_response_format == "llama.cpp":
+            if schema is not None and self.refuse_response_format == "llama.cpp" and schema["type"] == "json_schema":
                 self.statuses["500"] += 1
                 # the body llama-cpp-python 0.3.36's server sent here for a json_schema response_format
                 error = {"message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
                                     "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}",
                          "type": "internal_server_error", "param": None, "code": None}
                 return web.json_response({"error": error}, status=500)
-            if schema is not None and self.refuse_response_format:
+            if schema is not None and self.refuse_response_format is True:
                 self.statuses["400"] += 1
                 error = {"message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
                                     "with this model.", "type": "invalid_request_error", "param": "response_format"}
@@ -337,7 +338,8 @@ class OpenAIServer:
         """The chat completion answering ``body`` (its text names the request, so every item's differs) and its
         usage (prompt tokens, of which cached, completion tokens)."""
         text, finish = self.answer(body["messages"], key[:16]), "stop"
-        if schema is not None:  # the same turns, in the schema's shape
+        shape = (schema.get("json_schema", {}).get("schema") or schema.get("schema") or {}) if schema else {}
+        if "turns" in shape.get("properties", {}):  # a dialogue's schema: the same turns, in its shape
             text = json.dumps({"turns": [json.loads(line) for line in text.splitlines()]})
         if fault == "empty":
             text = ""

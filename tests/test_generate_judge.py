@@ -141,3 +141,28 @@ def test_sigkill_while_judging_then_resume_pays_no_judge_twice(tmp_path: Path, s
     # The stand-in generator reads the events' time spans aloud: the judge drops every one of them.
     assert report["complete"] and report["splits"]["audioset_train"]["stages"]["judge"] == 0
     assert report["splits"]["audioset_train"]["rejects"] == {"judge's mean score below 3": 12}
+
+
+@pytest.mark.parametrize(("refusal", "form", "status"),
+                         [(False, "json_schema", None), ("llama.cpp", "json_object", "500"), (True, None, "400")])
+def test_the_judge_asks_for_its_scores_schema_in_the_spelling_the_endpoint_takes(
+        tmp_path: Path, server: OpenAIServer, capsys: pytest.CaptureFixture, refusal: bool | str, form: str | None,
+        status: str | None) -> None:
+    """OpenAI's and vLLM's json_schema first; llama-cpp-python's server refuses it (500) and takes its own
+    json_object spelling; an endpoint refusing both is asked for free text. Each refusal is said once, and a
+    refused request is neither journaled nor paid."""
+    sources = write_sources(tmp_path / "src", music=12)
+    server.refuse_response_format, server.latency_s = refusal, 0.2
+    judge = JudgeEndpoint(model="judge-m", base_url=server.base_url)
+    report = generate(options(tmp_path, server, sources, configs=("music",), embedder="none", judge=judge,
+                              structured="off", progress=True))
+    err = capsys.readouterr().err
+    judged = [e for e in map(json.loads, (tmp_path / "out" / JOURNAL_NAME).open()) if e["kind"] == "judge"]
+    assert report.complete and server.repeated == 0 and len(judged) == 12
+    assert {e["response_format"] for e in judged} == {form} and all(e["scores"] for e in judged)
+    asked = [rf["type"] for rf in server.response_formats]
+    refused = server.statuses[status] if status else 0
+    assert refused == len(asked) - (12 if form else 0) and asked.count(form or "-") == (12 if form else 0)
+    assert 0 < asked.count("json_schema") <= (12 if form == "json_schema" else 8)  # 8 in flight at once, refused
+    assert err.count("the endpoint refuses response_format 'json_schema'") == (status is not None)
+    assert err.count("the endpoint refuses response_format 'json_object'") == (status == "400")

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..llm import structured
+
 TURN_LIMITS = {"audioset": (1, 4), "music": (1, 4), "comparison": (1, 1)}
 _USER_KEYS = ("user", "question", "human", "q")
 _ASSISTANT_KEYS = ("assistant", "answer", "gpt", "a")
@@ -129,7 +131,7 @@ def response_format(config: str) -> dict[str, Any]:
     schema = {"type": "object", "properties": {"turns": {"type": "array", "items": turn, "minItems": low,
                                                          "maxItems": high}},
               "required": ["turns"], "additionalProperties": False}
-    return {"type": "json_schema", "json_schema": {"name": f"{config}_dialogue", "strict": True, "schema": schema}}
+    return structured.response_format(schema, f"{config}_dialogue")
 
 
 def parse_dialogue(text: str | None, config: str) -> Parsed:

@@ -1,13 +1,14 @@
 """Asking a model judge for scores: what ``evaluate``'s answer grades and ``generate``'s dialogue rubric share.
 
-A judge question is a prompt whose reply must be a JSON object of named scores on a :class:`Scale`
-(``{"answer_1": 7, "answer_2": 4}``, ``{"faithful": 5, ...}``). :class:`Judge` sends the questions its journal
-has not answered, ``concurrency`` at a time through :class:`~audio_dialogues.llm.runner.Pool` (the first
-Ctrl-C lets the requests in flight land), and journals every reply the moment it arrives, keyed by
-:func:`~audio_dialogues.llm.journal.request_key` of the request and the question's name: a re-run after a
-Ctrl-C, a crash or a SIGKILL asks only what is missing and never pays twice. Scores are parsed from the
-journaled text when read, so a reply is judged the same way whichever run received it; what it cost comes
-from the journaled usage at the endpoint's prices.
+A judge question is a prompt whose reply must be a JSON object of named scores on a :class:`Scale` (``{"answer_1":
+7, "answer_2": 4}``, ``{"faithful": 5, ...}``), asked with that object's JSON schema where the endpoint takes
+structured outputs (:mod:`.structured`; as free text where it refuses them). :class:`Judge` sends the questions
+its journal has not answered, ``concurrency`` at a time through :class:`~audio_dialogues.llm.runner.Pool` (the
+first Ctrl-C lets the requests in flight land), and journals every reply the moment it arrives, keyed by
+:func:`~audio_dialogues.llm.journal.request_key` of the request (``response_format`` is no part of it) and the
+question's name: a re-run after a Ctrl-C, a crash or a SIGKILL asks only what is missing and never pays twice.
+Scores are parsed from the journaled text when read, so a reply is judged the same way whichever run received it;
+what it cost comes from the journaled usage at the endpoint's prices.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ class Scale:
         names = "|".join(re.escape(n) for n in sorted(self.names, key=len, reverse=True))
         return re.compile(rf'"?({names})"?\s*[:=]\s*"?(\d+(?:\.\d+)?)')
 
+    def schema(self) -> dict[str, Any]:
+        """The reply's JSON schema, for endpoints with structured outputs (bounds are checked by :meth:`parse`,
+        since strict schemas do not take them everywhere)."""
+        return {"type": "object", "properties": {name: {"type": "integer"} for name in self.names},
+                "required": list(self.names), "additionalProperties": False}
+
     def reply_format(self) -> str:
         """The instruction's last line: the reply's exact shape."""
         fields = ", ".join(f'"{name}": <score>' for name in self.names)
@@ -130,19 +137,22 @@ class Judge:
         from .client import EndpointUnusable, RequestFailed
         from .journal import ITEM_HEADER
         from .runner import Pool
+        from .structured import Fallback
 
         client = self.endpoint.client(self.settings)
+        schema, structured = self.scale.schema(), Fallback(self.log)
 
         async def one(question: Question) -> None:
             try:
-                completion = await client.complete(question.messages, {ITEM_HEADER: question.name})
+                completion, form = await structured.complete(client, question.messages,
+                                                             {ITEM_HEADER: question.name}, schema, "scores")
             except RequestFailed as e:
                 asked.failures[str(e)] += 1
                 return
             self.journal.append({
                 "key": self.key(question), "kind": KIND, "name": question.name, **question.fields,
                 "model": completion.model or self.settings.model, "base_url": client.base_url,
-                "text": completion.text, "scores": self.scale.parse(completion.text),
+                "text": completion.text, "scores": self.scale.parse(completion.text), "response_format": form,
                 "usage": completion.usage.to_dict(), "at": time.time()})
 
         try:

@@ -1,0 +1,58 @@
+"""Structured outputs: asking an OpenAI-compatible endpoint for a reply in a JSON schema's shape.
+
+Servers spell ``response_format`` two ways: OpenAI and vLLM take ``{"type": "json_schema", "json_schema":
+{"name", "strict", "schema"}}``; llama-cpp-python's server refuses that (HTTP 500, its request model knows only
+``text`` and ``json_object``) but constrains its grammar to ``{"type": "json_object", "schema": ...}``, which
+is what lets a small local model (SmolLM2-135M, measured in bench/judge_llm.py) reply with parsable scores.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import ChatClient, Completion
+
+#: The spellings, in the order they are tried.
+FORMS = ("json_schema", "json_object")
+
+
+def response_format(schema: dict[str, Any], name: str, form: str = "json_schema") -> dict[str, Any]:
+    """``schema`` as the ``response_format`` of a request, spelled as ``form`` (one of :data:`FORMS`)."""
+    if form == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+    return {"type": "json_object", "schema": schema}
+
+
+class Fallback:
+    """The spellings an endpoint has not refused yet, shared by every request of a run.
+
+    A refusal (:class:`~audio_dialogues.llm.client.ResponseFormatRefused`) is learnt once and said once, and the
+    request is asked again in the next spelling, then as free text: the replies are parsed the same way
+    whichever way they were asked, and a refusal is no answer, so nothing is paid or journaled twice.
+    """
+
+    def __init__(self, log: Callable[[str], None] | None = None) -> None:
+        self.forms = list(FORMS)
+        #: The label of each refusal, in order (the server's words).
+        self.refusals: list[str] = []
+        self.log = log or (lambda text: print(text, file=sys.stderr))
+
+    async def complete(self, client: ChatClient, messages: list[dict[str, str]], headers: dict[str, str],
+                       schema: dict[str, Any], name: str) -> tuple[Completion, str | None]:
+        """The completion of ``messages`` and the spelling it was asked in (None: free text)."""
+        from .client import ResponseFormatRefused
+
+        while self.forms:
+            form = self.forms[0]
+            try:
+                return await client.complete(messages, headers, response_format(schema, name, form)), form
+            except ResponseFormatRefused as e:
+                if form in self.forms:  # requests in flight together are refused together: learnt once
+                    self.forms.remove(form)
+                    self.refusals.append(e.failure.label)
+                    then = f"asking with {self.forms[0]!r}" if self.forms else "asking for free text"
+                    self.log(f"the endpoint refuses response_format {form!r} ({e.failure.label}): {then}")
+        return await client.complete(messages, headers), None
