@@ -282,3 +282,20 @@ def test_cli_usage_without_config_names_what_is_needed():
                           timeout=60, check=False)
     assert proc.returncode == 2 and "CONFIG and --data-dir are required (except with --check)" in proc.stderr
 
+
+
+def test_ffmpeg_runs_once_per_binary_in_a_process(tmp_path, monkeypatch):
+    """Each fetch_clips call's preflight runs ffmpeg (~120 ms of CPU) only for a binary it has not run yet."""
+    from audio_dialogues.fetch.preflight import check_ffmpeg
+
+    runs = tmp_path / "runs"
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!/bin/sh\necho run >> {runs}\necho 'ffmpeg version 9.9-test'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
+    options = FetchOptions(ffmpeg=str(fake))
+    assert [check_ffmpeg(options).text for _ in range(3)] == [f"9.9-test ({fake})"] * 3
+    assert runs.read_text().count("run") == 1
+    fake.write_text(f"#!/bin/sh\necho run >> {runs}\necho 'ffmpeg version 9.10-test'\n")  # replaced: run again
+    assert check_ffmpeg(options).text == f"9.10-test ({fake})"
+    assert runs.read_text().count("run") == 2

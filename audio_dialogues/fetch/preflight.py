@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..audio.ffmpeg import FfmpegNotFoundError, find_ffmpeg
-from ..files import input_problem
+from ..files import FileIdentity, input_problem
 from . import jsruntime, network
 from .options import FetchError, FetchOptions
 
@@ -127,17 +127,31 @@ def check_ejs(needed: bool) -> Check:
 # --- ffmpeg, cookies, proxy, the host -------------------------------------------------------------
 
 
+#: ffmpeg binaries that ran in this process, by path and identity: its version. ``ffmpeg -version`` costs
+#: ~120 ms of CPU (its shared libraries load), paid again by every ``fetch_clips`` call of a long-lived
+#: process otherwise; a binary replaced since (another identity) is run again.
+_RAN: dict[tuple[str, FileIdentity], str] = {}
+
+
 def check_ffmpeg(options: FetchOptions) -> Check:
     try:
         path = find_ffmpeg(options.ffmpeg)
     except (FfmpegNotFoundError, FetchError) as err:
         return Check("ffmpeg", FAIL, str(err))
     try:
+        key: tuple[str, FileIdentity] | None = (path, FileIdentity.of(path))
+    except OSError:
+        key = None  # running it says what is wrong
+    if key in _RAN:
+        return Check("ffmpeg", OK, f"{_RAN[key]} ({path})")
+    try:
         out = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired) as err:
         return Check("ffmpeg", FAIL, f"{path} does not run ({err}): install ffmpeg or `pip install imageio-ffmpeg`")
     words = out.split()
     version = words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else "version unknown"
+    if key is not None:
+        _RAN[key] = version
     return Check("ffmpeg", OK, f"{version} ({path})")
 
 
