@@ -260,7 +260,8 @@ def check_tools(options: FetchOptions) -> None:
     ``IMAGEIO_FFMPEG_EXE``, a broken install) and, when the URL template is YouTube's, a missing JS
     runtime or solver scripts. Other hosts (like the tests' local server) are read by yt-dlp's generic
     extractor without JavaScript. The cookies file is checked when the fetch starts (:func:`read_cookies`).
-    Needs no network and asks no index: one ``ffmpeg -version`` and one runtime ``--version`` per run.
+    Needs no network and asks no index: one runtime ``--version`` per run, and one ``ffmpeg -version`` per
+    ffmpeg binary in a process (:func:`check_ffmpeg`).
     """
     checks = [check_ffmpeg(options)]
     if is_youtube(options):
