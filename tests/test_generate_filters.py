@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 
 import pytest
 
 from audio_dialogues.generate.embedders import make_embedder
-from audio_dialogues.generate.filters import MIN_MARGIN, NearDuplicates, Score, SimilarityScorer, other_items
+from audio_dialogues.generate.filters import (
+    MIN_MARGIN,
+    NearDuplicates,
+    PhraseFilter,
+    Score,
+    SimilarityScorer,
+    other_items,
+)
 from audio_dialogues.llm.journal import Journal
 from tests.planted import make_items, planted
 
@@ -80,3 +89,37 @@ def test_near_duplicates_catch_rewordings_and_keep_different_dialogues() -> None
     # Tunable: at 0.99 the rewording is a dialogue of its own.
     strict = NearDuplicates(0.99)
     assert strict.seen(base) is None and strict.seen(reworded) is None
+
+
+def reference_signature(near: NearDuplicates, turns: tuple[tuple[str, str], ...]) -> list[int]:
+    """The MinHash signature as the class defines it, written the plain way: the regex's words, their pairs'
+    8-byte BLAKE2b digests, each permutation's minimum of (digest xor a) * b modulo 2**64."""
+    words = re.findall(r"\w+", " ".join(f"{u} {a}" for u, a in turns).lower())
+    shingles = {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)} or set(words) or {""}
+    digests = [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in shingles]
+    return [min(((d ^ int(x)) * int(m)) % 2**64 for d in digests) for x, m in zip(near._xor, near._mul, strict=True)]
+
+
+def test_near_duplicate_signatures_equal_the_plain_definition_on_any_text() -> None:
+    """The fast paths (ASCII words by str.translate, cached digests) change no signature value: ASCII and
+    Unicode words, punctuation, control characters, a lone word, no word at all, and a dialogue seen twice."""
+    rng = random.Random(3)
+    vocab = ["It", "is", "a", "dog's", "bark", "café", "naïve", "x_y", "3.5s", "über", "ΣΑΣ", "—", "!!", "日本語",
+             "\u00a0", "\t", "\x1c", "k9", "(0.0s-1.5s)", "Ⅻ", "²"]
+    cases = [(("", ""),), (("Hello", ""),), (("", "!! ?"),)]
+    def text(most: int) -> str:
+        return " ".join(rng.choices(vocab, k=rng.randint(0, most)))
+
+    cases += [tuple((text(5), text(25)) for _ in range(rng.randint(1, 4))) for _ in range(150)]
+    near = NearDuplicates(0.8)
+    for turns in cases + cases[:20]:
+        assert near.signature(turns).tolist() == reference_signature(near, turns), turns
+
+
+def test_phrase_filter_finds_the_first_phrase_turn_by_turn_and_none_across_turns() -> None:
+    phrases = PhraseFilter(["Cannot Determine", "not sure", "unclear"])
+    assert phrases.match((("q", "It is UNCLEAR, I am not sure."), ("q", "I cannot determine it."))) == "not sure"
+    assert phrases.match((("q", "A dog barks."), ("q", "I cannot determine the breed."))) == "cannot determine"
+    # A phrase whose words end one turn and start the next is in no turn.
+    assert phrases.match((("q", "I am not"), ("q", "sure what barks."))) is None
+    assert phrases.match((("q", "A dog barks."),)) is None
