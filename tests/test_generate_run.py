@@ -8,6 +8,7 @@ offline default embedder has its own test.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shlex
@@ -161,6 +162,17 @@ def test_the_configured_concurrency_is_reached(tmp_path: Path, server: OpenAISer
     server.latency_s = 0.25
     generate(options(tmp_path, server, sources, configs=("audioset",), concurrency=8, embedder="none"))
     assert server.max_in_flight == 8 and server.requests == 16
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, server: OpenAIServer,
+                                                          sources: dict) -> None:
+    """generate freezes its items and journal out of the collector's sight and widens the young generation
+    while it sends; the process it runs in (a notebook, a caller's program) gets its collector back."""
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    generate(options(tmp_path, server, sources, configs=("audioset",), embedder="none"))
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
+    assert generate(options(tmp_path, server, sources, configs=("audioset",), dry_run=True))["already_answered"] == 16
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
 
 
 def test_filters_are_counted_stages(tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
