@@ -23,9 +23,9 @@ from audio_dialogues.sources.clips import Clip
 
 SAMPLE = audio_dialogues.sample_paths()
 #: Libraries that each cost from tens of milliseconds to seconds to import (asyncio: ~50 ms, only the LLM
-#: commands' runs need it).
+#: commands' runs need it; http: urllib.request's http.client, ssl and email, ~35 ms, only downloads need it).
 HEAVY = ("datasets", "pandas", "pyarrow", "numpy", "pycocoevalcap", "torch", "torchcodec", "yt_dlp", "soundfile",
-         "soxr", "huggingface_hub", "fsspec", "requests", "filelock", "tqdm", "asyncio")
+         "soxr", "huggingface_hub", "fsspec", "requests", "filelock", "tqdm", "asyncio", "http")
 
 _PROBE = """
 import json, sys, time

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 from urllib.parse import urlsplit
-from urllib.request import getproxies, proxy_bypass
 
 from .options import FetchOptions
 
@@ -25,6 +24,10 @@ def proxy(options: FetchOptions) -> str | None:
     which yt-dlp and ffmpeg both honour."""
     if options.proxy:
         return options.proxy
+    # Here, not at the top: urllib.request brings http.client, ssl and email (~35 ms), which a re-run whose
+    # clips are all cached never needs.
+    from urllib.request import getproxies, proxy_bypass
+
     target = urlsplit(options.url("x" * 11))
     env = getproxies()
     proxy = env.get(target.scheme.lower()) or env.get("all")

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -64,6 +63,8 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def check_yt_dlp(options: FetchOptions, index_url: str | None = None, timeout_s: float = INDEX_TIMEOUT_S) -> Check:
     """yt-dlp's version; whether the index has a newer one (YouTube changes break old releases within weeks)."""
+    import urllib.request  # here: a fetch whose clips are all cached imports this module and never asks the index
+
     from yt_dlp.version import __version__ as version
 
     if _version_tuple(version) < _version_tuple(MIN_YT_DLP):
