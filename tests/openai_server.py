@@ -37,7 +37,8 @@ cancel) serve the Batch API: a batch advances when it is retrieved (``batch_step
 default; none while ``hold_batches``), answers each line as a chat request would be answered (the same
 per-item faults make error lines), and :meth:`bill` charges its answers ``batch_discount`` less.
 ``batch_faults`` are taken one per created batch: ``expire`` (expires half done: the rest get
-``batch_expired`` error lines), ``fail`` (fails validation, no line at all). An input file over
+``batch_expired`` error lines), ``fail`` (fails validation, no line at all), ``garble`` (its output file's
+first line is cut short: no JSON, though the answer was billed). An input file over
 ``batch_max_bytes`` or ``batch_max_requests`` is refused with 400, as OpenAI refuses it. ``hold_creates_after=N``
 registers every create call after the N-th but never answers it (a run killed then has a batch it never
 heard of). ``seen`` counts every request by key, sent alone or in a batch.
@@ -467,7 +468,10 @@ class OpenAIServer:
     def _finish(self, batch: dict[str, Any]) -> None:
         for kind, results in (("output", batch["_output"]), ("error", batch["_errors"])):
             if results:
-                data = "".join(json.dumps(r) + "\n" for r in results).encode()
+                lines = [json.dumps(r) for r in results]
+                if kind == "output" and batch["_fault"] == "garble":
+                    lines[0] = lines[0][:40]
+                data = "".join(line + "\n" for line in lines).encode()
                 batch[f"{kind}_file_id"] = self._file(data, f"{batch['id']}_{kind}.jsonl", f"batch_{kind}")["id"]
 
     async def _batch_get(self, request: web.Request) -> web.Response:

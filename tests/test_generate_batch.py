@@ -121,6 +121,41 @@ def test_a_run_that_stops_waiting_is_collected_later_and_a_synchronous_run_asks_
     assert generate(options(tmp_path, server, sources, configs=("audioset",))).complete and server.requests == 5
 
 
+def test_a_rerun_asking_fewer_requests_collects_its_own_and_leaves_the_others_in_their_batches(
+        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture) -> None:
+    """A run with a smaller --limit collects the answers it asks for from batches that also hold an earlier
+    run's other requests, and leaves those in the batches (it could not journal them as that run's), where the
+    full run then finds them: nothing lost, nothing submitted twice (this raised a KeyError before)."""
+    server.hold_batches = True
+    opts = batch_options(tmp_path, server, sources, "out", configs=("audioset",), batch_wait_s=0)
+    assert generate(opts).pending == 16 and len(server.batches) == 4
+    server.hold_batches = False
+    fewer = generate(batch_options(tmp_path, server, sources, "out", configs=("audioset",), limit=2, progress=True))
+    assert fewer.complete and len(server.batches) == 4
+    assert "they stay in the batch for a run that asks them" in capsys.readouterr().err
+    with Journal(tmp_path / "out" / JOURNAL_NAME, read_only=True) as journal:
+        assert len(journal.entries) == 4 and not journal.errors  # 2 items of each split
+    full = generate(opts)
+    assert full.complete and len(server.batches) == 4 and max(server.seen.values()) == 1
+    with Journal(tmp_path / "out" / JOURNAL_NAME, read_only=True) as journal:
+        assert len(journal.entries) == 16 and not journal.errors
+    assert all(r["collected"] for r in json.loads((tmp_path / "out" / STATE_NAME).read_text())["batches"])
+
+
+def test_a_line_that_is_no_result_is_skipped_and_the_answers_after_it_land(
+        tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
+    """One cut line in a provider's output file: counted, its request asked again, the paid answers after it
+    journaled (before, the whole batch stayed uncollected and every re-run stopped at the same line)."""
+    server.batch_faults.append("garble")
+    first = generate(batch_options(tmp_path, server, sources, "out", configs=("audioset",)))
+    assert first.pending == 1 and first.to_dict()["failed_requests"]["a line that is no batch result"] == 1
+    with Journal(tmp_path / "out" / JOURNAL_NAME, read_only=True) as journal:
+        assert len(journal.entries) == 15 and len(journal.errors) == 1
+    assert all(r["collected"] for r in json.loads((tmp_path / "out" / STATE_NAME).read_text())["batches"])
+    second = generate(batch_options(tmp_path, server, sources, "out", configs=("audioset",)))
+    assert second.complete and second.to_dict()["batches"]["requests_submitted"] == 1
+
+
 def test_sigkill_while_batches_are_in_flight_then_rerun_submits_nothing_twice(
         tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
     out = tmp_path / "out"

@@ -211,6 +211,10 @@ class BatchRunner:
         self.max_requests, self.max_bytes, self.poll_s, self.wait_s = max_requests, max_bytes, poll_s, wait_s
         self.outcome = BatchOutcome()
         self._stop = asyncio.Event()
+        #: The custom_ids this run asks for; a batch's lines for others are left in it (see :meth:`_collect`).
+        self._asked: Collection[str] = ()
+        #: Batch ids collected as far as this run can: they still hold answers for requests it does not ask.
+        self._deferred: set[str] = set()
 
     def _interrupt(self) -> None:
         self.outcome.interrupted = True
@@ -231,6 +235,7 @@ class BatchRunner:
                              f"recorded in {self.state.path}; the same command re-attaches to them") from None
 
     async def _run(self, requests: Mapping[str, dict[str, Any]], entry: EntryMaker) -> BatchOutcome:
+        self._asked = requests.keys()
         with interrupt_handlers(self._interrupt):
             mine = [r for r in self.state.records if not r.get("collected") and not
                     requests.keys().isdisjoint(r["custom_ids"])]
@@ -283,7 +288,7 @@ class BatchRunner:
         deadline = None if self.wait_s is None else time.monotonic() + self.wait_s
         while True:
             for record in records:
-                if record.get("collected"):
+                if record.get("collected") or record["batch_id"] in self._deferred:
                     continue
                 batch = await self.client.batches.retrieve(record["batch_id"])
                 counts = batch.request_counts
@@ -291,7 +296,7 @@ class BatchRunner:
                 self.log(f"batch {batch.id}: {batch.status}, {done} completed/failed/total")
                 if batch.status in TERMINAL:
                     await self._collect(record, batch, entry)
-            if all(r.get("collected") for r in records) or self._stop.is_set():
+            if all(r.get("collected") or r["batch_id"] in self._deferred for r in records) or self._stop.is_set():
                 return
             left = self.poll_s if deadline is None else min(self.poll_s, deadline - time.monotonic())
             if left <= 0:
@@ -302,27 +307,49 @@ class BatchRunner:
                 pass
 
     async def _collect(self, record: dict[str, Any], batch: Any, entry: EntryMaker) -> None:
-        """Journal every line of a finished batch, and an error for each of its requests with none; then mark it."""
+        """Journal every line of a finished batch, and an error for each of its requests with none; then mark it.
+
+        Only the requests this run asks for are journaled (their entries need what the run knows of them): a
+        batch that also holds requests of an earlier, larger run stays uncollected, its other lines kept at the
+        provider for a run that asks them. A line that is no result is counted and skipped, so that one bad
+        line of a provider's file does not keep the paid answers after it out of the journal.
+        """
         seen: set[str] = set()
-        ours = set(record["custom_ids"])
+        ours, asked, left = set(record["custom_ids"]), self._asked, 0
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
             content = (await self.client.files.content(file_id)).content
             for n, raw in enumerate(content.splitlines(), start=1):
-                if raw.strip():
+                if not raw.strip():
+                    continue
+                try:
                     result = parse_result(raw, f"batch {batch.id}, file {file_id}, line {n}")
-                    if result.custom_id in ours:
-                        seen.add(result.custom_id)
-                        if result.custom_id not in self.journal and not journal_result(self.journal, result,
-                                                                                       batch.id, entry):
-                            self.outcome.errors[str(result.error)] += 1
+                except BatchError as e:
+                    self.log(f"{e}; skipped (its request counts as without a result)")
+                    self.outcome.errors["a line that is no batch result"] += 1
+                    continue
+                if result.custom_id not in ours:
+                    continue
+                if result.custom_id not in asked:
+                    left += result.custom_id not in self.journal
+                    continue
+                seen.add(result.custom_id)
+                if result.custom_id not in self.journal and not journal_result(self.journal, result, batch.id,
+                                                                               entry):
+                    self.outcome.errors[str(result.error)] += 1
         why = f"no result: the batch {batch.status}"
         if batch.errors and batch.errors.data:
             why += " (" + "; ".join(f"{e.code}: {e.message}" for e in batch.errors.data[:3]) + ")"
-        for custom_id in (cid for cid in record["custom_ids"] if cid not in seen and cid not in self.journal):
+        for custom_id in (cid for cid in record["custom_ids"]
+                          if cid in asked and cid not in seen and cid not in self.journal):
             self.journal.append({"key": custom_id, "error": why, "batch": batch.id, "at": time.time()})
             self.outcome.errors[why] += 1
+        if any(cid not in asked and cid not in self.journal for cid in ours):
+            self._deferred.add(batch.id)
+            self.log(f"batch {batch.id}: {left} lines answer requests this run does not ask; they stay in the "
+                     "batch for a run that asks them")
+            return
         record["collected"], record["status"] = True, batch.status
         self.state.save()
         self.outcome.collected += 1
