@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from audio_dialogues.errors import UsageError
 from audio_dialogues.llm.client import (
     ChatClient,
     ClientStats,
@@ -142,3 +143,45 @@ def test_the_proxy_the_environment_names_carries_the_requests(server: OpenAIServ
         assert isinstance(error, RequestFailed) and str(error).startswith("host name not resolved (")
     else:
         assert error is None and server.requests == stats.requests == 1
+
+
+def test_all_proxy_carries_the_requests_and_a_socks_proxy_is_refused_with_the_fix(
+        server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ALL_PROXY is honoured as the openai client honours it; a SOCKS proxy, which no request could go through,
+    stops at once with what to do (it raised ImportError from inside the openai client before)."""
+    host = "audio-dialogues-test.invalid"
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", server.base_url.rsplit("/", 1)[0])
+    error, stats = attempt(f"http://{host}/v1", max_attempts=1)
+    assert error is None and server.requests == stats.requests == 1
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    with pytest.raises(UsageError, match="only HTTP proxies carry the LLM requests; unset it"):
+        attempt(f"http://{host}/v1", max_attempts=1)
+
+
+def test_a_redirected_endpoint_is_followed_with_the_post(server: OpenAIServer) -> None:
+    """A base URL answered with a 308 (moved to another path) keeps working, as with the openai client: the POST
+    and its body are repeated at the new address (a 308 failed every request at once before)."""
+    from aiohttp import web
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPPermanentRedirect(server.base_url + request.path.removeprefix("/old"))
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_post("/old/chat/completions", moved)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        chat = ChatClient(ModelSettings("m", max_tokens=8), base_url=f"http://127.0.0.1:{port}/old", max_attempts=1)
+        try:
+            completion = await chat.complete(MESSAGES)
+        finally:
+            await chat.close()
+            await runner.cleanup()
+        assert completion.text and server.requests == 1
+
+    asyncio.run(run())

@@ -35,7 +35,7 @@ import aiohttp
 import openai
 from aiolimiter import AsyncLimiter
 
-from ..errors import AudioDialoguesError, reason
+from ..errors import AudioDialoguesError, UsageError, reason
 from .usage import Usage
 
 #: Characters per token, for estimates before any usage comes back (English prose with JSON: ~4).
@@ -294,7 +294,10 @@ class ChatClient:
         # Where and how to ask, as the openai client resolves them (OPENAI_BASE_URL, OPENAI_ORG_ID ...): its
         # default headers (1.x includes the key in them, later versions keep it in ``auth_headers``), the
         # options it leaves unset (``Omit``) left out. Read once; no request goes through it.
-        config = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0)
+        # Its own HTTP client is never used: one that ignores the environment, so that a proxy variable httpx
+        # cannot serve (SOCKS without socksio) does not stop the run here; env_proxy says what we honour.
+        config = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0,
+                                    http_client=openai.DefaultAsyncHttpxClient(trust_env=False))
         self.base_url = str(config.base_url).rstrip("/")
         self._headers = {name: value for name, value in {**config.default_headers, **config.auth_headers}.items()
                          if isinstance(value, str)}
@@ -402,11 +405,11 @@ class ChatClient:
 
     async def _exchange(self, url: str, body: dict[str, Any],
                         headers: dict[str, str] | None) -> tuple[aiohttp.ClientResponse, bytes]:
-        """One POST and its whole answer. Redirects are answers, as with the openai client: a POST is not
-        repeated elsewhere. ``json=`` makes the JSON payload at once (``data=`` bytes are looked up in
-        aiohttp's payload registry, a tenth of the request's CPU)."""
-        async with self._http().post(url, json=body, headers=headers, proxy=self._proxy,
-                                       allow_redirects=False) as response:
+        """One POST and its whole answer. Redirects are followed, as the openai client follows them (a 307 or
+        308 repeats the POST at the new address; a base URL moved to https or another path keeps working).
+        ``json=`` makes the JSON payload at once (``data=`` bytes are looked up in aiohttp's payload registry, a
+        tenth of the request's CPU)."""
+        async with self._http().post(url, json=body, headers=headers, proxy=self._proxy) as response:
             return response, await response.read()
 
 
@@ -436,8 +439,9 @@ def _embeddings(answer: Any) -> list[list[float]]:
 
 
 def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as the
-    openai client honours them.
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, then ``ALL_PROXY``;
+    ``NO_PROXY``), as the openai client honours them; a SOCKS proxy, which the client cannot use, is refused
+    with the fix rather than failing every request.
 
     Read once per client: aiohttp's ``trust_env`` reads it again for every request in a thread of the
     executor, two thread hand-offs that cost more CPU than the rest of the request.
@@ -445,7 +449,13 @@ def env_proxy(url: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
         return None
-    return urllib.request.getproxies().get(parts.scheme)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and urllib.parse.urlsplit(proxy).scheme not in ("http", "https"):
+        raise UsageError(f"the environment's proxy for {parts.scheme} requests is {proxy!r}: only HTTP proxies "
+                         "carry the LLM requests; unset it (or name an HTTP proxy in HTTPS_PROXY/HTTP_PROXY, or "
+                         f"exempt {parts.hostname} in NO_PROXY)")
+    return proxy
 
 
 class RequestTimeout(AudioDialoguesError, TimeoutError):
