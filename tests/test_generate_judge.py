@@ -72,6 +72,7 @@ def test_the_judge_drops_low_scores_and_replies_without_scores_and_keeps_its_sco
     assert data["judge"]["cost_usd"] == pytest.approx((tokens[0] * 3.0 + tokens[1] * 5.0) / 1e6, abs=1e-6)
     generator = (data["usage"]["prompt_tokens"] * 1.0 + data["usage"]["completion_tokens"] * 2.0) / 1e6
     assert data["cost_usd"] == pytest.approx(generator + data["judge"]["cost_usd"], abs=1e-6)
+    assert data["this_run"]["cost_usd"] == pytest.approx(data["cost_usd"], abs=1e-6)  # the judge paid here too
     assert data["unused_answers"]["answers"] == 0 and data["settings"]["judge"]["model"] == "judge-m"
     # A re-run asks nothing: the judge's replies, with or without scores, are journaled.
     before = server.requests
@@ -81,6 +82,11 @@ def test_the_judge_drops_low_scores_and_replies_without_scores_and_keeps_its_sco
     strict = generate(options(tmp_path, server, sources, configs=("music",), embedder="none", judge=judge,
                               judge_threshold=4.5))
     assert server.requests == before and strict.to_dict()["splits"]["music_train"]["stages"]["judge"] < 6
+    assert strict.to_dict()["this_run"]["cost_usd"] == 0
+    # Without a judge, its replies are listed apart, not priced as the generator's answers.
+    plain = generate(options(tmp_path, server, sources, configs=("music",), embedder="none")).to_dict()
+    assert plain["unused_judge_replies"]["replies"] == 12 and plain["unused_judge_replies"]["cost_usd"] is None
+    assert plain["unused_answers"]["answers"] == 0 and plain["cost_usd"] == pytest.approx(generator, abs=1e-6)
 
 
 def test_a_dry_run_estimates_the_judge_and_counts_what_it_already_judged(tmp_path: Path, server: OpenAIServer,

@@ -3,8 +3,10 @@
 Written as ``generation_report.json`` and a markdown twin ``generation_report.md`` beside the outputs.
 The total tokens and cost cover every answer the output folder's journal holds, paid in this run or an
 earlier one: the dialogues each subset uses, the descriptor answers, and answers no current item uses
-(from another ``--limit``, model or prompt), each shown on its own so the parts add up to the total.
-``this_run`` says what this invocation itself paid, so it never exceeds the total.
+(from another ``--limit``, model or prompt), each shown on its own so the parts add up to the total; with
+``--judge-model``, the judge's replies at the judge's prices too (those the outputs do not use are listed
+apart, and priced only when a judge's prices are given). ``this_run`` says what this invocation itself paid,
+the judge's replies included, so it never exceeds the total.
 """
 
 from __future__ import annotations
@@ -126,13 +128,20 @@ class GenerationReport:
     judge_usage: Usage = field(default_factory=Usage)
     judge_requests_sent: int = 0
     judge_keys: set[str] = field(default_factory=set)
+    #: Tokens of the judge's replies this invocation paid for (part of ``this_run``'s cost).
+    judge_this_run: Usage = field(default_factory=Usage)
+    #: Judge replies in the journal that these outputs do not use (an earlier judge's, a dialogue gone since).
+    unused_judge_replies: int = 0
+    unused_judge_usage: Usage = field(default_factory=Usage)
 
     @property
     def stages(self) -> tuple[str, ...]:
         return (*STAGES, JUDGE_STAGE) if self.judge_prices is not None else STAGES
 
-    def judge_cost(self) -> float:
-        return self.judge_usage.cost(*self.judge_prices) if self.judge_prices is not None else 0.0
+    def judge_cost(self, usage: Usage | None = None) -> float:
+        """``usage`` (default: the replies the outputs use) at the judge's prices; 0 without a judge."""
+        return (self.judge_usage if usage is None else usage).cost(*self.judge_prices) \
+            if self.judge_prices is not None else 0.0
 
     def split(self, config: str, split: str) -> SplitGenerationReport:
         return self.splits.setdefault(f"{config}_{split}", SplitGenerationReport(config, split))
@@ -187,16 +196,21 @@ class GenerationReport:
                                    "cached_input": self.price_in if self.price_cached_in is None
                                    else self.price_cached_in, "batch_discount": self.batch_discount},
             "usage": total.to_dict(),
-            "cost_usd": round(self.cost(total) + self.judge_cost(), 6),
+            "cost_usd": round(self.cost(total) + self.judge_cost() + self.judge_cost(self.unused_judge_usage), 6),
             "judge": None if self.judge_prices is None else {
                 "usage": self.judge_usage.to_dict(), "cost_usd": round(self.judge_cost(), 6),
                 "prices_per_million": {"input": self.judge_prices[0], "output": self.judge_prices[1]},
                 "requests_sent": self.judge_requests_sent},
-            "this_run": {**self.this_run.to_dict(), "cost_usd": self.cost(self.this_run)},
+            "this_run": {**self.this_run.to_dict(),
+                         "cost_usd": round(self.cost(self.this_run) + self.judge_cost(self.judge_this_run), 6)},
             "client": self.client,
             "batches": self.batches,
             "descriptors": {**self.descriptors, "usage": self.descriptor_usage.to_dict(),
                             "cost_usd": self.cost(self.descriptor_usage)},
+            "unused_judge_replies": {"replies": self.unused_judge_replies,
+                                     "usage": self.unused_judge_usage.to_dict(),
+                                     "cost_usd": round(self.judge_cost(self.unused_judge_usage), 6)
+                                     if self.judge_prices is not None else None},
             "unused_answers": {"answers": self.unused_answers, "usage": self.unused_usage.to_dict(),
                                "cost_usd": self.cost(self.unused_usage)},
             "wall_time_s": round(self.wall_time_s, 3),

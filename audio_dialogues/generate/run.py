@@ -36,6 +36,7 @@ from ..llm.client import (
     estimate_tokens,
 )
 from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_name, request_key
+from ..llm.judge import KIND as JUDGE_KIND
 from ..llm.judge import Judge, JudgeEndpoint
 from ..llm.runner import Pool
 from ..llm.usage import Usage
@@ -490,11 +491,16 @@ def resolve_descriptors(options: GenerateOptions, classes: Sequence[str], journa
 
 
 def count_unused(journal: Journal, used: set[str], report: GenerationReport) -> None:
-    """Add the journaled answers no current request uses to the report, so its total covers the whole journal."""
+    """Add the journaled answers no current request uses to the report, so its total covers the whole journal.
+
+    The judge's replies are counted apart: they were paid at the judge's prices, which this run may not know.
+    """
     for key, entry in journal.entries.items():
         if key not in used:
-            report.unused_answers += 1
-            report.unused_usage.add_answer(entry)
+            judged = entry.get("kind") == JUDGE_KIND
+            report.unused_answers += not judged
+            report.unused_judge_replies += judged
+            (report.unused_judge_usage if judged else report.unused_usage).add_answer(entry)
 
 
 # --- outputs ------------------------------------------------------------------------------------
@@ -667,7 +673,9 @@ def _ask_judge(options: GenerateOptions, candidates: dict[tuple[str, str], list[
     questions = [rubric.question(item, turns) for passed in candidates.values() for item, turns, _, _ in passed]
     if asking and questions:
         log(f"judging {len(questions)} dialogues with {options.judge.model}")
+        journaled = {judge.key(q) for q in questions if judge.answer(q) is not None}
         asked = judge.ask(questions)
+        report.judge_this_run = judge.usage([q for q in questions if judge.key(q) not in journaled])
         report.interrupted = report.interrupted or asked.interrupted
         report.failed_requests.update({f"judge: {reason}": n for reason, n in asked.failures.items()})
         report.judge_requests_sent += asked.sent
