@@ -36,8 +36,6 @@ class Fallback:
 
     def __init__(self, log: Callable[[str], None] | None = None) -> None:
         self.forms = list(FORMS)
-        #: The label of each refusal, in order (the server's words).
-        self.refusals: list[str] = []
         self.log = log or (lambda text: print(text, file=sys.stderr))
 
     async def complete(self, client: ChatClient, messages: list[dict[str, str]], headers: dict[str, str],
@@ -52,7 +50,6 @@ class Fallback:
             except ResponseFormatRefused as e:
                 if form in self.forms:  # requests in flight together are refused together: learnt once
                     self.forms.remove(form)
-                    self.refusals.append(e.failure.label)
                     then = f"asking with {self.forms[0]!r}" if self.forms else "asking for free text"
                     self.log(f"the endpoint refuses response_format {form!r} ({e.failure.label}): {then}")
         return await client.complete(messages, headers), None
