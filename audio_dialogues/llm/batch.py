@@ -315,7 +315,7 @@ class BatchRunner:
         line of a provider's file does not keep the paid answers after it out of the journal.
         """
         seen: set[str] = set()
-        ours, asked, left = set(record["custom_ids"]), self._asked, 0
+        ours, asked, left, unreadable = set(record["custom_ids"]), self._asked, 0, 0
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
@@ -327,7 +327,7 @@ class BatchRunner:
                     result = parse_result(raw, f"batch {batch.id}, file {file_id}, line {n}")
                 except BatchError as e:
                     self.log(f"{e}; skipped (its request counts as without a result)")
-                    self.outcome.errors["a line that is no batch result"] += 1
+                    unreadable += 1
                     continue
                 if result.custom_id not in ours:
                     continue
@@ -338,7 +338,7 @@ class BatchRunner:
                 if result.custom_id not in self.journal and not journal_result(self.journal, result, batch.id,
                                                                                entry):
                     self.outcome.errors[str(result.error)] += 1
-        why = f"no result: the batch {batch.status}"
+        why = f"no result: the batch {batch.status}" + (f", {unreadable} of its lines unreadable" if unreadable else "")
         if batch.errors and batch.errors.data:
             why += " (" + "; ".join(f"{e.code}: {e.message}" for e in batch.errors.data[:3]) + ")"
         for custom_id in (cid for cid in record["custom_ids"]
