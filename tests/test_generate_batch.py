@@ -21,7 +21,7 @@ from audio_dialogues.llm.journal import JOURNAL_NAME, Journal
 from audio_dialogues.sources.annotations import CONFIGS
 from tests.generate_sources import write_sources
 from tests.openai_server import OpenAIServer
-from tests.test_generate_run import cli, env, options
+from tests.test_generate_run import cli, env, kill_when, options
 
 
 def billed(server: OpenAIServer) -> float:
@@ -163,14 +163,7 @@ def test_sigkill_while_batches_are_in_flight_then_rerun_submits_nothing_twice(
     server.hold_batches = True
     server.hold_creates_after = 2  # the third create call is made at the server but never answered
     args = cli(out, server, sources, "--batch", "--batch-max-requests", "4", "--batch-poll", "0.05")
-    proc = subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while len(server.batches) < 3:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached the kill point"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(args, lambda: len(server.batches) >= 3, timeout_s=60)
     state = json.loads((out / STATE_NAME).read_text())["batches"]
     assert [r["batch_id"] for r in state] == ["batch_0001", "batch_0002", None]  # the third: file up, id unknown
     server.hold_creates_after, server.hold_batches = None, False

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ from audio_dialogues.llm.journal import JOURNAL_NAME
 from audio_dialogues.llm.judge import JudgeEndpoint
 from tests.generate_sources import write_sources
 from tests.openai_server import OpenAIServer
-from tests.test_generate_run import cli, env, journal_lines, options
+from tests.test_generate_run import cli, journal_lines, kill_when, options
 
 
 @pytest.fixture
@@ -131,14 +128,7 @@ def test_sigkill_while_judging_then_resume_pays_no_judge_twice(tmp_path: Path, s
     command = cli(out, server, sources, "--concurrency", "3", "--quiet", "--judge-model", "j",
                   "--judge-base-url", server.base_url, "--judge-concurrency", "3")
     server.hold_after = 16 + 5  # the 16 dialogues, five judge replies, then requests stay in flight
-    proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while journal_lines(out) < 21 or server.in_flight < 3:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached the kill point"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(command, lambda: journal_lines(out) >= 21 and server.in_flight >= 3)
     assert journal_lines(out) == 21
     server.hold_after = None
     assert main(command[3:]) == 0

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
@@ -57,6 +58,18 @@ def options(tmp_path: Path, server: OpenAIServer, sources: dict, **overrides) ->
 def journal_lines(folder: Path) -> int:
     path = folder / JOURNAL_NAME
     return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def kill_when(command: list[str], ready: Callable[[], bool], timeout_s: float = 90) -> None:
+    """Start ``command``, SIGKILL it once ``ready()`` holds (it must not end first), and reap it."""
+    proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def cli(out: Path, server: OpenAIServer, sources: dict, *extra: str) -> list[str]:
@@ -205,15 +218,8 @@ def test_sigkill_mid_run_then_resume_repeats_no_request(tmp_path: Path, server: 
                                                         sources: dict) -> None:
     out = tmp_path / "out"
     server.hold_after = 6  # six answers, then requests stay in flight until the kill
-    proc = subprocess.Popen(cli(out, server, sources, "--concurrency", "3", "--quiet"), env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while journal_lines(out) < 6 or server.in_flight < 3:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never reached the kill point"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(cli(out, server, sources, "--concurrency", "3", "--quiet"),
+              lambda: journal_lines(out) >= 6 and server.in_flight >= 3)
     assert journal_lines(out) == 6
     server.hold_after = None
     assert main(cli(out, server, sources, "--quiet")[3:]) == 0
