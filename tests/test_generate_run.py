@@ -180,12 +180,18 @@ def test_the_configured_concurrency_is_reached(tmp_path: Path, server: OpenAISer
 def test_a_run_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, server: OpenAIServer,
                                                           sources: dict) -> None:
     """generate freezes its items and journal out of the collector's sight and widens the young generation
-    while it sends; the process it runs in (a notebook, a caller's program) gets its collector back."""
+    while it sends; the process it runs in (a notebook, a caller's program) gets its collector back, and no
+    parsed answer stays cached after a run or a dry run."""
+    from audio_dialogues.generate.run import _judge
+    from audio_dialogues.llm.judge import JudgeEndpoint
+
     threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     generate(options(tmp_path, server, sources, configs=("audioset",), embedder="none"))
-    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
-    assert generate(options(tmp_path, server, sources, configs=("audioset",), dry_run=True))["already_answered"] == 16
-    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen) and _judge.cache_info().currsize == 0
+    judge = JudgeEndpoint(model="j", base_url=server.base_url)  # its estimate parses the journaled dialogues
+    assert generate(options(tmp_path, server, sources, configs=("audioset",), dry_run=True,
+                            judge=judge))["already_answered"] == 16
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen) and _judge.cache_info().currsize == 0
 
 
 def test_filters_are_counted_stages(tmp_path: Path, server: OpenAIServer, sources: dict) -> None:

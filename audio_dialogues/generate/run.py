@@ -868,6 +868,7 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
             descriptors, descriptor_keys = resolve_descriptors(options, classes, journal, report, settings, log)
             if descriptors:
                 items = build_items(options, sources, descriptors)
+        stack.callback(_judge.cache_clear)  # the dry run reads journaled answers through it too
         jobs = {}
         for (config, split), group in items.items():
             for item in group:
@@ -884,7 +885,6 @@ def generate(options: GenerateOptions, out: Callable[[str], None] = print) -> Ge
         stack.callback(gc.unfreeze)
         stack.callback(gc.set_threshold, *gc.get_threshold())
         gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
-        stack.callback(_judge.cache_clear)
         # By batch or offline, the dialogue prompts wait for every descriptor (a later run sends them).
         waiting = report.pending and (options.batch or options.batch_write is not None or options.batch_ingest)
         if waiting:
