@@ -244,6 +244,21 @@ def test_rerun_skips_cached_clips_without_a_request(media, tmp_path):
     assert sum(media.requests[n] for n in names) == before
 
 
+def test_a_fetch_indexes_what_it_fetched_so_the_rerun_reads_no_record(media, tmp_path, monkeypatch):
+    """The run that downloads saves the record index (see test_record_index.py) for the next one."""
+    monkeypatch.setattr(clip_cache, "RACY_NS", 0)  # no waiting for the folders to settle
+    for i in range(3):
+        serve(media, f"indexed{i:04d}", "m4a")
+    clips = [Clip(f"indexed{i:04d}", 1.0, 3.0) for i in range(3)]
+    assert fetch_clips(clips, cache_dir=tmp_path, options=options(media), progress=False).ok == 3
+    reads = []
+    real = clip_cache.lookup_key
+    monkeypatch.setattr(clip_cache, "lookup_key", lambda folder, key: reads.append(key) or real(folder, key))
+    report = fetch_clips(clips, cache_dir=tmp_path, options=options(media), progress=False)
+    assert report.skipped == 3 and reads == []
+    assert [str(o.path) for o in report.outcomes] == [clip_cache.lookup(tmp_path, c)[1] for c in clips]
+
+
 def test_a_truncated_cached_clip_is_detected_and_refetched(media, tmp_path):
     name = serve(media, "truncated01", "m4a")
     clip = Clip("truncated01", 1.0, 6.0)

@@ -5,6 +5,7 @@ Layout of a cache folder::
     <cache>/<2 hex chars>/<ytid>_<start ms>_<end ms>.flac    the verified clip (or .wav)
     <cache>/<2 hex chars>/<ytid>_<start ms>_<end ms>.json    its verification record
     <cache>/journal/<host>.jsonl                             what each fetch run did (see journal.py)
+    <cache>/index/records/<2 hex chars>.json                 the records of a shard folder (RecordIndex)
     <cache>/.work/                                           clip locks and temporaries while a run works
 
 Nothing else stays: a lock file lives only while its clip is being fetched (see locking.py), and what a
@@ -19,7 +20,8 @@ A clip counts as cached when its record exists, names an audio file, and that fi
 record says. The record is written only after the audio was decoded and checked (length, rate,
 channels), and the audio itself is renamed into place only after that check: a file that is visible
 under a final name was complete once, and one truncated since (disk full, bad copy) fails the size test.
-The check costs one small read and one stat per clip and never decodes.
+The check costs one small read and one stat per clip and never decodes; over a whole config,
+:class:`RecordIndex` spares the read while a shard folder is unchanged.
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import operator
 import os
+import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from ..files import FAULTS, OutputError, atomic_write
@@ -121,17 +127,25 @@ class ClipRecord:
         if type(data) is not dict:
             raise ValueError(f"bad clip record: {data!r:.100}")
         if data.keys() <= _RECORD_FIELDS:
-            record = cls(**data)
-        else:  # written by another version: keep the fields this one knows
-            record = cls(**{k: data[k] for k in _RECORD_FIELDS if k in data})
-        file = record.file
-        if (record.format not in CACHE_AUDIO_FORMATS or type(file) is not str or "/" in file
-                or file[:1] in (".", "")):
-            raise ValueError(f"bad clip record: {data!r}")
-        return record
+            return cls(**data).checked()
+        # written by another version: keep the fields this one knows
+        return cls(**{k: data[k] for k in _RECORD_FIELDS if k in data}).checked()
+
+    def checked(self) -> ClipRecord:
+        """``self``, or ``ValueError`` if it names no audio file of this folder in a cache format.
+
+        The file name becomes a path: nothing read from disk may point outside its shard folder.
+        """
+        file = self.file
+        if self.format not in CACHE_AUDIO_FORMATS or type(file) is not str or "/" in file or file[:1] in (".", ""):
+            raise ValueError(f"bad clip record: {self!r}")
+        return self
+
 
 
 _RECORD_FIELDS = frozenset(ClipRecord.__dataclass_fields__)
+#: A record's fields in declaration order, as :class:`RecordIndex` stores them (``ClipRecord(*row)``).
+_row = operator.attrgetter(*ClipRecord.__dataclass_fields__)
 
 
 def lookup(cache_dir: str | Path, clip: Clip) -> tuple[ClipRecord, str] | None:
@@ -142,9 +156,13 @@ def lookup(cache_dir: str | Path, clip: Clip) -> tuple[ClipRecord, str] | None:
     """
     if clip.start_s is None:
         return None
-    folder = f"{os.fspath(cache_dir)}/{hashlib.sha1(clip.ytid.encode()).hexdigest()[:2]}/"
+    return lookup_key(f"{os.fspath(cache_dir)}/{hashlib.sha1(clip.ytid.encode()).hexdigest()[:2]}/", clip.key)
+
+
+def lookup_key(folder: str, key: str) -> tuple[ClipRecord, str] | None:
+    """:func:`lookup` of the clip ``key`` (:attr:`Clip.key`) in its shard ``folder`` (a path ending in ``/``)."""
     try:
-        fd = os.open(f"{folder}{clip.key}{RECORD_SUFFIX}", os.O_RDONLY)  # 3x cheaper than open()
+        fd = os.open(f"{folder}{key}{RECORD_SUFFIX}", os.O_RDONLY)  # 3x cheaper than open()
         try:
             raw = os.read(fd, _RECORD_READ)
             while len(raw) % _RECORD_READ == 0 and raw:  # a record larger than one read (a big ``extra``)
@@ -161,6 +179,146 @@ def lookup(cache_dir: str | Path, clip: Clip) -> tuple[ClipRecord, str] | None:
     except (OSError, ValueError, TypeError, RecursionError):
         return None
     return record, path
+
+
+#: Where :class:`RecordIndex` keeps one file per shard folder.
+RECORD_INDEX_DIRNAME = "index/records"
+_RECORD_INDEX_FORMAT = 1
+#: How long a folder must have stood unchanged before its records are indexed: a change within the same
+#: tick of the file system's clock (up to 2 s: FAT; 1 s: ext3, HFS+) leaves the folder's mtime as it
+#: was, so records read in that tick may be stale under an mtime that still matches ("racily clean" in
+#: git's index). One more second covers the clock of a file server that runs behind.
+RACY_NS = 3_000_000_000
+
+
+class _Folder:
+    """What a :class:`RecordIndex` knows of one shard folder during a run."""
+
+    __slots__ = ("path", "mtime_ns", "settled", "trusted", "seen")
+
+    def __init__(self, path: str, mtime_ns: int | None, settled: bool, trusted: dict[str, Sequence[Any]]) -> None:
+        self.path = path
+        #: The folder's mtime before this run read any record in it; ``None``: no folder.
+        self.mtime_ns = mtime_ns
+        #: Whether that mtime was :data:`RACY_NS` old when taken (records read since may be indexed).
+        self.settled = settled
+        #: The stored rows that hold for the folder as it is (empty when the index file does not hold).
+        self.trusted = trusted
+        #: Rows this run read from record files, after :attr:`mtime_ns` was taken.
+        self.seen: dict[str, Sequence[Any]] = {}
+
+
+def _folder_state(path: str) -> tuple[int | None, bool]:
+    """``(mtime, settled)`` of a shard folder: its mtime (``None``: none) and whether it is :data:`RACY_NS` old."""
+    now = time.time_ns()  # before the stat: a change after the stat is later than this
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None, False
+    return mtime, now - mtime >= RACY_NS
+
+
+class RecordIndex:
+    """:func:`lookup` for many clips, reading one index file per shard folder instead of a record per clip.
+
+    Why a stored record can be believed without reading its file: records are only ever put in place by a
+    rename (:func:`write_record`), and creating, renaming or removing any entry of a folder changes the
+    folder's mtime. An index file holds records of its folder read *after* the folder's mtime was taken,
+    and that mtime, provided the folder had then stood unchanged for :data:`RACY_NS`; while the folder
+    keeps that mtime, no record in it was added, replaced or removed since. Otherwise, or when the index
+    file cannot be read, records are read from their own files as :func:`lookup` does. The audio is still
+    stat'ed per clip, so a file truncated in place fails its size test as before. A record edited in place
+    (which nothing in this package does) goes unnoticed until its folder changes.
+
+    One per run; :meth:`save` stores what the run learnt. Several processes sharing a cache may each save:
+    every index file is whole and holds for the mtime it names, so the last one written wins and the worst
+    a lost write costs is reading records again.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike) -> None:
+        self.cache_dir = os.fspath(cache_dir)
+        self._folders: dict[str, _Folder] = {}
+        #: Whether a record was read from its file: :meth:`save` would store it.
+        self.learnt = False
+
+    def _index_path(self, shard: str) -> str:
+        return f"{self.cache_dir}/{RECORD_INDEX_DIRNAME}/{shard}{RECORD_SUFFIX}"
+
+    def _open(self, shard: str) -> _Folder:
+        path = f"{self.cache_dir}/{shard}/"
+        mtime, settled = _folder_state(path)
+        trusted: dict[str, Sequence[Any]] = {}
+        if mtime is not None:
+            try:
+                with open(self._index_path(shard), "rb") as f:
+                    stored = json.loads(f.read())
+                if (stored["format"] == _RECORD_INDEX_FORMAT and stored["mtime_ns"] == mtime
+                        and type(stored["records"]) is dict):
+                    trusted = stored["records"]
+            except (OSError, ValueError, KeyError, TypeError, RecursionError):
+                pass  # no index, another version's or a damaged one: read the records themselves
+        folder = self._folders[shard] = _Folder(path, mtime, settled, trusted)
+        return folder
+
+    def lookup(self, clip: Clip) -> tuple[ClipRecord, str] | None:
+        """What :func:`lookup` returns for ``clip``, from the index where it holds."""
+        if clip.start_s is None:
+            return None
+        shard = hashlib.sha1(clip.ytid.encode()).hexdigest()[:2]
+        folder = self._folders.get(shard) or self._open(shard)
+        key = clip.key
+        row = folder.trusted.get(key)
+        if row is not None:
+            try:
+                record: ClipRecord | None = ClipRecord(*row).checked()
+            except (ValueError, TypeError):
+                record = None  # a damaged row: the record file says
+            if record is not None:
+                path = folder.path + record.file
+                try:
+                    return (record, path) if os.stat(path).st_size == record.size else None
+                except OSError:
+                    return None
+        found = lookup_key(folder.path, key)
+        if found is not None:
+            folder.seen[key] = _row(found[0])
+            self.learnt = True
+        return found
+
+    def save(self, fetched: Iterable[Clip] = ()) -> None:
+        """Store what this run learnt of the records, and the records of the clips it ``fetched``.
+
+        A folder that changed since this run first looked in it (it fetched into it, or another process
+        did) has the records of every clip the run knows there read again after its new mtime is taken.
+        A folder changed less than :data:`RACY_NS` before is left for a later run, and an index that
+        cannot be written is not kept (a read-only cache).
+        """
+        new: dict[str, set[str]] = {}
+        for clip in fetched:
+            if clip.start_s is not None:
+                new.setdefault(hashlib.sha1(clip.ytid.encode()).hexdigest()[:2], set()).add(clip.key)
+        for shard in self._folders.keys() | new.keys():
+            folder = self._folders.get(shard)
+            path = f"{self.cache_dir}/{shard}/"
+            mtime, settled = _folder_state(path)
+            if mtime is None:
+                continue
+            if folder is not None and folder.mtime_ns == mtime:
+                if not folder.seen or not folder.settled:
+                    continue  # nothing new, or read too soon after a change to be believed later
+                rows = {**folder.trusted, **folder.seen}
+            elif not settled:
+                continue
+            else:
+                keys = new.get(shard, set()) | (folder.trusted.keys() | folder.seen.keys() if folder else set())
+                rows = {key: _row(found[0]) for key in keys if (found := lookup_key(path, key)) is not None}
+            try:
+                with atomic_write(self._index_path(shard)) as f:
+                    # dumps, not dump: dump encodes in Python, chunk by chunk
+                    f.write(json.dumps({"format": _RECORD_INDEX_FORMAT, "mtime_ns": mtime, "records": rows},
+                                       separators=(",", ":")))
+            except OutputError:
+                return
 
 
 def read_record(cache_dir: str | Path, clip: Clip) -> ClipRecord | None:

@@ -310,8 +310,9 @@ def fetch_clips(
     """Make every clip (of this shard) available in the cache, or say why it is not.
 
     Clips the user already has in ``audio_dirs`` (found exactly as the dataset builder finds them) and
-    clips already cached and verified are skipped, with a read and a stat each for the cache. Returns
-    one outcome per distinct clip. Raises :class:`FetchInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C
+    clips already cached and verified are skipped, with a stat each for the cache (and a read of the
+    record where :class:`~audio_dialogues.audio.cache.RecordIndex` does not hold). Returns one outcome per
+    distinct clip. Raises :class:`FetchInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C
     after stopping the workers and journaling what finished; :class:`CacheError` when the cache cannot
     be written and :class:`NetworkUnreachable` when the video host cannot be reached at all, in both
     cases with nothing recorded against any clip and the report of what was done on the exception.
@@ -335,8 +336,8 @@ def fetch_clips(
         mine = list(select_shard(unique.values(), options.num_shards, options.shard_index))
         report = FetchReport(cache_dir=cache_dir, ffmpeg=ffmpeg, other_shards=len(unique) - len(mine))
 
-        cache_str = str(cache_dir)
-        lookup, satisfied_by, outcomes = clip_cache.lookup, options.satisfied_by, report.outcomes
+        index = clip_cache.RecordIndex(cache_dir)
+        lookup, satisfied_by, outcomes = index.lookup, options.satisfied_by, report.outcomes
         state: journal.JournalState | None = None  # read only once a clip is not cached
         todo: dict[str, list[Clip]] = {}
         for clip in mine:
@@ -352,7 +353,7 @@ def fetch_clips(
                     "MusicCaps CSV)"))
                 continue
             if not options.reverify:
-                found = lookup(cache_str, clip)
+                found = lookup(clip)
                 if found is not None and satisfied_by(found[0]):
                     outcomes.append(ClipOutcome(clip, SKIPPED, "cached", location=found[1],
                                                 short_by_s=found[0].short_by_s))
@@ -401,6 +402,8 @@ def fetch_clips(
     if run.fatal is not None:
         run.fatal.report = report
         raise run.fatal
+    if todo or index.learnt:  # the next run reads an index file per folder instead of every record
+        index.save(o.clip for o in report.outcomes if o.status == OK)
     return report
 
 
