@@ -7,8 +7,11 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 import audio_dialogues
 from audio_dialogues.fetch.clip_lists import INDEX_DIRNAME, config_clips
+from audio_dialogues.sources.clips import Clip
 
 
 def test_the_list_is_remembered_until_an_input_file_changes(tmp_path: Path) -> None:
@@ -33,3 +36,39 @@ def test_the_list_is_remembered_until_an_input_file_changes(tmp_path: Path) -> N
     assert config_clips("music", "all", **kwargs) == clips
     assert len(list((tmp_path / "cache" / INDEX_DIRNAME).glob("clips-music-*.json"))) == 1  # the old one is gone
 
+
+
+def remembered(tmp_path: Path) -> tuple[dict, dict, Path]:
+    paths = audio_dialogues.sample_paths()
+    kwargs = {"data_dir": paths["data_dir"], "cache_dir": tmp_path / "cache", "musiccaps_csv": paths["musiccaps_csv"]}
+    clips = config_clips("music", "all", **kwargs)
+    (stored,) = (tmp_path / "cache" / INDEX_DIRNAME).glob("clips-music-*.json")
+    return clips, kwargs, stored
+
+
+@pytest.mark.parametrize("row", [
+    ["../../../etc", 1.0, 11.0], ["abcdefghij\n", 1.0, 11.0], ["abcdefghijk", -1.0, 9.0],
+    ["abcdefghijk", 5.0, 5.2], ["abcdefghijk", 9.0, 1.0], ["abcdefghijk", 1.0, 1e9], ["abcdefghijk", "1", 11.0],
+    ["abcdefghijk", True, 11.0], ["abcdefghijk", 1.0, None], ["abcdefghijk", 1.0], "abcdefghijk", 7,
+])
+def test_a_stored_list_with_a_bad_row_is_not_believed(tmp_path: Path, row) -> None:
+    clips, kwargs, stored = remembered(tmp_path)
+    lists = json.loads(stored.read_text())
+    lists[next(iter(lists))].append(row)
+    stored.write_text(json.dumps(lists))
+    assert config_clips("music", "all", **kwargs) == clips  # read from the annotations again
+
+
+def test_odd_but_valid_rows_are_read_as_the_constructor_reads_them(tmp_path: Path) -> None:
+    rows = [["abcdefghijk", 1, 11], ["abcdefghijk", None, None], ["a-_cdefghijk"[:11], 0.0, 0.5],
+            ["abcdefghijk", 86399.5, 86400.0], ["abcdefghijk", 0.0005, 10.0015], ["-bcdefghijk", 30.0, 40.0]]
+    clips, kwargs, stored = remembered(tmp_path)
+    lists = json.loads(stored.read_text())
+    lists[next(iter(lists))].extend(rows)
+    stored.write_text(json.dumps(lists))
+    read = config_clips("music", "all", **kwargs)
+    assert read != clips  # the stored list, not the annotations
+    made = [Clip(*row) for row in rows]
+    assert read[next(iter(lists))][-len(rows):] == made
+    assert [c.key for c in read[next(iter(lists))][-len(rows):]] == [c.key for c in made]
+    assert [type(c.start_s) for c in Clip.many(rows)] == [type(c.start_s) for c in made]

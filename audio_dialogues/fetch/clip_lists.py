@@ -94,8 +94,7 @@ def _remembered(cache_dir: str | os.PathLike, config: str, splits: Iterable[str]
     if key is not None:
         try:
             with open(path, "rb") as f, gc_paused():  # 100k+ acyclic clips: no collection pass to rescan them
-                return {split: [Clip(ytid, start, end) for ytid, start, end in rows]
-                        for split, rows in json.load(f).items()}
+                return {split: Clip.many(rows) for split, rows in json.load(f).items()}
         except (OSError, ValueError, TypeError, AttributeError, RecursionError, ClipError):
             pass
     clips = read()

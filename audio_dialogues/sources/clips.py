@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import AudioDialoguesError
@@ -79,8 +80,27 @@ class Clip:
                             f"a clip is at least {MIN_CLIP_S} s")
         object.__setattr__(self, "start_s", start)
         object.__setattr__(self, "end_s", end)
-        key = self.ytid if start is None or end is None else f"{self.ytid}_{round(start * 1000)}_{round(end * 1000)}"
-        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "key", self.ytid if start is None or end is None else _key(self.ytid, start, end))
+
+    @classmethod
+    def many(cls, rows: Iterable[Sequence[object]]) -> list[Clip]:
+        """``[Clip(*row) for row in rows]`` at half the cost, for the 100k-clip lists the cache remembers.
+
+        A row that is plainly valid (an 11-character id, float times within [0, MAX_TIME_S] at least
+        MIN_CLIP_S apart) is built without the checks' function calls; any other row goes through the
+        constructor, which raises :class:`ClipError` for a bad one.
+        """
+        new, fullmatch, clips = object.__new__, YTID_RE.fullmatch, []
+        for row in rows:
+            ytid, start, end = row
+            if (type(start) is float and type(end) is float and 0.0 <= start and end <= MAX_TIME_S
+                    and end - start >= MIN_CLIP_S and type(ytid) is str and fullmatch(ytid)):
+                clip = new(cls)
+                clip.__dict__.update(ytid=ytid, start_s=start, end_s=end, key=_key(ytid, start, end))
+            else:
+                clip = cls(*row)  # type: ignore[arg-type]  # checked there
+            clips.append(clip)
+        return clips
 
     @property
     def has_times(self) -> bool:
@@ -102,6 +122,10 @@ class Clip:
         ytid, start_ms = parse_segment_id(segment_id)
         start = start_ms / 1000.0
         return cls(ytid, start, start + duration_s)
+
+
+def _key(ytid: str, start: float, end: float) -> str:
+    return f"{ytid}_{round(start * 1000)}_{round(end * 1000)}"
 
 
 def parse_segment_id(segment_id: str) -> tuple[str, int]:
