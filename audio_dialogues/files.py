@@ -59,7 +59,10 @@ class FileIdentity(NamedTuple):
     @classmethod
     def of(cls, path: str | os.PathLike) -> FileIdentity:
         """The identity of the file at ``path`` now; ``OSError`` if it cannot be stat'ed."""
-        st = os.stat(path)
+        return cls.of_stat(os.stat(path))
+
+    @classmethod
+    def of_stat(cls, st: os.stat_result) -> FileIdentity:
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 

@@ -37,7 +37,6 @@ def test_the_list_is_remembered_until_an_input_file_changes(tmp_path: Path) -> N
     assert len(list((tmp_path / "cache" / INDEX_DIRNAME).glob("clips-music-*.json"))) == 1  # the old one is gone
 
 
-
 def remembered(tmp_path: Path) -> tuple[dict, dict, Path]:
     paths = audio_dialogues.sample_paths()
     kwargs = {"data_dir": paths["data_dir"], "cache_dir": tmp_path / "cache", "musiccaps_csv": paths["musiccaps_csv"]}
@@ -47,7 +46,7 @@ def remembered(tmp_path: Path) -> tuple[dict, dict, Path]:
 
 
 @pytest.mark.parametrize("row", [
-    ["../../../etc", 1.0, 11.0], ["abcdefghij\n", 1.0, 11.0], ["abcdefghijk", -1.0, 9.0],
+    ["../../../etc", 1.0, 11.0], ["abcdefghij\n", 1.0, 11.0], ["abcdefghijkl", 1.0, 11.0], ["abcdefghijk", -1.0, 9.0],
     ["abcdefghijk", 5.0, 5.2], ["abcdefghijk", 9.0, 1.0], ["abcdefghijk", 1.0, 1e9], ["abcdefghijk", "1", 11.0],
     ["abcdefghijk", True, 11.0], ["abcdefghijk", 1.0, None], ["abcdefghijk", 1.0], "abcdefghijk", 7,
 ])
@@ -71,4 +70,6 @@ def test_odd_but_valid_rows_are_read_as_the_constructor_reads_them(tmp_path: Pat
     made = [Clip(*row) for row in rows]
     assert read[next(iter(lists))][-len(rows):] == made
     assert [c.key for c in read[next(iter(lists))][-len(rows):]] == [c.key for c in made]
-    assert [type(c.start_s) for c in Clip.many(rows)] == [type(c.start_s) for c in made]
+    assert [vars(c) for c in Clip.many(rows)] == [vars(c) for c in made]  # every attribute
+    assert [[type(v) for v in vars(c).values()] for c in Clip.many(rows)] == [
+        [type(v) for v in vars(c).values()] for c in made]

@@ -31,7 +31,7 @@ import hashlib
 import json
 import operator
 import os
-import time
+import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..files import FAULTS, OutputError, atomic_write
+from ..files import FAULTS, TMP_PREFIX, FileIdentity, OutputError, atomic_write
 from ..sources.clips import Clip
 
 CACHE_ENV = "AUDIO_DIALOGUES_CACHE"
@@ -144,8 +144,10 @@ class ClipRecord:
 
 
 _RECORD_FIELDS = frozenset(ClipRecord.__dataclass_fields__)
-#: A record's fields in declaration order, as :class:`RecordIndex` stores them (``ClipRecord(*row)``).
-_row = operator.attrgetter(*ClipRecord.__dataclass_fields__)
+#: A record's fields in declaration order, as :class:`RecordIndex` stores them (``ClipRecord(*row)``); an
+#: index written by a version with other fields is not believed.
+_RECORD_ORDER = list(ClipRecord.__dataclass_fields__)
+_row = operator.attrgetter(*_RECORD_ORDER)
 
 
 def lookup(cache_dir: str | Path, clip: Clip) -> tuple[ClipRecord, str] | None:
@@ -185,37 +187,29 @@ def lookup_key(folder: str, key: str) -> tuple[ClipRecord, str] | None:
 RECORD_INDEX_DIRNAME = "index/records"
 _RECORD_INDEX_FORMAT = 1
 #: How long a folder must have stood unchanged before its records are indexed: a change within the same
-#: tick of the file system's clock (up to 2 s: FAT; 1 s: ext3, HFS+) leaves the folder's mtime as it
-#: was, so records read in that tick may be stale under an mtime that still matches ("racily clean" in
-#: git's index). One more second covers the clock of a file server that runs behind.
+#: tick of the file system's clock (up to 2 s: FAT; 1 s: ext3, HFS+) leaves a folder's times as they were,
+#: so records read in that tick may be stale under times that still match ("racily clean" in git's index).
 RACY_NS = 3_000_000_000
+#: A temporary in the index folder this much older than a write takes was left by a killed run.
+_STALE_TEMPORARY_NS = 600 * 10**9
 
 
 class _Folder:
     """What a :class:`RecordIndex` knows of one shard folder during a run."""
 
-    __slots__ = ("path", "mtime_ns", "settled", "trusted", "seen")
+    __slots__ = ("path", "identity", "settled", "trusted", "seen")
 
-    def __init__(self, path: str, mtime_ns: int | None, settled: bool, trusted: dict[str, Sequence[Any]]) -> None:
+    def __init__(self, path: str, identity: FileIdentity | None, settled: bool, trusted: dict[str, Any]) -> None:
         self.path = path
-        #: The folder's mtime before this run read any record in it; ``None``: no folder.
-        self.mtime_ns = mtime_ns
-        #: Whether that mtime was :data:`RACY_NS` old when taken (records read since may be indexed).
+        #: The folder's identity before this run read any record in it; ``None``: no folder.
+        self.identity = identity
+        #: Whether the folder had then stood unchanged for :data:`RACY_NS` (records read since may be indexed).
         self.settled = settled
-        #: The stored rows that hold for the folder as it is (empty when the index file does not hold).
+        #: The stored rows that hold for the folder as it is (empty when the index file does not hold):
+        #: JSON as read, checked per row when used.
         self.trusted = trusted
-        #: Rows this run read from record files, after :attr:`mtime_ns` was taken.
+        #: Rows this run read from record files, after :attr:`identity` was taken.
         self.seen: dict[str, Sequence[Any]] = {}
-
-
-def _folder_state(path: str) -> tuple[int | None, bool]:
-    """``(mtime, settled)`` of a shard folder: its mtime (``None``: none) and whether it is :data:`RACY_NS` old."""
-    now = time.time_ns()  # before the stat: a change after the stat is later than this
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        return None, False
-    return mtime, now - mtime >= RACY_NS
 
 
 class RecordIndex:
@@ -223,41 +217,69 @@ class RecordIndex:
 
     Why a stored record can be believed without reading its file: records are only ever put in place by a
     rename (:func:`write_record`), and creating, renaming or removing any entry of a folder changes the
-    folder's mtime. An index file holds records of its folder read *after* the folder's mtime was taken,
-    and that mtime, provided the folder had then stood unchanged for :data:`RACY_NS`; while the folder
-    keeps that mtime, no record in it was added, replaced or removed since. Otherwise, or when the index
-    file cannot be read, records are read from their own files as :func:`lookup` does. The audio is still
-    stat'ed per clip, so a file truncated in place fails its size test as before. A record edited in place
-    (which nothing in this package does) goes unnoticed until its folder changes.
+    folder's mtime and ctime (which no tool can set back). An index file holds records of its folder read
+    *after* the folder's :class:`~audio_dialogues.files.FileIdentity` was taken, and that identity,
+    provided the folder had then stood unchanged for :data:`RACY_NS` by the file system's own clock (the
+    time of a file created just before; a client's clock may run apart from a file server's). While the
+    folder keeps that identity, no record in it was added, replaced or removed since. Otherwise, or when
+    the index file cannot be read, records are read from their own files as :func:`lookup` does. The audio
+    is still stat'ed per clip, so a file truncated in place fails its size test as before. A record edited
+    in place (which nothing in this package does) goes unnoticed until its folder changes.
+
+    The folder is opened, not just stat'ed: NFS clients revalidate attributes on open (close-to-open
+    consistency) rather than answer from their attribute cache. No NFS mount was at hand to show it here.
 
     One per run; :meth:`save` stores what the run learnt. Several processes sharing a cache may each save:
-    every index file is whole and holds for the mtime it names, so the last one written wins and the worst
-    a lost write costs is reading records again.
+    every index file is whole and holds for the identity it names, so the last one written wins and the
+    worst a lost write costs is reading records again.
     """
 
     def __init__(self, cache_dir: str | os.PathLike) -> None:
         self.cache_dir = os.fspath(cache_dir)
+        self._index_dir = f"{self.cache_dir}/{RECORD_INDEX_DIRNAME}"
         self._folders: dict[str, _Folder] = {}
+        #: The file system's time before any folder was looked at (``None``: none; nothing is saved).
+        self._started_ns: int | None = None
         #: Whether a record was read from its file: :meth:`save` would store it.
         self.learnt = False
 
-    def _index_path(self, shard: str) -> str:
-        return f"{self.cache_dir}/{RECORD_INDEX_DIRNAME}/{shard}{RECORD_SUFFIX}"
+    def _fs_now(self) -> int | None:
+        """The time on the cache's file system now: the mtime of a nameless file made in the index folder."""
+        try:
+            os.makedirs(self._index_dir, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self._index_dir, prefix=TMP_PREFIX) as f:  # O_TMPFILE: no leftover
+                return os.fstat(f.fileno()).st_mtime_ns
+        except OSError:
+            return None  # a read-only cache: its index can be read, not written
+
+    def _folder_state(self, path: str, now: int | None) -> tuple[FileIdentity | None, bool]:
+        """``(identity, settled)`` of a shard folder (``None``: no folder); ``now`` from :meth:`_fs_now`."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None, False
+        try:
+            identity = FileIdentity.of_stat(os.fstat(fd))
+        finally:
+            os.close(fd)
+        return identity, now is not None and now - max(identity.mtime_ns, identity.ctime_ns) >= RACY_NS
 
     def _open(self, shard: str) -> _Folder:
+        if not self._folders:
+            self._started_ns = self._fs_now()
         path = f"{self.cache_dir}/{shard}/"
-        mtime, settled = _folder_state(path)
-        trusted: dict[str, Sequence[Any]] = {}
-        if mtime is not None:
+        identity, settled = self._folder_state(path, self._started_ns)
+        trusted: dict[str, Any] = {}
+        if identity is not None:
             try:
-                with open(self._index_path(shard), "rb") as f:
+                with open(f"{self._index_dir}/{shard}{RECORD_SUFFIX}", "rb") as f:
                     stored = json.loads(f.read())
-                if (stored["format"] == _RECORD_INDEX_FORMAT and stored["mtime_ns"] == mtime
-                        and type(stored["records"]) is dict):
+                if (stored["format"] == _RECORD_INDEX_FORMAT and stored["fields"] == _RECORD_ORDER
+                        and stored["folder"] == list(identity) and type(stored["records"]) is dict):
                     trusted = stored["records"]
             except (OSError, ValueError, KeyError, TypeError, RecursionError):
                 pass  # no index, another version's or a damaged one: read the records themselves
-        folder = self._folders[shard] = _Folder(path, mtime, settled, trusted)
+        folder = self._folders[shard] = _Folder(path, identity, settled, trusted)
         return folder
 
     def lookup(self, clip: Clip) -> tuple[ClipRecord, str] | None:
@@ -270,15 +292,15 @@ class RecordIndex:
         row = folder.trusted.get(key)
         if row is not None:
             try:
-                record: ClipRecord | None = ClipRecord(*row).checked()
-            except (ValueError, TypeError):
-                record = None  # a damaged row: the record file says
-            if record is not None:
+                record = ClipRecord(*row).checked()
                 path = folder.path + record.file
-                try:
-                    return (record, path) if os.stat(path).st_size == record.size else None
-                except OSError:
-                    return None
+                size = os.stat(path).st_size
+            except OSError:
+                return None  # the audio is gone
+            except (ValueError, TypeError):
+                pass  # a damaged row (a field missing, a name with a NUL or a lone surrogate): the record file says
+            else:
+                return (record, path) if size == record.size else None
         found = lookup_key(folder.path, key)
         if found is not None:
             folder.seen[key] = _row(found[0])
@@ -289,21 +311,25 @@ class RecordIndex:
         """Store what this run learnt of the records, and the records of the clips it ``fetched``.
 
         A folder that changed since this run first looked in it (it fetched into it, or another process
-        did) has the records of every clip the run knows there read again after its new mtime is taken.
-        A folder changed less than :data:`RACY_NS` before is left for a later run, and an index that
-        cannot be written is not kept (a read-only cache).
+        did) has the records of every clip the run knows there read again after its new identity is
+        taken. A folder changed less than :data:`RACY_NS` before is left for a later run, and an index
+        that cannot be written is not kept (a read-only cache).
         """
         new: dict[str, set[str]] = {}
         for clip in fetched:
             if clip.start_s is not None:
                 new.setdefault(hashlib.sha1(clip.ytid.encode()).hexdigest()[:2], set()).add(clip.key)
+        now = self._fs_now()
+        if now is None:
+            return
+        self._sweep(now)
         for shard in self._folders.keys() | new.keys():
             folder = self._folders.get(shard)
             path = f"{self.cache_dir}/{shard}/"
-            mtime, settled = _folder_state(path)
-            if mtime is None:
+            identity, settled = self._folder_state(path, now)
+            if identity is None:
                 continue
-            if folder is not None and folder.mtime_ns == mtime:
+            if folder is not None and folder.identity == identity:
                 if not folder.seen or not folder.settled:
                     continue  # nothing new, or read too soon after a change to be believed later
                 rows = {**folder.trusted, **folder.seen}
@@ -313,12 +339,22 @@ class RecordIndex:
                 keys = new.get(shard, set()) | (folder.trusted.keys() | folder.seen.keys() if folder else set())
                 rows = {key: _row(found[0]) for key in keys if (found := lookup_key(path, key)) is not None}
             try:
-                with atomic_write(self._index_path(shard)) as f:
+                with atomic_write(f"{self._index_dir}/{shard}{RECORD_SUFFIX}") as f:
                     # dumps, not dump: dump encodes in Python, chunk by chunk
-                    f.write(json.dumps({"format": _RECORD_INDEX_FORMAT, "mtime_ns": mtime, "records": rows},
-                                       separators=(",", ":")))
+                    f.write(json.dumps({"format": _RECORD_INDEX_FORMAT, "fields": _RECORD_ORDER,
+                                        "folder": identity, "records": rows}, separators=(",", ":")))
             except OutputError:
                 return
+
+    def _sweep(self, now: int) -> None:
+        """Remove the temporaries of index writes that killed runs left (a live write takes milliseconds)."""
+        try:
+            with os.scandir(self._index_dir) as entries:
+                for entry in entries:
+                    if entry.name.startswith(TMP_PREFIX) and now - entry.stat().st_ctime_ns > _STALE_TEMPORARY_NS:
+                        os.unlink(entry.path)
+        except OSError:
+            pass  # another run swept it first, or the folder cannot be listed: the next run tries again
 
 
 def read_record(cache_dir: str | Path, clip: Clip) -> ClipRecord | None:

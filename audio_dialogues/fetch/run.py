@@ -403,7 +403,11 @@ def fetch_clips(
         run.fatal.report = report
         raise run.fatal
     if todo or index.learnt:  # the next run reads an index file per folder instead of every record
-        index.save(o.clip for o in report.outcomes if o.status == OK)
+        try:
+            index.save(o.clip for o in report.outcomes if o.status == OK)
+        except KeyboardInterrupt:  # after a long fetch, saving reads the records of the folders it changed
+            report.interrupted = True
+            raise FetchInterrupted(report) from None
     return report
 
 

@@ -84,7 +84,8 @@ class Clip:
 
     @classmethod
     def many(cls, rows: Iterable[Sequence[object]]) -> list[Clip]:
-        """``[Clip(*row) for row in rows]`` at half the cost, for the 100k-clip lists the cache remembers.
+        """``[Clip(*row) for row in rows]`` for rows of ``(ytid, start_s, end_s)``, at half the cost: for the
+        100k-clip lists the cache remembers.
 
         A row that is plainly valid (an 11-character id, float times within [0, MAX_TIME_S] at least
         MIN_CLIP_S apart) is built without the checks' function calls; any other row goes through the
