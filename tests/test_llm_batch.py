@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
-from audio_dialogues.llm.batch import BatchError, parse_result, request_line, split_lines
+from audio_dialogues.errors import UsageError
+from audio_dialogues.llm.batch import BatchError, open_client, parse_result, request_line, split_lines
+from tests.openai_server import OpenAIServer
 
 
 def test_files_are_cut_at_the_request_or_the_byte_limit_whichever_comes_first() -> None:
@@ -37,3 +40,28 @@ def test_a_result_line_is_an_answer_or_an_error_and_a_broken_one_is_named() -> N
     assert refused.completion is None and refused.error == "HTTP 400: no"
     with pytest.raises(BatchError, match="f:3: not a batch result line"):
         parse_result(b'{"response": {}}', "f:3")
+
+
+def test_the_batch_client_takes_the_proxy_the_chat_client_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment's HTTP proxy carries the Files and Batches requests to a host only it can reach; a SOCKS
+    proxy stops at once with the fix (httpx, reading the environment itself, raised an ImportError), unless
+    NO_PROXY exempts the host (test_llm_client does the same for the chat client)."""
+    host = "audio-dialogues-test.invalid"
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy",
+                 "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with OpenAIServer() as server:
+        monkeypatch.setenv("HTTP_PROXY", server.base_url.rsplit("/", 1)[0])
+        client = open_client(f"http://{host}/v1", None, timeout_s=10, max_attempts=1)
+
+        async def batches() -> list:
+            async with client:  # its connections closed in the loop that opened them
+                return [batch async for batch in client.batches.list()]
+
+        assert asyncio.run(batches()) == []
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    with pytest.raises(UsageError, match="only HTTP proxies carry the LLM requests; unset it"):
+        open_client(f"http://{host}/v1", None, timeout_s=10, max_attempts=1)
+    monkeypatch.setenv("NO_PROXY", host)
+    open_client(f"http://{host}/v1", None, timeout_s=10, max_attempts=1)

@@ -34,7 +34,7 @@ import openai
 
 from ..errors import AudioDialoguesError, reason
 from ..files import atomic_write, load_json, read_input
-from .client import Completion
+from .client import Completion, env_proxy, openai_config
 from .endpoint import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS
 from .journal import Journal
 from .runner import interrupt_handlers
@@ -196,9 +196,15 @@ class BatchOutcome:
 
 def open_client(base_url: str | None, api_key: str | None, timeout_s: float, max_attempts: int) -> openai.AsyncOpenAI:
     """A client for the Files and Batches endpoints: the ``openai`` client's own retries suit them (a create
-    call is never retried, see :meth:`BatchRunner._create`)."""
+    call is never retried, see :meth:`BatchRunner._create`).
+
+    Its proxy is the one :func:`~.client.env_proxy` names, as for chat requests: a SOCKS proxy is refused with
+    the fix, where httpx, reading the environment itself, raised an ImportError (it needs an extra for SOCKS).
+    """
+    proxy = env_proxy(str(openai_config(base_url, api_key).base_url))
     return openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s,
-                              max_retries=max_attempts - 1)
+                              max_retries=max_attempts - 1,
+                              http_client=openai.DefaultAsyncHttpxClient(proxy=proxy, trust_env=False))
 
 
 class BatchRunner:

@@ -291,13 +291,9 @@ class ChatClient:
         self.stats = ClientStats()
         self._rpm = _per_second_bucket(rpm) if rpm else None
         self._tpm = _per_second_bucket(tpm) if tpm else None
-        # Where and how to ask, as the openai client resolves them (OPENAI_BASE_URL, OPENAI_ORG_ID ...): its
-        # default headers (1.x includes the key in them, later versions keep it in ``auth_headers``), the
-        # options it leaves unset (``Omit``) left out. Read once; no request goes through it.
-        # Its own HTTP client is never used: one that ignores the environment, so that a proxy variable httpx
-        # cannot serve (SOCKS without socksio) does not stop the run here; env_proxy says what we honour.
-        config = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0,
-                                    http_client=openai.DefaultAsyncHttpxClient(trust_env=False))
+        # Where and how to ask, as the openai client resolves them: its default headers (1.x includes the key
+        # in them, later versions keep it in ``auth_headers``), the options it leaves unset (``Omit``) left out.
+        config = openai_config(base_url, api_key)
         self.base_url = str(config.base_url).rstrip("/")
         self._headers = {name: value for name, value in {**config.default_headers, **config.auth_headers}.items()
                          if isinstance(value, str)}
@@ -436,6 +432,17 @@ def _embeddings(answer: Any) -> list[list[float]]:
         return [d["embedding"] for d in sorted(answer["data"], key=lambda d: d["index"])]
     except (AttributeError, TypeError, KeyError, IndexError) as e:
         raise _NotAnAnswer(f"not an embeddings answer ({reason(e)}): {_short(str(answer))}") from None
+
+
+def openai_config(base_url: str | None, api_key: str | None) -> openai.AsyncOpenAI:
+    """Where and how to ask, as the openai client resolves them (``OPENAI_BASE_URL``, ``OPENAI_ORG_ID`` ...),
+    for reading only: no request goes through it.
+
+    Its HTTP client ignores the environment, so that a proxy variable httpx cannot serve (SOCKS without
+    socksio) does not raise here; :func:`env_proxy` says what is honoured.
+    """
+    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0,
+                              http_client=openai.DefaultAsyncHttpxClient(trust_env=False))
 
 
 def env_proxy(url: str) -> str | None:
