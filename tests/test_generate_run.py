@@ -192,6 +192,14 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, serve
     assert generate(options(tmp_path, server, sources, configs=("audioset",), dry_run=True,
                             judge=judge))["already_answered"] == 16
     assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen) and _judge.cache_info().currsize == 0
+    gc.freeze()  # a caller that froze its own objects keeps them frozen (the run unfroze them all before)
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        generate(options(tmp_path, server, sources, configs=("audioset",), embedder="none"))
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_filters_are_counted_stages(tmp_path: Path, server: OpenAIServer, sources: dict) -> None:
