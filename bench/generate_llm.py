@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Verdicts, isolate_caches, measure_contention, print_results  # noqa: E402
+
+from audio_dialogues.llm.journal import JOURNAL_NAME  # noqa: E402
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
@@ -144,6 +147,10 @@ def main() -> int:
                        sent == 0 and second.returncode == 0)
         print("stages per subset:", json.dumps({n: s["stages"] for n, s in splits.items()}, indent=1))
         print("rejects:", json.dumps({n: s["rejects"] for n, s in splits.items() if s["rejects"]}, indent=1))
+        journal = out / JOURNAL_NAME
+        asked = Counter(str(e.get("response_format")) for e in map(json.loads, journal.read_text().splitlines())
+                        if e.get("kind") == "dialogue") if journal.exists() else Counter()
+        print("dialogue answers by response_format (None: free text):", dict(asked))
         for config in ("audioset", "music", "comparison"):
             path = out / f"{config}_train.jsonl"
             if path.exists() and path.read_text().strip():

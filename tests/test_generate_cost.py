@@ -106,21 +106,20 @@ def test_dialogues_are_asked_for_their_json_schema_and_parsed_with_the_usual_che
     assert "| audioset_train | 12 | 1 | 0 | 0 |" in (tmp_path / "out" / "generation_report.md").read_text()
 
 
-@pytest.mark.parametrize(("refusal", "status"), [(True, "400"), ("llama.cpp", "500")])
 def test_a_refused_response_format_is_said_once_then_free_text_and_neither_paid_nor_a_failure(
-        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture, refusal: bool | str,
-        status: str) -> None:
-    """The first requests all go out at once and are all refused: as many as stop a run whose endpoint never
-    answered (``max(concurrency, 5)``), yet the run goes on, since the refusal is about the parameter. OpenAI
-    refuses with a 400; llama-cpp-python's server with a 500, which is not retried either."""
-    server.refuse_response_format, server.latency_s = refusal, 0.3
+        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture) -> None:
+    """The first requests all go out at once and are all refused, in both spellings: as many as stop a run whose
+    endpoint never answered (``max(concurrency, 5)``), yet the run goes on, since the refusal is about the
+    parameter (OpenAI's 400 for a model without structured outputs)."""
+    server.refuse_response_format, server.latency_s = True, 0.3
     server.fault("Music description:", "no dialogue here")  # a free-text answer the parser rejects
     report = generate(options(tmp_path, server, sources, concurrency=8, progress=True))
     err = capsys.readouterr().err
     assert report.complete and not report.failed_requests and server.repeated == 0
-    assert server.statuses[status] == 8 == len(server.response_formats)  # every request in flight at first
-    assert err.count(f"the endpoint refuses structured outputs (HTTP {status}") == 1
-    assert "asking for free text for the rest of the run" in err
+    assert server.statuses["400"] == 16 == len(server.response_formats)  # the 8 first in flight, in 2 spellings
+    assert err.count("the endpoint refuses response_format 'json_schema' (HTTP 400") == 1
+    assert err.count("the endpoint refuses response_format 'json_object' (HTTP 400") == 1
+    assert "asking for free text" in err
     entries = journal(tmp_path)
     assert len(entries) == 31 == len(server.usages) and not any(e["structured"] for e in entries)
     data = report.to_dict()
@@ -129,6 +128,30 @@ def test_a_refused_response_format_is_said_once_then_free_text_and_neither_paid_
     assert sum(rejected.values()) == 1 and sum(s["answers"]["structured"]["answered"]
                                                for s in data["splits"].values()) == 0
     assert "structured outputs refused by the endpoint" in report.summary()
+
+
+def test_llama_cpp_servers_get_the_schema_in_their_own_spelling(
+        tmp_path: Path, server: OpenAIServer, sources: dict, capsys: pytest.CaptureFixture) -> None:
+    """llama-cpp-python's server refuses the ``json_schema`` spelling with a 500 (not retried) and constrains its
+    grammar to ``{"type": "json_object", "schema": ...}``: every dialogue is then asked that way (it went to
+    free text before), said once, and the report records no refusal of structured outputs."""
+    server.refuse_response_format, server.latency_s = "llama.cpp", 0.3
+    server.fault("Music description:", "no dialogue here")
+    report = generate(options(tmp_path, server, sources, concurrency=8, progress=True))
+    err = capsys.readouterr().err
+    assert report.complete and not report.failed_requests and server.repeated == 0
+    assert server.statuses["500"] == 8  # only the first in flight, in the refused spelling
+    assert err.count("the endpoint refuses response_format 'json_schema' (HTTP 500") == 1
+    assert "asking with 'json_object'" in err and "free text" not in err
+    entries = journal(tmp_path)
+    dialogues = [e for e in entries if e["kind"] == "dialogue"]
+    assert dialogues and all(e["structured"] and e["response_format"] == "json_object" for e in dialogues)
+    assert not any(e["structured"] for e in entries if e["kind"] != "dialogue")
+    assert {f["type"] for f in server.response_formats} == {"json_schema", "json_object"}
+    data = report.to_dict()
+    assert data["structured_outputs"]["refused"] is None
+    assert sum(s["answers"]["structured"]["rejected"] for s in data["splits"].values()) == 1
+    assert "structured outputs refused" not in report.summary()
 
 
 def test_on_stops_at_a_refusal_and_the_journal_key_ignores_response_format(

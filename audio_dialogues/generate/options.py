@@ -208,8 +208,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="dollars per million prompt tokens the endpoint served from its prompt cache "
                             "(usage.prompt_tokens_details.cached_tokens; default: --price-in, i.e. no discount)")
     model.add_argument("--structured", choices=STRUCTURED, default="auto",
-                       help="ask for the answer's JSON schema (response_format): auto tries and falls back to free "
-                            "text if the endpoint refuses it, on stops the run instead, off never asks")
+                       help="ask for the answer's JSON schema (response_format), as OpenAI and vLLM spell it, then as "
+                            "llama.cpp's server does: auto falls back to free text if the endpoint refuses both, on "
+                            "stops the run instead, off never asks")
     model.add_argument("--prompt-file", dest="prompt_files", action="append", type=_prompt_file, default=[],
                        metavar="CONFIG=JSON", help="replace a config's prompt template (see docs/generate.md)")
     flt = parser.add_argument_group("filters")

@@ -117,10 +117,10 @@ def _clean(value: object) -> str | None:
     return text or None
 
 
-@functools.cache  # one dict per config, sent as it is with every request (never changed)
-def response_format(config: str) -> dict[str, Any]:
+def dialogue_schema(config: str) -> dict[str, Any]:
     """The strict JSON schema of ``config``'s answer, ``{"turns": [{"user", "assistant"}, ...]}`` with the
-    config's number of turns, as OpenAI's (and vLLM's) ``response_format`` takes it.
+    config's number of turns, for ``response_format`` (:mod:`audio_dialogues.llm.structured` spells it for
+    OpenAI and vLLM, or llama-cpp-python's server).
 
     The answer still goes through :func:`parse_dialogue`: an endpoint may honour the schema loosely, and an
     answer cut at ``max_tokens`` is no valid JSON at all.
@@ -128,10 +128,16 @@ def response_format(config: str) -> dict[str, Any]:
     low, high = TURN_LIMITS[config]
     turn = {"type": "object", "properties": {"user": {"type": "string"}, "assistant": {"type": "string"}},
             "required": ["user", "assistant"], "additionalProperties": False}
-    schema = {"type": "object", "properties": {"turns": {"type": "array", "items": turn, "minItems": low,
-                                                         "maxItems": high}},
-              "required": ["turns"], "additionalProperties": False}
-    return structured.response_format(schema, f"{config}_dialogue")
+    return {"type": "object", "properties": {"turns": {"type": "array", "items": turn, "minItems": low,
+                                                       "maxItems": high}},
+            "required": ["turns"], "additionalProperties": False}
+
+
+@functools.cache  # one dict per config and spelling, sent as it is with every request (never changed)
+def response_format(config: str, form: str = "json_schema") -> dict[str, Any]:
+    """``config``'s schema as ``response_format`` in spelling ``form`` (:data:`~audio_dialogues.llm.structured.FORMS`);
+    the default, OpenAI's and vLLM's, is the one a batch asks in."""
+    return structured.response_format(dialogue_schema(config), f"{config}_dialogue", form)
 
 
 def parse_dialogue(text: str | None, config: str) -> Parsed:

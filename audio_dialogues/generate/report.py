@@ -116,7 +116,8 @@ class GenerationReport:
     unused_answers: int = 0
     unused_usage: Usage = field(default_factory=Usage)
     failed_requests: Counter = field(default_factory=Counter)
-    #: ``--structured`` and, when the endpoint refused ``response_format`` in this run, its answer.
+    #: ``--structured`` and, when the endpoint refused ``response_format`` in every spelling in this run, its
+    #: last answer.
     structured: dict[str, str | None] = field(default_factory=lambda: {"mode": "auto", "refused": None})
     pending: int = 0
     interrupted: bool = False

@@ -39,6 +39,7 @@ from ..llm.journal import ITEM_HEADER, JOURNAL_NAME, Journal, OutputLock, lock_n
 from ..llm.judge import KIND as JUDGE_KIND
 from ..llm.judge import Judge, JudgeEndpoint
 from ..llm.runner import Pool
+from ..llm.structured import Fallback
 from ..llm.usage import Usage
 from ..sources.annotations import CONFIGS, GENERATION_REPORT, SPLITS, gc_paused
 from ..sources.metadata import CLASS_NAMES_URL, SourceMetadata, open_source_metadata
@@ -203,13 +204,14 @@ def classes_in(items: dict[tuple[str, str], list[Item]]) -> list[str]:
 
 
 def _entry(job: Job, completion: Completion, settings: ModelSettings, base_url: str,
-           structured: bool) -> dict[str, Any]:
+           form: str | None) -> dict[str, Any]:
     """The journal line of one answer: raw text, the parse result or the reject reason, usage, the endpoint, and
-    whether it was asked with the answer's JSON schema (``structured``)."""
+    whether it was asked with the answer's JSON schema (``structured``), in which ``response_format`` spelling
+    (``form``, :data:`~audio_dialogues.llm.structured.FORMS`; None: free text)."""
     entry: dict[str, Any] = {
         "key": job.key, "kind": job.kind, "name": job.name, "config": job.config, "split": job.split,
         "model": completion.model or settings.model, "base_url": base_url, "text": completion.text,
-        "finish_reason": completion.finish_reason, "structured": structured,
+        "finish_reason": completion.finish_reason, "structured": form is not None, "response_format": form,
         "usage": completion.usage.to_dict(),
         "attempts": completion.attempts, "latency_s": round(completion.latency_s, 4), "at": time.time(),
     }
@@ -274,6 +276,8 @@ class _Runner:
     def __init__(self, options: GenerateOptions, journal: Journal, report: GenerationReport,
                  settings: ModelSettings, log: Callable[[str], None]) -> None:
         self.options, self.journal, self.report, self.settings, self.log = options, journal, report, settings, log
+        self.fallback = Fallback(log)  # the spellings of response_format the endpoint has not refused
+        self._spellings = {config: functools.partial(response_format, config) for config in CONFIGS}
 
     async def run(self, jobs: Sequence[Job], known: Iterable[str] = ()) -> None:
         """Send ``jobs``; ``known`` are the keys of every request of this phase, answered or not."""
@@ -288,11 +292,11 @@ class _Runner:
 
         async def work(job: Job) -> None:
             try:
-                completion, structured = await self.complete(client, job)
+                completion, form = await self.complete(client, job)
             except RequestFailed as e:
                 self.report.failed_requests[str(e)] += 1
             else:
-                self.journal.append(_entry(job, completion, self.settings, client.base_url, structured))
+                self.journal.append(_entry(job, completion, self.settings, client.base_url, form))
                 self.report.this_run.add(completion.prompt_tokens, completion.completion_tokens,
                                          completion.cached_prompt_tokens)
             bar.update()
@@ -313,27 +317,27 @@ class _Runner:
         if unusable is not None:
             raise unusable_endpoint(unusable, self.options)
 
-    async def complete(self, client: ChatClient, job: Job) -> tuple[Completion, bool]:
-        """The answer to ``job`` and whether it was asked for as structured output.
+    async def complete(self, client: ChatClient, job: Job) -> tuple[Completion, str | None]:
+        """The answer to ``job`` and the ``response_format`` spelling it was asked in (None: free text).
 
-        Dialogues are asked with their JSON schema (:func:`response_format`) unless ``--structured off`` or the
-        endpoint refused it earlier in the run. A refusal is no answer and no endpoint failure: it is said once
-        and recorded in the report, and the job is asked again as free text (``--structured on``: the run
+        Dialogues are asked with their JSON schema (:func:`~.parsing.dialogue_schema`) unless ``--structured off``: in
+        OpenAI's and vLLM's spelling, then in llama-cpp-python's (:class:`~audio_dialogues.llm.structured.Fallback`).
+        A refusal is no answer and no endpoint failure: each is said once, and once every spelling is refused
+        it is recorded in the report and the job is asked again as free text (``--structured on``: the run
         stops instead, nothing paid).
         """
         headers = {ITEM_HEADER: f"{job.kind}:{job.name}"}
         structured = self.report.structured
-        if job.kind == "dialogue" and structured["mode"] != "off" and structured["refused"] is None:
-            try:
-                return await client.complete(job.messages, headers, response_format(job.config)), True
-            except ResponseFormatRefused as e:
-                if structured["mode"] == "on":
-                    raise EndpointUnusable(e.failure, 1, client.base_url) from None
-                if structured["refused"] is None:
-                    structured["refused"] = e.failure.label
-                    self.log(f"the endpoint refuses structured outputs ({e.failure.label}): asking for free text "
-                             "for the rest of the run")
-        return await client.complete(job.messages, headers), False
+        if job.kind != "dialogue" or structured["mode"] == "off":
+            return await client.complete(job.messages, headers), None
+        try:
+            completion, form = await self.fallback.complete(
+                client, job.messages, headers, self._spellings[job.config], free_text=structured["mode"] != "on")
+        except ResponseFormatRefused as e:
+            raise EndpointUnusable(e.failure, 1, client.base_url) from None
+        if form is None and structured["refused"] is None and self.fallback.refused is not None:
+            structured["refused"] = self.fallback.refused.failure.label
+        return completion, form
 
 
 def endpoint_proven(journal: Journal, known: set[str], model: str, base_url: str) -> bool:
@@ -408,7 +412,8 @@ def _batch_entries(jobs: Sequence[Job], settings: ModelSettings, options: Genera
         job = by_key[custom_id]
         report.this_run.add(completion.prompt_tokens, completion.completion_tokens, completion.cached_prompt_tokens,
                             batch=True)
-        return {**_entry(job, completion, settings, base_url, _batch_structured(job, options)), "batch": source}
+        form = "json_schema" if _batch_structured(job, options) else None
+        return {**_entry(job, completion, settings, base_url, form), "batch": source}
 
     return entry
 

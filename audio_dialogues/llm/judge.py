@@ -137,15 +137,16 @@ class Judge:
         from .client import EndpointUnusable, RequestFailed
         from .journal import ITEM_HEADER
         from .runner import Pool
-        from .structured import Fallback
+        from .structured import FORMS, Fallback, response_format
 
         client = self.endpoint.client(self.settings)
         schema, structured = self.scale.schema(), Fallback(self.log)
+        spellings = {form: response_format(schema, "scores", form) for form in FORMS}
 
         async def one(question: Question) -> None:
             try:
                 completion, form = await structured.complete(client, question.messages,
-                                                             {ITEM_HEADER: question.name}, schema, "scores")
+                                                             {ITEM_HEADER: question.name}, spellings.__getitem__)
             except RequestFailed as e:
                 asked.failures[str(e)] += 1
                 return

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import ChatClient, Completion
+    from .client import ChatClient, Completion, ResponseFormatRefused
 
 #: The spellings, in the order they are tried.
 FORMS = ("json_schema", "json_object")
@@ -37,19 +37,33 @@ class Fallback:
     def __init__(self, log: Callable[[str], None] | None = None) -> None:
         self.forms = list(FORMS)
         self.log = log or (lambda text: print(text, file=sys.stderr))
+        #: The refusal of the last spelling, once every one was refused.
+        self.refused: ResponseFormatRefused | None = None
 
     async def complete(self, client: ChatClient, messages: list[dict[str, str]], headers: dict[str, str],
-                       schema: dict[str, Any], name: str) -> tuple[Completion, str | None]:
-        """The completion of ``messages`` and the spelling it was asked in (None: free text)."""
+                       spell: Callable[[str], dict[str, Any]], *, free_text: bool = True
+                       ) -> tuple[Completion, str | None]:
+        """The completion of ``messages`` and the spelling it was asked in (None: free text).
+
+        ``spell(form)`` is the ``response_format`` in spelling ``form`` (see :func:`response_format`; a caller
+        sending many requests keeps one dict per spelling). With ``free_text`` False (``generate --structured
+        on``), the last refusal is raised instead.
+        """
         from .client import ResponseFormatRefused
 
         while self.forms:
             form = self.forms[0]
             try:
-                return await client.complete(messages, headers, response_format(schema, name, form)), form
+                return await client.complete(messages, headers, spell(form)), form
             except ResponseFormatRefused as e:
                 if form in self.forms:  # requests in flight together are refused together: learnt once
                     self.forms.remove(form)
-                    then = f"asking with {self.forms[0]!r}" if self.forms else "asking for free text"
+                    if not self.forms:
+                        self.refused = e
+                    then = f"asking with {self.forms[0]!r}" if self.forms else (
+                        "asking for free text" if free_text else "stopping")
                     self.log(f"the endpoint refuses response_format {form!r} ({e.failure.label}): {then}")
+        if not free_text:
+            assert self.refused is not None
+            raise self.refused
         return await client.complete(messages, headers), None
