@@ -11,7 +11,7 @@ import pytest
 
 import audio_dialogues
 from audio_dialogues.fetch.clip_lists import INDEX_DIRNAME, config_clips
-from audio_dialogues.sources.clips import Clip
+from audio_dialogues.sources.clips import Clip, ClipError
 
 
 def test_the_list_is_remembered_until_an_input_file_changes(tmp_path: Path) -> None:
@@ -73,3 +73,9 @@ def test_odd_but_valid_rows_are_read_as_the_constructor_reads_them(tmp_path: Pat
     assert [vars(c) for c in Clip.many(rows)] == [vars(c) for c in made]  # every attribute
     assert [[type(v) for v in vars(c).values()] for c in Clip.many(rows)] == [
         [type(v) for v in vars(c).values()] for c in made]
+
+
+def test_a_row_of_another_shape_is_a_clip_error() -> None:
+    for row in (["abcdefghijk", 1.0], 7, "abcdefghijk"):
+        with pytest.raises(ClipError, match="a clip row is \\(ytid, start_s, end_s\\)"):
+            Clip.many([row])

@@ -35,6 +35,9 @@ class Fallback:
     """
 
     def __init__(self, log: Callable[[str], None] | None = None) -> None:
+        from .client import ResponseFormatRefused  # here, once: the module stays light to import
+
+        self._refusal = ResponseFormatRefused
         self.forms = list(FORMS)
         self.log = log or (lambda text: print(text, file=sys.stderr))
         #: The refusal of the last spelling, once every one was refused.
@@ -49,13 +52,11 @@ class Fallback:
         sending many requests keeps one dict per spelling). With ``free_text`` False (``generate --structured
         on``), the last refusal is raised instead.
         """
-        from .client import ResponseFormatRefused
-
         while self.forms:
             form = self.forms[0]
             try:
                 return await client.complete(messages, headers, spell(form)), form
-            except ResponseFormatRefused as e:
+            except self._refusal as e:
                 if form in self.forms:  # requests in flight together are refused together: learnt once
                     self.forms.remove(form)
                     if not self.forms:

@@ -89,11 +89,14 @@ class Clip:
 
         A row that is plainly valid (an 11-character id, float times within [0, MAX_TIME_S] at least
         MIN_CLIP_S apart) is built without the checks' function calls; any other row goes through the
-        constructor, which raises :class:`ClipError` for a bad one.
+        constructor, which raises :class:`ClipError` for a bad one, as a row of another length does.
         """
         new, fullmatch, clips = object.__new__, YTID_RE.fullmatch, []
         for row in rows:
-            ytid, start, end = row
+            try:
+                ytid, start, end = row
+            except (TypeError, ValueError):
+                raise ClipError(f"a clip row is (ytid, start_s, end_s), got {row!r:.80}") from None
             if (type(start) is float and type(end) is float and 0.0 <= start and end <= MAX_TIME_S
                     and end - start >= MIN_CLIP_S and type(ytid) is str and fullmatch(ytid)):
                 clip = new(cls)
